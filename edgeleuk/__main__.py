@@ -1,0 +1,5 @@
+import sys
+
+from edgeleuk.cli import main
+
+sys.exit(main())

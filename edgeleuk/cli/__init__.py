@@ -1,0 +1,60 @@
+"""`edgeleuk` command line: a table of subcommands, each imported only when it runs.
+
+Exit codes: 0 ok, 1 user error (a message, no traceback), 2 usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import sys
+
+from edgeleuk import __version__
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("edgeleuk.cli.train", "train the classifier on an image folder (host: TensorFlow)"),
+    "evaluate": ("edgeleuk.cli.evaluate", "accuracy, per-class metrics, calibration of a model on a split part"),
+    "convert": ("edgeleuk.cli.convert", "export quantized TFLite and ONNX variants, each checked (host)"),
+    "run": ("edgeleuk.cli.run", "classify frames from a camera, video or images (device: no TensorFlow)"),
+    "doctor": ("edgeleuk.cli.doctor", "check backends, CPU features, cameras and the default model"),
+}
+
+
+def usage() -> str:
+    lines = [f"usage: edgeleuk <command> [options]   (edgeleuk {__version__}; research use only, not a diagnosis)", "", "commands:"]
+    lines += [f"  {name:<10}{summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += ["", "Run 'edgeleuk <command> --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"edgeleuk {__version__}")
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        hint = difflib.get_close_matches(name, COMMANDS, n=1)
+        print(f"edgeleuk: unknown command {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""), file=sys.stderr)
+        print(usage(), file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgeleuk.errors import UserError
+
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.main(argv[1:]) or 0)
+    except UserError as exc:
+        print(f"edgeleuk {name}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nedgeleuk {name}: interrupted", file=sys.stderr)
+        return 130
+    except ModuleNotFoundError as exc:
+        extra = "runtime" if name in ("run", "doctor") else ("convert" if name == "convert" else "train")
+        print(f"edgeleuk {name}: error: {exc.name} is not installed. Install it with: pip install 'edgeleuk[{extra}]'", file=sys.stderr)
+        return 1

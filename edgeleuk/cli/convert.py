@@ -1,0 +1,45 @@
+"""edgeleuk convert: quantized TFLite and ONNX variants of a Keras model, each loaded back and checked."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeleuk convert", description=__doc__)
+    p.add_argument("model", nargs="?", help="a .keras model (default: the packaged default model's source)")
+    p.add_argument("--out", default="runs/convert", help="output folder (default: runs/convert)")
+    p.add_argument("--int8", action="store_true", help="int8 TFLite and ONNX plus the float32 references (the default)")
+    p.add_argument("--all", action="store_true", help="every variant: tflite fp32/fp16/int8/dynamic, onnx fp32/int8")
+    p.add_argument("--variants", help="comma-separated variant names (e.g. tflite-int8,onnx-fp32)")
+    p.add_argument("--formats", help="comma-separated formats to keep: tflite,onnx")
+    p.add_argument("--data", help="image folder: calibration from the split's training part, checks on its test part")
+    p.add_argument("--split", help="split.json (default: the one beside the model)")
+    p.add_argument("--calibration-size", type=int, help="calibration images (default 300, stratified)")
+    p.add_argument("--float-output", action="store_true", help="int8 TFLite with a float32 output instead of uint8")
+    p.add_argument("--max-drop", type=float, default=1.0, help="fail when a variant loses more accuracy points than this (default 1.0)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    from edgeleuk.errors import UserError
+    from edgeleuk.export.pipeline import ConvertConfig, convert
+
+    names = ["all"] if args.all else (args.variants.split(",") if args.variants else ["int8"])
+    formats = [f.strip() for f in args.formats.split(",")] if args.formats else None
+    for f in formats or []:
+        if f not in ("tflite", "onnx"):
+            raise UserError(f"Received: --formats {f}; expected tflite and/or onnx")
+    if args.calibration_size is not None and args.calibration_size < 1:
+        raise UserError(f"Received: --calibration-size {args.calibration_size}; expected at least 1")
+    _, failed = convert(ConvertConfig(model=args.model, out=args.out, variants=[n.strip() for n in names], formats=formats,
+                                      data=args.data, split=args.split, calibration_size=args.calibration_size,
+                                      max_drop=args.max_drop, float_output=args.float_output))
+    if failed:
+        import sys
+
+        print(f"edgeleuk convert: {', '.join(failed)} lost more than {args.max_drop} accuracy points against the Keras model",
+              file=sys.stderr)
+        return 1
+    return 0

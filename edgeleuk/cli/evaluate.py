@@ -1,0 +1,25 @@
+"""edgeleuk evaluate: accuracy (95% CI), per-class and macro P/R/F1, confusion matrix and calibration error."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeleuk evaluate", description=__doc__)
+    p.add_argument("model", nargs="?", help=".keras, .tflite, .onnx or a conversion folder (default: the packaged model)")
+    p.add_argument("--data", required=True, help="image folder (one sub-folder per class)")
+    p.add_argument("--split", help="split.json (default: the one beside the model, else a new split)")
+    p.add_argument("--part", default="test", choices=("train", "test", "val"), help="which part (default: test)")
+    p.add_argument("--variant", help="variant of a conversion folder (default: int8 TFLite)")
+    p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--out", default="runs/evaluate", help="folder for metrics.json and confusion.png (default: runs/evaluate)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    from edgeleuk.evaluation import evaluate
+
+    evaluate(args.model, args.data, split=args.split, part=args.part, out=args.out, variant=args.variant, threads=args.threads)
+    return 0

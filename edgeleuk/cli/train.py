@@ -1,0 +1,38 @@
+"""edgeleuk train: the study's recipe (frozen base), optionally fine-tuned, into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeleuk train", description=__doc__)
+    p.add_argument("--data", required=True, help="folder with one sub-folder per class (Benign, Early, Pre, Pro), or the Kaggle layout")
+    p.add_argument("--out", default="runs/train", help="run folder to write (default: runs/train)")
+    p.add_argument("--weights", default="imagenet", help="imagenet (default), none, or a backbone .weights.h5 path")
+    p.add_argument("--split", help="reuse a split.json instead of making one")
+    p.add_argument("--fine-tune", action="store_true", help="stage 2: unfreeze the top of the base (batch norm stays frozen)")
+    p.add_argument("--fine-tune-from", default="block_13", help="first base block to unfreeze (default: block_13)")
+    p.add_argument("--epochs", type=int, default=60, help="stage-1 epochs at most (early stopping on val loss)")
+    p.add_argument("--fine-tune-epochs", type=int, default=15, help="stage-2 epochs at most")
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width (the study: 1.0)")
+    p.add_argument("--input-size", type=int, default=224, help="input side in pixels (the study: 224)")
+    p.add_argument("--feature-cache", help="folder for cached base features, or 'off' (default: ~/.cache/edgeleuk/features)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    from edgeleuk.train.fit import TrainConfig, train
+
+    config = TrainConfig(data=args.data, out=args.out, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
+                         split=args.split, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
+                         learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from,
+                         fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
+                         feature_cache=args.feature_cache)
+    summary = train(config)
+    return 130 if summary["interrupted"] else 0

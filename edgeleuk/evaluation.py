@@ -1,0 +1,89 @@
+"""Evaluate any model (Keras, or a TFLite/ONNX variant through the device runtime) on a split part."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeleuk.errors import UserError
+from edgeleuk.manifest import PreprocessSpec, atomic_write_text
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Loaded:
+    predict: Predictor
+    spec: PreprocessSpec
+    name: str
+    folder: Path  # where a split.json may sit
+
+
+def load_predictor(model: str | Path | None, variant: str | None = None, threads: int | None = None) -> Loaded:
+    """A batch predictor for a .keras file (Keras on the host) or anything the runtime loads."""
+    from edgeleuk.manifest import read_manifest
+
+    path = Path(model) if model else None
+    if path is not None and path.suffix == ".keras":
+        import keras
+
+        if not path.is_file():
+            raise UserError(f"model {path} does not exist")
+        try:
+            net = keras.models.load_model(path, compile=False)
+        except Exception as exc:
+            raise UserError(f"{path} could not be loaded as a Keras model ({str(exc).splitlines()[0][:200]})") from None
+        spec = read_manifest(path.parent).preprocess if (path.parent / "manifest.json").is_file() else PreprocessSpec(size=int(net.input_shape[1]))
+        return Loaded(lambda x: net.predict(x, batch_size=32, verbose=0), spec, path.name, path.parent)
+    from edgeleuk.export.parity import predict_all
+    from edgeleuk.runtime import load
+
+    clf = load(path, variant=variant, threads=threads)
+    folder = path if path is not None and path.is_dir() else clf.path.parent
+    return Loaded(lambda x: predict_all(clf, x), clf.spec, clf.name, folder)
+
+
+def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, model_folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """The images of one split part; the split is --split, else split.json beside the model, else made anew."""
+    from edgeleuk.dataset import load_arrays, scan
+    from edgeleuk.split import make_split, read_split
+
+    found = scan(data)
+    split_file = Path(split) if split else model_folder / "split.json"
+    if split_file.is_file():
+        chosen = read_split(split_file, found.samples, found.root)
+        note = f"{part} part of {split_file}"
+    elif split:
+        raise UserError(f"split file {split} does not exist")
+    else:
+        chosen = make_split(found.samples)
+        note = f"{part} part of a new split (seed {chosen.seed}); pass --split to use the training run's"
+    samples = chosen.part(found.samples, part)
+    if not samples:
+        raise UserError(f"the {part} part of the split is empty")
+    images, labels = load_arrays(samples, spec)
+    return images, labels, note
+
+
+def evaluate(model: str | None, data: str, split: str | None = None, part: str = "test", out: str | None = None,
+             variant: str | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Metrics of the model on the part; writes metrics.json and confusion.png to `out`."""
+    from edgeleuk import plots
+    from edgeleuk.metrics import classification_metrics, format_metrics
+
+    loaded = load_predictor(model, variant, threads)
+    images, labels, note = split_images(data, loaded.spec, split, part, loaded.folder)
+    metrics = classification_metrics(labels, loaded.predict(images))
+    metrics.update(model=loaded.name, data=note)
+    print(format_metrics(metrics, f"{loaded.name} on the {note}:"))
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        plots.plot_confusion(metrics, folder / "confusion.png", f"{loaded.name}: {metrics['accuracy']*100:.1f}% (n={metrics['n']})")
+        print(f"wrote {folder / 'metrics.json'} and confusion.png")
+    return metrics

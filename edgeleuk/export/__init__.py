@@ -1,0 +1,1 @@
+"""Host side: conversion of a Keras model into checked TFLite and ONNX variants."""

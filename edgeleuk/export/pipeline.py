@@ -1,0 +1,260 @@
+"""`edgeleuk convert`: every requested variant converted, loaded back in its runtime, checked, and
+written atomically with the manifest (a failed or interrupted run leaves the previous output as it was)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeleuk import __version__
+from edgeleuk.errors import UserError
+from edgeleuk.export.quiet import quiet
+from edgeleuk.export.recipes import QuantizationConfig, load_recipes
+from edgeleuk.manifest import (MANIFEST_NAME, Manifest, PreprocessSpec, Variant, atomic_write_text, read_manifest,
+                               sha256_file, write_manifest)
+from edgeleuk.runtime.embedded import EMBEDDED_NAME
+
+DEFAULT_SOURCE = Path(__file__).resolve().parents[1] / "models" / "default" / "model.keras"
+
+
+@dataclass
+class ConvertConfig:
+    model: str | None
+    out: str
+    variants: list[str] = field(default_factory=lambda: ["int8"])
+    formats: list[str] | None = None
+    data: str | None = None
+    split: str | None = None
+    calibration_size: int | None = None
+    max_drop: float = 1.0
+    float_output: bool = False
+    part: str = "test"
+
+
+@dataclass
+class Images:
+    calibration: np.ndarray | None
+    test: np.ndarray | None
+    test_labels: np.ndarray | None
+    note: str
+
+
+def _load_keras(path: Path):
+    import keras
+
+    if not path.is_file():
+        raise UserError(f"model {path} does not exist")
+    if path.suffix != ".keras":
+        raise UserError(f"{path} is not a Keras model file (.keras); convert takes the model that 'edgeleuk train' writes")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:
+        raise UserError(f"{path} could not be loaded as a Keras model ({str(exc).splitlines()[0][:200]})") from None
+
+
+def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calibration: dict, need_calibration: bool) -> Images:
+    from edgeleuk.dataset import load_arrays, scan
+    from edgeleuk.split import make_split, read_split
+
+    if not config.data:
+        if need_calibration:
+            raise UserError("int8 variants need real calibration images: pass --data DIR (and --split FILE); "
+                            "edgeleuk never calibrates on random data")
+        return Images(None, None, None, "no --data: accuracy not measured")
+    found = scan(config.data)
+    split_file = Path(config.split) if config.split else model_path.parent / "split.json"
+    if split_file.is_file():
+        split = read_split(split_file, found.samples, found.root)
+        note = f"split: {split_file}"
+    else:
+        split = make_split(found.samples)
+        note = "split: made anew (no split.json beside the model): test figures may be optimistic"
+    train = split.part(found.samples, calibration.get("part", "train"))
+    size = config.calibration_size or int(calibration.get("size", 300))
+    rng = np.random.default_rng(int(calibration.get("seed", 0)))
+    by_class: dict[str, list] = {}
+    for s in train:
+        by_class.setdefault(s.label, []).append(s)
+    chosen = []
+    for label, members in sorted(by_class.items()):
+        take = max(1, round(size * len(members) / len(train)))
+        chosen += [members[i] for i in sorted(rng.choice(len(members), min(take, len(members)), replace=False))]
+    test = split.part(found.samples, config.part)
+    calib_images, _ = load_arrays(chosen[:size], spec)
+    test_images, test_labels = load_arrays(test, spec)
+    return Images(calib_images, test_images, test_labels, f"{note}; calibration: {len(calib_images)} training images; "
+                  f"evaluation: {len(test)} {config.part} images")
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"edgeleuk": __version__, "python": platform.python_version()}
+    for dist in ("tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _convert_one(model, cfg: QuantizationConfig, folder: Path, images: Images, info: dict, work: Path) -> tuple[Path, float]:
+    start = time.perf_counter()
+    calibration = (lambda: iter(images.calibration)) if images.calibration is not None else None
+    target = folder / cfg.file_name
+    with quiet(work / f"{cfg.name}.log"):
+        _write_variant(model, cfg, folder, target, calibration, info, work)
+    return target, time.perf_counter() - start
+
+
+def _write_variant(model, cfg, folder, target, calibration, info, work) -> None:
+    from edgeleuk.export import onnx_export, tflite_export
+    from edgeleuk.runtime.embedded import embed_tflite
+
+    if cfg.format == "tflite":
+        target.write_bytes(tflite_export.to_tflite(model, cfg, calibration))
+        embed_tflite(target, info)
+    else:
+        fp32 = folder / "model_fp32.onnx"
+        if cfg.precision == "fp32" or not fp32.exists():
+            onnx_export.to_onnx(model, cfg, fp32 if cfg.precision == "fp32" else work / "fp32.onnx")
+        if cfg.precision == "int8":
+            source = fp32 if fp32.exists() else work / "fp32.onnx"
+            onnx_export.quantize_onnx(source, target, calibration)
+        onnx_export.embed_onnx(target, EMBEDDED_NAME, json.dumps(info))
+
+
+def _variant(cfg: QuantizationConfig, path: Path, classifier, seconds: float, metrics: dict) -> Variant:
+    b = classifier.backend
+    return Variant(name=cfg.name, format=cfg.format, file=path.name, sha256=sha256_file(path), precision=cfg.precision,
+                   input_name=b.input_name, input_shape=tuple(None if d in (-1, None) else int(d) for d in b.input_shape),
+                   input_dtype=b.input_dtype, output_dtype=b.output_dtype, input_quantization=b.input_quantization,
+                   output_quantization=b.output_quantization, size_bytes=path.stat().st_size,
+                   conversion_seconds=round(seconds, 2), metrics=metrics)
+
+
+def _staging(out: Path) -> Path:
+    parent = out.parent
+    if not parent.exists():
+        parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.staging-"))
+    except OSError as exc:
+        raise UserError(f"cannot write the output folder {out}: {exc.strerror}") from None
+    mask = os.umask(0)
+    os.umask(mask)
+    staging.chmod(0o777 & ~mask)
+    return staging
+
+
+def _swap(staging: Path, out: Path) -> None:
+    """Replace out by staging with two renames; the old folder goes only after the new one is in place."""
+    backup = None
+    if out.exists():
+        backup = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, backup)
+    os.rename(staging, out)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
+    """Convert, check and write; returns the report rows and the variants that failed --max-drop."""
+    from edgeleuk.export.parity import format_report, parity, predict_all
+    from edgeleuk.runtime.backends import open_backend
+    from edgeleuk.runtime.classifier import Classifier
+
+    recipes = load_recipes()
+    chosen = recipes.select(config.variants)
+    if config.formats:
+        chosen = [c for c in chosen if c.format in config.formats]
+        if not chosen:
+            raise UserError(f"Received: formats={','.join(config.formats)}; none of the selected variants has that format")
+    if config.float_output:
+        chosen = [replace(c, output_dtype="float32") if c.format == "tflite" else c for c in chosen]
+    model_path = Path(config.model) if config.model else DEFAULT_SOURCE
+    out = Path(config.out)
+    model = _load_keras(model_path)
+    source_sha = sha256_file(model_path)
+    base = read_manifest(model_path.parent) if (model_path.parent / MANIFEST_NAME).is_file() else None
+    size = int(model.input_shape[1])
+    spec = base.preprocess if base else PreprocessSpec(size=size)
+    labels = base.labels if base else tuple(_default_labels(model))
+    images = _images(config, model_path, spec, recipes.calibration, any(c.needs_calibration for c in chosen))
+    print(images.note)
+    info = {"labels": list(labels), "preprocess": {k: v for k, v in spec.__dict__.items()}, "source_model_sha256": source_sha,
+            "output": "class probabilities (softmax), in label order", "edgeleuk": __version__}
+    keras_probs = model.predict(images.test, batch_size=32, verbose=0) if images.test is not None else None
+    rows: list[dict[str, Any]] = []
+    if keras_probs is not None:
+        rows.append({"variant": "keras", "size_bytes": model_path.stat().st_size,
+                     **parity(keras_probs, keras_probs, images.test_labels), "conversion_seconds": None})
+    staging = _staging(out)
+    try:
+        previous = read_manifest(out) if (out / MANIFEST_NAME).is_file() else None
+        if previous is not None and previous.source_model_sha256 == source_sha:
+            for v in previous.variants:
+                if (out / v.file).is_file():
+                    shutil.copy2(out / v.file, staging / v.file)
+        else:
+            previous = None
+        variants = []
+        with tempfile.TemporaryDirectory(dir=staging) as work:
+            for cfg in sorted(chosen, key=lambda c: (c.format, c.precision != "fp32")):
+                print(f"converting {cfg.name} …", flush=True)
+                try:
+                    path, seconds = _convert_one(model, cfg, staging, images, info, Path(work))
+                    classifier = Classifier(backend=open_backend(path, threads=None), labels=labels, spec=spec, path=path)
+                except UserError:
+                    raise
+                except Exception as exc:
+                    log = Path(work) / f"{cfg.name}.log"
+                    tail = log.read_text(errors="replace")[-1500:] if log.is_file() else ""
+                    raise UserError(f"{cfg.name}: conversion failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}); "
+                                    f"the previous output in {out} is unchanged" + (f"\nconverter log (end):\n{tail}" if tail else "")) from None
+                row = {"variant": cfg.name, "size_bytes": path.stat().st_size, "conversion_seconds": seconds}
+                if images.test is not None:
+                    row.update(parity(predict_all(classifier, images.test), keras_probs, images.test_labels))
+                rows.append(row)
+                variants.append(_variant(cfg, path, classifier, seconds, {k: row[k] for k in ("accuracy", "macro_f1", "agreement", "max_prob_diff") if k in row}))
+        if model_path.parent.resolve() == out.resolve():
+            keras_row = rows[0] if rows and rows[0]["variant"] == "keras" else {}
+            variants.insert(0, Variant(name="keras", format="keras", file=model_path.name, sha256=source_sha, precision="fp32",
+                                       input_name="image", input_shape=(None, size, size, 3), input_dtype="float32",
+                                       output_dtype="float32", size_bytes=model_path.stat().st_size,
+                                       metrics={k: keras_row[k] for k in ("accuracy", "macro_f1") if k in keras_row}))
+        manifest = previous or Manifest(labels=labels, preprocess=spec, model=dict(base.model) if base else {"input_size": size},
+                                        source_model_sha256=source_sha)
+        manifest = replace(manifest.with_variants(variants), versions=_versions(),
+                           provenance={**manifest.provenance, "source_model": str(model_path), "evaluation": images.note})
+        write_manifest(staging, manifest)
+        report = {"rows": rows, "note": images.note, "max_drop_points": config.max_drop}
+        atomic_write_text(staging / "report.json", json.dumps(report, indent=2) + "\n")
+        atomic_write_text(staging / "report.md", f"# Conversion report\n\n{images.note}\n\n{format_report(rows)}\n")
+        _swap(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    print(format_report(rows))
+    print(f"wrote {out}")
+    failed = []
+    if keras_probs is not None:
+        reference = rows[0]["accuracy"]
+        failed = [r["variant"] for r in rows[1:] if (reference - r["accuracy"]) * 100 > config.max_drop]
+    return rows, failed
+
+
+def _default_labels(model) -> list[str]:
+    from edgeleuk import LABELS
+
+    classes = int(model.output_shape[-1])
+    return list(LABELS) if classes == len(LABELS) else [f"class_{i}" for i in range(classes)]

@@ -1,0 +1,204 @@
+"""The artifact manifest: the only contract between the train, convert, run and benchmark stages.
+
+Stdlib only, so the device side can read it. Reading is strict: unknown keys or a newer schema are
+errors that name the key, so a stage never silently ignores something another stage meant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeleuk import LABELS
+from edgeleuk.errors import UserError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+FORMATS = ("keras", "tflite", "onnx")
+VARIANT_NAMES = ("keras", "tflite-fp32", "tflite-fp16", "tflite-int8", "tflite-dynamic", "onnx-fp32", "onnx-int8")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a camera frame or file becomes model input; every stage calls `preprocess` with this."""
+
+    size: int = 224
+    crop: str = "center"  # "center": centre square crop, then resize; "none": resize (stretch)
+    interpolation: str = "area"
+    color_order: str = "RGB"
+    value_range: tuple[int, int] = (0, 255)
+    dtype: str = "uint8"
+    normalization: str = "in-graph: x / 127.5 - 1"
+
+    def __post_init__(self) -> None:
+        if self.crop not in ("center", "none"):
+            raise UserError(f"Received: crop={self.crop!r}; expected 'center' or 'none'")
+        if self.interpolation not in ("area", "linear", "cubic", "nearest"):
+            raise UserError(f"Received: interpolation={self.interpolation!r}; expected area, linear, cubic or nearest")
+        if not 16 <= int(self.size) <= 4096:
+            raise UserError(f"Received: size={self.size}; expected 16 … 4096")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Affine quantization of one tensor, read back from the file (never hard-coded)."""
+
+    scale: float
+    zero_point: int
+
+    def dequantize(self, values: Any) -> Any:
+        return (values.astype("float32") - self.zero_point) * self.scale
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One artifact file and how to feed it."""
+
+    name: str
+    format: str
+    file: str
+    sha256: str
+    precision: str
+    input_name: str
+    input_shape: tuple[int | None, ...]
+    input_dtype: str
+    output_dtype: str
+    input_quantization: Quantization | None = None
+    output_quantization: Quantization | None = None
+    output_meaning: str = "class probabilities (softmax), in label order"
+    size_bytes: int = 0
+    conversion_seconds: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a stage needs to know about a set of artifacts."""
+
+    labels: tuple[str, ...] = LABELS
+    model: dict[str, Any] = field(default_factory=dict)
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    variants: tuple[Variant, ...] = ()
+    source_model_sha256: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        known = ", ".join(v.name for v in self.variants) or "none"
+        raise UserError(f"Received: variant={name!r}; this manifest has: {known}")
+
+    def with_variants(self, variants: list[Variant]) -> "Manifest":
+        """Replace variants of the same name, keep the others (convert adds, never drops)."""
+        new = {v.name: v for v in variants}
+        kept = [v for v in self.variants if v.name not in new]
+        return dataclasses.replace(self, variants=tuple(kept + list(new.values())))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _strict(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise UserError(f"manifest: {where} must be an object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"manifest: unknown key {where}.{unknown[0]!r}; expected one of {sorted(names)}")
+    return data
+
+
+def _quant(data: dict[str, Any] | None, where: str) -> Quantization | None:
+    if data is None:
+        return None
+    return Quantization(**_strict(Quantization, data, where))
+
+
+def manifest_from_dict(data: dict[str, Any]) -> Manifest:
+    data = dict(_strict(Manifest, data, "manifest"))
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise UserError(f"manifest: schema_version {version!r} is newer than this edgeleuk reads ({SCHEMA_VERSION}); upgrade edgeleuk")
+    spec = _strict(PreprocessSpec, data.get("preprocess", {}), "preprocess")
+    spec = dict(spec)
+    if "value_range" in spec:
+        spec["value_range"] = tuple(spec["value_range"])
+    variants = []
+    for i, v in enumerate(data.get("variants", [])):
+        v = dict(_strict(Variant, v, f"variants[{i}]"))
+        v["input_shape"] = tuple(v["input_shape"])
+        v["input_quantization"] = _quant(v.get("input_quantization"), f"variants[{i}].input_quantization")
+        v["output_quantization"] = _quant(v.get("output_quantization"), f"variants[{i}].output_quantization")
+        if v.get("format") not in FORMATS:
+            raise UserError(f"manifest: variants[{i}].format={v.get('format')!r}; expected one of {FORMATS}")
+        variants.append(Variant(**v))
+    data["preprocess"] = PreprocessSpec(**spec)
+    data["variants"] = tuple(variants)
+    data["labels"] = tuple(data.get("labels", LABELS))
+    return Manifest(**data)
+
+
+def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
+    return dataclasses.asdict(manifest)
+
+
+def read_manifest(folder: str | os.PathLike) -> Manifest:
+    path = Path(folder) / MANIFEST_NAME if Path(folder).is_dir() else Path(folder)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"no {MANIFEST_NAME} in {path.parent}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}") from None
+    return manifest_from_dict(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write to a temporary file beside the target, then rename: never a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> Path:
+    path = Path(folder) / MANIFEST_NAME
+    atomic_write_text(path, json.dumps(manifest_to_dict(manifest), indent=2) + "\n")
+    return path
+
+
+def verify_variant(folder: str | os.PathLike, variant: Variant) -> Path:
+    """Return the variant's file after checking it exists and its hash matches the manifest."""
+    path = Path(folder) / variant.file
+    if not path.is_file():
+        raise UserError(f"manifest names {variant.file} but it is not in {folder}")
+    actual = sha256_file(path)
+    if actual != variant.sha256:
+        raise UserError(f"{path}: sha256 {actual[:12]}… does not match the manifest ({variant.sha256[:12]}…); the file was changed or is corrupt")
+    return path

@@ -1,0 +1,1 @@
+"""Packaged default model: device variants and their manifest (the Keras source stays out of the wheel)."""

@@ -1,0 +1,112 @@
+"""The one image preprocessing: training, calibration, evaluation, runtime and benchmark all call it.
+
+Numpy + OpenCV only (device-safe). Output is always RGB uint8 of spec.size × spec.size with values
+0-255; normalisation to [-1, 1] happens inside the model graph, so no caller can get it wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeleuk.errors import UserError
+from edgeleuk.manifest import PreprocessSpec
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+_INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+
+
+class ImageError(UserError):
+    """A file that cannot be decoded as an image (corrupt, truncated, not an image)."""
+
+
+def to_rgb8(image: np.ndarray, color_order: str = "BGR") -> np.ndarray:
+    """Any decoded image (grey, BGR/RGB, BGRA/RGBA; uint8, uint16 or float) → RGB uint8, H×W×3."""
+    if image is None or not isinstance(image, np.ndarray) or image.size == 0:
+        raise ImageError("empty frame")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        scale = 255.0 if np.issubdtype(image.dtype, np.floating) and float(np.nanmax(image)) <= 1.0 else 1.0
+        image = np.clip(np.nan_to_num(image.astype(np.float32)) * scale, 0, 255).astype(np.uint8)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ImageError(f"frame of shape {image.shape}: expected H×W, H×W×3 or H×W×4")
+    if image.shape[2] == 4:
+        code = cv2.COLOR_BGRA2RGB if color_order.upper() == "BGR" else cv2.COLOR_RGBA2RGB
+        return cv2.cvtColor(image, code)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_order.upper() == "BGR" else np.ascontiguousarray(image)
+
+
+def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
+    """Crop x, y, w, h (clipped to the frame); None keeps the frame."""
+    if roi is None:
+        return image
+    x, y, w, h = roi
+    height, width = image.shape[:2]
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(width, x + w), min(height, y + h)
+    if x1 <= x0 or y1 <= y0:
+        raise UserError(f"Received: roi={roi}; it lies outside the {width}×{height} frame")
+    return image[y0:y1, x0:x1]
+
+
+def preprocess(
+    image: np.ndarray,
+    spec: PreprocessSpec | None = None,
+    color_order: str = "BGR",
+    roi: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """Decoded image or camera frame → model input (RGB uint8, size × size × 3).
+
+    Args:
+        image: as OpenCV gives it (BGR by default); grey, alpha and 16-bit are handled.
+        spec: the manifest's preprocessing; the default is the model's 224 centre-crop spec.
+        color_order: channel order of `image` ("BGR" from OpenCV, "RGB" from Picamera2/PIL).
+        roi: optional x, y, w, h region of interest, applied before the crop.
+    """
+    spec = spec or PreprocessSpec()
+    image = crop_roi(image, roi)
+    height, width = image.shape[:2]
+    if spec.crop == "center" and height != width:
+        side = min(height, width)
+        y0, x0 = (height - side) // 2, (width - side) // 2
+        image = image[y0 : y0 + side, x0 : x0 + side]
+    if image.shape[0] != spec.size or image.shape[1] != spec.size:
+        shrinking = image.shape[0] > spec.size
+        interp = _INTERP[spec.interpolation] if shrinking or spec.interpolation != "area" else cv2.INTER_LINEAR
+        image = cv2.resize(image, (spec.size, spec.size), interpolation=interp)
+    return to_rgb8(image, color_order)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode a file as it is (BGR/BGRA/grey, 8 or 16 bit); ImageError when corrupt or truncated."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
+    if data.size == 0:
+        raise ImageError(f"{path}: empty file")
+    if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(data):
+        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ImageError(f"{path}: not a decodable image")
+    return image
+
+
+def _jpeg_complete(data: np.ndarray) -> bool:
+    if data.size < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return False
+    tail = data[-64:].tobytes().rstrip(b"\x00\r\n ")
+    return tail.endswith(b"\xff\xd9")
+
+
+def load_image(path: str | os.PathLike, spec: PreprocessSpec | None = None) -> np.ndarray:
+    """Read and preprocess one file: the path every stage uses for images on disk."""
+    return preprocess(read_image(path), spec, color_order="BGR")

@@ -1,0 +1,140 @@
+"""Inference backends behind one small interface: LiteRT (or tflite-runtime) and onnxruntime."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeleuk.errors import UserError
+from edgeleuk.manifest import Quantization
+
+BACKENDS = ("litert", "tflite-runtime", "tf-lite", "onnxruntime")
+
+
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _interpreter_class(backend: str | None):
+    """LiteRT first, then tflite-runtime; tf.lite only when named (never by accident on a device)."""
+    tried = []
+    order = [backend] if backend else ["litert", "tflite-runtime"]
+    for name in order:
+        try:
+            if name == "litert":
+                from ai_edge_litert.interpreter import Interpreter
+            elif name == "tflite-runtime":
+                from tflite_runtime.interpreter import Interpreter
+            elif name == "tf-lite":
+                from tensorflow.lite.python.interpreter import Interpreter  # host only, by request
+            else:
+                raise UserError(f"Received: backend={name!r} for a .tflite file; expected litert, tflite-runtime or tf-lite")
+            return name, Interpreter
+        except ImportError as exc:
+            tried.append(f"{name} ({exc.__class__.__name__}: {exc})")
+    raise UserError("no TFLite interpreter could be imported: " + "; ".join(tried) +
+                    ". Install one with: pip install ai-edge-litert")
+
+
+class TFLiteBackend:
+    """A TFLite interpreter with XNNPACK on `threads` threads; resizes its batch on demand."""
+
+    def __init__(self, path: Path, threads: int | None = None, backend: str | None = None):
+        self.name, interpreter_class = _interpreter_class(backend)
+        self.threads = threads or default_threads()
+        try:
+            self.interpreter = interpreter_class(model_path=str(path), num_threads=self.threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise UserError(f"{path}: the {self.name} interpreter cannot load it ({str(exc).strip().splitlines()[0]})") from None
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self.input_shape = tuple(int(v) for v in self._input["shape"])
+        self.input_dtype = np.dtype(self._input["dtype"]).name
+        self.output_dtype = np.dtype(self._output["dtype"]).name
+        self.input_name = self._input["name"]
+        self.input_quantization = _quant(self._input)
+        self.output_quantization = _quant(self._output)
+        self._batch = self.input_shape[0]
+
+    def _resize(self, batch: int) -> None:
+        if batch != self._batch:
+            self.interpreter.resize_tensor_input(self._input["index"], [batch, *self.input_shape[1:]])
+            self.interpreter.allocate_tensors()
+            self._batch = batch
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        """Raw call: x already in the input dtype; returns the raw output tensor."""
+        self._resize(len(x))
+        self.interpreter.set_tensor(self._input["index"], x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._output["index"])
+
+    @property
+    def version(self) -> str:
+        module = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime", "tf-lite": "tensorflow"}[self.name]
+        import importlib.metadata as md
+
+        for dist in (module.replace("_", "-"), module):
+            try:
+                return md.version(dist)
+            except md.PackageNotFoundError:
+                continue
+        return "unknown"
+
+
+def _quant(detail: dict[str, Any]) -> Quantization | None:
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if np.dtype(detail["dtype"]).kind in "iu" and scale:
+        return Quantization(scale=float(scale), zero_point=int(zero))
+    return None
+
+
+class ONNXBackend:
+    """An onnxruntime CPU session with `threads` intra-op threads."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None = None, backend: str | None = None):
+        if backend not in (None, "onnxruntime"):
+            raise UserError(f"Received: backend={backend!r} for an .onnx file; expected onnxruntime")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("onnxruntime is not installed. Install it with: pip install onnxruntime") from None
+        self.threads = threads or default_threads()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise UserError(f"{path}: onnxruntime cannot load it ({str(exc).strip().splitlines()[0][:200]})") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
+        self.input_dtype = {"tensor(float)": "float32", "tensor(uint8)": "uint8"}.get(inp.type, inp.type)
+        self.output_dtype = "float32"
+        self.input_quantization = self.output_quantization = None
+        self._output = self.session.get_outputs()[0].name
+        self.version = ort.__version__
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self._output], {self.input_name: x})[0]
+
+
+def open_backend(path: Path, threads: int | None = None, backend: str | None = None):
+    if backend is not None and backend not in BACKENDS:
+        raise UserError(f"Received: backend={backend!r}; expected one of {', '.join(BACKENDS)}")
+    if path.suffix == ".tflite":
+        return TFLiteBackend(path, threads, backend)
+    if path.suffix == ".onnx":
+        return ONNXBackend(path, threads, backend)
+    raise UserError(f"{path}: expected a .tflite or .onnx file, or a folder with manifest.json")

@@ -1,0 +1,110 @@
+"""`load()` an artifact (file, conversion folder, or the packaged default) into a Classifier."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeleuk import LABELS
+from edgeleuk.errors import UserError
+from edgeleuk.manifest import MANIFEST_NAME, Manifest, PreprocessSpec, Variant, read_manifest, verify_variant
+from edgeleuk.preprocess import preprocess
+from edgeleuk.runtime.backends import open_backend
+from edgeleuk.runtime.embedded import read_embedded
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+PREFERENCE = ("tflite-int8", "onnx-int8", "tflite-fp32", "onnx-fp32", "tflite-fp16", "tflite-dynamic")
+
+
+@dataclass
+class Classifier:
+    """A loaded model: `predict` takes model-ready RGB uint8 images, `classify` raw frames."""
+
+    backend: object
+    labels: tuple[str, ...]
+    spec: PreprocessSpec
+    path: Path
+    variant: Variant | None = None
+
+    @property
+    def name(self) -> str:
+        return self.variant.name if self.variant else self.path.name
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """Model-ready uint8 RGB (N, H, W, 3) → the input tensor in the file's dtype/quantization."""
+        dtype = self.backend.input_dtype
+        q = self.backend.input_quantization
+        if q is not None and (q.scale != 1.0 or q.zero_point != 0):
+            info = np.iinfo(dtype)
+            return np.clip(np.round(images / q.scale + q.zero_point), info.min, info.max).astype(dtype)
+        return images.astype(dtype, copy=False)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities."""
+        if images.ndim == 3:
+            images = images[None]
+        expected = (self.spec.size, self.spec.size, 3)
+        if images.shape[1:] != expected:
+            raise UserError(f"input of shape {images.shape[1:]}; the model expects {expected} (use preprocess())")
+        out = self.backend.invoke(self.prepare(images))
+        q = self.backend.output_quantization
+        return q.dequantize(out) if q is not None else out.astype(np.float32, copy=False)
+
+    def classify(self, frame: np.ndarray, color_order: str = "BGR", roi=None) -> np.ndarray:
+        """A raw frame (any size, BGR from OpenCV by default) → probabilities for it."""
+        return self.predict(preprocess(frame, self.spec, color_order=color_order, roi=roi))[0]
+
+
+def _pick(manifest: Manifest, variant: str | None) -> Variant:
+    if variant:
+        return manifest.variant(variant)
+    for name in PREFERENCE:
+        for v in manifest.variants:
+            if v.name == name:
+                return v
+    raise UserError("the manifest lists no TFLite or ONNX variant; run 'edgeleuk convert' first")
+
+
+def load(model: str | Path | None = None, variant: str | None = None, backend: str | None = None,
+         threads: int | None = None) -> Classifier:
+    """Load a model for inference.
+
+    Args:
+        model: a .tflite/.onnx file, a conversion output folder, or None for the packaged default.
+        variant: which manifest variant (default: int8 TFLite, then int8 ONNX, then float).
+        backend: override the backend chosen from the file (litert, tflite-runtime, tf-lite, onnxruntime).
+        threads: inference threads (default: all cores this process may use).
+    """
+    path = Path(model) if model is not None else DEFAULT_MODEL_DIR
+    if not path.exists():
+        raise UserError(f"model {path} does not exist")
+    manifest, chosen = None, None
+    if path.is_dir():
+        manifest = read_manifest(path)
+        chosen = _pick(manifest, variant)
+        path = verify_variant(path, chosen)
+    elif (path.parent / MANIFEST_NAME).is_file():
+        listed = read_manifest(path.parent)
+        matches = [v for v in listed.variants if v.file == path.name]
+        if matches:
+            manifest, chosen = listed, matches[0]
+            verify_variant(path.parent, chosen)
+    if path.suffix == ".keras":
+        raise UserError(f"{path} is a Keras model; the device runtime runs .tflite/.onnx variants (run 'edgeleuk convert')")
+    engine = open_backend(path, threads, backend)
+    if manifest is not None:
+        labels, spec = manifest.labels, manifest.preprocess
+    else:
+        info = read_embedded(path, getattr(engine, "session", None))
+        if info is None:
+            print(f"warning: {path.name} carries no labels or preprocessing; assuming {LABELS} and 224 centre crop", file=sys.stderr)
+            labels, spec = LABELS, PreprocessSpec()
+        else:
+            labels = tuple(info["labels"])
+            spec_data = dict(info["preprocess"])
+            spec_data["value_range"] = tuple(spec_data.get("value_range", (0, 255)))
+            spec = PreprocessSpec(**spec_data)
+    return Classifier(backend=engine, labels=labels, spec=spec, path=path, variant=chosen)

@@ -1,0 +1,39 @@
+"""Labels and preprocessing embedded in the model files themselves, so a file that travels alone
+is still usable: a zip `edgeleuk.json` appended to a TFLite flatbuffer (as TFLite's associated
+files are packed), and ONNX `metadata_props`. Stdlib only."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+EMBEDDED_NAME = "edgeleuk.json"
+
+
+def embed_tflite(path: str | os.PathLike, info: dict[str, Any]) -> None:
+    """Append the info as a zip entry; interpreters ignore bytes after the flatbuffer."""
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(EMBEDDED_NAME, json.dumps(info, indent=1))
+
+
+def read_tflite_info(path: str | os.PathLike) -> dict[str, Any] | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(EMBEDDED_NAME))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError):
+        return None
+
+
+def read_embedded(path: str | os.PathLike, session: Any = None) -> dict[str, Any] | None:
+    """The embedded info of a .tflite or .onnx file (None when the file carries none)."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        return read_tflite_info(path)
+    if path.suffix == ".onnx" and session is not None:
+        props = session.get_modelmeta().custom_metadata_map
+        if EMBEDDED_NAME in props:
+            return json.loads(props[EMBEDDED_NAME])
+    return None

@@ -1,0 +1,146 @@
+"""A deterministic, leakage-aware train/test/val split, written to and read from `split.json`.
+
+Neighbouring file numbers share a patient and staining session, so images are grouped into blocks
+of consecutive numbers (`number // block_size`, the same block whatever subset of files is present),
+byte-identical files are merged into one group, and whole groups are assigned to parts, stratified
+per class, to reach 70/20/10 (train/test/val, the study's proportions).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeleuk import LABELS
+from edgeleuk.dataset import Sample
+from edgeleuk.errors import UserError
+from edgeleuk.manifest import atomic_write_text
+from edgeleuk.preprocess import read_image, to_rgb8
+
+PARTS = ("train", "test", "val")
+FRACTIONS = {"train": 0.7, "test": 0.2, "val": 0.1}
+BLOCK_SIZE = 20
+SPLIT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Split:
+    assignment: dict[Path, str]  # sample path → part
+    seed: int
+    block_size: int
+
+    def part(self, samples: tuple[Sample, ...] | list[Sample], name: str) -> list[Sample]:
+        if name not in PARTS:
+            raise UserError(f"Received: part={name!r}; expected one of {', '.join(PARTS)}")
+        return [s for s in samples if self.assignment.get(s.path) == name]
+
+
+def _groups(samples: list[Sample], block_size: int) -> list[list[Sample]]:
+    """Union of (class, number block) and byte-identical files; files without a number stand alone."""
+    parent = list(range(len(samples)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[object, int] = {}
+    for i, s in enumerate(samples):
+        keys = [("sha", s.sha256)]
+        if s.number is not None:
+            keys.append(("block", s.label, s.number // block_size))
+        for key in keys:
+            if key in first:
+                parent[find(i)] = find(first[key])
+            else:
+                first[key] = i
+    groups: dict[int, list[Sample]] = defaultdict(list)
+    for i, s in enumerate(samples):
+        groups[find(i)].append(s)
+    return list(groups.values())
+
+
+def make_split(samples: tuple[Sample, ...], seed: int = 42, block_size: int = BLOCK_SIZE) -> Split:
+    """Assign whole groups to parts so each class gets close to 70/20/10 of its images."""
+    assignment: dict[Path, str] = {}
+    rng = random.Random(seed)
+    for label in LABELS:
+        members = sorted((s for s in samples if s.label == label), key=lambda s: (s.number or -1, str(s.path)))
+        groups = _groups(members, block_size)
+        groups.sort(key=lambda g: min(str(s.path) for s in g))
+        rng.shuffle(groups)
+        total = len(members)
+        filled = {p: 0 for p in PARTS}
+        for group in groups:
+            # the part furthest below its target share takes the next group
+            part = max(PARTS, key=lambda p: FRACTIONS[p] * total - filled[p])
+            filled[part] += len(group)
+            for s in group:
+                assignment[s.path] = part
+    return Split(assignment=assignment, seed=seed, block_size=block_size)
+
+
+def write_split(path: str | Path, split: Split, samples: tuple[Sample, ...], root: Path) -> None:
+    rows = [
+        {"file": str(s.path.relative_to(root)), "class": s.label, "sha256": s.sha256, "part": split.assignment[s.path]}
+        for s in samples
+    ]
+    doc = {"version": SPLIT_VERSION, "seed": split.seed, "block_size": split.block_size,
+           "fractions": FRACTIONS, "files": rows}
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+def read_split(path: str | Path, samples: tuple[Sample, ...], root: Path) -> Split:
+    """Reuse a split.json; every sample must be listed with the same class and content hash."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+        rows = {r["file"]: r for r in doc["files"]}
+    except FileNotFoundError:
+        raise UserError(f"split file {path} does not exist") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{path} is not an edgeleuk split.json ({exc})") from None
+    assignment: dict[Path, str] = {}
+    unlisted = []
+    for s in samples:
+        row = rows.get(str(s.path.relative_to(root)))
+        if row is None:
+            unlisted.append(s.path)
+            continue
+        if row["sha256"] != s.sha256 or row["class"] != s.label:
+            raise UserError(f"{s.path} differs from the file listed in {path} (content or class changed)")
+        if row["part"] not in PARTS:
+            raise UserError(f"{path}: part {row['part']!r} for {row['file']}; expected one of {PARTS}")
+        assignment[s.path] = row["part"]
+    if unlisted:
+        raise UserError(f"{len(unlisted)} image(s) are not in {path}, e.g. {unlisted[0]}; "
+                        "make a new split (omit --split) or use the data it was made from")
+    return Split(assignment=assignment, seed=int(doc.get("seed", -1)), block_size=int(doc.get("block_size", 0)))
+
+
+def average_hash(path: Path) -> int:
+    """64-bit average hash of the grey thumbnail: equal or close hashes mean near-duplicates."""
+    grey = cv2.cvtColor(to_rgb8(read_image(path)), cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(grey, (8, 8), interpolation=cv2.INTER_AREA).astype(np.float32)
+    bits = (small > small.mean()).ravel()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def near_duplicates_across(samples: list[Sample], split: Split, max_distance: int = 2) -> list[tuple[Sample, Sample, int]]:
+    """Pairs of images in different parts whose average hashes differ in ≤ max_distance bits."""
+    hashes = np.array([average_hash(s.path) for s in samples], dtype=np.uint64)
+    parts = np.array([PARTS.index(split.assignment[s.path]) for s in samples])
+    found = []
+    for i in range(len(samples)):
+        x = np.bitwise_xor(hashes[i + 1 :], hashes[i])
+        dist = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+        for j in np.nonzero((dist <= max_distance) & (parts[i + 1 :] != parts[i]))[0]:
+            found.append((samples[i], samples[i + 1 + j], int(dist[j])))
+    return found

@@ -1,0 +1,1 @@
+"""Host side: training the study's MobileNetV2 classifier (imports TensorFlow/Keras)."""

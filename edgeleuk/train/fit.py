@@ -1,0 +1,211 @@
+"""Train the study's classifier: stage 1 on cached base features, optional stage 2 fine-tuning."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeleuk import LABELS, __version__
+from edgeleuk.dataset import load_arrays, scan
+from edgeleuk.errors import UserError
+from edgeleuk.manifest import Manifest, PreprocessSpec, atomic_write_text, sha256_file, write_manifest
+from edgeleuk.metrics import classification_metrics, format_metrics
+from edgeleuk.split import make_split, near_duplicates_across, read_split, write_split
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; written to config.json."""
+
+    data: str
+    out: str
+    weights: str = "imagenet"
+    alpha: float = 1.0
+    input_size: int = 224
+    split: str | None = None
+    seed: int = 42
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 8
+    fine_tune: bool = False
+    fine_tune_from: str = "block_13"
+    fine_tune_epochs: int = 15
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_patience: int = 4
+    feature_cache: str | None = None
+
+
+def _cache_key(config: TrainConfig, shas: list[str]) -> str:
+    weights = config.weights
+    if Path(weights).is_file():
+        weights = sha256_file(weights)
+    text = json.dumps([weights, config.alpha, config.input_size, shas])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _features(model, images: np.ndarray, cache: Path | None, batch: int = 64) -> np.ndarray:
+    from edgeleuk.train.model import feature_extractor
+
+    if cache is not None and cache.is_file():
+        print(f"base features: cached ({cache})")
+        return np.load(cache)
+    start = time.perf_counter()
+    feats = feature_extractor(model).predict(images, batch_size=batch, verbose=1)
+    print(f"base features: {len(images)} images in {time.perf_counter() - start:.1f} s")
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npy")
+        np.save(tmp, feats)
+        tmp.replace(cache)
+    return feats
+
+
+def _class_weights(labels: np.ndarray) -> dict[int, float]:
+    counts = np.bincount(labels, minlength=len(LABELS))
+    return {i: float(len(labels) / (len(LABELS) * max(c, 1))) for i, c in enumerate(counts)}
+
+
+def _fit_head(model, feats, labels, parts, config, rows, out):
+    import keras
+
+    from edgeleuk.train.callbacks import BestWeights, HistoryWriter
+    from edgeleuk.train.model import head_model
+
+    head = head_model(model)
+    head.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    keeper = BestWeights()
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
+    tr, va = parts["train"], parts["val"]
+    try:
+        head.fit(feats[tr], labels[tr], validation_data=(feats[va], labels[va]), epochs=config.epochs,
+                 batch_size=config.batch_size, verbose=2, shuffle=True,
+                 callbacks=[keeper, stop, HistoryWriter(rows, out / "history.csv", "frozen")])
+    finally:  # Ctrl-C included: the head keeps its best epoch
+        keeper.restore()
+    print(f"stage 1 (frozen base): best epoch {keeper.best_epoch + 1}, val_loss {keeper.best:.4f}")
+
+
+def _fine_tune(model, images, labels, parts, config, rows, out):
+    import keras
+    import tensorflow as tf
+
+    from edgeleuk.train.augment import augment
+    from edgeleuk.train.callbacks import BestWeights, HistoryWriter
+    from edgeleuk.train.model import unfreeze_top
+
+    layers = unfreeze_top(model, config.fine_tune_from)
+    model.compile(optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    print(f"stage 2 (fine-tuning from {config.fine_tune_from}): {layers} layers, {trainable:,} trainable parameters")
+    tr, va = parts["train"], parts["val"]
+    train_ds = (tf.data.Dataset.from_tensor_slices((images[tr], labels[tr]))
+                .shuffle(len(tr), seed=config.seed, reshuffle_each_iteration=True)
+                .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+                .batch(config.batch_size).prefetch(tf.data.AUTOTUNE))
+    val_ds = tf.data.Dataset.from_tensor_slices((images[va], labels[va])).batch(64)
+    keeper = BestWeights()
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.fine_tune_patience)
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=config.fine_tune_epochs, verbose=1,
+                  class_weight=_class_weights(labels[tr]),
+                  callbacks=[keeper, stop, HistoryWriter(rows, out / "history.csv", "fine-tune")])
+    finally:
+        keeper.restore()
+    print(f"stage 2: best epoch {keeper.best_epoch + 1}, val_loss {keeper.best:.4f}")
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run the whole training stage into config.out; returns the test metrics."""
+    import keras
+
+    from edgeleuk import plots
+    from edgeleuk.train.callbacks import write_history
+    from edgeleuk.train.model import build_model
+
+    started = time.perf_counter()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    found = scan(config.data)
+    for path, why in found.skipped:
+        print(f"skipped {path}: {why}")
+    print(f"data: {len(found.samples)} images" + (f", {len(found.skipped)} skipped (listed above)" if found.skipped else ""))
+    split = read_split(config.split, found.samples, found.root) if config.split else make_split(found.samples, seed=config.seed)
+    write_split(out / "split.json", split, found.samples, found.root)
+    crossing = near_duplicates_across(list(found.samples), split)
+    if crossing:
+        a, b, d = crossing[0]
+        print(f"warning: {len(crossing)} near-duplicate pair(s) cross split parts, e.g. {a.path.name} "
+              f"({split.assignment[a.path]}) ~ {b.path.name} ({split.assignment[b.path]})")
+    spec = PreprocessSpec(size=config.input_size)
+    images, labels = load_arrays(list(found.samples), spec)
+    parts = {p: np.array([i for i, s in enumerate(found.samples) if split.assignment[s.path] == p]) for p in ("train", "val", "test")}
+    print("split: " + ", ".join(f"{p} {len(ix)}" for p, ix in parts.items()))
+    if any(len(ix) == 0 for ix in parts.values()):
+        raise UserError("a split part is empty; add images (each class needs enough runs of file numbers)")
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(alpha=config.alpha, input_size=config.input_size, weights=config.weights)
+    cache = None
+    if config.feature_cache != "off":
+        base = Path(config.feature_cache) if config.feature_cache else Path.home() / ".cache" / "edgeleuk" / "features"
+        cache = base / f"{_cache_key(config, [s.sha256 for s in found.samples])}.npy"
+    rows: list[dict] = []
+    interrupted = False
+    try:
+        feats = _features(model, images, cache)
+        _fit_head(model, feats, labels, parts, config, rows, out)
+        frozen_probs = model.get_layer("dense_1")(model.get_layer("dense")(feats[parts["test"]])).numpy()
+        frozen = classification_metrics(labels[parts["test"]], frozen_probs)
+        print(format_metrics(frozen, "test, frozen base (the study's recipe):"))
+        if config.fine_tune:
+            _fine_tune(model, images, labels, parts, config, rows, out)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: keeping the best weights so far and writing the run folder")
+    probs = model.predict(images[parts["test"]], batch_size=64, verbose=0)
+    metrics = classification_metrics(labels[parts["test"]], probs)
+    print(format_metrics(metrics, "test, final model:"))
+    model_path = out / "model.keras"
+    tmp = out / ".model.tmp.keras"
+    model.save(tmp)
+    tmp.replace(model_path)
+    seconds = time.perf_counter() - started
+    write_history(rows, out / "history.csv")
+    summary = {"test": metrics, "test_frozen": frozen if rows else None, "train_seconds": round(seconds, 1),
+               "interrupted": interrupted, "split": {p: int(len(ix)) for p, ix in parts.items()}}
+    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
+    if rows:
+        plots.plot_curves(rows, out / "curves.png")
+    plots.plot_confusion(metrics, out / "confusion.png", f"test accuracy {metrics['accuracy']*100:.1f}%")
+    _write_run_manifest(out, model_path, config, metrics)
+    print(f"wrote {out} in {seconds:.0f} s" + (" (interrupted)" if interrupted else ""))
+    return summary
+
+
+def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metrics: dict) -> None:
+    import keras
+    import tensorflow as tf
+
+    from edgeleuk.manifest import Variant
+
+    sha = sha256_file(model_path)
+    variant = Variant(name="keras", format="keras", file=model_path.name, sha256=sha, precision="fp32",
+                      input_name="image", input_shape=(None, config.input_size, config.input_size, 3),
+                      input_dtype="float32", output_dtype="float32", size_bytes=model_path.stat().st_size,
+                      metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]})
+    manifest = Manifest(model={"name": "edgeleuk-mobilenetv2", "architecture": "MobileNetV2+GAP+Dense128+Dense4",
+                               "alpha": config.alpha, "input_size": config.input_size, "fine_tuned": config.fine_tune},
+                        preprocess=PreprocessSpec(size=config.input_size), variants=(variant,), source_model_sha256=sha,
+                        versions={"edgeleuk": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+                                  "python": platform.python_version()},
+                        provenance={"split": "split.json", "train_config": "config.json"})
+    write_manifest(out, manifest)
