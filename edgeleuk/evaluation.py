@@ -70,7 +70,8 @@ def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, 
 
 
 def evaluate(model: str | None, data: str, split: str | None = None, part: str = "test", out: str | None = None,
-             variant: str | None = None, threads: int | None = None) -> dict[str, Any]:
+             variant: str | None = None, threads: int | None = None, robustness: bool = False,
+             severities: tuple[int, ...] | None = None, conditions: list[str] | None = None) -> dict[str, Any]:
     """Metrics of the model on the part; writes metrics.json and confusion.png to `out`."""
     from edgeleuk import plots
     from edgeleuk.metrics import classification_metrics, format_metrics
@@ -86,4 +87,15 @@ def evaluate(model: str | None, data: str, split: str | None = None, part: str =
         atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         plots.plot_confusion(metrics, folder / "confusion.png", f"{loaded.name}: {metrics['accuracy']*100:.1f}% (n={metrics['n']})")
         print(f"wrote {folder / 'metrics.json'} and confusion.png")
+    if robustness:
+        from edgeleuk.degrade import SEVERITIES
+        from edgeleuk.robustness import format_robustness, robustness as run_suite, write_robustness
+
+        results = run_suite(loaded.predict, images, labels, conditions=conditions, severities=severities or SEVERITIES)
+        results.update(model=loaded.name, data=note)
+        print(format_robustness(results))
+        if out:
+            write_robustness(results, Path(out), f"{loaded.name}: accuracy under camera-like degradations")
+            print(f"wrote {Path(out) / 'robustness.json'} and robustness.png")
+        metrics["robustness"] = results.get("moderate")
     return metrics

@@ -92,8 +92,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
     if data.size == 0:
         raise ImageError(f"{path}: empty file")
-    if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(data):
-        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        if data.size < 4 or data[0] != 0xFF or data[1] != 0xD8:
+            raise ImageError(f"{path}: not a JPEG file")
+        if not _jpeg_complete(data):
+            raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise ImageError(f"{path}: not a decodable image")
@@ -101,8 +104,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def _jpeg_complete(data: np.ndarray) -> bool:
-    if data.size < 4 or data[0] != 0xFF or data[1] != 0xD8:
-        return False
     tail = data[-64:].tobytes().rstrip(b"\x00\r\n ")
     return tail.endswith(b"\xff\xd9")
 

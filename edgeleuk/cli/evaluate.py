@@ -13,6 +13,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--part", default="test", choices=("train", "test", "val"), help="which part (default: test)")
     p.add_argument("--variant", help="variant of a conversion folder (default: int8 TFLite)")
     p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--robustness", action="store_true", help="also run the camera-degradation suite (robustness.json, robustness.png)")
+    p.add_argument("--severities", help="comma-separated severities 1-5 for --robustness (default: all)")
+    p.add_argument("--conditions", help="comma-separated conditions for --robustness (default: all)")
     p.add_argument("--out", default="runs/evaluate", help="folder for metrics.json and confusion.png (default: runs/evaluate)")
     return p
 
@@ -21,5 +24,21 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from edgeleuk.evaluation import evaluate
 
-    evaluate(args.model, args.data, split=args.split, part=args.part, out=args.out, variant=args.variant, threads=args.threads)
+    from edgeleuk.errors import UserError
+
+    try:
+        severities = tuple(int(v) for v in args.severities.split(",")) if args.severities else None
+    except ValueError:
+        raise UserError(f"Received: --severities {args.severities}; expected numbers 1-5 such as 1,3,5") from None
+    conditions = args.conditions.split(",") if args.conditions else None
+    if conditions or severities:
+        from edgeleuk.degrade import CONDITIONS, level_of
+
+        for c in conditions or []:
+            if c not in CONDITIONS:
+                raise UserError(f"Received: condition {c!r}; expected one of {', '.join(CONDITIONS)}")
+        for s in severities or ():
+            level_of(s)
+    evaluate(args.model, args.data, split=args.split, part=args.part, out=args.out, variant=args.variant, threads=args.threads,
+             robustness=args.robustness, severities=severities, conditions=conditions)
     return 0

@@ -13,8 +13,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="reuse a split.json instead of making one")
     p.add_argument("--fine-tune", action="store_true", help="stage 2: unfreeze the top of the base (batch norm stays frozen)")
     p.add_argument("--fine-tune-from", default="block_13", help="first base block to unfreeze (default: block_13)")
+    p.add_argument("--augment", default="robust", choices=("basic", "robust"),
+                   help="stage-2 augmentation: basic (flips, 90° turns, mild colour jitter) or robust (plus random camera-like degradations; default)")
     p.add_argument("--epochs", type=int, default=60, help="stage-1 epochs at most (early stopping on val loss)")
-    p.add_argument("--fine-tune-epochs", type=int, default=15, help="stage-2 epochs at most")
+    p.add_argument("--fine-tune-epochs", type=int, default=25, help="stage-2 epochs at most")
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=32)
@@ -31,7 +33,7 @@ def main(argv: list[str]) -> int:
 
     config = TrainConfig(data=args.data, out=args.out, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
                          split=args.split, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from,
+                         learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from, augment=args.augment,
                          fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
                          feature_cache=args.feature_cache)
     summary = train(config)

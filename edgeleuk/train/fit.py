@@ -37,9 +37,10 @@ class TrainConfig:
     patience: int = 8
     fine_tune: bool = False
     fine_tune_from: str = "block_13"
-    fine_tune_epochs: int = 15
+    fine_tune_epochs: int = 25
     fine_tune_learning_rate: float = 1e-4
-    fine_tune_patience: int = 4
+    fine_tune_patience: int = 5
+    augment: str = "robust"
     feature_cache: str | None = None
 
 
@@ -97,7 +98,7 @@ def _fine_tune(model, images, labels, parts, config, rows, out):
     import keras
     import tensorflow as tf
 
-    from edgeleuk.train.augment import augment
+    from edgeleuk.train.augment import AugmentedBatches
     from edgeleuk.train.callbacks import BestWeights, HistoryWriter
     from edgeleuk.train.model import unfreeze_top
 
@@ -107,10 +108,7 @@ def _fine_tune(model, images, labels, parts, config, rows, out):
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     print(f"stage 2 (fine-tuning from {config.fine_tune_from}): {layers} layers, {trainable:,} trainable parameters")
     tr, va = parts["train"], parts["val"]
-    train_ds = (tf.data.Dataset.from_tensor_slices((images[tr], labels[tr]))
-                .shuffle(len(tr), seed=config.seed, reshuffle_each_iteration=True)
-                .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-                .batch(config.batch_size).prefetch(tf.data.AUTOTUNE))
+    train_ds = AugmentedBatches(images[tr], labels[tr], config.batch_size, config.seed, config.augment)
     val_ds = tf.data.Dataset.from_tensor_slices((images[va], labels[va])).batch(64)
     keeper = BestWeights()
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.fine_tune_patience)
@@ -174,9 +172,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     metrics = classification_metrics(labels[parts["test"]], probs)
     print(format_metrics(metrics, "test, final model:"))
     model_path = out / "model.keras"
-    tmp = out / ".model.tmp.keras"
-    model.save(tmp)
-    tmp.replace(model_path)
+    _save_clean(model, model_path)
     seconds = time.perf_counter() - started
     write_history(rows, out / "history.csv")
     summary = {"test": metrics, "test_frozen": frozen if rows else None, "train_seconds": round(seconds, 1),
@@ -189,6 +185,18 @@ def train(config: TrainConfig) -> dict[str, Any]:
     _write_run_manifest(out, model_path, config, metrics)
     print(f"wrote {out} in {seconds:.0f} s" + (" (interrupted)" if interrupted else ""))
     return summary
+
+
+def _save_clean(model, path: Path) -> None:
+    """Save weights and architecture without optimizer state (a third of the size), base frozen, atomically."""
+    import keras
+
+    clean = keras.models.clone_model(model)
+    clean.set_weights(model.get_weights())
+    clean.get_layer("mobilenetv2_base").trainable = False
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    clean.save(tmp)
+    tmp.replace(path)
 
 
 def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metrics: dict) -> None:

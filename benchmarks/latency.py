@@ -1,0 +1,249 @@
+#!/usr/bin/env python
+"""Latency of every variant on every backend present, against the float model on a GPU.
+
+    python benchmarks/latency.py                     # the packaged model set, this machine
+    python benchmarks/latency.py --quick             # CI: few runs, one thread setting
+    python benchmarks/latency.py --model runs/convert --data DATA --reference gpu/results.json
+
+Each (variant, backend, threads, batch) runs in its own subprocess, pinned to its cores, after a
+warm-up and for at least --min-runs runs and --min-seconds, so peak RSS is its own and p50 repeats.
+Writes results.json, results.csv, results.md and latency.png to --out. It reads artifacts, never converts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from edgeleuk.errors import UserError  # noqa: E402
+from edgeleuk.manifest import atomic_write_text, read_manifest  # noqa: E402
+from edgeleuk.runtime.backends import default_threads  # noqa: E402
+from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR  # noqa: E402
+
+TFLITE_BACKENDS = ("litert", "tflite-runtime")
+
+
+def machine_facts() -> dict:
+    sys.path.insert(0, str(HERE.parent))
+    from edgeleuk.cli.doctor import _version, cpu_features
+
+    facts = {"os": f"{platform.system()} {platform.release()}", "python": platform.python_version(), "cores": default_threads(),
+             **cpu_features(), "versions": {d: _version(d) for d in ("ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow", "tensorflow-cpu", "numpy", "opencv-python-headless")}}
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        facts["gpu"] = out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        facts["gpu"] = None
+    return facts
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def plan(args, folder: Path) -> list[dict]:
+    manifest = read_manifest(folder)
+    threads = [default_threads()] if args.quick else sorted({*range(1, default_threads() + 1)})
+    if args.threads:
+        threads = [int(t) for t in args.threads.split(",")]
+    batches = [1] if args.quick else [1, args.batch]
+    timing = {"warmup": 5, "min_runs": 20, "min_seconds": 0.3, "max_runs": 200} if args.quick else \
+             {"warmup": 50, "min_runs": args.min_runs, "min_seconds": args.min_seconds, "max_runs": 20000}
+    wanted = set(args.variants.split(",")) if args.variants else None
+    jobs = []
+    for v in manifest.variants:
+        if wanted and v.name not in wanted:
+            continue
+        if v.format == "keras":
+            backends = ["tensorflow"]
+        elif v.format == "tflite":
+            backends = list(TFLITE_BACKENDS)
+        else:
+            backends = ["onnxruntime"]
+        for backend in backends:
+            for t in threads:
+                for b in batches:
+                    job = {"variant": v.name, "backend": backend, "threads": t, "batch": b, "model": str(folder),
+                           "file": str(folder / v.file), "size_bytes": v.size_bytes, **timing}
+                    job["data"] = args.data if (args.data and b == 1 and t == threads[-1]) else None
+                    job["split"] = args.split
+                    if not (folder / v.file).is_file():
+                        job["skipped"] = f"{v.file} is not in {folder} (not shipped in this install)"
+                    elif backend == "tensorflow" and not _importable("tensorflow"):
+                        job["skipped"] = "TensorFlow not installed (pip install 'edgeleuk[train]')"
+                    elif backend == "tflite-runtime" and not _importable("tflite_runtime"):
+                        job["skipped"] = "tflite-runtime not installed (its last release needs numpy<2 and lacks XNNPACK int8)"
+                    elif backend == "litert" and not _importable("ai_edge_litert"):
+                        job["skipped"] = "ai-edge-litert not installed"
+                    job["kind"] = "keras" if backend == "tensorflow" else "runtime"
+                    if backend == "tensorflow":
+                        job["backend"] = "tensorflow (tf.function)"
+                    else:
+                        job["backend_arg"] = backend
+                    jobs.append(job)
+    return jobs
+
+
+def run_job(job: dict) -> dict:
+    if "skipped" in job:
+        return {**job}
+    payload = dict(job)
+    payload["backend"] = job.get("backend_arg")
+    try:
+        proc = subprocess.run([sys.executable, str(HERE / "_worker.py"), json.dumps(payload)], capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(HERE.parent)})
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        result = json.loads(lines[-1]) if lines else {"skipped": f"worker failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"}
+    except subprocess.TimeoutExpired:
+        result = {"skipped": "timed out after 600 s"}
+    return {**job, **result}
+
+
+def gpu_reference(args, folder: Path) -> dict:
+    if args.reference:
+        try:
+            ref = json.loads(Path(args.reference).read_text())
+            return {**ref["gpu_reference"], "source": f"recorded: {args.reference} ({ref['machine'].get('gpu')})"}
+        except (OSError, KeyError, json.JSONDecodeError) as exc:
+            raise UserError(f"--reference {args.reference}: not a results.json of this script ({exc})") from None
+    onnx = folder / "model_fp32.onnx"
+    if not onnx.is_file():
+        return {"skipped": f"no {onnx.name} in {folder} to run on a GPU (convert with --int8 or --all)"}
+    job = {"kind": "gpu", "file": str(onnx), "threads": default_threads(), "throughput_batch": 32}
+    result = run_job(job)
+    result["source"] = "measured here"
+    return result
+
+
+def _fmt(v, spec: str = ".2f", unit: str = "") -> str:
+    return "—" if v is None else f"{v:{spec}}{unit}"
+
+
+def table(rows: list[dict], gpu: dict) -> str:
+    eager = (gpu.get("eager_b1") or {}).get("p50_ms")
+    graph = (gpu.get("graph_b1") or {}).get("p50_ms")
+    head = "| variant | backend | thr | batch | size MB | accuracy | p50 ms | p90 ms | p99 ms | bare invoke ms | 720p e2e ms | FPS | RSS MB | load ms | first ms | ×GPU eager | ×GPU graph |"
+    out = [head, "|" + "---|" * 17]
+    for r in rows:
+        if "skipped" in r:
+            out.append(f"| {r['variant']} | {r['backend']} | {r['threads']} | {r['batch']} | — | — | skipped: {r['skipped']} |" + " |" * 10)
+            continue
+        per_image = r["p50_ms"] / r["batch"]
+        out.append("| " + " | ".join([
+            r["variant"], r["backend"], str(r["threads"]), str(r["batch"]), _fmt(r.get("size_bytes", 0) / 1e6),
+            _fmt(r.get("accuracy") and r["accuracy"] * 100, ".2f", "%"), _fmt(r["p50_ms"]), _fmt(r["p90_ms"]), _fmt(r["p99_ms"]),
+            _fmt(r.get("bare_p50_ms")), _fmt(r.get("e2e_p50_ms")), _fmt(r["throughput_ips"], ".0f"), _fmt(r.get("peak_rss_mb"), ".0f"),
+            _fmt(r.get("load_ms"), ".0f"), _fmt(r.get("first_ms"), ".1f"),
+            _fmt(per_image / eager if eager and r["batch"] == 1 else None, ".2f", "×"),
+            _fmt(per_image / graph if graph and r["batch"] == 1 else None, ".2f", "×")]) + " |")
+    return "\n".join(out)
+
+
+def gpu_line(gpu: dict) -> str:
+    if "skipped" in gpu:
+        return f"GPU reference: skipped: {gpu['skipped']}"
+    parts = [f"{k}: p50 {v['p50_ms']:.3f} ms" for k, v in gpu.items() if isinstance(v, dict) and "p50_ms" in v]
+    return f"GPU reference ({gpu.get('gpu')}, {gpu.get('backend_version')}, {gpu.get('source')}): " + "; ".join(parts)
+
+
+def chart(rows: list[dict], gpu: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if "skipped" not in r and r["batch"] == 1]
+    if not done:
+        return
+    labels = [f"{r['variant']}\n{r['backend']} ×{r['threads']}" for r in done]
+    p50 = [r["p50_ms"] for r in done]
+    p99 = [r["p99_ms"] - r["p50_ms"] for r in done]
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.45 * len(done)))
+    ax.barh(range(len(done)), p50, xerr=[[0] * len(done), p99], color="#4c72b0", capsize=3)
+    ax.set_yticks(range(len(done)), labels, fontsize=7)
+    for key, style in (("eager_b1", "--"), ("graph_b1", ":")):
+        if isinstance(gpu.get(key), dict) and "p50_ms" in gpu[key]:
+            ax.axvline(gpu[key]["p50_ms"], color="#c44e52", linestyle=style, label=f"GPU fp32 {key.split('_')[0]} ({gpu.get('gpu')})")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency, ms (bar: p50, whisker: p99)")
+    ax.legend(fontsize=7, loc="lower right") if ax.get_legend_handles_labels()[0] else None
+    ax.invert_yaxis()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+FIELDS = ("variant", "backend", "threads", "batch", "size_bytes", "accuracy", "macro_f1", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
+          "runs", "throughput_ips", "bare_p50_ms", "e2e_p50_ms", "peak_rss_mb", "load_ms", "first_ms", "backend_version", "skipped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="conversion folder with manifest.json (default: the packaged model set)")
+    p.add_argument("--variants", help="comma-separated variant names (default: all in the manifest)")
+    p.add_argument("--threads", help="comma-separated thread counts (default: 1 … cores)")
+    p.add_argument("--batch", type=int, default=8, help="throughput batch size (default 8)")
+    p.add_argument("--min-runs", type=int, default=300)
+    p.add_argument("--min-seconds", type=float, default=3.0)
+    p.add_argument("--data", help="image folder: adds accuracy on the test part of the model's split")
+    p.add_argument("--split", help="split.json for --data (default: the one beside the model)")
+    p.add_argument("--reference", help="results.json recorded on a GPU machine, used when no GPU is here")
+    p.add_argument("--quick", action="store_true", help="few runs, one thread setting, batch 1 (for CI)")
+    p.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
+    args = p.parse_args(argv)
+    try:
+        folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
+        if not (folder / "manifest.json").is_file():
+            raise UserError(f"{folder} has no manifest.json; pass a conversion output folder")
+        facts = machine_facts()
+        print(f"machine: {facts['cpu']} ({facts['arch']}), {facts['cores']} cores, {facts['os']}, Python {facts['python']}")
+        gpu = gpu_reference(args, folder)
+        rows = []
+        for job in plan(args, folder):
+            row = run_job(job)
+            rows.append(row)
+            state = row.get("skipped") or f"p50 {row['p50_ms']:.3f} ms"
+            print(f"  {row['variant']:<15}{row['backend']:<26}threads {row['threads']} batch {row['batch']}: {state}", flush=True)
+    except UserError as exc:
+        print(f"latency.py: error: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    md = f"# Latency\n\nmachine: {facts['cpu']}, {facts['cores']} cores, {facts['os']}\n\n{gpu_line(gpu)}\n\n{table(rows, gpu)}\n"
+    clean = [{k: v for k, v in r.items() if k not in ("model", "backend_arg", "kind")} for r in rows]
+    atomic_write_text(out / "results.json", json.dumps({"machine": facts, "gpu_reference": gpu, "rows": clean}, indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(clean)
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    atomic_write_text(out / "results.md", md)
+    try:
+        chart(rows, gpu, out / "latency.png")
+    except ImportError:
+        print("matplotlib not installed: no latency.png (pip install 'edgeleuk[bench]')")
+    print()
+    print(gpu_line(gpu))
+    print(table(rows, gpu))
+    print(f"\nwrote {out}/results.json, results.csv, results.md, latency.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

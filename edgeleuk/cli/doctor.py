@@ -1,0 +1,98 @@
+"""edgeleuk doctor: is this machine ready to run the classifier? Backends, CPU features, cameras,
+the default model and a one-frame smoke inference, with a verdict line (exit 1 when something needed is missing)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import platform
+import sys
+import time
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeleuk doctor", description=__doc__)
+    p.add_argument("--model", help="model to smoke-test (default: the packaged default)")
+    return p
+
+
+def _version(*dists: str) -> str | None:
+    for dist in dists:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return None
+
+
+def cpu_features() -> dict[str, bool | str]:
+    """The CPU features that matter for int8 inference, read from /proc/cpuinfo."""
+    machine = platform.machine()
+    flags: set[str] = set()
+    model = platform.processor() or machine
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("flags", "features"):
+                flags.update(value.split())
+            elif key in ("model name", "hardware", "cpu model") and value.strip():
+                model = value.strip()
+    except OSError:
+        pass
+    if machine in ("x86_64", "AMD64", "i686"):
+        return {"cpu": model, "arch": machine, "avx2": "avx2" in flags, "avx512": "avx512f" in flags,
+                "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags}
+    return {"cpu": model, "arch": machine, "dotprod": "asimddp" in flags, "i8mm": "i8mm" in flags, "neon": "asimd" in flags or "neon" in flags}
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    import numpy as np
+
+    from edgeleuk import __version__
+    from edgeleuk.errors import UserError
+    from edgeleuk.runtime.sources import list_cameras
+
+    problems: list[str] = []
+    print(f"edgeleuk {__version__} on Python {platform.python_version()} ({platform.system()} {platform.machine()})")
+    backends = {"ai-edge-litert (LiteRT)": _version("ai-edge-litert"), "tflite-runtime": _version("tflite-runtime"),
+                "onnxruntime": _version("onnxruntime"), "opencv": _version("opencv-python-headless", "opencv-python"),
+                "numpy": _version("numpy")}
+    for name, version in backends.items():
+        print(f"  {name:<24}{version or 'not installed'}")
+    if not backends["ai-edge-litert (LiteRT)"] and not backends["tflite-runtime"] and not backends["onnxruntime"]:
+        problems.append("no inference backend: pip install 'edgeleuk[runtime]'")
+    if not backends["opencv"]:
+        problems.append("OpenCV missing: pip install opencv-python-headless")
+    if "tensorflow" in sys.modules:
+        problems.append("TensorFlow was imported by the runtime (a bug: please report it)")
+    feats = cpu_features()
+    print("  cpu: " + ", ".join(f"{k} {v}" for k, v in feats.items()))
+    if feats["arch"] in ("armv7l", "armv6l"):
+        problems.append("32-bit ARM: LiteRT has no wheels for it; install a 64-bit OS")
+    cams = list_cameras()
+    picam = _version("picamera2")
+    print(f"  cameras: {', '.join(cams) or 'none under /dev/video*'}; picamera2 {picam or 'not installed'}")
+    try:
+        from edgeleuk.runtime import load
+
+        clf = load(args.model)
+        variant = clf.variant
+        print(f"  model: {clf.path} ({variant.name if variant else 'no manifest'}, sha256 {variant.sha256[:16] + '…' if variant else 'unchecked'})")
+        frame = np.full((480, 640, 3), 200, dtype=np.uint8)
+        clf.classify(frame)  # warm-up
+        start = time.perf_counter()
+        probs = clf.classify(frame)
+        ms = (time.perf_counter() - start) * 1000
+        print(f"  smoke inference: {clf.backend.name} {clf.backend.version}, {clf.backend.threads} threads, {ms:.2f} ms, "
+              f"probabilities sum {float(probs.sum()):.3f}")
+        if not np.isfinite(probs).all():
+            problems.append("the model returned non-finite values")
+    except UserError as exc:
+        problems.append(f"model: {exc}")
+    if problems:
+        print("verdict: NOT READY — " + "; ".join(problems))
+        return 1
+    print("verdict: ready" + ("" if cams or picam else " (no camera found: --source works; plug in a camera for --camera)"))
+    return 0

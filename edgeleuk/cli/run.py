@@ -1,0 +1,106 @@
+"""edgeleuk run: classify frames from a camera, a video or images on the device (no TensorFlow).
+
+Research use only: the output is not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from pathlib import Path
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeleuk run", description=__doc__)
+    src = p.add_argument_group("source (one of)")
+    src.add_argument("--camera", help="camera number (USB/UVC, V4L2) or 'picamera2' for a Raspberry Pi CSI camera")
+    src.add_argument("--source", help="video file, image, folder or glob of images")
+    p.add_argument("--model", help=".tflite/.onnx file or conversion folder (default: the packaged int8 model)")
+    p.add_argument("--variant", help="variant of the model folder (default: tflite-int8)")
+    p.add_argument("--backend", help="litert (default for .tflite), tflite-runtime, onnxruntime, or tf-lite (host only)")
+    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    p.add_argument("--config", help="device configuration file (TOML, see device/edgeleuk.toml); flags override it")
+    p.add_argument("--roi", help="region of interest x,y,w,h (default: centred square crop)")
+    p.add_argument("--width", type=int, help="camera capture width")
+    p.add_argument("--height", type=int, help="camera capture height")
+    p.add_argument("--frames", type=int, help="stop after N accepted frames and print the sample's verdict")
+    p.add_argument("--min-confidence", type=float, help="below this the verdict is 'refer to a specialist' (default 0.8)")
+    p.add_argument("--min-focus", type=float, help="quality gate: least variance of the Laplacian (default 25)")
+    p.add_argument("--log", help="JSONL log file, one line per frame, flushed per line")
+    p.add_argument("--save-frames", help="folder to keep flagged frames (unusable or low confidence)")
+    p.add_argument("--display", action="store_true", help="show a window (needs a GUI build of OpenCV)")
+    p.add_argument("--quiet", action="store_true", help="no per-frame output, only the summary")
+    return p
+
+
+def _roi(text: str | None):
+    from edgeleuk.errors import UserError
+
+    if not text:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values) < 0 or values[2] == 0 or values[3] == 0:
+        raise UserError(f"Received: --roi {text}; expected x,y,w,h (non-negative integers, w and h > 0)")
+    return values
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    from dataclasses import replace
+
+    from edgeleuk.errors import UserError
+    from edgeleuk.runtime import load
+    from edgeleuk.runtime.config import read_config
+    from edgeleuk.runtime.quality import QualityThresholds
+    from edgeleuk.runtime.session import RunOptions, run
+    from edgeleuk.runtime.sources import open_source
+
+    conf = read_config(args.config) if args.config else {}
+    model_c, cam_c, sample_c, log_c = (conf.get(k, {}) for k in ("model", "camera", "sample", "log"))
+    thresholds = QualityThresholds(**conf.get("quality", {}))
+    if args.min_focus is not None:
+        thresholds = replace(thresholds, min_focus=args.min_focus)
+    camera = args.camera if args.camera is not None else (None if args.source else cam_c.get("device"))
+    source_path = args.source or (None if args.camera is not None else cam_c.get("source"))
+    if args.camera is not None and args.source:
+        raise UserError("pass either --camera or --source, not both")
+    for name in ("frames", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"Received: --{name} {value}; expected at least 1")
+    log = args.log
+    if log is None and log_c.get("folder"):
+        from datetime import datetime
+
+        log = str(Path(log_c["folder"]) / f"edgeleuk-{datetime.now():%Y%m%d-%H%M%S}.jsonl")
+    roi = _roi(args.roi) if args.roi else (tuple(cam_c["roi"]) if cam_c.get("roi") else None)
+    options = RunOptions(frames=args.frames or sample_c.get("frames"),
+                         min_confidence=args.min_confidence if args.min_confidence is not None else sample_c.get("min_confidence", 0.8),
+                         roi=roi, thresholds=thresholds, log=Path(log) if log else None,
+                         save_frames=Path(args.save_frames or log_c.get("save_frames")) if (args.save_frames or log_c.get("save_frames")) else None,
+                         display=args.display, status="off" if args.quiet else "auto")
+    classifier = load(args.model or model_c.get("path") or None, variant=args.variant or model_c.get("variant"),
+                      backend=args.backend or model_c.get("backend"), threads=args.threads or model_c.get("threads"))
+    source = open_source(source_path, None if camera is None else str(camera),
+                         args.width or cam_c.get("width"), args.height or cam_c.get("height"))
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stop: same clean ending as Ctrl-C
+    print(f"model: {classifier.name} ({classifier.path.name}, {classifier.backend.name} {classifier.backend.version}, "
+          f"{classifier.backend.threads} threads); research use only, not a diagnosis", flush=True)
+    summary, verdict = run(classifier, source, options)
+    s = summary.as_dict(verdict)
+    rejected = ", ".join(f"{k}: {v}" for k, v in summary.rejected.items()) or "none"
+    print(f"frames: {s['frames_seen']} seen, {s['frames_accepted']} accepted, rejected ({rejected}), "
+          f"{s['frames_unreadable']} unreadable; {s['fps']} frames/s; latency p50 {s['latency_ms_p50']} ms "
+          f"(inference {s['inference_ms_p50']} ms); stopped: {summary.stopped_by}")
+    print(verdict.describe())
+    if options.log:
+        print(f"log: {options.log}")
+    return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt

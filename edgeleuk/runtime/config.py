@@ -1,0 +1,65 @@
+"""The device configuration file (`device/edgeleuk.toml`) read by `edgeleuk run --config`.
+
+Strict: an unknown key or a value of the wrong type is an error that names the key.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgeleuk.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+# key → (type, check, meaning)
+SCHEMA: dict[str, dict[str, tuple[type | tuple, str]]] = {
+    "model": {"path": (str, "artifact file or conversion folder; empty: the packaged default"),
+              "variant": (str, "manifest variant name"), "backend": (str, "litert, tflite-runtime or onnxruntime"),
+              "threads": (int, "inference threads")},
+    "camera": {"device": ((int, str), "camera number or 'picamera2'"), "source": (str, "video/image/folder instead of a camera"),
+               "width": (int, "capture width"), "height": (int, "capture height"),
+               "roi": (list, "[x, y, w, h] region of interest")},
+    "quality": {"min_focus": ((int, float), ""), "min_brightness": ((int, float), ""), "max_brightness": ((int, float), ""),
+                "max_dark_fraction": ((int, float), ""), "max_bright_fraction": ((int, float), "")},
+    "sample": {"frames": (int, "accepted frames per sample"), "min_confidence": ((int, float), "0 … 1")},
+    "log": {"folder": (str, "folder for JSONL logs"), "save_frames": (str, "folder for flagged frames")},
+}
+
+
+def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    for section, body in doc.items():
+        if section not in SCHEMA:
+            raise UserError(f"{path}: unknown section [{section}]; expected one of {', '.join(SCHEMA)}")
+        if not isinstance(body, dict):
+            raise UserError(f"{path}: {section} must be a table")
+        for key, value in body.items():
+            if key not in SCHEMA[section]:
+                raise UserError(f"{path}: unknown key {section}.{key}; expected one of {', '.join(SCHEMA[section])}")
+            kind, _ = SCHEMA[section][key]
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise UserError(f"{path}: {section}.{key} = {value!r} has the wrong type")
+    roi = doc.get("camera", {}).get("roi")
+    if roi is not None and (len(roi) != 4 or not all(isinstance(v, int) and v >= 0 for v in roi) or roi[2] == 0 or roi[3] == 0):
+        raise UserError(f"{path}: camera.roi = {roi!r}; expected [x, y, w, h] with non-negative integers and w, h > 0")
+    conf = doc.get("sample", {}).get("min_confidence")
+    if conf is not None and not 0 <= conf <= 1:
+        raise UserError(f"{path}: sample.min_confidence = {conf}; expected 0 … 1")
+    frames = doc.get("sample", {}).get("frames")
+    if frames is not None and frames < 1:
+        raise UserError(f"{path}: sample.frames = {frames}; expected at least 1")
+    for key, value in doc.get("quality", {}).items():
+        if value < 0 or ("fraction" in key and value > 1):
+            raise UserError(f"{path}: quality.{key} = {value}; out of range")
+    return doc

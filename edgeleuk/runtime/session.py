@@ -1,0 +1,199 @@
+"""The run loop: frame → quality gate → inference → per-frame log line → sample verdict."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO
+
+import cv2
+import numpy as np
+
+from edgeleuk.errors import UserError
+from edgeleuk.preprocess import ImageError, preprocess
+from edgeleuk.runtime.quality import QualityThresholds, assess
+from edgeleuk.runtime.verdict import DISCLAIMER, Verdict
+
+
+@dataclass
+class RunOptions:
+    frames: int | None = None  # stop after this many accepted frames
+    min_confidence: float = 0.8
+    roi: tuple[int, int, int, int] | None = None
+    thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+    log: Path | None = None
+    save_frames: Path | None = None
+    display: bool = False
+    status: str = "auto"  # auto: a live line on a terminal, one line per frame otherwise; "off"
+
+
+@dataclass
+class Summary:
+    seen: int = 0
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    errors: int = 0
+    latency_ms: list = field(default_factory=list)
+    inference_ms: list = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    interrupted: bool = False
+    stopped_by: str | None = None
+
+    def as_dict(self, verdict: Verdict) -> dict:
+        elapsed = time.perf_counter() - self.started
+        lat = np.array(self.latency_ms or [0.0])
+        return {"event": "summary", "frames_seen": self.seen, "frames_accepted": self.accepted,
+                "frames_rejected": dict(self.rejected), "frames_unreadable": self.errors,
+                "latency_ms_p50": round(float(np.median(lat)), 3), "inference_ms_p50": round(float(np.median(self.inference_ms or [0.0])), 3),
+                "fps": round(self.seen / elapsed, 2) if elapsed > 0 else None, "seconds": round(elapsed, 2),
+                "interrupted": self.interrupted, "stopped_by": self.stopped_by, "verdict": verdict.as_dict()}
+
+
+class JsonlLog:
+    """One JSON object per line, flushed per line: a killed run still leaves a complete log."""
+
+    def __init__(self, path: Path | None):
+        self.fh: IO[str] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.fh = open(path, "a", buffering=1)
+            except OSError as exc:
+                raise UserError(f"cannot write the log {path}: {exc.strerror}") from None
+
+    def write(self, record: dict) -> None:
+        if self.fh:
+            self.fh.write(json.dumps(record) + "\n")
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh:
+            self.fh.close()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _status(text: str, live: bool) -> None:
+    if live:
+        sys.stderr.write("\r" + text[:150].ljust(150))
+        sys.stderr.flush()
+    else:
+        print(text, flush=True)
+
+
+def run(classifier, source, options: RunOptions) -> tuple[Summary, Verdict]:
+    """Classify frames until the source ends, N frames are accepted, or Ctrl-C; always logs a summary."""
+    summary, verdict = Summary(), Verdict(classifier.labels, options.min_confidence)
+    log = JsonlLog(options.log)
+    live = options.status == "auto" and sys.stderr.isatty()
+    quiet = options.status == "off"
+    display = _Display() if options.display else None
+    if options.save_frames:
+        options.save_frames.mkdir(parents=True, exist_ok=True)
+    try:
+        for frame in source.frames():
+            summary.seen += 1
+            record = {"time": _now(), "source": frame.name, "frame": frame.index}
+            if frame.image is None:
+                summary.errors += 1
+                log.write({**record, "error": frame.error})
+                if not quiet:
+                    _status(f"frame {frame.index} ({frame.name}): unreadable: {frame.error}", False)
+                continue
+            t0 = time.perf_counter()
+            try:
+                x = preprocess(frame.image, classifier.spec, color_order=frame.color_order, roi=options.roi)
+            except ImageError as exc:
+                summary.errors += 1
+                log.write({**record, "error": str(exc)})
+                continue
+            t1 = time.perf_counter()
+            quality = assess(x, options.thresholds)
+            t2 = time.perf_counter()
+            record["quality"] = quality.as_dict()
+            if not quality.usable:
+                summary.rejected[quality.reason] += 1
+                log.write(record)
+                _save(options.save_frames, frame, quality.reason)
+                if not quiet:
+                    _status(f"frame {frame.index}: unusable ({quality.reason}; focus {quality.focus:.0f}, brightness {quality.brightness:.0f})", live)
+                continue
+            probs = classifier.predict(x)[0]
+            t3 = time.perf_counter()
+            top = int(probs.argmax())
+            verdict.add(probs)
+            summary.accepted += 1
+            t4 = time.perf_counter()
+            timing = {"handoff": frame.handoff_ms, "preprocess": (t1 - t0) * 1e3, "quality": (t2 - t1) * 1e3,
+                      "inference": (t3 - t2) * 1e3, "postprocess": (t4 - t3) * 1e3}
+            total = sum(timing.values())
+            summary.latency_ms.append(total)
+            summary.inference_ms.append(timing["inference"])
+            record.update({"class": classifier.labels[top], "confidence": round(float(probs[top]), 4),
+                           "probabilities": {k: round(float(v), 4) for k, v in zip(classifier.labels, probs)},
+                           "latency_ms": {k: round(v, 3) for k, v in {**timing, "total": total}.items()}})
+            log.write(record)
+            if probs[top] < options.min_confidence:
+                _save(options.save_frames, frame, "low-confidence")
+            if not quiet:
+                probs_text = " ".join(f"{k} {v:.2f}" for k, v in zip(classifier.labels, probs))
+                _status(f"frame {frame.index}: {classifier.labels[top]} {probs[top]*100:.1f}% [{probs_text}] "
+                        f"{total:.1f} ms | sample: {verdict.decision} ({verdict.confidence*100:.0f}%, {verdict.frames} frames)", live)
+            if display is not None and display.show(frame, x, classifier.labels, probs, summary, quality):
+                summary.stopped_by = "window closed"
+                break
+            if options.frames and summary.accepted >= options.frames:
+                summary.stopped_by = f"{options.frames} accepted frames"
+                break
+        else:
+            summary.stopped_by = "end of source"
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        summary.stopped_by = "interrupted"
+    finally:
+        if live:
+            sys.stderr.write("\n")
+        log.write({"time": _now(), **summary.as_dict(verdict)})
+        log.close()
+        if display is not None:
+            display.close()
+    return summary, verdict
+
+
+def _save(folder: Path | None, frame, reason: str | None) -> None:
+    if folder is not None and frame.image is not None:
+        name = f"{Path(frame.name).stem}-{frame.index:06d}-{(reason or 'flagged').replace(' ', '-')}.jpg"
+        cv2.imwrite(str(folder / name), frame.image)
+
+
+class _Display:
+    """A window with the frame, the class, probability bars, FPS and focus (needs a GUI build of OpenCV)."""
+
+    def __init__(self):
+        try:
+            cv2.namedWindow("edgeleuk", cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise UserError("--display needs a desktop and an OpenCV build with GUI support "
+                            "(opencv-python, not opencv-python-headless); run without --display") from None
+
+    def show(self, frame, x, labels, probs, summary, quality) -> bool:
+        canvas = cv2.cvtColor(x, cv2.COLOR_RGB2BGR).copy()
+        canvas = cv2.resize(canvas, (448, 448))
+        fps = summary.seen / max(time.perf_counter() - summary.started, 1e-6)
+        for i, (label, p) in enumerate(zip(labels, probs)):
+            y = 20 + i * 22
+            cv2.rectangle(canvas, (90, y - 12), (90 + int(200 * p), y + 4), (0, 200, 0), -1)
+            cv2.putText(canvas, f"{label} {p*100:.0f}%", (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+        cv2.putText(canvas, f"{fps:.1f} FPS  focus {quality.focus:.0f}  {DISCLAIMER}", (5, 440), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 255), 1)
+        cv2.imshow("edgeleuk", canvas)
+        return (cv2.waitKey(1) & 0xFF) in (ord("q"), 27)
+
+    def close(self) -> None:
+        cv2.destroyAllWindows()

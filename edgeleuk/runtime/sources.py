@@ -1,0 +1,208 @@
+"""Frame sources: OpenCV cameras (a capture thread keeping only the newest frame), Picamera2, video
+files, single images and folders/globs of images (for replaying recorded slides)."""
+
+from __future__ import annotations
+
+import glob
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from edgeleuk.errors import UserError
+from edgeleuk.preprocess import IMAGE_SUFFIXES, ImageError, read_image
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".m4v", ".mjpg", ".mjpeg", ".webm")
+
+
+@dataclass
+class Frame:
+    index: int
+    image: np.ndarray | None  # None when this frame could not be read
+    name: str  # file name or camera id
+    color_order: str = "BGR"
+    error: str | None = None
+    handoff_ms: float = 0.0  # time from the frame being ready to the consumer having it
+
+
+def list_cameras() -> list[str]:
+    return sorted(glob.glob("/dev/video*"))
+
+
+class CameraSource:
+    """An OpenCV camera read by its own thread; `frames()` always hands over the newest frame.
+
+    When reads fail (camera unplugged), it reopens with back-off and gives up after `retries`.
+    """
+
+    def __init__(self, index: int, width: int | None = None, height: int | None = None, retries: int = 4):
+        import cv2
+
+        self.cv2, self.index, self.retries = cv2, index, retries
+        self.size = (width, height)
+        self.capture = self._open()
+        if self.capture is None:
+            found = ", ".join(list_cameras()) or "none"
+            raise UserError(f"camera {index} could not be opened; cameras present: {found}. "
+                            "Use --camera N for another one, --camera picamera2 for a Raspberry Pi CSI camera, or --source FILE")
+        self._lock = threading.Condition()
+        self._latest: tuple[int, np.ndarray, float] | None = None
+        self._stopped = False
+        self.failure: str | None = None
+        self._thread = threading.Thread(target=self._reader, name=f"camera-{index}", daemon=True)
+        self._thread.start()
+
+    def _open(self):
+        cap = self.cv2.VideoCapture(self.index)
+        if not cap.isOpened():  # VideoCapture raises nothing when there is no camera
+            cap.release()
+            return None
+        if self.size[0]:
+            cap.set(self.cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+        if self.size[1]:
+            cap.set(self.cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        cap.set(self.cv2.CAP_PROP_BUFFERSIZE, 1)
+        return cap
+
+    def _reader(self) -> None:
+        seq, failures = 0, 0
+        while not self._stopped:
+            ok, image = self.capture.read()
+            if ok and image is not None:
+                failures = 0
+                seq += 1
+                with self._lock:
+                    self._latest = (seq, image, time.perf_counter())
+                    self._lock.notify_all()
+                continue
+            failures += 1
+            if failures > self.retries:
+                self.failure = f"camera {self.index} stopped delivering frames (unplugged?) after {self.retries} reconnect attempts"
+                break
+            time.sleep(min(0.5 * 2 ** (failures - 1), 4.0))
+            self.capture.release()
+            self.capture = self._open() or self.capture
+        with self._lock:
+            self._stopped = True
+            self._lock.notify_all()
+
+    def frames(self) -> Iterator[Frame]:
+        last, index = 0, 0
+        try:
+            while True:
+                with self._lock:
+                    while not self._stopped and (self._latest is None or self._latest[0] == last):
+                        self._lock.wait(timeout=1.0)
+                    if self._latest is None or self._latest[0] == last:
+                        break
+                    last, image, ready = self._latest
+                yield Frame(index, image, f"camera:{self.index}", handoff_ms=(time.perf_counter() - ready) * 1000)
+                index += 1
+        finally:
+            self.close()
+        if self.failure:
+            raise UserError(self.failure)
+
+    def close(self) -> None:
+        self._stopped = True
+        self._thread.join(timeout=2.0)
+        self.capture.release()
+
+
+class PicameraSource:
+    """A Raspberry Pi CSI camera through Picamera2 (OpenCV cannot open these on current Raspberry Pi OS)."""
+
+    def __init__(self, width: int = 1280, height: int = 720):
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise UserError("Picamera2 is not installed: on Raspberry Pi OS run 'sudo apt install python3-picamera2' "
+                            "and create the virtual environment with --system-site-packages (device/install.sh does)") from None
+        try:
+            self.camera = Picamera2()
+            self.camera.configure(self.camera.create_video_configuration(main={"size": (width, height), "format": "RGB888"}))
+            self.camera.start()
+        except Exception as exc:
+            raise UserError(f"the CSI camera could not be started ({exc})") from None
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        try:
+            while True:
+                # Picamera2's "RGB888" is B, G, R in memory: the same order OpenCV uses
+                yield Frame(index, self.camera.capture_array(), "picamera2", color_order="BGR")
+                index += 1
+        finally:
+            self.camera.stop()
+
+
+class VideoSource:
+    """A recorded video, read frame by frame (every frame: a replay should be reproducible)."""
+
+    def __init__(self, path: Path):
+        import cv2
+
+        self.path = path
+        self.capture = cv2.VideoCapture(str(path))
+        if not self.capture.isOpened():
+            raise UserError(f"{path}: OpenCV cannot open this video")
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        try:
+            while True:
+                ready = time.perf_counter()
+                ok, image = self.capture.read()
+                if not ok:
+                    break
+                yield Frame(index, image, self.path.name, handoff_ms=(time.perf_counter() - ready) * 1000)
+                index += 1
+        finally:
+            self.capture.release()
+        if index == 0:
+            raise UserError(f"{self.path}: no frame could be read")
+
+
+class ImageSource:
+    """Images, one frame each; an unreadable one is reported as an error frame and the run goes on."""
+
+    def __init__(self, paths: list[Path], label: str):
+        if not paths:
+            raise UserError(f"no images found in {label} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        self.paths = paths
+
+    def frames(self) -> Iterator[Frame]:
+        for index, path in enumerate(self.paths):
+            try:
+                yield Frame(index, read_image(path), path.name)
+            except ImageError as exc:
+                yield Frame(index, None, path.name, error=str(exc))
+
+
+def open_source(source: str | None = None, camera: str | None = None, width: int | None = None, height: int | None = None):
+    """--camera N | picamera2, or --source PATH (video, image, folder or glob)."""
+    if camera is not None:
+        if str(camera).lower() == "picamera2":
+            return PicameraSource(width or 1280, height or 720)
+        if not str(camera).isdigit():
+            raise UserError(f"Received: --camera {camera}; expected a camera number (0, 1, …) or picamera2")
+        return CameraSource(int(camera), width, height)
+    if source is None:
+        raise UserError("nothing to read: pass --camera N, --camera picamera2 or --source PATH")
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return ImageSource(files, str(path))
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return ImageSource([path], str(path))
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            return VideoSource(path)
+        raise UserError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)}) or video ({', '.join(VIDEO_SUFFIXES)})")
+    if any(ch in source for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(source) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        return ImageSource(files, source)
+    raise UserError(f"source {source} does not exist")
