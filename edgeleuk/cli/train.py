@@ -17,6 +17,7 @@ def parser() -> argparse.ArgumentParser:
                    help="stage-2 augmentation: basic (flips, 90° turns, mild colour jitter) or robust (plus random camera-like degradations; default)")
     p.add_argument("--epochs", type=int, default=60, help="stage-1 epochs at most (early stopping on val loss)")
     p.add_argument("--fine-tune-epochs", type=int, default=25, help="stage-2 epochs at most")
+    p.add_argument("--fine-tune-patience", type=int, default=6, help="stage-2 early-stopping patience (the learning rate drops after half of it)")
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=32)
@@ -34,7 +35,7 @@ def main(argv: list[str]) -> int:
     config = TrainConfig(data=args.data, out=args.out, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
                          split=args.split, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from, augment=args.augment,
-                         fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
+                         fine_tune_epochs=args.fine_tune_epochs, fine_tune_patience=args.fine_tune_patience, fine_tune_learning_rate=args.fine_tune_learning_rate,
                          feature_cache=args.feature_cache)
     summary = train(config)
     return 130 if summary["interrupted"] else 0

@@ -20,6 +20,7 @@ def parity(variant_probs: np.ndarray, keras_probs: np.ndarray, labels: np.ndarra
         "agreement": float((variant_probs.argmax(1) == keras_probs.argmax(1)).mean()),
         "max_prob_diff": float(np.abs(variant_probs - keras_probs).max()),
         "n": int(len(variant_probs)),
+        "predictions": variant_probs.argmax(1).tolist(),  # per image, in the evaluated part's order
     }
     if labels is not None:
         m = classification_metrics(labels, variant_probs)

@@ -46,6 +46,7 @@ class Images:
     test: np.ndarray | None
     test_labels: np.ndarray | None
     note: str
+    test_files: list[str] = field(default_factory=list)  # relative to the data folder, in evaluation order
 
 
 def _load_keras(path: Path):
@@ -92,7 +93,7 @@ def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calib
     calib_images, _ = load_arrays(chosen[:size], spec)
     test_images, test_labels = load_arrays(test, spec)
     return Images(calib_images, test_images, test_labels, f"{note}; calibration: {len(calib_images)} training images; "
-                  f"evaluation: {len(test)} {config.part} images")
+                  f"evaluation: {len(test)} {config.part} images", [str(s.path.relative_to(found.root)) for s in test])
 
 
 def _versions() -> dict[str, str]:
@@ -144,9 +145,8 @@ def _variant(cfg: QuantizationConfig, path: Path, classifier, seconds: float, me
 
 def _staging(out: Path) -> Path:
     parent = out.parent
-    if not parent.exists():
-        parent.mkdir(parents=True, exist_ok=True)
     try:
+        parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.staging-"))
     except OSError as exc:
         raise UserError(f"cannot write the output folder {out}: {exc.strerror}") from None
@@ -237,7 +237,8 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
         manifest = replace(manifest.with_variants(variants), versions=_versions(),
                            provenance={**manifest.provenance, "source_model": str(model_path), "evaluation": images.note})
         write_manifest(staging, manifest)
-        report = {"rows": rows, "note": images.note, "max_drop_points": config.max_drop}
+        report = {"rows": rows, "note": images.note, "max_drop_points": config.max_drop, "labels": list(labels),
+                  "evaluated_files": images.test_files}
         atomic_write_text(staging / "report.json", json.dumps(report, indent=2) + "\n")
         atomic_write_text(staging / "report.md", f"# Conversion report\n\n{images.note}\n\n{format_report(rows)}\n")
         _swap(staging, out)

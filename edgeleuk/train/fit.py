@@ -39,7 +39,7 @@ class TrainConfig:
     fine_tune_from: str = "block_13"
     fine_tune_epochs: int = 25
     fine_tune_learning_rate: float = 1e-4
-    fine_tune_patience: int = 5
+    fine_tune_patience: int = 6
     augment: str = "robust"
     feature_cache: str | None = None
 
@@ -112,10 +112,11 @@ def _fine_tune(model, images, labels, parts, config, rows, out):
     val_ds = tf.data.Dataset.from_tensor_slices((images[va], labels[va])).batch(64)
     keeper = BestWeights()
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.fine_tune_patience)
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, config.fine_tune_patience // 2), verbose=1)
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=config.fine_tune_epochs, verbose=1,
                   class_weight=_class_weights(labels[tr]),
-                  callbacks=[keeper, stop, HistoryWriter(rows, out / "history.csv", "fine-tune")])
+                  callbacks=[keeper, stop, plateau, HistoryWriter(rows, out / "history.csv", "fine-tune")])
     finally:
         keeper.restore()
     print(f"stage 2: best epoch {keeper.best_epoch + 1}, val_loss {keeper.best:.4f}")

@@ -1,0 +1,125 @@
+"""Conversion stage through the real converters and runtimes, on the tiny model."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import cli
+from edgeleuk.manifest import read_manifest, sha256_file
+from edgeleuk.runtime import load
+from edgeleuk.runtime.embedded import read_tflite_info
+
+pytestmark = pytest.mark.host
+ALL = {"tflite-fp32", "tflite-fp16", "tflite-int8", "tflite-dynamic", "onnx-fp32", "onnx-int8"}
+
+
+def test_every_variant_is_listed_hashed_and_loads(converted):
+    manifest = read_manifest(converted)
+    assert {v.name for v in manifest.variants} == ALL
+    for v in manifest.variants:
+        assert sha256_file(converted / v.file) == v.sha256
+        clf = load(converted, variant=v.name)
+        probs = clf.predict(np.full((2, 64, 64, 3), 200, np.uint8))
+        assert probs.shape == (2, 4) and np.isfinite(probs).all()
+        assert abs(float(probs.sum(axis=1).mean()) - 1.0) < 0.05
+    int8 = manifest.variant("tflite-int8")
+    assert int8.input_dtype == "uint8" and int8.input_quantization is not None
+    assert manifest.preprocess.size == 64 and manifest.labels == ("Benign", "Early", "Pre", "Pro")
+
+
+def test_parity_report(converted):
+    report = json.loads((converted / "report.json").read_text())
+    rows = {r["variant"]: r for r in report["rows"]}
+    assert set(rows) == ALL | {"keras"}
+    for name in ("tflite-fp32", "onnx-fp32"):
+        assert rows[name]["max_prob_diff"] < 1e-3 and rows[name]["agreement"] == 1.0
+    assert rows["tflite-fp16"]["agreement"] >= 0.95
+    for name in ("tflite-int8", "onnx-int8"):  # untrained tiny model: a looser bound
+        assert rows[name]["agreement"] >= 0.6
+    assert "| variant |" in (converted / "report.md").read_text()
+
+
+def test_onnx_passes_checker_and_files_carry_labels(converted):
+    for name in ("model_fp32.onnx", "model_int8.onnx"):
+        model = onnx.load(str(converted / name))
+        onnx.checker.check_model(model)
+        props = {p.key: p.value for p in model.metadata_props}
+        assert json.loads(props["edgeleuk.json"])["labels"] == ["Benign", "Early", "Pre", "Pro"]
+    info = read_tflite_info(converted / "model_int8.tflite")
+    assert info["preprocess"]["size"] == 64
+
+
+def test_a_file_that_travels_alone_is_usable(converted, tmp_path):
+    lone = tmp_path / "alone.tflite"
+    shutil.copy(converted / "model_int8.tflite", lone)
+    clf = load(lone)
+    assert clf.labels == ("Benign", "Early", "Pre", "Pro") and clf.spec.size == 64
+    lone_onnx = tmp_path / "alone.onnx"
+    shutil.copy(converted / "model_int8.onnx", lone_onnx)
+    assert load(lone_onnx).spec.size == 64
+
+
+def test_max_drop_fails_naming_the_variant(trained, dataset, tmp_path):
+    proc = cli("convert", str(trained / "model.keras"), "--variants", "tflite-fp32", "--data", str(dataset),
+               "--max-drop", "-1", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 1
+    assert "tflite-fp32 lost more than -1.0" in proc.stderr
+
+
+@pytest.mark.parametrize("case", ["missing-model", "not-keras", "no-calibration-data", "unwritable-out", "unknown-variant"])
+def test_bad_input_leaves_nothing_behind(trained, dataset, tmp_path, case):
+    model, extra = str(trained / "model.keras"), ["--int8"]
+    out = tmp_path / "out"
+    data = ["--data", str(dataset)]
+    if case == "missing-model":
+        model = str(tmp_path / "none.keras")
+    elif case == "not-keras":
+        model = str(tmp_path / "model.keras")
+        (tmp_path / "model.keras").write_text("not a model")
+    elif case == "no-calibration-data":
+        data = []
+    elif case == "unwritable-out":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    elif case == "unknown-variant":
+        extra = ["--variants", "tflite-int9"]
+    proc = cli("convert", model, *extra, *data, "--out", str(out))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "error:" in proc.stderr
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if "staging" in p.name]
+
+
+def test_failed_conversion_keeps_previous_output(trained, dataset, tmp_path, monkeypatch):
+    from edgeleuk.errors import UserError
+    from edgeleuk.export import pipeline
+
+    out = tmp_path / "out"
+    pipeline.convert(pipeline.ConvertConfig(model=str(trained / "model.keras"), out=str(out), variants=["tflite-fp32"],
+                                            data=str(dataset)))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("simulated converter crash")
+
+    monkeypatch.setattr(pipeline, "_write_variant", failing)
+    with pytest.raises(UserError, match="simulated converter crash"):
+        pipeline.convert(pipeline.ConvertConfig(model=str(trained / "model.keras"), out=str(out), variants=["onnx-fp32"],
+                                                data=str(dataset)))
+    assert calls
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_recipes_are_data_in_convert_folder():
+    from edgeleuk.export.recipes import load_recipes, recipe_path
+
+    assert recipe_path().parent.name == "convert"
+    recipes = load_recipes()
+    assert [c.name for c in recipes.select(["int8"])] == ["tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"]

@@ -1,0 +1,94 @@
+import shutil
+from collections import Counter
+
+import pytest
+
+from conftest import make_dataset
+from edgeleuk.dataset import class_of, file_number, scan
+from edgeleuk.errors import UserError
+from edgeleuk.split import make_split, read_split, write_split
+
+
+def test_class_names_of_every_layout():
+    assert class_of("Benign") == "Benign"
+    assert class_of("[Malignant] early Pre-B") == "Early"
+    assert class_of("[Malignant] Pre-B") == "Pre"
+    assert class_of("[Malignant] Pro-B") == "Pro"
+    assert class_of("Healthy") is None
+
+
+def test_file_numbers():
+    assert file_number("WBC-Malignant-Pro-012.jpg") == 12
+    assert file_number("Snap_013 (2).jpg") == 13
+    assert file_number("cell.jpg") is None
+
+
+def test_original_parent_and_kaggle_names(tmp_path):
+    names = {"Early": "[Malignant] early Pre-B", "Pre": "[Malignant] Pre-B", "Pro": "[Malignant] Pro-B"}
+    make_dataset(tmp_path / "Original", per_class=12, folder_names=names)
+    make_dataset(tmp_path / "Segmented", per_class=12)  # ignored
+    found = scan(tmp_path)
+    assert found.root.name == "Original"
+    assert Counter(s.label for s in found.samples) == {"Benign": 12, "Early": 12, "Pre": 12, "Pro": 12}
+
+
+def test_bad_layouts(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        scan(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no class folders"):
+        scan(tmp_path / "empty")
+    make_dataset(tmp_path / "d", per_class=12)
+    (tmp_path / "d" / "Healthy").mkdir()
+    with pytest.raises(UserError, match="unknown class folder 'Healthy'"):
+        scan(tmp_path / "d")
+    make_dataset(tmp_path / "few", per_class=3)
+    with pytest.raises(UserError, match="too few"):
+        scan(tmp_path / "few")
+
+
+def test_same_file_under_two_classes_is_an_error(tmp_path):
+    make_dataset(tmp_path, per_class=12)
+    shutil.copy(tmp_path / "Pre" / "WBC-Pre-010.jpg", tmp_path / "Pro" / "copied.jpg")
+    with pytest.raises(UserError, match="two classes"):
+        scan(tmp_path)
+
+
+def test_corrupt_files_skipped_and_listed(tmp_path):
+    make_dataset(tmp_path, per_class=12)
+    (tmp_path / "Pre" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    found = scan(tmp_path)
+    assert [p.name for p, _ in found.skipped] == ["broken.jpg"]
+    assert "truncated" in found.skipped[0][1]
+
+
+def test_split_is_deterministic_stratified_and_keeps_blocks_together(tmp_path):
+    make_dataset(tmp_path, per_class=40)
+    # a byte-identical pair far apart in numbering must stay together
+    shutil.copy(tmp_path / "Pro" / "WBC-Pro-010.jpg", tmp_path / "Pro" / "WBC-Pro-990.jpg")
+    found = scan(tmp_path)
+    a, b = make_split(found.samples, seed=1), make_split(found.samples, seed=1)
+    assert a.assignment == b.assignment
+    parts = Counter(a.assignment.values())
+    n = len(found.samples)
+    assert abs(parts["train"] / n - 0.7) < 0.08 and abs(parts["test"] / n - 0.2) < 0.08 and parts["val"] > 0
+    by_block = {}
+    for s in found.samples:
+        by_block.setdefault((s.label, s.number // 20), set()).add(a.assignment[s.path])
+    assert all(len(p) == 1 for p in by_block.values())
+    pro = {s.path.name: a.assignment[s.path] for s in found.samples if s.label == "Pro"}
+    assert pro["WBC-Pro-010.jpg"] == pro["WBC-Pro-990.jpg"]
+    for label in ("Benign", "Early", "Pre", "Pro"):
+        assert {a.assignment[s.path] for s in found.samples if s.label == label} == {"train", "test", "val"}
+
+
+def test_split_file_round_trip_and_mismatch(tmp_path):
+    make_dataset(tmp_path / "d", per_class=20)
+    found = scan(tmp_path / "d")
+    split = make_split(found.samples)
+    write_split(tmp_path / "split.json", split, found.samples, found.root)
+    assert read_split(tmp_path / "split.json", found.samples, found.root).assignment == split.assignment
+    (tmp_path / "d" / "Pre" / "WBC-Pre-010.jpg").write_bytes((tmp_path / "d" / "Pre" / "WBC-Pre-020.jpg").read_bytes())
+    changed = scan(tmp_path / "d")
+    with pytest.raises(UserError, match="differs"):
+        read_split(tmp_path / "split.json", changed.samples, changed.root)

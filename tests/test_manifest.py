@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from edgeleuk.errors import UserError
+from edgeleuk.manifest import (Manifest, Quantization, Variant, manifest_from_dict, manifest_to_dict, read_manifest,
+                               sha256_file, verify_variant, write_manifest)
+
+
+def _variant(tmp_path, name="tflite-int8"):
+    f = tmp_path / "m.tflite"
+    f.write_bytes(b"model bytes")
+    return Variant(name=name, format="tflite", file=f.name, sha256=sha256_file(f), precision="int8", input_name="x",
+                   input_shape=(1, 224, 224, 3), input_dtype="uint8", output_dtype="uint8",
+                   input_quantization=Quantization(1.0, 0), output_quantization=Quantization(1 / 256, 0))
+
+
+def test_round_trip(tmp_path):
+    m = Manifest(variants=(_variant(tmp_path),), source_model_sha256="abc")
+    write_manifest(tmp_path, m)
+    back = read_manifest(tmp_path)
+    assert back == m
+    assert back.variant("tflite-int8").output_quantization.scale == 1 / 256
+
+
+def test_unknown_key_is_named(tmp_path):
+    data = manifest_to_dict(Manifest(variants=(_variant(tmp_path),)))
+    data["variants"][0]["colour"] = "blue"
+    with pytest.raises(UserError, match="colour"):
+        manifest_from_dict(data)
+    data = manifest_to_dict(Manifest())
+    data["extra"] = 1
+    with pytest.raises(UserError, match="extra"):
+        manifest_from_dict(data)
+
+
+def test_newer_schema_refused():
+    data = manifest_to_dict(Manifest())
+    data["schema_version"] = 99
+    with pytest.raises(UserError, match="newer"):
+        manifest_from_dict(data)
+
+
+def test_hash_mismatch_detected(tmp_path):
+    v = _variant(tmp_path)
+    assert verify_variant(tmp_path, v).name == "m.tflite"
+    (tmp_path / "m.tflite").write_bytes(b"changed")
+    with pytest.raises(UserError, match="does not match"):
+        verify_variant(tmp_path, v)
+
+
+def test_unknown_variant_lists_known(tmp_path):
+    m = Manifest(variants=(_variant(tmp_path),))
+    with pytest.raises(UserError, match="tflite-int8"):
+        m.variant("onnx-int8")
+
+
+def test_write_is_atomic_no_temp_left(tmp_path):
+    write_manifest(tmp_path, Manifest())
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+    json.loads((tmp_path / "manifest.json").read_text())

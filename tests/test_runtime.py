@@ -1,0 +1,175 @@
+"""Device runtime: no TensorFlow, sources, quality gate, verdict, logs, faults."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import cli, smear
+from edgeleuk.dataset import load_arrays, scan
+from edgeleuk.errors import UserError
+from edgeleuk.runtime import load
+from edgeleuk.runtime.quality import assess
+from edgeleuk.runtime.verdict import REFER, Verdict
+
+
+def _no_tf(code: str) -> dict:
+    """Run code in a fresh interpreter; report which heavy modules it imported."""
+    probe = code + "\nimport sys, json; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'onnx'))))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def frames_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("frames")
+    for i, label in enumerate(["Benign", "Early", "Pre", "Pro"] * 2):
+        cv2.imwrite(str(folder / f"f{i:02d}.png"), smear(label, 100 + i, size=(160, 120)))
+    return folder
+
+
+def test_run_and_doctor_import_no_tensorflow(converted, frames_dir):
+    code = ("from edgeleuk.cli import main\n"
+            f"assert main(['run', '--model', r'{converted}', '--source', r'{frames_dir}', '--quiet']) == 0\n"
+            f"main(['doctor', '--model', r'{converted}'])\n"
+            "import contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n        main(['run', '--help'])\n    except SystemExit:\n        pass")
+    assert _no_tf(code) == []
+
+
+def test_run_on_a_folder_matches_direct_predictions(converted, frames_dir, tmp_path):
+    log = tmp_path / "run.jsonl"
+    proc = cli("run", "--model", str(converted), "--source", str(frames_dir), "--log", str(log), "--min-focus", "0", check_rc=0)
+    assert "research use only" in proc.stdout and "verdict:" in proc.stdout
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    frames = [x for x in lines if "frame" in x and "class" in x]
+    clf = load(converted)
+    images, _ = load_arrays([type("S", (), {"path": p, "class_index": 0})() for p in sorted(frames_dir.iterdir())], clf.spec, progress=False)
+    expected = [clf.labels[i] for i in clf.predict(images).argmax(1)]
+    assert [f["class"] for f in frames] == expected
+    assert lines[-1]["event"] == "summary" and lines[-1]["frames_seen"] == 8
+    assert {"time", "source", "frame", "quality", "probabilities", "latency_ms"} <= set(frames[0])
+
+
+def test_recorded_video_and_frame_limit(converted, tmp_path):
+    video = tmp_path / "slide.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for i in range(12):
+        writer.write(cv2.resize(smear("Pre", i), (320, 240)))
+    writer.release()
+    log = tmp_path / "v.jsonl"
+    proc = cli("run", "--model", str(converted), "--source", str(video), "--frames", "5", "--min-focus", "0", "--log", str(log), check_rc=0)
+    summary = json.loads(log.read_text().splitlines()[-1])
+    assert summary["frames_accepted"] == 5 and summary["stopped_by"] == "5 accepted frames"
+    assert "verdict:" in proc.stdout
+
+
+def test_source_that_ends_early_and_corrupt_images(converted, frames_dir, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for p in list(frames_dir.iterdir())[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "zz-corrupt.jpg").write_bytes(b"\xff\xd8garbage")
+    log = tmp_path / "m.jsonl"
+    cli("run", "--model", str(converted), "--source", str(folder), "--frames", "50", "--min-focus", "0", "--log", str(log), check_rc=0)
+    summary = json.loads(log.read_text().splitlines()[-1])
+    assert summary["frames_unreadable"] == 1 and summary["frames_accepted"] == 3 and summary["stopped_by"] == "end of source"
+
+
+def test_missing_camera_says_which_exist(converted):
+    proc = cli("run", "--model", str(converted), "--camera", "57")
+    assert proc.returncode == 1 and "camera 57 could not be opened; cameras present" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--source", "/nonexistent/x.avi"], "does not exist"),
+    (["--source", "EMPTY"], "no images found"),
+    (["--source", "X", "--roi", "1,2,3"], "--roi"),
+    (["--source", "X", "--frames", "0"], "--frames"),
+])
+def test_bad_run_input(converted, frames_dir, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    args = [str(tmp_path / "empty") if a == "EMPTY" else str(frames_dir) if a == "X" else a for a in args]
+    proc = cli("run", "--model", str(converted), *args)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_hash_mismatch_and_unreadable_model(converted, tmp_path):
+    import shutil
+
+    copy = tmp_path / "conv"
+    shutil.copytree(converted, copy)
+    with open(copy / "model_int8.tflite", "ab") as fh:
+        fh.write(b"tampered")
+    proc = cli("run", "--model", str(copy), "--source", str(tmp_path))
+    assert proc.returncode == 1 and "does not match the manifest" in proc.stderr
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a flatbuffer")
+    with pytest.raises(UserError, match="cannot load"):
+        load(junk)
+
+
+def test_ctrl_c_leaves_summary_and_exit_0(converted, tmp_path):
+    video = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (160, 120))
+    frame = cv2.resize(smear("Early", 1), (160, 120))
+    for _ in range(3000):
+        writer.write(frame)
+    writer.release()
+    log = tmp_path / "c.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "edgeleuk", "run", "--model", str(converted), "--source", str(video),
+                             "--min-focus", "0", "--log", str(log), "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    lines = log.read_text().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["interrupted"] is True and summary["frames_seen"] < 3000
+    assert all(json.loads(x) for x in lines)  # every line complete
+    assert "verdict:" in stdout
+
+
+def test_quality_gate_rejects_blur_and_bad_exposure():
+    sharp = cv2.resize(smear("Pro", 3), (224, 224))
+    sharp = cv2.cvtColor(sharp, cv2.COLOR_BGR2RGB)
+    rng = np.random.default_rng(0)
+    sharp = np.clip(sharp + rng.normal(0, 20, sharp.shape), 0, 255).astype(np.uint8)
+    assert assess(sharp).usable
+    assert assess(cv2.GaussianBlur(sharp, (0, 0), 4)).reason == "out of focus"
+    assert assess((sharp * 0.3).astype(np.uint8)).reason == "underexposed"
+    assert assess(np.full_like(sharp, 255)).reason == "overexposed"
+
+
+def test_verdict_refers_when_unsure():
+    v = Verdict(("Benign", "Early", "Pre", "Pro"), min_confidence=0.8)
+    assert v.decision == "no usable frame"
+    v.add(np.array([0.6, 0.4, 0, 0]))
+    v.add(np.array([0.5, 0.5, 0, 0]))
+    assert v.decision == REFER and v.label == "Benign"
+    v2 = Verdict(("Benign", "Early", "Pre", "Pro"), min_confidence=0.5)
+    v2.add(np.array([0.1, 0.9, 0, 0]))
+    assert v2.decision == "Early" and "not a diagnosis" in v2.describe()
+
+
+def test_threads_reach_the_interpreter(converted):
+    assert load(converted, threads=1).backend.threads == 1
+    assert load(converted, variant="onnx-int8", threads=1).backend.threads == 1
+
+
+def test_backend_override(converted):
+    with pytest.raises(UserError, match="expected litert"):
+        load(converted, variant="tflite-int8", backend="onnxruntime")
+    with pytest.raises(UserError, match="backend"):
+        load(converted, variant="tflite-int8", backend="cuda")

@@ -1,0 +1,41 @@
+"""Regression guard: the packaged default model on the real images of ../shared (skipped without them)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED, cli
+from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR
+
+DATA = SHARED / "data" / "all4"
+pytestmark = [pytest.mark.shared,
+              pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data/all4 (the real ALL images) is not beside this checkout")]
+
+
+@pytest.fixture(scope="module")
+def report():
+    return json.loads((DEFAULT_MODEL_DIR / "report.json").read_text())
+
+
+def test_packaged_int8_accuracy_on_the_test_part(tmp_path):
+    from edgeleuk.evaluation import evaluate
+
+    metrics = evaluate(str(DEFAULT_MODEL_DIR), str(DATA), split=str(DEFAULT_MODEL_DIR / "split.json"), out=str(tmp_path))
+    assert metrics["n"] == 566
+    assert metrics["accuracy"] >= 0.98 and metrics["macro_f1"] >= 0.975
+
+
+def test_runtime_on_a_folder_equals_the_parity_check(report, tmp_path):
+    """`edgeleuk run` over the test images predicts exactly what `convert` measured for tflite-int8."""
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    for i, rel in enumerate(report["evaluated_files"]):
+        (folder / f"{i:04d}{Path(rel).suffix}").symlink_to(DATA / rel)
+    log = tmp_path / "run.jsonl"
+    cli("run", "--source", str(folder), "--log", str(log), "--quiet", "--min-focus", "0", "--min-confidence", "0", check_rc=0)
+    frames = [json.loads(x) for x in log.read_text().splitlines() if '"class"' in x and '"event"' not in x]
+    row = next(r for r in report["rows"] if r["variant"] == "tflite-int8")
+    predicted = [report["labels"].index(f["class"]) for f in frames]
+    assert len(predicted) == len(row["predictions"])
+    assert predicted == row["predictions"]
