@@ -22,6 +22,9 @@ def robustness(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, 
     conditions = conditions or list(CONDITIONS)
     clean = classification_metrics(labels, predict(images))
     results: dict[str, Any] = {"clean": {"accuracy": clean["accuracy"], "macro_f1": clean["macro_f1"]}, "conditions": {}}
+    frames: list[tuple[float, float, float, float, bool]] = []
+    clean_quality = [assess(img, thresholds) for img in images]
+    results["clean"]["accepted"] = float(np.mean([q.usable for q in clean_quality]))
     jobs = [(c, s) for c in conditions for s in severities]
     iterator = jobs
     if progress:
@@ -35,8 +38,11 @@ def robustness(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, 
         degraded = np.stack([degrade(img, condition, severity, seed=seed * 100003 + i) for i, img in enumerate(images)])
         probs = predict(degraded)
         m = classification_metrics(labels, probs)
-        accepted = np.array([assess(img, thresholds).usable for img in degraded])
+        quality = [assess(img, thresholds) for img in degraded]
+        accepted = np.array([q.usable for q in quality])
         correct = probs.argmax(1) == labels
+        for q, ok in zip(quality, correct):
+            frames.append((q.focus, q.brightness, q.dark_fraction, q.bright_fraction, bool(ok)))
         results["conditions"].setdefault(condition, {})[str(severity)] = {
             "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "accepted": float(accepted.mean()),
             "gated_accuracy": float(correct[accepted].mean()) if accepted.any() else None}
@@ -45,7 +51,52 @@ def robustness(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, 
         worst = min(moderate, key=moderate.get)
         results["moderate"] = {"severity": MODERATE, "mean_accuracy": float(np.mean(list(moderate.values()))),
                                "worst_condition": worst, "worst_accuracy": moderate[worst]}
+    clean_frames = [(q.focus, q.brightness, q.dark_fraction, q.bright_fraction) for q in clean_quality]
+    results["gate_suggestion"] = calibrate_gate(np.array(frames, dtype=np.float64), np.array(clean_frames, dtype=np.float64))
+    results["_frames"] = (np.array(frames, dtype=np.float64), np.array(clean_frames, dtype=np.float64))  # not written
     return results
+
+
+# measure column, side of failure ("low": small values fail), threshold field, whether the suite sweeps
+# that measure (blur and exposure do; nothing in it makes pixels black, so the dark fraction is not gated by data)
+_GATE = ((0, "low", "min_focus", True), (1, "low", "min_brightness", True), (1, "high", "max_brightness", True),
+         (2, "high", "max_dark_fraction", False), (3, "high", "max_bright_fraction", True))
+
+
+def calibrate_gate(frames: np.ndarray, clean: np.ndarray, target: float = 0.9, min_share: float = 0.005,
+                   max_clean_rejected: float = 0.01) -> dict[str, Any]:
+    """Thresholds that reject the frames the model is known to fail on.
+
+    For each measure, the threshold is the furthest point such that the frames beyond it (on the
+    measure's bad side) are classified correctly less than `target` of the time, and they are at
+    least `min_share` of the suite. Where no tail fails, the threshold is the edge of what the suite
+    covered (its `min_share` quantile): beyond it the model is untested, so the frame is refused.
+    Either way it is then relaxed until at most `max_clean_rejected` of the clean images would be rejected.
+    """
+    correct = frames[:, 4].astype(bool)
+    out: dict[str, Any] = {"target_accuracy": target, "frames": int(len(frames)), "basis": {}}
+    for column, side, name, swept in _GATE:
+        values = frames[:, column]
+        order = np.argsort(values if side == "low" else -values)
+        hits = np.cumsum(correct[order])
+        count = np.arange(1, len(values) + 1)
+        accuracy = hits / count
+        ok = (accuracy < target) & (count >= min_share * len(values))
+        if ok.any():
+            cut = int(np.nonzero(ok)[0].max())
+            threshold = float(values[order][cut])
+            out["basis"][name] = f"frames beyond it: {accuracy[cut]:.1%} correct ({cut + 1} frames)"
+        elif swept:
+            threshold = float(np.quantile(values, min_share if side == "low" else 1 - min_share))
+            out["basis"][name] = "edge of the range the suite covered (no failing tail)"
+        else:
+            out["basis"][name] = "not covered by the suite: keep the default"
+            continue
+        clean_values = clean[:, column]
+        limit = np.quantile(clean_values, max_clean_rejected if side == "low" else 1 - max_clean_rejected)
+        threshold = min(threshold, float(limit)) if side == "low" else max(threshold, float(limit))
+        out[name] = round(threshold, 4)
+    return out
 
 
 def format_robustness(results: dict[str, Any]) -> str:
@@ -56,6 +107,10 @@ def format_robustness(results: dict[str, Any]) -> str:
     for condition, row in results["conditions"].items():
         gate = "/".join(f"{row[s]['accepted']*100:.0f}" for s in sev)
         lines.append(f"{condition:<18}" + "".join(f"{row[s]['accuracy']*100:>8.1f}" for s in sev) + f"{gate:>14}")
+    if "gate_suggestion" in results:
+        g = results["gate_suggestion"]
+        lines.append("quality gate from this suite (rejects where accuracy < {:.0%}): ".format(g["target_accuracy"]) +
+                     ", ".join(f"{k} {v}" for k, v in g.items() if k not in ("target_accuracy", "frames", "basis")))
     if "moderate" in results:
         m = results["moderate"]
         lines.append(f"severity {m['severity']}: mean accuracy {m['mean_accuracy']*100:.2f}%, worst {m['worst_condition']} "
@@ -74,7 +129,8 @@ def plot_robustness(results: dict[str, Any], path: Path, title: str) -> None:
     grid = np.array([[results["conditions"][c][s]["accuracy"] * 100 for s in sev] for c in conditions])
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(sev), 0.9 + 0.38 * len(conditions)))
     im = ax.imshow(grid, cmap="RdYlGn", vmin=50, vmax=100, aspect="auto")
-    ax.set_xticks(range(len(sev)), [f"severity {s}" for s in sev])
+    ax.set_xticks(range(len(sev)), sev)
+    ax.set_xlabel("severity")
     ax.set_yticks(range(len(conditions)), conditions)
     for i in range(len(conditions)):
         for j in range(len(sev)):
@@ -89,5 +145,6 @@ def plot_robustness(results: dict[str, Any], path: Path, title: str) -> None:
 
 def write_robustness(results: dict[str, Any], out: Path, title: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "robustness.json", json.dumps(results, indent=2) + "\n")
+    public = {k: v for k, v in results.items() if not k.startswith("_")}
+    atomic_write_text(out / "robustness.json", json.dumps(public, indent=2) + "\n")
     plot_robustness(results, out / "robustness.png", title)

@@ -33,7 +33,10 @@ def test_runtime_on_a_folder_equals_the_parity_check(report, tmp_path):
     for i, rel in enumerate(report["evaluated_files"]):
         (folder / f"{i:04d}{Path(rel).suffix}").symlink_to(DATA / rel)
     log = tmp_path / "run.jsonl"
-    cli("run", "--source", str(folder), "--log", str(log), "--quiet", "--min-focus", "0", "--min-confidence", "0", check_rc=0)
+    config = tmp_path / "all-frames.toml"  # classify every frame: no quality gate
+    config.write_text("[quality]\nmin_focus = 0\nmin_brightness = 0\nmax_brightness = 255\nmax_bright_fraction = 1.0\n"
+                      "max_dark_fraction = 1.0\n[sample]\nmin_confidence = 0\n")
+    cli("run", "--source", str(folder), "--log", str(log), "--quiet", "--config", str(config), check_rc=0)
     frames = [json.loads(x) for x in log.read_text().splitlines() if '"class"' in x and '"event"' not in x]
     row = next(r for r in report["rows"] if r["variant"] == "tflite-int8")
     predicted = [report["labels"].index(f["class"]) for f in frames]

@@ -26,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, help="camera capture height")
     p.add_argument("--frames", type=int, help="stop after N accepted frames and print the sample's verdict")
     p.add_argument("--min-confidence", type=float, help="below this the verdict is 'refer to a specialist' (default 0.8)")
-    p.add_argument("--min-focus", type=float, help="quality gate: least variance of the Laplacian (default 25)")
+    p.add_argument("--min-focus", type=float, help="quality gate: least variance of the Laplacian (default 4.2)")
     p.add_argument("--log", help="JSONL log file, one line per frame, flushed per line")
     p.add_argument("--save-frames", help="folder to keep flagged frames (unusable or low confidence)")
     p.add_argument("--display", action="store_true", help="show a window (needs a GUI build of OpenCV)")

@@ -75,7 +75,7 @@ def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calib
     split_file = Path(config.split) if config.split else model_path.parent / "split.json"
     if split_file.is_file():
         split = read_split(split_file, found.samples, found.root)
-        note = f"split: {split_file}"
+        note = f"split: {'split.json beside the model' if split_file.parent == model_path.parent else split_file}"
     else:
         split = make_split(found.samples)
         note = "split: made anew (no split.json beside the model): test figures may be optimistic"
@@ -156,6 +156,26 @@ def _staging(out: Path) -> Path:
     return staging
 
 
+def _carry_over(out: Path, staging: Path, source_sha: str, model_path: Path) -> Manifest | None:
+    """Start the staging folder as a copy of the existing output (other files stay, e.g. the source
+    model, split and reports); variants converted from a different source model are dropped."""
+    if not out.is_dir():
+        return None
+    for item in out.iterdir():
+        if item.name.startswith("."):
+            continue
+        target = staging / item.name
+        shutil.copytree(item, target) if item.is_dir() else shutil.copy2(item, target)
+    previous = read_manifest(out) if (out / MANIFEST_NAME).is_file() else None
+    if previous is not None and previous.source_model_sha256 != source_sha:
+        for v in previous.variants:
+            stale = staging / v.file
+            if v.format != "keras" and stale.is_file() and stale.name != model_path.name:
+                stale.unlink()
+        return None
+    return previous
+
+
 def _swap(staging: Path, out: Path) -> None:
     """Replace out by staging with two renames; the old folder goes only after the new one is in place."""
     backup = None
@@ -200,13 +220,7 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
                      **parity(keras_probs, keras_probs, images.test_labels), "conversion_seconds": None})
     staging = _staging(out)
     try:
-        previous = read_manifest(out) if (out / MANIFEST_NAME).is_file() else None
-        if previous is not None and previous.source_model_sha256 == source_sha:
-            for v in previous.variants:
-                if (out / v.file).is_file():
-                    shutil.copy2(out / v.file, staging / v.file)
-        else:
-            previous = None
+        previous = _carry_over(out, staging, source_sha, model_path)
         variants = []
         with tempfile.TemporaryDirectory(dir=staging) as work:
             for cfg in sorted(chosen, key=lambda c: (c.format, c.precision != "fp32")):
@@ -235,7 +249,8 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
         manifest = previous or Manifest(labels=labels, preprocess=spec, model=dict(base.model) if base else {"input_size": size},
                                         source_model_sha256=source_sha)
         manifest = replace(manifest.with_variants(variants), versions=_versions(),
-                           provenance={**manifest.provenance, "source_model": str(model_path), "evaluation": images.note})
+                           provenance={**manifest.provenance, "evaluation": images.note,
+                                       "source_model": model_path.name if model_path.parent.resolve() == out.resolve() else str(model_path)})
         write_manifest(staging, manifest)
         report = {"rows": rows, "note": images.note, "max_drop_points": config.max_drop, "labels": list(labels),
                   "evaluated_files": images.test_files}

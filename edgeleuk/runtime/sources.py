@@ -4,6 +4,7 @@ files, single images and folders/globs of images (for replaying recorded slides)
 from __future__ import annotations
 
 import glob
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -140,28 +141,51 @@ class PicameraSource:
 
 
 class VideoSource:
-    """A recorded video, read frame by frame (every frame: a replay should be reproducible)."""
+    """A recorded video, decoded ahead by its own thread (as a camera's frames arrive decoded), every
+    frame kept in order: a replay is reproducible and decoding overlaps inference."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, queue_size: int = 4):
         import cv2
 
         self.path = path
         self.capture = cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
             raise UserError(f"{path}: OpenCV cannot open this video")
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._reader, name="video-reader", daemon=True)
+        self._thread.start()
+
+    def _reader(self) -> None:
+        try:
+            while not self._stop.is_set():
+                ok, image = self.capture.read()
+                item = (image, time.perf_counter()) if ok else None
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if item is None:
+                    return
+        finally:
+            self.capture.release()
 
     def frames(self) -> Iterator[Frame]:
         index = 0
         try:
             while True:
-                ready = time.perf_counter()
-                ok, image = self.capture.read()
-                if not ok:
+                wait = time.perf_counter()
+                item = self._queue.get()
+                if item is None:
                     break
-                yield Frame(index, image, self.path.name, handoff_ms=(time.perf_counter() - ready) * 1000)
+                image, _ = item
+                yield Frame(index, image, self.path.name, handoff_ms=(time.perf_counter() - wait) * 1000)
                 index += 1
         finally:
-            self.capture.release()
+            self._stop.set()
+            self._thread.join(timeout=2.0)
         if index == 0:
             raise UserError(f"{self.path}: no frame could be read")
 

@@ -103,7 +103,9 @@ def _fine_tune(model, images, labels, parts, config, rows, out):
     from edgeleuk.train.model import unfreeze_top
 
     layers = unfreeze_top(model, config.fine_tune_from)
-    model.compile(optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate),
+    # Polyak averaging of the weights: validation (and the kept checkpoint) use the average, whose
+    # loss is far less noisy epoch to epoch than the raw weights' under strong augmentation
+    model.compile(optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate, use_ema=True, ema_momentum=0.99),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     print(f"stage 2 (fine-tuning from {config.fine_tune_from}): {layers} layers, {trainable:,} trainable parameters")
@@ -116,7 +118,8 @@ def _fine_tune(model, images, labels, parts, config, rows, out):
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=config.fine_tune_epochs, verbose=1,
                   class_weight=_class_weights(labels[tr]),
-                  callbacks=[keeper, stop, plateau, HistoryWriter(rows, out / "history.csv", "fine-tune")])
+                  callbacks=[keras.callbacks.SwapEMAWeights(swap_on_epoch=True), keeper, stop, plateau,
+                             HistoryWriter(rows, out / "history.csv", "fine-tune")])
     finally:
         keeper.restore()
     print(f"stage 2: best epoch {keeper.best_epoch + 1}, val_loss {keeper.best:.4f}")
@@ -189,15 +192,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
 
 def _save_clean(model, path: Path) -> None:
-    """Save weights and architecture without optimizer state (a third of the size), base frozen, atomically."""
+    """Save architecture and weights without optimizer state (a third of the size), base frozen, atomically."""
     import keras
 
-    clean = keras.models.clone_model(model)
-    clean.set_weights(model.get_weights())
-    clean.get_layer("mobilenetv2_base").trainable = False
+    full = path.with_name(f".{path.stem}.full.tmp.keras")
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    clean.save(tmp)
-    tmp.replace(path)
+    try:
+        model.save(full)
+        clean = keras.models.load_model(full, compile=False)  # drops the optimizer and its EMA copies
+        clean.get_layer("mobilenetv2_base").trainable = False
+        clean.save(tmp)
+        tmp.replace(path)
+    finally:
+        full.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metrics: dict) -> None:

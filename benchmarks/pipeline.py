@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""What `edgeleuk run` costs over the bare interpreter, on a recorded 720p slide video.
+
+    python benchmarks/pipeline.py [--model DIR] [--data ../shared/data/all4] [--frames 600] [--threads N]
+
+Records a 1280×720 MJPG clip (real test images when --data is given, else synthetic cells), runs
+`edgeleuk run --source clip` in a fresh process, and reports: per-frame path (hand-off,
+preprocessing, quality gate, inference, post-processing) against a bare `invoke()` loop of the same
+model and threads, frames per second, peak RSS and cold start to first result. Device-safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from edgeleuk.manifest import atomic_write_text  # noqa: E402
+from edgeleuk.runtime import load  # noqa: E402
+from edgeleuk.runtime.backends import default_threads  # noqa: E402
+
+
+def record_clip(path: Path, frames: int, data: str | None) -> None:
+    """A 720p MJPG clip: each frame a slide image scaled into the frame, as a microscope camera sees it."""
+    sources = []
+    if data:
+        sources = sorted(Path(data).glob("*/*.jpg"))[::7][:60]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (1280, 720))
+    rng = np.random.default_rng(0)
+    for i in range(frames):
+        frame = np.full((720, 1280, 3), 225, np.uint8)
+        if sources:
+            cell = cv2.resize(cv2.imread(str(sources[i % len(sources)])), (720, 720), interpolation=cv2.INTER_CUBIC)
+        else:
+            cell = cv2.GaussianBlur(rng.integers(150, 255, (720, 720, 3), dtype=np.uint8), (0, 0), 2)
+            cv2.circle(cell, (360, 360), 150, (150, 60, 120), -1)
+        frame[:, 280:1000] = cell
+        writer.write(frame)
+    writer.release()
+
+
+def bare_invoke_ms(model: str | None, threads: int, runs: int = 2000) -> float:
+    clf = load(model, threads=threads)
+    it = clf.backend.interpreter
+    it.set_tensor(clf.backend._input["index"], clf.prepare(np.zeros((1, clf.spec.size, clf.spec.size, 3), np.uint8)))
+    for _ in range(100):
+        it.invoke()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        it.invoke()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="conversion folder or .tflite (default: the packaged int8 model)")
+    p.add_argument("--data", help="image folder to draw real slide frames from")
+    p.add_argument("--frames", type=int, default=600)
+    p.add_argument("--threads", type=int, default=default_threads())
+    p.add_argument("--out", default="runs/pipeline")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip, log = Path(tmp) / "slide720p.avi", Path(tmp) / "run.jsonl"
+        record_clip(clip, args.frames, args.data)
+        cmd = [sys.executable, "-m", "edgeleuk", "run", "--source", str(clip), "--log", str(log), "--quiet",
+               "--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+        first = None
+        while proc.poll() is None and first is None:
+            if log.exists() and log.stat().st_size > 0:
+                first = time.perf_counter() - start
+            time.sleep(0.002)
+        stdout, stderr = proc.communicate()
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(stderr, file=sys.stderr)
+            return 1
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        records = [json.loads(x) for x in log.read_text().splitlines()]
+    frames = [r for r in records if "latency_ms" in r]
+    summary = records[-1]
+    parts = {k: float(np.median([f["latency_ms"][k] for f in frames])) for k in frames[0]["latency_ms"]}
+    bare = bare_invoke_ms(args.model, args.threads)
+    result = {"frames": len(frames), "threads": args.threads, "fps": summary["fps"], "bare_invoke_p50_ms": bare,
+              "path_p50_ms": parts, "path_over_bare": parts["total"] / bare, "peak_rss_mb": peak_rss_mb,
+              "cold_start_to_first_result_s": first, "wall_s": wall, "verdict": summary["verdict"]["decision"],
+              "source": "real test images" if args.data else "synthetic cells"}
+    atomic_write_text(out / "pipeline.json", json.dumps(result, indent=2) + "\n")
+    print(f"720p MJPG clip, {len(frames)} frames, {args.threads} threads ({result['source']})")
+    print("per-frame path p50 (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
+    print(f"bare invoke() p50: {bare:.3f} ms; whole path / bare invoke: {result['path_over_bare']:.2f}×")
+    print(f"frames per second: {summary['fps']}; peak RSS {peak_rss_mb:.0f} MB; cold start to first result {first:.2f} s")
+    print(f"wrote {out / 'pipeline.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
