@@ -103,10 +103,10 @@ def format_robustness(results: dict[str, Any]) -> str:
     sev = sorted({s for v in results["conditions"].values() for s in v}, key=int)
     lines = [f"clean: accuracy {results['clean']['accuracy']*100:.2f}%, macro F1 {results['clean']['macro_f1']:.4f}",
              "accuracy % by severity (gate: share of frames the quality gate accepts at that severity)",
-             f"{'condition':<18}" + "".join(f"{'s' + s:>8}" for s in sev) + f"{'gate':>14}"]
+             f"{'condition':<18}" + "".join(f"{'s' + s:>8}" for s in sev) + "   gate"]
     for condition, row in results["conditions"].items():
         gate = "/".join(f"{row[s]['accepted']*100:.0f}" for s in sev)
-        lines.append(f"{condition:<18}" + "".join(f"{row[s]['accuracy']*100:>8.1f}" for s in sev) + f"{gate:>14}")
+        lines.append(f"{condition:<18}" + "".join(f"{row[s]['accuracy']*100:>8.1f}" for s in sev) + "   " + gate)
     if "gate_suggestion" in results:
         g = results["gate_suggestion"]
         lines.append("quality gate from this suite (rejects where accuracy < {:.0%}): ".format(g["target_accuracy"]) +

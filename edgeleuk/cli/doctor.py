@@ -30,6 +30,7 @@ def cpu_features() -> dict[str, bool | str]:
     machine = platform.machine()
     flags: set[str] = set()
     model = platform.processor() or machine
+    ident: dict[str, str] = {}
     try:
         for line in open("/proc/cpuinfo"):
             key, _, value = line.partition(":")
@@ -38,12 +39,14 @@ def cpu_features() -> dict[str, bool | str]:
                 flags.update(value.split())
             elif key in ("model name", "hardware", "cpu model") and value.strip():
                 model = value.strip()
+            elif key in ("cpu family", "model", "cpu part", "cpu implementer") and value.strip():
+                ident.setdefault(key.replace(" ", "_"), value.strip())
     except OSError:
         pass
     if machine in ("x86_64", "AMD64", "i686"):
-        return {"cpu": model, "arch": machine, "avx2": "avx2" in flags, "avx512": "avx512f" in flags,
+        return {"cpu": model, **ident, "arch": machine, "avx2": "avx2" in flags, "avx512": "avx512f" in flags,
                 "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags}
-    return {"cpu": model, "arch": machine, "dotprod": "asimddp" in flags, "i8mm": "i8mm" in flags, "neon": "asimd" in flags or "neon" in flags}
+    return {"cpu": model, **ident, "arch": machine, "dotprod": "asimddp" in flags, "i8mm": "i8mm" in flags, "neon": "asimd" in flags or "neon" in flags}
 
 
 def main(argv: list[str]) -> int:

@@ -29,6 +29,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-focus", type=float, help="quality gate: least variance of the Laplacian (default 4.2)")
     p.add_argument("--log", help="JSONL log file, one line per frame, flushed per line")
     p.add_argument("--save-frames", help="folder to keep flagged frames (unusable or low confidence)")
+    p.add_argument("--realtime", action="store_true",
+                   help="play a video at its recorded frame rate, keeping only the newest frame (as a live camera does)")
     p.add_argument("--display", action="store_true", help="show a window (needs a GUI build of OpenCV)")
     p.add_argument("--quiet", action="store_true", help="no per-frame output, only the summary")
     return p
@@ -86,7 +88,7 @@ def main(argv: list[str]) -> int:
     classifier = load(args.model or model_c.get("path") or None, variant=args.variant or model_c.get("variant"),
                       backend=args.backend or model_c.get("backend"), threads=args.threads or model_c.get("threads"))
     source = open_source(source_path, None if camera is None else str(camera),
-                         args.width or cam_c.get("width"), args.height or cam_c.get("height"))
+                         args.width or cam_c.get("width"), args.height or cam_c.get("height"), realtime=args.realtime)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stop: same clean ending as Ctrl-C
     print(f"model: {classifier.name} ({classifier.path.name}, {classifier.backend.name} {classifier.backend.version}, "
           f"{classifier.backend.threads} threads); research use only, not a diagnosis", flush=True)

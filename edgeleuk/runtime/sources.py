@@ -94,13 +94,14 @@ class CameraSource:
         last, index = 0, 0
         try:
             while True:
+                wait = time.perf_counter()
                 with self._lock:
                     while not self._stopped and (self._latest is None or self._latest[0] == last):
                         self._lock.wait(timeout=1.0)
                     if self._latest is None or self._latest[0] == last:
                         break
                     last, image, ready = self._latest
-                yield Frame(index, image, f"camera:{self.index}", handoff_ms=(time.perf_counter() - ready) * 1000)
+                yield Frame(index, image, f"camera:{self.index}", handoff_ms=(time.perf_counter() - max(ready, wait)) * 1000)
                 index += 1
         finally:
             self.close()
@@ -141,34 +142,60 @@ class PicameraSource:
 
 
 class VideoSource:
-    """A recorded video, decoded ahead by its own thread (as a camera's frames arrive decoded), every
-    frame kept in order: a replay is reproducible and decoding overlaps inference."""
+    """A recorded video, decoded ahead by its own thread (as a camera's frames arrive decoded).
 
-    def __init__(self, path: Path, queue_size: int = 4):
+    Default: every frame, in order, as fast as the pipeline goes (a reproducible replay).
+    realtime=True: paced at the clip's frame rate and, like a live camera, only the newest frame is
+    handed over (late frames are dropped), so a recording stands in for the microscope camera.
+    """
+
+    def __init__(self, path: Path, queue_size: int = 4, realtime: bool = False):
         import cv2
 
-        self.path = path
+        self.path, self.realtime = path, realtime
         self.capture = cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
             raise UserError(f"{path}: OpenCV cannot open this video")
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        self.interval = 1.0 / fps if fps and fps > 0 else 1.0 / 30
+        self.dropped = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=1 if realtime else queue_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._reader, name="video-reader", daemon=True)
         self._thread.start()
 
+    def _put(self, item) -> None:
+        if self.realtime and item is not None:
+            try:  # keep only the newest frame
+                self._queue.get_nowait()
+                self.dropped += 1
+            except queue.Empty:
+                pass
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if item is None and self.realtime:
+                    try:
+                        self._queue.get_nowait()
+                    except queue.Empty:
+                        pass
+
     def _reader(self) -> None:
+        start = time.perf_counter()
+        index = 0
         try:
             while not self._stop.is_set():
+                if self.realtime:
+                    delay = start + index * self.interval - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
                 ok, image = self.capture.read()
-                item = (image, time.perf_counter()) if ok else None
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if item is None:
+                self._put((image, time.perf_counter()) if ok else None)
+                if not ok:
                     return
+                index += 1
         finally:
             self.capture.release()
 
@@ -180,8 +207,9 @@ class VideoSource:
                 item = self._queue.get()
                 if item is None:
                     break
-                image, _ = item
-                yield Frame(index, image, self.path.name, handoff_ms=(time.perf_counter() - wait) * 1000)
+                image, ready = item
+                # hand-off cost: from when the frame was both ready and wanted (waiting for the next frame is not a cost)
+                yield Frame(index, image, self.path.name, handoff_ms=(time.perf_counter() - max(ready, wait)) * 1000)
                 index += 1
         finally:
             self._stop.set()
@@ -206,8 +234,9 @@ class ImageSource:
                 yield Frame(index, None, path.name, error=str(exc))
 
 
-def open_source(source: str | None = None, camera: str | None = None, width: int | None = None, height: int | None = None):
-    """--camera N | picamera2, or --source PATH (video, image, folder or glob)."""
+def open_source(source: str | None = None, camera: str | None = None, width: int | None = None, height: int | None = None,
+                realtime: bool = False):
+    """--camera N | picamera2, or --source PATH (video, image, folder or glob); realtime paces a video."""
     if camera is not None:
         if str(camera).lower() == "picamera2":
             return PicameraSource(width or 1280, height or 720)
@@ -224,7 +253,7 @@ def open_source(source: str | None = None, camera: str | None = None, width: int
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return ImageSource([path], str(path))
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            return VideoSource(path)
+            return VideoSource(path, realtime=realtime)
         raise UserError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)}) or video ({', '.join(VIDEO_SUFFIXES)})")
     if any(ch in source for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(source) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
