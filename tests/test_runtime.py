@@ -173,3 +173,39 @@ def test_backend_override(converted):
         load(converted, variant="tflite-int8", backend="onnxruntime")
     with pytest.raises(UserError, match="backend"):
         load(converted, variant="tflite-int8", backend="cuda")
+
+
+def test_camera_unplugged_mid_run_retries_then_stops_cleanly(monkeypatch):
+    """A camera that delivers frames, then fails every read: reconnects with back-off, then a clear error."""
+    import edgeleuk.runtime.sources as sources
+
+    opened = []
+
+    class FakeCapture:
+        def __init__(self, index):
+            opened.append(index)
+            self.reads = 0
+
+        def isOpened(self):
+            return True
+
+        def set(self, *args):
+            return True
+
+        def read(self):
+            self.reads += 1
+            if len(opened) == 1 and self.reads <= 3:
+                return True, np.full((120, 160, 3), 200, np.uint8)
+            return False, None
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
+    monkeypatch.setattr(sources.time, "sleep", lambda s: None)
+    camera = sources.CameraSource(0, retries=3)
+    seen = []
+    with pytest.raises(UserError, match="stopped delivering frames"):
+        for frame in camera.frames():
+            seen.append(frame.index)
+    assert seen and len(opened) == 4  # the first open plus three reconnect attempts

@@ -42,3 +42,11 @@ def test_runtime_on_a_folder_equals_the_parity_check(report, tmp_path):
     predicted = [report["labels"].index(f["class"]) for f in frames]
     assert len(predicted) == len(row["predictions"])
     assert predicted == row["predictions"]
+
+
+def test_packaged_variants_keep_the_keras_accuracy(report):
+    rows = {r["variant"]: r for r in report["rows"]}
+    for name in ("tflite-int8", "onnx-int8"):
+        assert rows["keras"]["accuracy"] - rows[name]["accuracy"] <= 0.005
+        assert rows[name]["agreement"] >= 0.99
+    assert rows["onnx-fp32"]["agreement"] == 1.0 and rows["onnx-fp32"]["max_prob_diff"] < 1e-3
