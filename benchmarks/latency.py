@@ -6,7 +6,8 @@
     python benchmarks/latency.py --model runs/convert --data DATA --reference gpu/results.json
 
 Each (variant, backend, threads, batch) runs in its own subprocess, pinned to its cores, after a
-warm-up and for at least --min-runs runs and --min-seconds, so peak RSS is its own and p50 repeats.
+warm-up and for at least --min-runs runs and --min-seconds, so peak RSS is its own; all of them run
+--rounds times round-robin and each figure is the median over rounds, so p50 repeats on a shared machine.
 Writes results.json, results.csv, results.md and latency.png to --out. It reads artifacts, never converts.
 """
 
@@ -62,8 +63,9 @@ def plan(args, folder: Path) -> list[dict]:
     if args.threads:
         threads = [int(t) for t in args.threads.split(",")]
     batches = [1] if args.quick else [1, args.batch]
+    rounds = 1 if args.quick else args.rounds
     timing = {"warmup": 5, "min_runs": 20, "min_seconds": 0.3, "max_runs": 200} if args.quick else \
-             {"warmup": 50, "min_runs": args.min_runs, "min_seconds": args.min_seconds, "max_runs": 20000}
+             {"warmup": 50, "min_runs": max(50, args.min_runs // rounds), "min_seconds": args.min_seconds / rounds, "max_runs": 20000}
     wanted = set(args.variants.split(",")) if args.variants else None
     jobs = []
     for v in manifest.variants:
@@ -97,6 +99,37 @@ def plan(args, folder: Path) -> list[dict]:
                         job["backend_arg"] = backend
                     jobs.append(job)
     return jobs
+
+
+def run_rounds(jobs: list[dict], rounds: int, report) -> list[dict]:
+    """Run every job `rounds` times, round-robin, so a burst of load on this (shared) machine spreads
+    over many rows instead of skewing one; a row's figures are the medians over its rounds."""
+    import statistics
+
+    results: list[list[dict]] = [[] for _ in jobs]
+    for r in range(rounds):
+        for i, job in enumerate(jobs):
+            results[i].append(run_job(job))
+            if r == rounds - 1:
+                report(combine(results[i]))
+    return [combine(rs) for rs in results]
+
+
+def combine(rounds: list[dict]) -> dict:
+    import statistics
+
+    done = [r for r in rounds if "skipped" not in r]
+    if not done:
+        return rounds[0]
+    row = dict(done[0])
+    for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "bare_p50_ms", "e2e_p50_ms", "load_ms", "first_ms"):
+        values = [r[key] for r in done if r.get(key) is not None]
+        if values:
+            row[key] = statistics.median(values)
+    row["runs"] = sum(r.get("runs", 0) for r in done)
+    row["peak_rss_mb"] = max(r.get("peak_rss_mb", 0) for r in done)
+    row["p50_rounds_ms"] = [round(r["p50_ms"], 4) for r in done]
+    return row
 
 
 def run_job(job: dict) -> dict:
@@ -199,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", help="comma-separated variant names (default: all in the manifest)")
     p.add_argument("--threads", help="comma-separated thread counts (default: 1 … cores)")
     p.add_argument("--batch", type=int, default=8, help="throughput batch size (default 8)")
-    p.add_argument("--min-runs", type=int, default=300)
-    p.add_argument("--min-seconds", type=float, default=3.0)
+    p.add_argument("--min-runs", type=int, default=300, help="timed runs per configuration, over all rounds")
+    p.add_argument("--min-seconds", type=float, default=3.0, help="timed seconds per configuration, over all rounds")
+    p.add_argument("--rounds", type=int, default=3, help="round-robin rounds; figures are medians over rounds (default 3)")
     p.add_argument("--data", help="image folder: adds accuracy on the test part of the model's split")
     p.add_argument("--split", help="split.json for --data (default: the one beside the model)")
     p.add_argument("--reference", help="results.json recorded on a GPU machine, used when no GPU is here")
@@ -214,12 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         facts = machine_facts()
         print(f"machine: {facts['cpu']} ({facts['arch']}), {facts['cores']} cores, {facts['os']}, Python {facts['python']}")
         gpu = gpu_reference(args, folder)
-        rows = []
-        for job in plan(args, folder):
-            row = run_job(job)
-            rows.append(row)
-            state = row.get("skipped") or f"p50 {row['p50_ms']:.3f} ms"
+        def report(row: dict) -> None:
+            state = row.get("skipped") or f"p50 {row['p50_ms']:.3f} ms (rounds: {', '.join(f'{v:.3f}' for v in row['p50_rounds_ms'])})"
             print(f"  {row['variant']:<15}{row['backend']:<26}threads {row['threads']} batch {row['batch']}: {state}", flush=True)
+
+        jobs = plan(args, folder)
+        rows = run_rounds(jobs, 1 if args.quick else args.rounds, report)
     except UserError as exc:
         print(f"latency.py: error: {exc}", file=sys.stderr)
         return 1
