@@ -85,10 +85,10 @@ def main(argv: list[str]) -> int:
                          roi=roi, thresholds=thresholds, log=Path(log) if log else None,
                          save_frames=Path(args.save_frames or log_c.get("save_frames")) if (args.save_frames or log_c.get("save_frames")) else None,
                          display=args.display, status="off" if args.quiet else "auto")
-    classifier = load(args.model or model_c.get("path") or None, variant=args.variant or model_c.get("variant"),
-                      backend=args.backend or model_c.get("backend"), threads=args.threads or model_c.get("threads"))
     source = open_source(source_path, None if camera is None else str(camera),
                          args.width or cam_c.get("width"), args.height or cam_c.get("height"), realtime=args.realtime)
+    classifier = load(args.model or model_c.get("path") or None, variant=args.variant or model_c.get("variant"),
+                      backend=args.backend or model_c.get("backend"), threads=args.threads or model_c.get("threads"))
     signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stop: same clean ending as Ctrl-C
     print(f"model: {classifier.name} ({classifier.path.name}, {classifier.backend.name} {classifier.backend.version}, "
           f"{classifier.backend.threads} threads); research use only, not a diagnosis", flush=True)
