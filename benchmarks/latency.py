@@ -104,7 +104,6 @@ def plan(args, folder: Path) -> list[dict]:
 def run_rounds(jobs: list[dict], rounds: int, report) -> list[dict]:
     """Run every job `rounds` times, round-robin, so a burst of load on this (shared) machine spreads
     over many rows instead of skewing one; a row's figures are the medians over its rounds."""
-    import statistics
 
     results: list[list[dict]] = [[] for _ in jobs]
     for r in range(rounds):

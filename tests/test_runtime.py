@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import cli, smear
-from edgeleuk.dataset import load_arrays, scan
+from edgeleuk.dataset import load_arrays
 from edgeleuk.errors import UserError
 from edgeleuk.runtime import load
 from edgeleuk.runtime.quality import assess

@@ -6,7 +6,6 @@ Research use only: the output is not a diagnosis.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 from pathlib import Path
 
