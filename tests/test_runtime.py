@@ -18,6 +18,11 @@ from edgeleuk.runtime.quality import assess
 from edgeleuk.runtime.verdict import REFER, Verdict
 
 
+def default_sigint() -> None:
+    """A child started from a background job inherits an ignored SIGINT; Ctrl-C tests need it back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _no_tf(code: str) -> dict:
     """Run code in a fresh interpreter; report which heavy modules it imported."""
     probe = code + "\nimport sys, json; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'onnx'))))"
@@ -109,7 +114,9 @@ def test_hash_mismatch_and_unreadable_model(converted, tmp_path):
     shutil.copytree(converted, copy)
     with open(copy / "model_int8.tflite", "ab") as fh:
         fh.write(b"tampered")
-    proc = cli("run", "--model", str(copy), "--source", str(tmp_path))
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), smear("Pre", 1))
+    proc = cli("run", "--model", str(copy), "--source", str(image))
     assert proc.returncode == 1 and "does not match the manifest" in proc.stderr
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a flatbuffer")
@@ -127,7 +134,7 @@ def test_ctrl_c_leaves_summary_and_exit_0(converted, tmp_path):
     log = tmp_path / "c.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "edgeleuk", "run", "--model", str(converted), "--source", str(video),
                              "--min-focus", "0", "--log", str(log), "--threads", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.time() + 60
     while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 5):
         time.sleep(0.05)

@@ -110,7 +110,8 @@ def test_ctrl_c_keeps_best_checkpoint(dataset, tiny, tmp_path):
     out = tmp_path / "run"
     exe = [sys.executable, "-m", "edgeleuk", "train", "--data", str(dataset), "--out", str(out), *tiny,
            "--epochs", "3", "--fine-tune", "--fine-tune-epochs", "200", "--fine-tune-from", "block_16", "--feature-cache", "off"]
-    proc = subprocess.Popen(exe, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(exe, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline:
         history = out / "history.csv"
