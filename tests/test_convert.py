@@ -139,3 +139,8 @@ def test_converting_into_the_model_folder_keeps_its_files(trained, dataset, tmp_
     manifest = read_manifest(folder)
     assert {v.name for v in manifest.variants} == {"keras", "tflite-fp32"}
     assert manifest.variant("keras").sha256 == sha256_file(folder / "model.keras")
+    # a second conversion adds to the folder: manifest and report keep the first one's variant
+    cli("convert", str(folder / "model.keras"), "--variants", "onnx-fp32", "--data", str(dataset), "--out", str(folder), check_rc=0)
+    assert {v.name for v in read_manifest(folder).variants} == {"keras", "tflite-fp32", "onnx-fp32"}
+    report = json.loads((folder / "report.json").read_text())
+    assert {r["variant"] for r in report["rows"]} == {"keras", "tflite-fp32", "onnx-fp32"}

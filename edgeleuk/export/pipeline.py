@@ -176,6 +176,16 @@ def _carry_over(out: Path, staging: Path, source_sha: str, model_path: Path) -> 
     return previous
 
 
+def _merged_rows(previous_report: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The report keeps the rows of variants this run did not convert again (same source model)."""
+    try:
+        old = json.loads(previous_report.read_text())["rows"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return rows
+    new = {r["variant"] for r in rows}
+    return rows[:1] + [r for r in old if r["variant"] not in new] + rows[1:]
+
+
 def _swap(staging: Path, out: Path) -> None:
     """Replace out by staging with two renames; the old folder goes only after the new one is in place."""
     backup = None
@@ -252,10 +262,11 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
                            provenance={**manifest.provenance, "evaluation": images.note,
                                        "source_model": model_path.name if model_path.parent.resolve() == out.resolve() else str(model_path)})
         write_manifest(staging, manifest)
-        report = {"rows": rows, "note": images.note, "max_drop_points": config.max_drop, "labels": list(labels),
+        report_rows = _merged_rows(staging / "report.json", rows) if previous is not None else rows
+        report = {"rows": report_rows, "note": images.note, "max_drop_points": config.max_drop, "labels": list(labels),
                   "evaluated_files": images.test_files}
         atomic_write_text(staging / "report.json", json.dumps(report, indent=2) + "\n")
-        atomic_write_text(staging / "report.md", f"# Conversion report\n\n{images.note}\n\n{format_report(rows)}\n")
+        atomic_write_text(staging / "report.md", f"# Conversion report\n\n{images.note}\n\n{format_report(report_rows)}\n")
         _swap(staging, out)
     finally:
         if staging.exists():
