@@ -199,18 +199,10 @@ def _swap(staging: Path, out: Path) -> None:
 
 def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     """Convert, check and write; returns the report rows and the variants that failed --max-drop."""
-    from edgeleuk.export.parity import format_report, parity, predict_all
-    from edgeleuk.runtime.backends import open_backend
-    from edgeleuk.runtime.classifier import Classifier
+    from edgeleuk.export.parity import format_report, parity
 
     recipes = load_recipes()
-    chosen = recipes.select(config.variants)
-    if config.formats:
-        chosen = [c for c in chosen if c.format in config.formats]
-        if not chosen:
-            raise UserError(f"Received: formats={','.join(config.formats)}; none of the selected variants has that format")
-    if config.float_output:
-        chosen = [replace(c, output_dtype="float32") if c.format == "tflite" else c for c in chosen]
+    chosen = _select(recipes, config)
     model_path = Path(config.model) if config.model else DEFAULT_SOURCE
     out = Path(config.out)
     model = _load_keras(model_path)
@@ -221,7 +213,7 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     labels = base.labels if base else tuple(_default_labels(model))
     images = _images(config, model_path, spec, recipes.calibration, any(c.needs_calibration for c in chosen))
     print(images.note)
-    info = {"labels": list(labels), "preprocess": {k: v for k, v in spec.__dict__.items()}, "source_model_sha256": source_sha,
+    info = {"labels": list(labels), "preprocess": dict(spec.__dict__), "source_model_sha256": source_sha,
             "output": "class probabilities (softmax), in label order", "edgeleuk": __version__}
     keras_probs = model.predict(images.test, batch_size=32, verbose=0) if images.test is not None else None
     rows: list[dict[str, Any]] = []
@@ -231,31 +223,9 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     staging = _staging(out)
     try:
         previous = _carry_over(out, staging, source_sha, model_path)
-        variants = []
-        with tempfile.TemporaryDirectory(dir=staging) as work:
-            for cfg in sorted(chosen, key=lambda c: (c.format, c.precision != "fp32")):
-                print(f"converting {cfg.name} …", flush=True)
-                try:
-                    path, seconds = _convert_one(model, cfg, staging, images, info, Path(work))
-                    classifier = Classifier(backend=open_backend(path, threads=None), labels=labels, spec=spec, path=path)
-                except UserError:
-                    raise
-                except Exception as exc:
-                    log = Path(work) / f"{cfg.name}.log"
-                    tail = log.read_text(errors="replace")[-1500:] if log.is_file() else ""
-                    raise UserError(f"{cfg.name}: conversion failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}); "
-                                    f"the previous output in {out} is unchanged" + (f"\nconverter log (end):\n{tail}" if tail else "")) from None
-                row = {"variant": cfg.name, "size_bytes": path.stat().st_size, "conversion_seconds": seconds}
-                if images.test is not None:
-                    row.update(parity(predict_all(classifier, images.test), keras_probs, images.test_labels))
-                rows.append(row)
-                variants.append(_variant(cfg, path, classifier, seconds, {k: row[k] for k in ("accuracy", "macro_f1", "agreement", "max_prob_diff") if k in row}))
+        variants = _convert_variants(model, chosen, staging, images, info, labels, spec, keras_probs, rows, out)
         if model_path.parent.resolve() == out.resolve():
-            keras_row = rows[0] if rows and rows[0]["variant"] == "keras" else {}
-            variants.insert(0, Variant(name="keras", format="keras", file=model_path.name, sha256=source_sha, precision="fp32",
-                                       input_name="image", input_shape=(None, size, size, 3), input_dtype="float32",
-                                       output_dtype="float32", size_bytes=model_path.stat().st_size,
-                                       metrics={k: keras_row[k] for k in ("accuracy", "macro_f1") if k in keras_row}))
+            variants.insert(0, _keras_variant(model_path, source_sha, size, rows))
         manifest = previous or Manifest(labels=labels, preprocess=spec, model=dict(base.model) if base else {"input_size": size},
                                         source_model_sha256=source_sha)
         manifest = replace(manifest.with_variants(variants), versions=_versions(),
@@ -278,6 +248,54 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
         reference = rows[0]["accuracy"]
         failed = [r["variant"] for r in rows[1:] if (reference - r["accuracy"]) * 100 > config.max_drop]
     return rows, failed
+
+
+def _select(recipes, config: ConvertConfig) -> list[QuantizationConfig]:
+    chosen = recipes.select(config.variants)
+    if config.formats:
+        chosen = [c for c in chosen if c.format in config.formats]
+        if not chosen:
+            raise UserError(f"Received: formats={','.join(config.formats)}; none of the selected variants has that format")
+    if config.float_output:
+        chosen = [replace(c, output_dtype="float32") if c.format == "tflite" else c for c in chosen]
+    return chosen
+
+
+def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, labels, spec, keras_probs, rows: list, out: Path) -> list[Variant]:
+    """Convert each variant into staging, load it back in its runtime and check it; appends report rows."""
+    from edgeleuk.export.parity import parity, predict_all
+    from edgeleuk.runtime.backends import open_backend
+    from edgeleuk.runtime.classifier import Classifier
+
+    variants = []
+    with tempfile.TemporaryDirectory(dir=staging) as work:
+        for cfg in sorted(chosen, key=lambda c: (c.format, c.precision != "fp32")):
+            print(f"converting {cfg.name} …", flush=True)
+            try:
+                path, seconds = _convert_one(model, cfg, staging, images, info, Path(work))
+                classifier = Classifier(backend=open_backend(path, threads=None), labels=labels, spec=spec, path=path)
+            except UserError:
+                raise
+            except Exception as exc:
+                log = Path(work) / f"{cfg.name}.log"
+                tail = log.read_text(errors="replace")[-1500:] if log.is_file() else ""
+                raise UserError(f"{cfg.name}: conversion failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}); "
+                                f"the previous output in {out} is unchanged" + (f"\nconverter log (end):\n{tail}" if tail else "")) from None
+            row = {"variant": cfg.name, "size_bytes": path.stat().st_size, "conversion_seconds": seconds}
+            if images.test is not None:
+                row.update(parity(predict_all(classifier, images.test), keras_probs, images.test_labels))
+            rows.append(row)
+            checks = {k: row[k] for k in ("accuracy", "macro_f1", "agreement", "max_prob_diff") if k in row}
+            variants.append(_variant(cfg, path, classifier, seconds, checks))
+    return variants
+
+
+def _keras_variant(model_path: Path, source_sha: str, size: int, rows: list[dict[str, Any]]) -> Variant:
+    """The source model, listed when it lives in the output folder."""
+    keras_row = rows[0] if rows and rows[0]["variant"] == "keras" else {}
+    return Variant(name="keras", format="keras", file=model_path.name, sha256=source_sha, precision="fp32",
+                   input_name="image", input_shape=(None, size, size, 3), input_dtype="float32", output_dtype="float32",
+                   size_bytes=model_path.stat().st_size, metrics={k: keras_row[k] for k in ("accuracy", "macro_f1") if k in keras_row})
 
 
 def _default_labels(model) -> list[str]:
