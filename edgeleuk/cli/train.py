@@ -12,7 +12,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="imagenet", help="imagenet (default), none, or a backbone .weights.h5 path")
     p.add_argument("--split", help="reuse a split.json instead of making one")
     p.add_argument("--fine-tune", action="store_true", help="stage 2: unfreeze the top of the base (batch norm stays frozen)")
-    p.add_argument("--fine-tune-from", default="block_13", help="first base block to unfreeze (default: block_13)")
+    p.add_argument("--fine-tune-from", default="block_9", help="first base block to unfreeze (default: block_9, as the shipped model)")
     p.add_argument("--augment", default="robust", choices=("basic", "robust"),
                    help="stage-2 augmentation: basic (flips, 90° turns, mild colour jitter) or robust (plus random camera-like degradations; default)")
     p.add_argument("--epochs", type=int, default=60, help="stage-1 epochs at most (early stopping on val loss)")

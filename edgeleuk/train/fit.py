@@ -36,7 +36,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     patience: int = 8
     fine_tune: bool = False
-    fine_tune_from: str = "block_13"
+    fine_tune_from: str = "block_9"
     fine_tune_epochs: int = 25
     fine_tune_learning_rate: float = 1e-4
     fine_tune_patience: int = 6
