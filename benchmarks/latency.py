@@ -35,7 +35,6 @@ TFLITE_BACKENDS = ("litert", "tflite-runtime")
 
 
 def machine_facts() -> dict:
-    sys.path.insert(0, str(HERE.parent))
     from edgeleuk.cli.doctor import _version, cpu_features
 
     facts = {"os": f"{platform.system()} {platform.release()}", "python": platform.python_version(), "cores": default_threads(),

@@ -13,9 +13,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edgeleuk import LABELS
 from edgeleuk.errors import UserError
-from edgeleuk.preprocess import IMAGE_SUFFIXES, ImageError, read_image
+from edgeleuk.preprocess import IMAGE_SUFFIXES, ImageError, decode_image
 
 MIN_PER_CLASS = 10
 _ALIASES = {
@@ -100,7 +102,7 @@ def scan(root: str | Path, check_decode: bool = True) -> Scan:
             digest = hashlib.sha256(data).hexdigest()
             if check_decode:
                 try:
-                    read_image(path)
+                    decode_image(np.frombuffer(data, dtype=np.uint8), path)  # the bytes already read, not the file again
                 except ImageError as exc:
                     skipped.append((path, str(exc).split(": ", 1)[-1]))
                     continue

@@ -101,6 +101,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
+    return decode_image(data, path)
+
+
+def decode_image(data: np.ndarray, path: Path) -> np.ndarray:
+    """Decode bytes already read from `path` (its suffix decides the JPEG completeness check)."""
     if data.size == 0:
         raise ImageError(f"{path}: empty file")
     if path.suffix.lower() in (".jpg", ".jpeg"):

@@ -21,7 +21,6 @@ from edgeleuk import LABELS
 from edgeleuk.dataset import Sample
 from edgeleuk.errors import UserError
 from edgeleuk.manifest import atomic_write_text
-from edgeleuk.preprocess import read_image, to_rgb8
 
 PARTS = ("train", "test", "val")
 FRACTIONS = {"train": 0.7, "test": 0.2, "val": 0.1}
@@ -125,17 +124,21 @@ def read_split(path: str | Path, samples: tuple[Sample, ...], root: Path) -> Spl
     return Split(assignment=assignment, seed=int(doc.get("seed", -1)), block_size=int(doc.get("block_size", 0)))
 
 
-def average_hash(path: Path) -> int:
+def average_hash(image_rgb: np.ndarray) -> int:
     """64-bit average hash of the grey thumbnail: equal or close hashes mean near-duplicates."""
-    grey = cv2.cvtColor(to_rgb8(read_image(path)), cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
     small = cv2.resize(grey, (8, 8), interpolation=cv2.INTER_AREA).astype(np.float32)
     bits = (small > small.mean()).ravel()
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def near_duplicates_across(samples: list[Sample], split: Split, max_distance: int = 2) -> list[tuple[Sample, Sample, int]]:
-    """Pairs of images in different parts whose average hashes differ in ≤ max_distance bits."""
-    hashes = np.array([average_hash(s.path) for s in samples], dtype=np.uint64)
+def near_duplicates_across(samples: list[Sample], images: np.ndarray, split: Split,
+                           max_distance: int = 2) -> list[tuple[Sample, Sample, int]]:
+    """Pairs of images in different parts whose average hashes differ in ≤ max_distance bits.
+
+    `images` are the samples' preprocessed RGB arrays (training already holds them: no second decode).
+    """
+    hashes = np.array([average_hash(img) for img in images], dtype=np.uint64)
     parts = np.array([PARTS.index(split.assignment[s.path]) for s in samples])
     found = []
     for i in range(len(samples)):

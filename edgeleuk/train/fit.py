@@ -142,13 +142,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     print(f"data: {len(found.samples)} images" + (f", {len(found.skipped)} skipped (listed above)" if found.skipped else ""))
     split = read_split(config.split, found.samples, found.root) if config.split else make_split(found.samples, seed=config.seed)
     write_split(out / "split.json", split, found.samples, found.root)
-    crossing = near_duplicates_across(list(found.samples), split)
+    spec = PreprocessSpec(size=config.input_size)
+    images, labels = load_arrays(list(found.samples), spec)
+    crossing = near_duplicates_across(list(found.samples), images, split)
     if crossing:
         a, b, d = crossing[0]
         print(f"warning: {len(crossing)} near-duplicate pair(s) cross split parts, e.g. {a.path.name} "
               f"({split.assignment[a.path]}) ~ {b.path.name} ({split.assignment[b.path]})")
-    spec = PreprocessSpec(size=config.input_size)
-    images, labels = load_arrays(list(found.samples), spec)
     parts = {p: np.array([i for i, s in enumerate(found.samples) if split.assignment[s.path] == p]) for p in ("train", "val", "test")}
     print("split: " + ", ".join(f"{p} {len(ix)}" for p, ix in parts.items()))
     if any(len(ix) == 0 for ix in parts.values()):
