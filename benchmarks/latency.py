@@ -21,17 +21,19 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from edgeleuk.errors import UserError  # noqa: E402
-from edgeleuk.manifest import atomic_write_text, read_manifest  # noqa: E402
+from edgeleuk.manifest import atomic_write_text, read_manifest, sha256_file  # noqa: E402
 from edgeleuk.runtime.backends import default_threads  # noqa: E402
 from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR  # noqa: E402
 
 TFLITE_BACKENDS = ("litert", "tflite-runtime")
+REFERENCE_DIR = HERE / "reference"  # GPU results recorded with --gpu-only for the packaged model
 
 
 def machine_facts() -> dict:
@@ -136,8 +138,9 @@ def run_job(job: dict) -> dict:
     payload = dict(job)
     payload["backend"] = job.get("backend_arg")
     try:
+        path = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
         proc = subprocess.run([sys.executable, str(HERE / "_worker.py"), json.dumps(payload)], capture_output=True, text=True,
-                              timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(HERE.parent)})
+                              timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": path})
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         result = json.loads(lines[-1]) if lines else {"skipped": f"worker failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"}
     except subprocess.TimeoutExpired:
@@ -146,19 +149,54 @@ def run_job(job: dict) -> dict:
 
 
 def gpu_reference(args, folder: Path) -> dict:
-    if args.reference:
-        try:
-            ref = json.loads(Path(args.reference).read_text())
-            return {**ref["gpu_reference"], "source": f"recorded: {args.reference} ({ref['machine'].get('gpu')})"}
-        except (OSError, KeyError, json.JSONDecodeError) as exc:
-            raise UserError(f"--reference {args.reference}: not a results.json of this script ({exc})") from None
+    """The fp32 model on a GPU: measured here when one is present, else a result recorded earlier
+    (--reference, or the one shipped in benchmarks/reference/ when it was recorded for this very file)."""
     onnx = folder / "model_fp32.onnx"
+    if args.reference:
+        return recorded_reference(Path(args.reference), onnx)
     if not onnx.is_file():
         return {"skipped": f"no {onnx.name} in {folder} to run on a GPU (convert with --int8 or --all)"}
     job = {"kind": "gpu", "file": str(onnx), "threads": default_threads(), "throughput_batch": 32}
-    result = run_job(job)
-    result["source"] = "measured here"
+    rounds = [run_job(job) for _ in range(1 if args.quick else args.rounds)]
+    result = {k: v for k, v in combine_gpu(rounds).items() if k not in ("kind", "file", "threads")}
+    result["model_sha256"] = sha256_file(onnx)
+    if "skipped" not in result:
+        return {**result, "source": "measured here"}
+    for shipped in sorted(REFERENCE_DIR.glob("*.json")):
+        ref = recorded_reference(shipped, onnx)
+        if ref.get("model_sha256") == result["model_sha256"] and "skipped" not in ref:
+            return {**ref, "source": f"{ref['source']}; none measured here: {result['skipped']}"}
     return result
+
+
+def combine_gpu(rounds: list[dict]) -> dict:
+    """GPU rounds (each a fresh process) → per configuration, the median of each figure over rounds."""
+    import statistics
+
+    done = [r for r in rounds if "skipped" not in r]
+    if not done:
+        return rounds[0]
+    out = dict(done[0])
+    for key, first in done[0].items():
+        if isinstance(first, dict) and "p50_ms" in first:
+            runs = [r[key] for r in done if "p50_ms" in r.get(key, {})]
+            out[key] = {**first, **{f: statistics.median(r[f] for r in runs) for f in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips")},
+                        "runs": sum(r["runs"] for r in runs), "p50_rounds_ms": [round(r["p50_ms"], 4) for r in runs]}
+    return out
+
+
+def recorded_reference(path: Path, onnx: Path) -> dict:
+    """A GPU result recorded by this script elsewhere (its results.json), labelled with where it came from."""
+    try:
+        recorded = json.loads(path.read_text())
+        ref, machine = recorded["gpu_reference"], recorded["machine"]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise UserError(f"--reference {path}: not a results.json of this script ({exc})") from None
+    shown = path.resolve().relative_to(HERE.parent) if path.resolve().is_relative_to(HERE.parent) else path
+    source = f"recorded on {machine.get('gpu')} ({recorded.get('date', 'date not recorded')}): {shown}"
+    if onnx.is_file() and ref.get("model_sha256") not in (None, sha256_file(onnx)):
+        source += f"; WARNING: recorded for another model file than {onnx}"
+    return {**ref, "source": source}
 
 
 def _fmt(v, spec: str = ".2f", unit: str = "") -> str:
@@ -235,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds; figures are medians over rounds (default 3)")
     p.add_argument("--data", help="image folder: adds accuracy on the test part of the model's split")
     p.add_argument("--split", help="split.json for --data (default: the one beside the model)")
-    p.add_argument("--reference", help="results.json recorded on a GPU machine, used when no GPU is here")
+    p.add_argument("--reference", help="results.json recorded on a GPU machine (default: measure here, else the recorded one "
+                   "in benchmarks/reference/ made for this model file)")
+    p.add_argument("--gpu-only", action="store_true", help="measure only the GPU reference: record it on a GPU machine for --reference")
     p.add_argument("--quick", action="store_true", help="few runs, one thread setting, batch 1 (for CI)")
     p.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
     args = p.parse_args(argv)
@@ -250,8 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             state = row.get("skipped") or f"p50 {row['p50_ms']:.3f} ms (rounds: {', '.join(f'{v:.3f}' for v in row['p50_rounds_ms'])})"
             print(f"  {row['variant']:<15}{row['backend']:<26}threads {row['threads']} batch {row['batch']}: {state}", flush=True)
 
-        jobs = plan(args, folder)
+        jobs = [] if args.gpu_only else plan(args, folder)
         rows = run_rounds(jobs, 1 if args.quick else args.rounds, report)
+        if args.gpu_only and gpu.get("source") != "measured here":
+            raise UserError(f"--gpu-only: no GPU reference measured here ({gpu.get('skipped', gpu.get('source'))})")
     except UserError as exc:
         print(f"latency.py: error: {exc}", file=sys.stderr)
         return 1
@@ -259,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     md = f"# Latency\n\nmachine: {facts['cpu']}, {facts['cores']} cores, {facts['os']}\n\n{gpu_line(gpu)}\n\n{table(rows, gpu)}\n"
     clean = [{k: v for k, v in r.items() if k not in ("model", "backend_arg", "kind")} for r in rows]
-    atomic_write_text(out / "results.json", json.dumps({"machine": facts, "gpu_reference": gpu, "rows": clean}, indent=2) + "\n")
+    atomic_write_text(out / "results.json", json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": facts, "gpu_reference": gpu, "rows": clean}, indent=2) + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()

@@ -86,7 +86,7 @@ def main() -> int:
         cmd = [sys.executable, "-m", "edgeleuk", "run", "--source", str(clip), "--log", str(log), "--quiet",
                "--threads", str(args.threads)] + (["--model", args.model] if args.model else []) + (["--realtime"] if args.realtime else [])
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))})
         first = None
         while proc.poll() is None and first is None:
             if log.exists() and log.stat().st_size > 0:

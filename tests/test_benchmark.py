@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,3 +38,39 @@ def test_bad_model_folder_is_an_error(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--quick", "--model", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "no manifest.json" in proc.stderr
+
+
+def _latency_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("latency", ROOT / "benchmarks" / "latency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recorded_gpu_reference_is_labelled_and_matched_to_its_model(converted, tmp_path):
+    latency = _latency_module()
+    shipped = ROOT / "benchmarks" / "reference" / "gpu-h200.json"
+    recorded = json.loads(shipped.read_text())
+    assert recorded["gpu_reference"]["graph_b1"]["p50_ms"] > 0 and recorded["machine"]["gpu"]
+    # the shipped reference was recorded for the packaged model: labelled as recorded, no warning
+    ref = latency.recorded_reference(shipped, latency.DEFAULT_MODEL_DIR / "model_fp32.onnx")
+    assert "recorded on NVIDIA H200" in ref["source"] and "WARNING" not in ref["source"]
+    # for any other model it says so instead of passing the numbers off as that model's
+    ref = latency.recorded_reference(shipped, converted / "model_fp32.onnx")
+    assert "WARNING: recorded for another model file" in ref["source"]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(latency.UserError, match="not a results.json"):
+        latency.recorded_reference(bad, converted / "model_fp32.onnx")
+
+
+def test_gpu_rounds_combine_to_medians():
+    latency = _latency_module()
+    row = {"p90_ms": 2.0, "p99_ms": 3.0, "mean_ms": 1.0, "throughput_ips": 1000.0, "runs": 10}
+    rounds = [{"gpu": "g", "eager_b1": {**row, "p50_ms": p}} for p in (1.0, 3.0, 2.0)] + [{"skipped": "lost"}]
+    combined = latency.combine_gpu(rounds)
+    assert combined["eager_b1"]["p50_ms"] == 2.0 and combined["eager_b1"]["runs"] == 30
+    assert combined["eager_b1"]["p50_rounds_ms"] == [1.0, 3.0, 2.0]
+    assert latency.combine_gpu([{"skipped": "no GPU"}]) == {"skipped": "no GPU"}
