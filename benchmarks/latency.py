@@ -156,8 +156,9 @@ def gpu_reference(args, folder: Path) -> dict:
         return recorded_reference(Path(args.reference), onnx)
     if not onnx.is_file():
         return {"skipped": f"no {onnx.name} in {folder} to run on a GPU (convert with --int8 or --all)"}
-    job = {"kind": "gpu", "file": str(onnx), "threads": default_threads(), "throughput_batch": 32}
-    rounds = [run_job(job) for _ in range(1 if args.quick else args.rounds)]
+    # one pinned core: the Python thread that launches the kernels stays put, so rounds agree
+    job = {"kind": "gpu", "file": str(onnx), "threads": 1, "throughput_batch": 32}
+    rounds = [run_job(job) for _ in range(1 if args.quick else max(5, args.rounds))]  # eager time varies by process
     result = {k: v for k, v in combine_gpu(rounds).items() if k not in ("kind", "file", "threads")}
     result["model_sha256"] = sha256_file(onnx)
     if "skipped" not in result:
@@ -270,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8, help="throughput batch size (default 8)")
     p.add_argument("--min-runs", type=int, default=300, help="timed runs per configuration, over all rounds")
     p.add_argument("--min-seconds", type=float, default=3.0, help="timed seconds per configuration, over all rounds")
-    p.add_argument("--rounds", type=int, default=3, help="round-robin rounds; figures are medians over rounds (default 3)")
+    p.add_argument("--rounds", type=int, default=3, help="round-robin rounds; figures are medians over rounds (default 3; "
+                   "the GPU reference takes at least 5)")
     p.add_argument("--data", help="image folder: adds accuracy on the test part of the model's split")
     p.add_argument("--split", help="split.json for --data (default: the one beside the model)")
     p.add_argument("--reference", help="results.json recorded on a GPU machine (default: measure here, else the recorded one "
