@@ -81,3 +81,19 @@ def test_corrupt_and_truncated_files(tmp_path):
     junk_png.write_bytes(b"\x89PNG\r\n\x1a\nxxxx")
     with pytest.raises(ImageError):
         read_image(junk_png)
+
+
+@pytest.mark.parametrize("shape", [(720, 1280), (1080, 1920), (481, 643), (448, 448), (300, 300), (2000, 500)])
+@pytest.mark.parametrize("crop", ["center", "none"])
+def test_fast_area_resize_stays_close_to_direct_area(shape, crop):
+    """The 2:1 area steps + one linear step stand in for INTER_AREA: close to it on any frame size."""
+    rng = np.random.default_rng(0)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (*shape, 3), dtype=np.uint8), (0, 0), 2)
+    spec = PreprocessSpec(size=224, crop=crop)
+    out = preprocess(frame, spec, color_order="RGB")
+    side = min(shape)
+    y0, x0 = (shape[0] - side) // 2, (shape[1] - side) // 2
+    source = frame[y0:y0 + side, x0:x0 + side] if crop == "center" else frame
+    direct = cv2.resize(source, (224, 224), interpolation=cv2.INTER_AREA)
+    assert out.shape == (224, 224, 3)
+    assert np.abs(out.astype(int) - direct).mean() < 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ class TFLiteBackend:
         self.input_quantization = _quant(self._input)
         self.output_quantization = _quant(self._output)
         self._batch = self.input_shape[0]
+        self.invoke_ms = 0.0
 
     def _resize(self, batch: int) -> None:
         if batch != self._batch:
@@ -73,7 +75,9 @@ class TFLiteBackend:
         """Raw call: x already in the input dtype; returns the raw output tensor."""
         self._resize(len(x))
         self.interpreter.set_tensor(self._input["index"], x)
+        t0 = time.perf_counter()
         self.interpreter.invoke()
+        self.invoke_ms = (time.perf_counter() - t0) * 1e3  # the interpreter alone, to show what the toolkit adds
         return self.interpreter.get_tensor(self._output["index"])
 
     @property
@@ -125,9 +129,13 @@ class ONNXBackend:
         self.input_quantization = self.output_quantization = None
         self._output = self.session.get_outputs()[0].name
         self.version = ort.__version__
+        self.invoke_ms = 0.0
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self._output], {self.input_name: x})[0]
+        t0 = time.perf_counter()
+        out = self.session.run([self._output], {self.input_name: x})[0]
+        self.invoke_ms = (time.perf_counter() - t0) * 1e3
+        return out
 
 
 def open_backend(path: Path, threads: int | None = None, backend: str | None = None):
