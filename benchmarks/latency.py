@@ -7,7 +7,8 @@
 
 Each (variant, backend, threads, batch) runs in its own subprocess, pinned to its cores, after a
 warm-up and for at least --min-runs runs and --min-seconds, so peak RSS is its own; all of them run
---rounds times round-robin and each figure is the median over rounds, so p50 repeats on a shared machine.
+--rounds times round-robin and each figure is the median over rounds; a configuration whose rounds
+still disagree by over 10% gets more rounds (up to --max-rounds), so p50 repeats on a shared machine.
 Writes results.json, results.csv, results.md and latency.png to --out. It reads artifacts, never converts.
 """
 
@@ -102,17 +103,37 @@ def plan(args, folder: Path) -> list[dict]:
     return jobs
 
 
-def run_rounds(jobs: list[dict], rounds: int, report) -> list[dict]:
+def run_rounds(jobs: list[dict], rounds: int, report, max_rounds: int | None = None, tolerance: float = 0.10) -> list[dict]:
     """Run every job `rounds` times, round-robin, so a burst of load on this (shared) machine spreads
-    over many rows instead of skewing one; a row's figures are the medians over its rounds."""
+    over many rows instead of skewing one; a row's figures are the medians over its rounds. Rows whose
+    round p50s still differ by more than `tolerance` get more rounds, up to `max_rounds`, so that one
+    noisy stretch cannot set the median."""
 
     results: list[list[dict]] = [[] for _ in jobs]
     for r in range(rounds):
         for i, job in enumerate(jobs):
             results[i].append(run_job(job))
-            if r == rounds - 1:
-                report(combine(results[i]))
-    return [combine(rs) for rs in results]
+        if rounds > 1:
+            print(f"  round {r + 1}/{rounds} done", flush=True)
+    for _ in range(rounds, max_rounds or rounds):
+        noisy = [i for i, rs in enumerate(results) if spread(rs) > tolerance]
+        if not noisy:
+            break
+        for i in noisy:
+            results[i].append(run_job(jobs[i]))
+    rows = [combine(rs) for rs in results]
+    for row in rows:
+        report(row)
+    return rows
+
+
+def spread(rounds: list[dict]) -> float:
+    """How far apart the middle rounds' p50s are (the fastest and slowest are left out from 4 rounds on)."""
+    p50 = sorted(r["p50_ms"] for r in rounds if "p50_ms" in r)
+    if len(p50) < 2:
+        return 0.0
+    middle = p50[1:-1] if len(p50) >= 4 else p50
+    return (middle[-1] - middle[0]) / middle[0]
 
 
 def combine(rounds: list[dict]) -> dict:
@@ -129,6 +150,7 @@ def combine(rounds: list[dict]) -> dict:
     row["runs"] = sum(r.get("runs", 0) for r in done)
     row["peak_rss_mb"] = max(r.get("peak_rss_mb", 0) for r in done)
     row["p50_rounds_ms"] = [round(r["p50_ms"], 4) for r in done]
+    row["p50_spread"] = round(spread(done), 4)
     return row
 
 
@@ -260,7 +282,7 @@ def chart(rows: list[dict], gpu: dict, path: Path) -> None:
 
 
 FIELDS = ("variant", "backend", "threads", "batch", "size_bytes", "accuracy", "macro_f1", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
-          "runs", "throughput_ips", "bare_p50_ms", "e2e_p50_ms", "peak_rss_mb", "load_ms", "first_ms", "backend_version", "skipped")
+          "p50_spread", "runs", "throughput_ips", "bare_p50_ms", "e2e_p50_ms", "peak_rss_mb", "load_ms", "first_ms", "backend_version", "skipped")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-seconds", type=float, default=3.0, help="timed seconds per configuration, over all rounds")
     p.add_argument("--rounds", type=int, default=3, help="round-robin rounds; figures are medians over rounds (default 3; "
                    "the GPU reference takes at least 5)")
+    p.add_argument("--max-rounds", type=int, default=6, help="rounds for a configuration whose rounds disagree by over 10%% (default 6)")
     p.add_argument("--data", help="image folder: adds accuracy on the test part of the model's split")
     p.add_argument("--split", help="split.json for --data (default: the one beside the model)")
     p.add_argument("--reference", help="results.json recorded on a GPU machine (default: measure here, else the recorded one "
@@ -293,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {row['variant']:<15}{row['backend']:<26}threads {row['threads']} batch {row['batch']}: {state}", flush=True)
 
         jobs = [] if args.gpu_only else plan(args, folder)
-        rows = run_rounds(jobs, 1 if args.quick else args.rounds, report)
+        rows = run_rounds(jobs, 1 if args.quick else args.rounds, report, None if args.quick else args.max_rounds)
         if args.gpu_only and gpu.get("source") != "measured here":
             raise UserError(f"--gpu-only: no GPU reference measured here ({gpu.get('skipped', gpu.get('source'))})")
     except UserError as exc:

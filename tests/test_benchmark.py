@@ -74,3 +74,14 @@ def test_gpu_rounds_combine_to_medians():
     assert combined["eager_b1"]["p50_ms"] == 2.0 and combined["eager_b1"]["runs"] == 30
     assert combined["eager_b1"]["p50_rounds_ms"] == [1.0, 3.0, 2.0]
     assert latency.combine_gpu([{"skipped": "no GPU"}]) == {"skipped": "no GPU"}
+
+
+def test_noisy_configurations_get_more_rounds(monkeypatch):
+    latency = _latency_module()
+    timings = {"steady": iter([2.0, 2.02, 2.01]), "noisy": iter([2.0, 3.0, 2.9, 2.0, 2.01, 2.02])}
+    monkeypatch.setattr(latency, "run_job", lambda job: {**job, "p50_ms": next(timings[job["variant"]]), "runs": 10})
+    rows = latency.run_rounds([{"variant": "steady"}, {"variant": "noisy"}], 3, lambda row: None, max_rounds=6)
+    steady, noisy = rows
+    assert len(steady["p50_rounds_ms"]) == 3  # agreed within 10%: no more rounds
+    assert len(noisy["p50_rounds_ms"]) == 6 and noisy["p50_ms"] == pytest.approx(2.015)  # the noisy stretch no longer sets the median
+    assert steady["p50_spread"] <= 0.10
