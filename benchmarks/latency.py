@@ -270,7 +270,8 @@ def chart(rows: list[dict], gpu: dict, path: Path) -> None:
     ax.set_yticks(range(len(done)), labels, fontsize=7)
     for key, style in (("eager_b1", "--"), ("graph_b1", ":")):
         if isinstance(gpu.get(key), dict) and "p50_ms" in gpu[key]:
-            ax.axvline(gpu[key]["p50_ms"], color="#c44e52", linestyle=style, label=f"GPU fp32 {key.split('_')[0]} ({gpu.get('gpu')})")
+            where = gpu.get("gpu") if gpu.get("source") == "measured here" else f"{gpu.get('gpu')}, recorded"
+            ax.axvline(gpu[key]["p50_ms"], color="#c44e52", linestyle=style, label=f"GPU fp32 {key.split('_')[0]} ({where})")
     ax.set_xscale("log")
     ax.set_xlabel("batch-1 latency, ms (bar: p50, whisker: p99)")
     ax.legend(fontsize=7, loc="lower right") if ax.get_legend_handles_labels()[0] else None
