@@ -186,7 +186,9 @@ def gpu_reference(args, folder: Path) -> dict:
         return {"skipped": f"no {onnx.name} in {folder} to run on a GPU (convert with --int8 or --all)"}
     # one pinned core: the Python thread that launches the kernels stays put, so rounds agree
     job = {"kind": "gpu", "file": str(onnx), "threads": 1, "throughput_batch": 32}
-    rounds = [run_job(job) for _ in range(1 if args.quick else max(5, args.rounds))]  # eager time varies by process
+    rounds = [run_job(job)]
+    if "skipped" not in rounds[0]:  # no GPU now means none in the next round either
+        rounds += [run_job(job) for _ in range(0 if args.quick else max(5, args.rounds) - 1)]  # eager time varies by process
     result = {k: v for k, v in combine_gpu(rounds).items() if k not in ("kind", "file", "threads")}
     result["model_sha256"] = sha256_file(onnx)
     if "skipped" not in result:
