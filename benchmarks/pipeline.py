@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""What `edgeleuk run` costs over the bare interpreter, on a recorded 720p slide video.
+"""What `edgeleuk run` costs over the bare interpreter, on a recorded slide video (720p by default).
 
-    python benchmarks/pipeline.py [--model DIR] [--data ../shared/data/all4] [--frames 600] [--threads N]
+    python benchmarks/pipeline.py [--model DIR] [--data ../shared/data/all4] [--frames 600] [--threads N] [--size 640x480]
 
-Records a 1280×720 MJPG clip (real test images when --data is given, else synthetic cells), runs
+Records an MJPG clip, 1280×720 unless --size says otherwise (real test images when --data is given, else synthetic cells), runs
 `edgeleuk run --source clip` in a fresh process, and reports: per-frame path (hand-off,
 preprocessing, quality gate, inference, post-processing) against a bare `invoke()` loop of the same
 model and threads, frames per second, peak RSS and cold start to first result. Device-safe.
@@ -32,21 +32,22 @@ from edgeleuk.runtime import load  # noqa: E402
 from edgeleuk.runtime.backends import default_threads  # noqa: E402
 
 
-def record_clip(path: Path, frames: int, data: str | None) -> None:
-    """A 720p MJPG clip: each frame a slide image scaled into the frame, as a microscope camera sees it."""
+def record_clip(path: Path, frames: int, data: str | None, width: int = 1280, height: int = 720) -> None:
+    """An MJPG clip: each frame a slide image scaled into the frame, as a microscope camera sees it."""
     sources = []
     if data:
         sources = sorted(Path(data).glob("*/*.jpg"))[::7][:60]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (1280, 720))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (width, height))
     rng = np.random.default_rng(0)
+    side, x0 = min(width, height), (width - min(width, height)) // 2
     for i in range(frames):
-        frame = np.full((720, 1280, 3), 225, np.uint8)
+        frame = np.full((height, width, 3), 225, np.uint8)
         if sources:
-            cell = cv2.resize(cv2.imread(str(sources[i % len(sources)])), (720, 720), interpolation=cv2.INTER_CUBIC)
+            cell = cv2.resize(cv2.imread(str(sources[i % len(sources)])), (side, side), interpolation=cv2.INTER_CUBIC)
         else:
-            cell = cv2.GaussianBlur(rng.integers(150, 255, (720, 720, 3), dtype=np.uint8), (0, 0), 2)
-            cv2.circle(cell, (360, 360), 150, (150, 60, 120), -1)
-        frame[:, 280:1000] = cell
+            cell = cv2.GaussianBlur(rng.integers(150, 255, (side, side, 3), dtype=np.uint8), (0, 0), 2)
+            cv2.circle(cell, (side // 2, side // 2), side * 5 // 24, (150, 60, 120), -1)
+        frame[(height - side) // 2:(height - side) // 2 + side, x0:x0 + side] = cell
         writer.write(frame)
     writer.release()
 
@@ -76,13 +77,18 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=600)
     p.add_argument("--threads", type=int, default=default_threads())
     p.add_argument("--realtime", action="store_true", help="replay at the clip's 30 frames/s, as a live camera delivers them")
+    p.add_argument("--size", default="1280x720", help="frame size WxH of the recorded clip (default 1280x720)")
     p.add_argument("--out", default="runs/pipeline")
     args = p.parse_args()
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        p.error(f"--size {args.size}: expected WxH, e.g. 640x480")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        clip, log = Path(tmp) / "slide720p.avi", Path(tmp) / "run.jsonl"
-        record_clip(clip, args.frames, args.data)
+        clip, log = Path(tmp) / f"slide{width}x{height}.avi", Path(tmp) / "run.jsonl"
+        record_clip(clip, args.frames, args.data, width, height)
         cmd = [sys.executable, "-m", "edgeleuk", "run", "--source", str(clip), "--log", str(log), "--quiet",
                "--threads", str(args.threads)] + (["--model", args.model] if args.model else []) + (["--realtime"] if args.realtime else [])
         start = time.perf_counter()
@@ -106,7 +112,7 @@ def main() -> int:
     in_loop = float(np.median([f["latency_ms"]["total"] / f["latency_ms"]["invoke"] for f in frames]))
     bare = bare_invoke_ms(args.model, args.threads)
     paced = bare_invoke_ms(args.model, args.threads, runs=300, interval_s=1 / 30) if args.realtime else None
-    result = {"frames": len(frames), "threads": args.threads, "fps": summary["fps"], "bare_invoke_p50_ms": bare,
+    result = {"frame_size": f"{width}x{height}", "frames": len(frames), "threads": args.threads, "fps": summary["fps"], "bare_invoke_p50_ms": bare,
               "bare_invoke_at_30fps_p50_ms": paced, "path_over_bare_at_30fps": parts["total"] / paced if paced else None,
               "path_p50_ms": parts, "path_over_bare": parts["total"] / bare, "path_over_invoke_in_loop": in_loop,
               "peak_rss_mb": peak_rss_mb,
@@ -114,7 +120,7 @@ def main() -> int:
               "source": "real test images" if args.data else "synthetic cells",
               "mode": "realtime 30 frames/s (camera-like)" if args.realtime else "every frame, as fast as possible"}
     atomic_write_text(out / ("pipeline-realtime.json" if args.realtime else "pipeline.json"), json.dumps(result, indent=2) + "\n")
-    print(f"720p MJPG clip, {len(frames)} frames, {args.threads} threads ({result['source']}; {result['mode']})")
+    print(f"{width}×{height} MJPG clip, {len(frames)} frames, {args.threads} threads ({result['source']}; {result['mode']})")
     print("per-frame path p50 (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
     print(f"whole path / that frame's own invoke() inside the loop: p50 {in_loop:.2f}×")
     print(f"bare invoke() p50: {bare:.3f} ms; whole path / bare invoke: {result['path_over_bare']:.2f}×")
