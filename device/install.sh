@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the edgeleuk device runtime (no TensorFlow) into a virtual environment, then check it.
 #
-#   device/install.sh [--prefix DIR] [--package SPEC] [--picamera] [--no-doctor]
+#   device/install.sh [--prefix DIR] [--package SPEC] [--wheels DIR] [--picamera] [--no-doctor]
 #
 #   --prefix DIR     where the virtual environment goes (default: $EDGELEUK_HOME or ~/edgeleuk)
 #   --package SPEC   what to install (default: the edgeleuk checkout this script sits in)
+#   --wheels DIR     offline: install only from this folder (made by device/wheelhouse.sh)
 #   --picamera       Raspberry Pi CSI camera support (Picamera2 from Raspberry Pi OS's apt)
 #   --no-doctor      skip the final 'edgeleuk doctor' check
 #
@@ -15,6 +16,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 prefix="${EDGELEUK_HOME:-$HOME/edgeleuk}"
 package="$(dirname "$here")"
+wheels=""
 picamera=0
 doctor=1
 python="${PYTHON:-python3}"
@@ -23,15 +25,20 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix="$2"; shift 2 ;;
     --package) package="$2"; shift 2 ;;
+    --wheels) wheels="$2"; shift 2 ;;
     --picamera) picamera=1; shift ;;
     --no-doctor) doctor=0; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
 say() { printf 'edgeleuk install: %s\n' "$*"; }
 die() { printf 'edgeleuk install: error: %s\n' "$*" >&2; exit 1; }
+
+if [ -n "$wheels" ]; then
+  ls "$wheels"/edgeleuk-*.whl >/dev/null 2>&1 || die "$wheels holds no edgeleuk wheel; make the folder with device/wheelhouse.sh"
+fi
 
 arch="$(uname -m)"
 case "$arch" in
@@ -67,9 +74,15 @@ else
   say "reusing $prefix/venv"
 fi
 
-say "installing edgeleuk[runtime] from $package"
-"$prefix/venv/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: \
-  --no-binary=edgeleuk "$package[runtime]"
+pip_args=(--quiet --disable-pip-version-check --only-binary=:all:)
+if [ -n "$wheels" ]; then
+  say "installing edgeleuk[runtime] from the wheels in $wheels (offline)"
+  "$prefix/venv/bin/python" -m pip install "${pip_args[@]}" --no-index --find-links "$wheels" "edgeleuk[runtime]" \
+    || die "a wheel is missing from $wheels: was it made for this machine ($arch, Python $pyver)? See device/wheelhouse.sh --help"
+else
+  say "installing edgeleuk[runtime] from $package"
+  "$prefix/venv/bin/python" -m pip install "${pip_args[@]}" --no-binary=edgeleuk "$package[runtime]"
+fi
 
 # Python < 3.12 seeds every venv with setuptools; the runtime does not need it (10 MB)
 "$prefix/venv/bin/python" -m pip uninstall --quiet --yes setuptools >/dev/null 2>&1 || true

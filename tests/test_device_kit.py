@@ -79,3 +79,94 @@ def test_install_into_a_fresh_folder_then_doctor_and_run(tmp_path):
     again = subprocess.run(["bash", str(DEVICE / "install.sh"), "--prefix", str(prefix), "--no-doctor"], capture_output=True,
                            text=True, timeout=1200, env={**os.environ, "PYTHON": sys.executable})
     assert again.returncode == 0 and "reusing" in again.stdout
+
+
+def _wheel_versions(folder: Path) -> dict[str, str]:
+    return {w.name.split("-")[0].lower(): w.name.split("-")[1] for w in folder.glob("*.whl")}
+
+
+@pytest.mark.install
+def test_wheelhouse_for_a_pi_then_offline_install(tmp_path):
+    """wheelhouse.sh for aarch64 gets the same releases as for this machine; install.sh --wheels needs no index."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    houses = {}
+    for arch in ("aarch64", "x86_64"):
+        houses[arch] = tmp_path / f"wheels-{arch}"
+        proc = subprocess.run(["bash", str(DEVICE / "wheelhouse.sh"), str(houses[arch]), "--arch", arch],
+                              capture_output=True, text=True, timeout=900, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    pi, here = _wheel_versions(houses["aarch64"]), _wheel_versions(houses["x86_64"])
+    assert {"edgeleuk", "ai_edge_litert", "onnxruntime", "numpy", "opencv_python_headless"} <= pi.keys()
+    assert pi == here, "the Raspberry Pi wheelhouse resolved other releases (a manylinux tag missing?)"
+    assert all("x86_64" not in w.name for w in houses["aarch64"].glob("*.whl"))
+    if os.uname().machine != "x86_64":
+        pytest.skip("the offline install below uses the x86_64 wheelhouse")
+    prefix = tmp_path / "offline"
+    # an index that cannot answer: the install must not need one
+    proc = subprocess.run(["bash", str(DEVICE / "install.sh"), "--prefix", str(prefix), "--wheels", str(houses["x86_64"]),
+                           "--no-doctor"], capture_output=True, text=True, timeout=900,
+                          env={**env, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "",
+                               "PIP_FIND_LINKS": ""})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "(offline)" in proc.stdout
+    edgeleuk = prefix / "venv" / "bin" / "edgeleuk"
+    doctor = subprocess.run([str(edgeleuk), "doctor"], capture_output=True, text=True, timeout=120)
+    assert "verdict: ready" in doctor.stdout, doctor.stdout + doctor.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = subprocess.run(["bash", str(DEVICE / "install.sh"), "--prefix", str(tmp_path / "p3"), "--wheels", str(empty)],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert refused.returncode == 1 and "holds no edgeleuk wheel" in refused.stderr
+
+
+def _docker_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.docker
+def test_docker_image_builds_then_doctor_and_run_offline(tmp_path):
+    """device/Dockerfile from an offline wheelhouse; inside it (no network): doctor, then run on a clip."""
+    if not _docker_answers():
+        pytest.skip("no Docker engine answers `docker info` (CI machines have none); see device/README.md §6")
+    base = os.environ.get("EDGELEUK_DOCKER_BASE", "debian:bookworm-slim")
+    if subprocess.run(["docker", "image", "inspect", base], capture_output=True).returncode != 0 and \
+            subprocess.run(["docker", "pull", base], capture_output=True, timeout=600).returncode != 0:
+        pytest.skip(f"base image {base} is neither here nor pullable: make one with device/docker-base.sh and "
+                    "set EDGELEUK_DOCKER_BASE")
+    wheels = DEVICE / f"wheels-test-{os.getpid()}"  # inside the build context, as --build-arg WHEELS needs
+    tag = f"edgeleuk-runtime:test-{os.getpid()}"
+    try:
+        made = subprocess.run(["bash", str(DEVICE / "wheelhouse.sh"), str(wheels)], capture_output=True, text=True,
+                              timeout=900, env={**os.environ, "PYTHON": sys.executable})
+        assert made.returncode == 0, made.stderr[-3000:]
+        built = subprocess.run(["docker", "build", "--network", "host", "--build-arg", f"BASE={base}",
+                                "--build-arg", f"WHEELS={wheels.relative_to(ROOT)}", "-f", str(DEVICE / "Dockerfile"),
+                                "-t", tag, str(ROOT)], capture_output=True, text=True, timeout=1800)
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+        doctor = subprocess.run(["docker", "run", "--rm", "--network", "none", tag], capture_output=True, text=True,
+                                timeout=300)
+        assert doctor.returncode == 0 and "verdict: ready" in doctor.stdout, doctor.stdout + doctor.stderr
+        clips = tmp_path / "clips"
+        clips.mkdir()
+        writer = cv2.VideoWriter(str(clips / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+        for i in range(6):
+            writer.write(cv2.resize(smear("Pre", i), (320, 240)))
+        writer.release()
+        clips.chmod(0o755)  # the image runs as an unprivileged user
+        run = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{clips}:/clips:ro", tag,
+                              "run", "--source", "/clips/clip.avi", "--min-focus", "0"],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0 and "6 seen" in run.stdout, run.stdout + run.stderr
+        who = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", tag, "-c",
+                              "id -un; python -c 'import tensorflow' 2>/dev/null && echo has-tensorflow; "
+                              "python -c 'import pip' 2>/dev/null && echo has-pip; du -sm /opt/edgeleuk | cut -f1"],
+                             capture_output=True, text=True, timeout=300)
+        user, *rest = who.stdout.split()
+        assert user == "edgeleuk" and "has-tensorflow" not in rest and "has-pip" not in rest, who.stdout
+        assert int(rest[-1]) < 400, f"the image's runtime environment is {rest[-1]} MB"
+    finally:
+        subprocess.run(["rm", "-rf", str(wheels)])
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
