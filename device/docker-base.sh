@@ -22,6 +22,10 @@ while [ $# -gt 0 ]; do
     *) echo "docker-base.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$arch" in  # Debian's names; uname's are accepted too, as in wheelhouse.sh
+  x86_64) arch=amd64 ;;
+  aarch64) arch=arm64 ;;
+esac
 tag="${tag:-edgeleuk/bookworm-slim:$arch}"
 
 die() { printf 'docker-base.sh: error: %s\n' "$*" >&2; exit 1; }

@@ -39,10 +39,11 @@ case "$arch" in
 esac
 [[ "$pyver" =~ ^3\.([0-9]+)$ ]] || die "--python wants 3.N, not $pyver"
 [[ "$glibc" =~ ^2\.([0-9]+)$ ]] || die "--glibc wants 2.N, not $glibc"
+glibc_minor="${BASH_REMATCH[1]}"
 
 # pip matches --platform tags exactly: list every manylinux tag the device's glibc accepts.
 platforms=(--platform "manylinux2014_$arch")
-for ((minor = 17; minor <= ${BASH_REMATCH[1]}; minor++)); do
+for ((minor = 17; minor <= glibc_minor; minor++)); do
   platforms+=(--platform "manylinux_2_${minor}_$arch")
 done
 
