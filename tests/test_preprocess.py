@@ -67,6 +67,20 @@ def test_sixteen_bit_grey_png(tmp_path):
     assert abs(int(load_image(path).mean()) - 40000 // 257) <= 1
 
 
+@pytest.mark.parametrize("shape", [(720, 1280), (1080, 1920), (481, 643), (800, 800), (300, 300)])
+def test_a_slide_seen_at_camera_resolution_comes_back_as_itself(shape):
+    """A 224 image shown across the camera's centre square is recovered (nearest neighbour: 1.4 off)."""
+    from conftest import smear
+
+    image = cv2.resize(smear("Pro", 3), (224, 224), interpolation=cv2.INTER_CUBIC)
+    side = min(shape)
+    frame = np.full((*shape, 3), 200, np.uint8)
+    y0, x0 = (shape[0] - side) // 2, (shape[1] - side) // 2
+    frame[y0:y0 + side, x0:x0 + side] = cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC)
+    out = preprocess(frame, color_order="RGB")
+    assert np.abs(out.astype(int) - image).mean() < 0.5
+
+
 def test_corrupt_and_truncated_files(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image at all")
