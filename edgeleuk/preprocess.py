@@ -46,13 +46,31 @@ def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.nda
     """Crop x, y, w, h (clipped to the frame); None keeps the frame."""
     if roi is None:
         return image
+    x0, y0, x1, y1 = _clip_roi(image.shape[0], image.shape[1], roi)
+    return image[y0:y1, x0:x1]
+
+
+def _clip_roi(height: int, width: int, roi: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     x, y, w, h = roi
-    height, width = image.shape[:2]
     x0, y0 = max(0, x), max(0, y)
     x1, y1 = min(width, x + w), min(height, y + h)
     if x1 <= x0 or y1 <= y0:
         raise UserError(f"Received: roi={roi}; it lies outside the {width}×{height} frame")
-    return image[y0:y1, x0:x1]
+    return x0, y0, x1, y1
+
+
+def model_region(height: int, width: int, spec: PreprocessSpec | None = None,
+                 roi: tuple[int, int, int, int] | None = None) -> tuple[int, int, int, int]:
+    """The part of a height × width frame the model sees, as x0, y0, x1, y1: the ROI, then the centre
+    square. preprocess() crops with it and a live view draws it, so both show the same region."""
+    spec = spec or PreprocessSpec()
+    x0, y0, x1, y1 = _clip_roi(height, width, roi) if roi is not None else (0, 0, width, height)
+    h, w = y1 - y0, x1 - x0
+    if spec.crop == "center" and h != w:
+        side = min(h, w)
+        x0, y0 = x0 + (w - side) // 2, y0 + (h - side) // 2
+        x1, y1 = x0 + side, y0 + side
+    return x0, y0, x1, y1
 
 
 def preprocess(
@@ -66,16 +84,14 @@ def preprocess(
     Args:
         image: as OpenCV gives it (BGR by default); grey, alpha and 16-bit are handled.
         spec: the manifest's preprocessing; the default is the model's 224 centre-crop spec.
-        color_order: channel order of `image` ("BGR" from OpenCV, "RGB" from Picamera2/PIL).
+        color_order: channel order of `image` ("BGR" from OpenCV, "RGB" from PIL).
         roi: optional x, y, w, h region of interest, applied before the crop.
     """
     spec = spec or PreprocessSpec()
-    image = crop_roi(image, roi)
-    height, width = image.shape[:2]
-    if spec.crop == "center" and height != width:
-        side = min(height, width)
-        y0, x0 = (height - side) // 2, (width - side) // 2
-        image = image[y0 : y0 + side, x0 : x0 + side]
+    if image is None or not isinstance(image, np.ndarray) or image.ndim < 2 or image.size == 0:
+        raise ImageError("empty frame")
+    x0, y0, x1, y1 = model_region(image.shape[0], image.shape[1], spec, roi)
+    image = image[y0:y1, x0:x1]
     if image.shape[0] != spec.size or image.shape[1] != spec.size:
         image = _resize(image, spec)
     return to_rgb8(image, color_order)

@@ -4,6 +4,7 @@ the default model and a one-frame smoke inference, with a verdict line (exit 1 w
 from __future__ import annotations
 
 import argparse
+import os
 import importlib.metadata as md
 import platform
 import sys
@@ -77,6 +78,11 @@ def main(argv: list[str]) -> int:
     cams = list_cameras()
     picam = _version("picamera2")
     print(f"  cameras: {', '.join(cams) or 'none under /dev/video*'}; picamera2 {picam or 'not installed'}")
+    from edgeleuk.runtime.display import has_gui, x_display_reachable
+
+    gui = "GUI build" if has_gui() else "headless build (pip install opencv-python for --display)"
+    desk = ("answers" if x_display_reachable() else "does not answer") if os.environ.get("DISPLAY") else "not set"
+    print(f"  --display: OpenCV {gui}; DISPLAY {desk}")
     try:
         from edgeleuk.runtime import load
 

@@ -86,12 +86,15 @@ def main(argv: list[str]) -> int:
                          display=args.display, status="off" if args.quiet else "auto")
     source = open_source(source_path, None if camera is None else str(camera),
                          args.width or cam_c.get("width"), args.height or cam_c.get("height"), realtime=args.realtime)
-    classifier = load(args.model or model_c.get("path") or None, variant=args.variant or model_c.get("variant"),
-                      backend=args.backend or model_c.get("backend"), threads=args.threads or model_c.get("threads"))
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stop: same clean ending as Ctrl-C
-    print(f"model: {classifier.name} ({classifier.path.name}, {classifier.backend.name} {classifier.backend.version}, "
-          f"{classifier.backend.threads} threads); research use only, not a diagnosis", flush=True)
-    summary, verdict = run(classifier, source, options)
+    try:  # the source is closed on every way out: a capture thread left inside OpenCV aborts the process at exit
+        classifier = load(args.model or model_c.get("path") or None, variant=args.variant or model_c.get("variant"),
+                          backend=args.backend or model_c.get("backend"), threads=args.threads or model_c.get("threads"))
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stop: same clean ending as Ctrl-C
+        print(f"model: {classifier.name} ({classifier.path.name}, {classifier.backend.name} {classifier.backend.version}, "
+              f"{classifier.backend.threads} threads); research use only, not a diagnosis", flush=True)
+        summary, verdict = run(classifier, source, options)
+    finally:
+        source.close()
     s = summary.as_dict(verdict)
     rejected = ", ".join(f"{k}: {v}" for k, v in summary.rejected.items()) or "none"
     print(f"frames: {s['frames_seen']} seen, {s['frames_accepted']} accepted, rejected ({rejected}), "

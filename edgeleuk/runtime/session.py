@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 
 from edgeleuk.errors import UserError
-from edgeleuk.preprocess import ImageError, preprocess
+from edgeleuk.preprocess import ImageError, model_region, preprocess
+from edgeleuk.runtime.display import Display
 from edgeleuk.runtime.quality import QualityThresholds, assess
-from edgeleuk.runtime.verdict import DISCLAIMER, Verdict
+from edgeleuk.runtime.verdict import Verdict
 
 
 @dataclass
@@ -91,10 +92,10 @@ def _status(text: str, live: bool) -> None:
 def run(classifier, source, options: RunOptions) -> tuple[Summary, Verdict]:
     """Classify frames until the source ends, N frames are accepted, or Ctrl-C; always logs a summary."""
     summary, verdict = Summary(), Verdict(classifier.labels, options.min_confidence)
+    display = Display() if options.display else None  # before the log: a refused window leaves no log behind
     log = JsonlLog(options.log)
     live = options.status == "auto" and sys.stderr.isatty()
     quiet = options.status == "off"
-    display = _Display() if options.display else None
     if options.save_frames:
         options.save_frames.mkdir(parents=True, exist_ok=True)
     try:
@@ -124,6 +125,9 @@ def run(classifier, source, options: RunOptions) -> tuple[Summary, Verdict]:
                 _save(options.save_frames, frame, quality.reason)
                 if not quiet:
                     _status(f"frame {frame.index}: unusable ({quality.reason}; focus {quality.focus:.0f}, brightness {quality.brightness:.0f})", live)
+                if display is not None and _show(display, frame, classifier, options, None, quality, verdict):
+                    summary.stopped_by = "window closed"
+                    break
                 continue
             probs = classifier.predict(x)[0]
             t3 = time.perf_counter()
@@ -147,7 +151,7 @@ def run(classifier, source, options: RunOptions) -> tuple[Summary, Verdict]:
                 probs_text = " ".join(f"{k} {v:.2f}" for k, v in zip(classifier.labels, probs))
                 _status(f"frame {frame.index}: {classifier.labels[top]} {probs[top]*100:.1f}% [{probs_text}] "
                         f"{total:.1f} ms | sample: {verdict.decision} ({verdict.confidence*100:.0f}%, {verdict.frames} frames)", live)
-            if display is not None and display.show(frame, x, classifier.labels, probs, summary, quality):
+            if display is not None and _show(display, frame, classifier, options, probs, quality, verdict):
                 summary.stopped_by = "window closed"
                 break
             if options.frames and summary.accepted >= options.frames:
@@ -168,33 +172,13 @@ def run(classifier, source, options: RunOptions) -> tuple[Summary, Verdict]:
     return summary, verdict
 
 
+def _show(display: Display, frame, classifier, options: RunOptions, probs, quality, verdict: Verdict) -> bool:
+    region = model_region(frame.image.shape[0], frame.image.shape[1], classifier.spec, options.roi)
+    text = f"sample: {verdict.decision}" + (f" {verdict.confidence * 100:.0f}% ({verdict.frames} frames)" if verdict.frames else "")
+    return display.show(frame.image, frame.color_order, region, classifier.labels, probs, quality, text)
+
+
 def _save(folder: Path | None, frame, reason: str | None) -> None:
     if folder is not None and frame.image is not None:
         name = f"{Path(frame.name).stem}-{frame.index:06d}-{(reason or 'flagged').replace(' ', '-')}.jpg"
         cv2.imwrite(str(folder / name), frame.image)
-
-
-class _Display:
-    """A window with the frame, the class, probability bars, FPS and focus (needs a GUI build of OpenCV)."""
-
-    def __init__(self):
-        try:
-            cv2.namedWindow("edgeleuk", cv2.WINDOW_NORMAL)
-        except cv2.error:
-            raise UserError("--display needs a desktop and an OpenCV build with GUI support "
-                            "(opencv-python, not opencv-python-headless); run without --display") from None
-
-    def show(self, frame, x, labels, probs, summary, quality) -> bool:
-        canvas = cv2.cvtColor(x, cv2.COLOR_RGB2BGR).copy()
-        canvas = cv2.resize(canvas, (448, 448))
-        fps = summary.seen / max(time.perf_counter() - summary.started, 1e-6)
-        for i, (label, p) in enumerate(zip(labels, probs)):
-            y = 20 + i * 22
-            cv2.rectangle(canvas, (90, y - 12), (90 + int(200 * p), y + 4), (0, 200, 0), -1)
-            cv2.putText(canvas, f"{label} {p*100:.0f}%", (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
-        cv2.putText(canvas, f"{fps:.1f} FPS  focus {quality.focus:.0f}  {DISCLAIMER}", (5, 440), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 255), 1)
-        cv2.imshow("edgeleuk", canvas)
-        return (cv2.waitKey(1) & 0xFF) in (ord("q"), 27)
-
-    def close(self) -> None:
-        cv2.destroyAllWindows()

@@ -1,5 +1,6 @@
-"""Frame sources: OpenCV cameras (a capture thread keeping only the newest frame), Picamera2, video
-files, single images and folders/globs of images (for replaying recorded slides)."""
+"""Frame sources: live cameras (OpenCV or Picamera2, each read by a thread keeping only the newest
+frame), video files, single images and folders/globs of images (for replaying recorded slides).
+Every source has frames() and close(); a thread starts only when frames() is iterated."""
 
 from __future__ import annotations
 
@@ -33,28 +34,111 @@ def list_cameras() -> list[str]:
     return sorted(glob.glob("/dev/video*"))
 
 
-class CameraSource:
-    """An OpenCV camera read by its own thread; `frames()` always hands over the newest frame.
+class LiveCamera:
+    """A live camera read by its own thread; `frames()` always hands over the newest frame.
 
     When reads fail (camera unplugged), it reopens with back-off and gives up after `retries`.
+    Subclasses say how to open, read and release one kind of camera.
     """
 
-    def __init__(self, index: int, width: int | None = None, height: int | None = None, retries: int = 4):
-        import cv2
+    name = "camera"
+    color_order = "BGR"
+    failure_hint = "unplugged?"
 
-        self.cv2, self.index, self.retries = cv2, index, retries
-        self.size = (width, height)
-        self.capture = self._open()
-        if self.capture is None:
-            found = ", ".join(list_cameras()) or "none"
-            raise UserError(f"camera {index} could not be opened; cameras present: {found}. "
-                            "Use --camera N for another one, --camera picamera2 for a Raspberry Pi CSI camera, or --source FILE")
+    def __init__(self, retries: int = 4):
+        self.retries = retries
+        self.handle = self._open()
         self._lock = threading.Condition()
         self._latest: tuple[int, np.ndarray, float] | None = None
         self._stopped = False
         self.failure: str | None = None
-        self._thread = threading.Thread(target=self._reader, name=f"camera-{index}", daemon=True)
+        # started by frames(): a reader thread still inside OpenCV when the process exits aborts it
+        self._thread = threading.Thread(target=self._reader, name=self.name, daemon=True)
+
+    def _open(self):
+        """The opened camera, or None when it cannot be opened now."""
+        raise NotImplementedError
+
+    def _read(self, handle) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def _release(self, handle) -> None:
+        raise NotImplementedError
+
+    def _reader(self) -> None:
+        seq, failures = 0, 0
+        while not self._stopped:
+            try:
+                image = self._read(self.handle) if self.handle is not None else None
+            except Exception:  # a driver error mid-run counts as a failed read, like OpenCV's False
+                image = None
+            if image is not None:
+                failures = 0
+                seq += 1
+                with self._lock:
+                    self._latest = (seq, image, time.perf_counter())
+                    self._lock.notify_all()
+                continue
+            failures += 1
+            if failures > self.retries:
+                self.failure = f"{self.name} stopped delivering frames ({self.failure_hint}) after {self.retries} reconnect attempts"
+                break
+            time.sleep(min(0.5 * 2 ** (failures - 1), 4.0))
+            self._close_handle()
+            self.handle = self._open()
+        with self._lock:
+            self._stopped = True
+            self._lock.notify_all()
+
+    def _close_handle(self) -> None:
+        if self.handle is not None:
+            try:
+                self._release(self.handle)
+            except Exception:
+                pass
+            self.handle = None
+
+    def frames(self) -> Iterator[Frame]:
+        last, index = 0, 0
         self._thread.start()
+        try:
+            while True:
+                wait = time.perf_counter()
+                with self._lock:
+                    while not self._stopped and (self._latest is None or self._latest[0] == last):
+                        self._lock.wait(timeout=1.0)
+                    if self._latest is None or self._latest[0] == last:
+                        break
+                    last, image, ready = self._latest
+                yield Frame(index, image, self.name, color_order=self.color_order,
+                            handoff_ms=(time.perf_counter() - max(ready, wait)) * 1000)
+                index += 1
+        finally:
+            self.close()
+        if self.failure:
+            raise UserError(self.failure)
+
+    def close(self) -> None:
+        self._stopped = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        if not self._thread.is_alive():
+            self._close_handle()
+
+
+class CameraSource(LiveCamera):
+    """An OpenCV camera (USB/UVC through V4L2)."""
+
+    def __init__(self, index: int, width: int | None = None, height: int | None = None, retries: int = 4):
+        import cv2
+
+        self.cv2, self.index, self.size = cv2, index, (width, height)
+        self.name = f"camera:{index}"
+        super().__init__(retries)
+        if self.handle is None:
+            found = ", ".join(list_cameras()) or "none"
+            raise UserError(f"camera {index} could not be opened; cameras present: {found}. "
+                            "Use --camera N for another one, --camera picamera2 for a Raspberry Pi CSI camera, or --source FILE")
 
     def _open(self):
         cap = self.cv2.VideoCapture(self.index)
@@ -68,77 +152,58 @@ class CameraSource:
         cap.set(self.cv2.CAP_PROP_BUFFERSIZE, 1)
         return cap
 
-    def _reader(self) -> None:
-        seq, failures = 0, 0
-        while not self._stopped:
-            ok, image = self.capture.read()
-            if ok and image is not None:
-                failures = 0
-                seq += 1
-                with self._lock:
-                    self._latest = (seq, image, time.perf_counter())
-                    self._lock.notify_all()
-                continue
-            failures += 1
-            if failures > self.retries:
-                self.failure = f"camera {self.index} stopped delivering frames (unplugged?) after {self.retries} reconnect attempts"
-                break
-            time.sleep(min(0.5 * 2 ** (failures - 1), 4.0))
-            self.capture.release()
-            self.capture = self._open() or self.capture
-        with self._lock:
-            self._stopped = True
-            self._lock.notify_all()
+    def _read(self, cap) -> np.ndarray | None:
+        ok, image = cap.read()
+        return image if ok else None
 
-    def frames(self) -> Iterator[Frame]:
-        last, index = 0, 0
-        try:
-            while True:
-                wait = time.perf_counter()
-                with self._lock:
-                    while not self._stopped and (self._latest is None or self._latest[0] == last):
-                        self._lock.wait(timeout=1.0)
-                    if self._latest is None or self._latest[0] == last:
-                        break
-                    last, image, ready = self._latest
-                yield Frame(index, image, f"camera:{self.index}", handoff_ms=(time.perf_counter() - max(ready, wait)) * 1000)
-                index += 1
-        finally:
-            self.close()
-        if self.failure:
-            raise UserError(self.failure)
-
-    def close(self) -> None:
-        self._stopped = True
-        self._thread.join(timeout=2.0)
-        self.capture.release()
+    def _release(self, cap) -> None:
+        cap.release()
 
 
-class PicameraSource:
+class PicameraSource(LiveCamera):
     """A Raspberry Pi CSI camera through Picamera2 (OpenCV cannot open these on current Raspberry Pi OS)."""
 
-    def __init__(self, width: int = 1280, height: int = 720):
+    name = "picamera2"
+    color_order = "BGR"  # Picamera2's "RGB888" is B, G, R in memory: the order OpenCV uses
+    failure_hint = "ribbon cable loose?"
+
+    def __init__(self, width: int = 1280, height: int = 720, retries: int = 4):
         try:
             from picamera2 import Picamera2
         except ImportError:
             raise UserError("Picamera2 is not installed: on Raspberry Pi OS run 'sudo apt install python3-picamera2' "
                             "and create the virtual environment with --system-site-packages (device/install.sh does)") from None
-        try:
-            self.camera = Picamera2()
-            self.camera.configure(self.camera.create_video_configuration(main={"size": (width, height), "format": "RGB888"}))
-            self.camera.start()
-        except Exception as exc:
-            raise UserError(f"the CSI camera could not be started ({exc})") from None
+        self.Picamera2, self.size, self.error = Picamera2, (width, height), None
+        super().__init__(retries)
+        if self.handle is None:
+            try:
+                found = len(Picamera2.global_camera_info())
+            except Exception:
+                found = "unknown"
+            raise UserError(f"the CSI camera could not be started ({self.error}); CSI cameras found: {found}. "
+                            "Check the ribbon cable and 'rpicam-hello --list-cameras', or use --camera N for a USB camera")
 
-    def frames(self) -> Iterator[Frame]:
-        index = 0
+    def _open(self):
+        camera = None
         try:
-            while True:
-                # Picamera2's "RGB888" is B, G, R in memory: the same order OpenCV uses
-                yield Frame(index, self.camera.capture_array(), "picamera2", color_order="BGR")
-                index += 1
+            camera = self.Picamera2()
+            camera.configure(camera.create_video_configuration(main={"size": self.size, "format": "RGB888"}))
+            camera.start()
+            return camera
+        except Exception as exc:  # Picamera2 raises IndexError, RuntimeError, … when no camera answers
+            self.error = f"{exc.__class__.__name__}: {exc}"
+            if camera is not None:
+                self._release(camera)
+            return None
+
+    def _read(self, camera) -> np.ndarray | None:
+        return camera.capture_array("main")
+
+    def _release(self, camera) -> None:
+        try:
+            camera.stop()
         finally:
-            self.camera.stop()
+            camera.close()
 
 
 class VideoSource:
@@ -161,8 +226,7 @@ class VideoSource:
         self.dropped = 0
         self._queue: queue.Queue = queue.Queue(maxsize=1 if realtime else queue_size)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._reader, name="video-reader", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._reader, name="video-reader", daemon=True)  # started by frames()
 
     def _put(self, item) -> None:
         if self.realtime and item is not None:
@@ -201,6 +265,7 @@ class VideoSource:
 
     def frames(self) -> Iterator[Frame]:
         index = 0
+        self._thread.start()
         try:
             while True:
                 wait = time.perf_counter()
@@ -212,10 +277,17 @@ class VideoSource:
                 yield Frame(index, image, self.path.name, handoff_ms=(time.perf_counter() - max(ready, wait)) * 1000)
                 index += 1
         finally:
-            self._stop.set()
-            self._thread.join(timeout=2.0)
+            self.close()
         if index == 0:
             raise UserError(f"{self.path}: no frame could be read")
+
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+        else:
+            self.capture.release()
 
 
 class ImageSource:
@@ -225,6 +297,9 @@ class ImageSource:
         if not paths:
             raise UserError(f"no images found in {label} (looked for {', '.join(IMAGE_SUFFIXES)})")
         self.paths = paths
+
+    def close(self) -> None:
+        pass
 
     def frames(self) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):
