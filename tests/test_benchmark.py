@@ -86,3 +86,19 @@ def test_figures_come_from_undisturbed_rounds_and_a_lone_fast_round_gets_more(mo
     # one fast round among slow ones is not enough: more rounds until a second one agrees with it
     assert bimodal["p50_rounds_ms"] == [2.6, 2.0, 2.7, 2.5, 2.05] and bimodal["p50_ms"] == pytest.approx(2.025)
     assert lone["p50_rounds_ms"] == [2.0, 3.0, 2.9, 2.95, 2.04] and lone["rounds_used"] == 2 and lone["runs"] == 20
+
+
+@pytest.mark.parametrize("mode", [[], ["--decoded"]])
+def test_pipeline_benchmark_reports_the_path_against_invoke(converted, tmp_path, mode):
+    """benchmarks/pipeline.py on a short synthetic clip: every step of the path is reported, and the
+    path, which contains the invoke(), is never reported as shorter than it."""
+    out = tmp_path / "pipe"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pipeline.py"), "--model", str(converted),
+                           "--frames", "30", "--size", "320x240", "--out", str(out), *mode],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / ("pipeline-decoded.json" if mode else "pipeline.json")).read_text())
+    assert result["frames"] == 30
+    assert {"handoff", "preprocess", "quality", "inference", "postprocess", "total", "invoke"} <= set(result["path_p50_ms"])
+    assert result["path_over_invoke_in_loop"] >= 1.0 and result["bare_invoke_p50_ms"] > 0
+    assert (result["peak_rss_mb"] is None) == bool(mode)

@@ -214,11 +214,13 @@ class VideoSource:
     handed over (late frames are dropped), so a recording stands in for the microscope camera.
     """
 
-    def __init__(self, path: Path, queue_size: int = 4, realtime: bool = False):
+    def __init__(self, path: Path, queue_size: int = 4, realtime: bool = False, capture=None):
+        """capture: instead of opening `path`, read this object with OpenCV VideoCapture's isOpened, read,
+        get and release (frames decoded elsewhere: another camera SDK, or a benchmark's frames in memory)."""
         import cv2
 
-        self.path, self.realtime = path, realtime
-        self.capture = cv2.VideoCapture(str(path))
+        self.path, self.realtime = Path(path), realtime
+        self.capture = capture if capture is not None else cv2.VideoCapture(str(path))
         if not self.capture.isOpened():
             raise UserError(f"{path}: OpenCV cannot open this video")
         fps = self.capture.get(cv2.CAP_PROP_FPS)
