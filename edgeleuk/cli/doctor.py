@@ -4,8 +4,8 @@ the default model and a one-frame smoke inference, with a verdict line (exit 1 w
 from __future__ import annotations
 
 import argparse
-import os
 import importlib.metadata as md
+import os
 import platform
 import sys
 import time

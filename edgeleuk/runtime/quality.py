@@ -57,7 +57,7 @@ def assess(image_rgb: np.ndarray, thresholds: QualityThresholds | None = None) -
     grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
     laplacian = cv2.Laplacian(grey, cv2.CV_16S)  # exact for uint8 input, cheaper than float
     mean = cv2.sumElems(laplacian)[0] / laplacian.size
-    focus = cv2.norm(laplacian, cv2.NORM_L2SQR) / laplacian.size - mean * mean  # its variance; 2.5× faster than meanStdDev
+    focus = max(0.0, cv2.norm(laplacian, cv2.NORM_L2SQR) / laplacian.size - mean * mean)  # its variance; 2.5× faster than meanStdDev
     brightness = float(cv2.mean(grey)[0])
     pixels = grey.size
     dark = np.count_nonzero(grey <= 5) / pixels

@@ -193,7 +193,10 @@ class PicameraSource(LiveCamera):
         except Exception as exc:  # Picamera2 raises IndexError, RuntimeError, … when no camera answers
             self.error = f"{exc.__class__.__name__}: {exc}"
             if camera is not None:
-                self._release(camera)
+                try:
+                    self._release(camera)
+                except Exception:
+                    pass
             return None
 
     def _read(self, camera) -> np.ndarray | None:
@@ -282,7 +285,6 @@ class VideoSource:
             self.close()
         if index == 0:
             raise UserError(f"{self.path}: no frame could be read")
-
 
     def close(self) -> None:
         self._stop.set()
