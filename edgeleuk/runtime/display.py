@@ -111,14 +111,18 @@ class Display:
             cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: a plain live view
         except cv2.error as exc:
             raise UserError(f"--display: OpenCV cannot open a window ({str(exc).strip().splitlines()[-1]})") from None
-        self.started = time.perf_counter()
-        self.shown = 0
+        self.last: float | None = None
+        self.interval: float | None = None  # smoothed seconds between frames, for a live FPS figure
 
     def show(self, image: np.ndarray, color_order: str, region: tuple[int, int, int, int] | None,
              labels: tuple[str, ...], probs: np.ndarray | None, quality, verdict_text: str) -> bool:
         """Draw one frame; True when the user closed the window (q, Esc or its close button)."""
-        self.shown += 1
-        fps = self.shown / max(time.perf_counter() - self.started, 1e-6)
+        now = time.perf_counter()
+        if self.last is not None:
+            dt = now - self.last
+            self.interval = dt if self.interval is None else 0.9 * self.interval + 0.1 * dt
+        self.last = now
+        fps = 1.0 / self.interval if self.interval else 0.0
         cv2.imshow(WINDOW, render(image, color_order, region, labels, probs, quality, verdict_text, fps))
         key = cv2.waitKey(1) & 0xFF
         try:
