@@ -67,25 +67,32 @@ def calibrate_gate(frames: np.ndarray, clean: np.ndarray, target: float = 0.9, m
                    max_clean_rejected: float = 0.01) -> dict[str, Any]:
     """Thresholds that reject the frames the model is known to fail on.
 
-    For each measure, the threshold is the furthest point such that the frames beyond it (on the
-    measure's bad side) are classified correctly less than `target` of the time, and they are at
-    least `min_share` of the suite. Where no tail fails, the threshold is the edge of what the suite
-    covered (its `min_share` quantile): beyond it the model is untested, so the frame is refused.
-    Either way it is then relaxed until at most `max_clean_rejected` of the clean images would be rejected.
+    For each measure, frames are ordered from its bad extreme inward. The threshold is the innermost
+    point where both the frames beyond it (the tail) and the last `min_share` of the suite before it
+    (the band at its edge) are classified correctly less than `target` of the time. The tail alone
+    mixes a failing extreme with good frames nearer the middle: on the shipped model it put the
+    brightness limit at 240, where frames are 98% correct. A band alone finds clusters of hard images
+    anywhere in the range. Where no tail fails, the threshold is the edge of what the suite covered
+    (its `min_share` quantile): beyond it the model is untested, so the frame is refused. Either way
+    it is then relaxed until at most `max_clean_rejected` of the clean images would be rejected.
     """
     correct = frames[:, 4].astype(bool)
     out: dict[str, Any] = {"target_accuracy": target, "frames": int(len(frames)), "basis": {}}
+    band = max(1, int(min_share * len(frames)))
     for column, side, name, swept in _GATE:
         values = frames[:, column]
-        order = np.argsort(values if side == "low" else -values)
-        hits = np.cumsum(correct[order])
+        order = np.argsort(values if side == "low" else -values, kind="stable")
+        hits = np.concatenate([[0], np.cumsum(correct[order])])
         count = np.arange(1, len(values) + 1)
-        accuracy = hits / count
-        ok = (accuracy < target) & (count >= min_share * len(values))
+        tail = hits[1:] / count
+        edge = np.full(len(values), np.inf)
+        edge[band - 1:] = (hits[band:] - hits[:-band]) / band
+        ok = (tail < target) & (edge < target)
         if ok.any():
             cut = int(np.nonzero(ok)[0].max())
             threshold = float(values[order][cut])
-            out["basis"][name] = f"frames beyond it: {accuracy[cut]:.1%} correct ({cut + 1} frames)"
+            out["basis"][name] = (f"frames beyond it: {tail[cut]:.1%} correct ({cut + 1} frames); "
+                                  f"the {band} frames at its edge: {edge[cut]:.1%}")
         elif swept:
             threshold = float(np.quantile(values, min_share if side == "low" else 1 - min_share))
             out["basis"][name] = "edge of the range the suite covered (no failing tail)"

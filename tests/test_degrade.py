@@ -71,3 +71,26 @@ def test_robustness_suite_end_to_end(converted, dataset, tmp_path):
     assert (out / "robustness.png").is_file() and (out / "metrics.json").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"accuracy", "accuracy_ci95", "macro_f1", "ece", "per_class", "confusion"} <= set(metrics)
+
+
+def test_gate_calibration_cuts_where_the_model_fails_not_where_the_tail_average_does():
+    """Brightness bands like the shipped model's: 99% correct up to 240, 97% to 246, 80% beyond, and
+    a few saturated frames at the very end that happen to be right. The cut belongs at 246: a rule on
+    the whole tail alone stops near 240 (the tail mixes 97% and 80%); a rule on bands alone would stop
+    at the saturated frames, or at a cluster of hard images in the middle (planted at 200)."""
+    from edgeleuk.robustness import calibrate_gate
+
+    rng = np.random.default_rng(0)
+    bands = [(150, 240, 20000, 0.99), (199.5, 200.5, 150, 0.70), (240, 246, 3000, 0.97), (246, 252, 2200, 0.80),
+             (254, 255, 150, 1.0)]
+    rows = []
+    for lo, hi, n, acc in bands:
+        brightness = rng.uniform(lo, hi, n)
+        correct = rng.random(n) < acc
+        rows.append(np.column_stack([np.full(n, 300.0), brightness, np.zeros(n), np.zeros(n), correct]))
+    frames = np.concatenate(rows)
+    clean = np.column_stack([np.full(100, 300.0), rng.uniform(180, 235, 100), np.zeros(100), np.zeros(100)])
+    gate = calibrate_gate(frames, clean)
+    assert 245 <= gate["max_brightness"] <= 247, gate
+    assert "frames beyond it" in gate["basis"]["max_brightness"]
+    assert gate["basis"]["min_focus"].startswith("edge of the range")  # nothing fails on the low side
