@@ -149,3 +149,20 @@ def test_live_view_marks_the_model_region_and_unusable_frames(converted):
 @pytest.mark.skipif(not has_gui() or not x_display_reachable(), reason="needs OpenCV with GUI support (opencv-python) and an X display")
 def test_display_window_runs_and_closes(converted, clip):
     cli("run", "--model", str(converted), "--source", str(clip), "--display", "--frames", "10", "--min-focus", "0", check_rc=0)
+
+
+def test_wayland_counts_only_for_gtk_builds(monkeypatch, tmp_path):
+    """Debian's python3-opencv (GTK) opens windows on Wayland; the pip wheels' Qt has only its X plugin."""
+    import edgeleuk.runtime.display as display
+
+    (tmp_path / "wayland-0").touch()
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setattr(display, "gui_backend", lambda: "GTK3")
+    assert display.desktop_reachable()
+    monkeypatch.setattr(display, "gui_backend", lambda: "QT5")
+    assert not display.desktop_reachable()
+    monkeypatch.setattr(display, "gui_backend", lambda: "GTK3")
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-9")
+    assert not display.desktop_reachable()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
-import os
 import platform
 import sys
 import time
@@ -78,11 +77,11 @@ def main(argv: list[str]) -> int:
     cams = list_cameras()
     picam = _version("picamera2")
     print(f"  cameras: {', '.join(cams) or 'none under /dev/video*'}; picamera2 {picam or 'not installed'}")
-    from edgeleuk.runtime.display import has_gui, x_display_reachable
+    from edgeleuk.runtime.display import desktop_reachable, gui_backend
 
-    gui = "GUI build" if has_gui() else "headless build (pip install opencv-python for --display)"
-    desk = ("answers" if x_display_reachable() else "does not answer") if os.environ.get("DISPLAY") else "not set"
-    print(f"  --display: OpenCV {gui}; DISPLAY {desk}")
+    backend = gui_backend()
+    gui = f"GUI build ({backend})" if backend else "headless build (pip install opencv-python for --display)"
+    print(f"  --display: OpenCV {gui}; desktop {'reachable' if desktop_reachable() else 'not reachable (DISPLAY unset or no X server)'}")
     try:
         from edgeleuk.runtime import load
 

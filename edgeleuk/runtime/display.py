@@ -52,11 +52,34 @@ def x_display_reachable(display: str | None = None) -> bool:
         return False
 
 
-def has_gui() -> bool:
-    """Whether this OpenCV build can open windows (opencv-python-headless cannot)."""
+def gui_backend() -> str | None:
+    """The window toolkit of this OpenCV build ("QT5", "GTK3", …), None for a headless build."""
     info = cv2.getBuildInformation()
     gui = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.strip().startswith("GUI:")]
-    return bool(gui) and gui[0].upper() not in ("NONE", "NO", "")
+    return gui[0] if gui and gui[0].upper() not in ("NONE", "NO", "") else None
+
+
+def has_gui() -> bool:
+    """Whether this OpenCV build can open windows (opencv-python-headless cannot)."""
+    return gui_backend() is not None
+
+
+def wayland_reachable() -> bool:
+    """Whether a Wayland compositor's socket exists ($XDG_RUNTIME_DIR/$WAYLAND_DISPLAY)."""
+    name, runtime = os.environ.get("WAYLAND_DISPLAY"), os.environ.get("XDG_RUNTIME_DIR")
+    if not name:
+        return False
+    path = name if os.path.isabs(name) else os.path.join(runtime or "", name)
+    return bool(runtime or os.path.isabs(name)) and os.path.exists(path)
+
+
+def desktop_reachable() -> bool:
+    """A display this build can open windows on: X for any build; Wayland too for GTK builds (Debian's
+    python3-opencv). The pip wheels' Qt carries only its X plugin."""
+    if x_display_reachable():
+        return True
+    backend = (gui_backend() or "").upper()
+    return backend.startswith("GTK") and wayland_reachable()
 
 
 def render(image: np.ndarray, color_order: str, region: tuple[int, int, int, int] | None, labels: tuple[str, ...],
@@ -102,7 +125,7 @@ class Display:
         if not has_gui():
             raise UserError("--display needs an OpenCV build with GUI support (pip install opencv-python "
                             "instead of opencv-python-headless); run without --display")
-        if sys.platform.startswith("linux") and not x_display_reachable():
+        if sys.platform.startswith("linux") and not desktop_reachable():
             where = os.environ.get("DISPLAY")
             raise UserError(f"--display needs a desktop: no X display answers at DISPLAY={where}" if where else
                             "--display needs a desktop: DISPLAY is not set (over SSH, use ssh -X or run on the "
