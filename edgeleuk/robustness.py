@@ -68,8 +68,8 @@ def calibrate_gate(frames: np.ndarray, clean: np.ndarray, target: float = 0.9, m
     """Thresholds that reject the frames the model is known to fail on.
 
     For each measure, frames are ordered from its bad extreme inward. The threshold is the innermost
-    point where both the frames beyond it (the tail) and the last `min_share` of the suite before it
-    (the band at its edge) are classified correctly less than `target` of the time. The tail alone
+    point where both the frames beyond it (the tail) and the `min_share` of the suite just beyond it
+    (the band at its edge, the tail's innermost part) are classified correctly less than `target` of the time. The tail alone
     mixes a failing extreme with good frames nearer the middle: on the shipped model it put the
     brightness limit at 240, where frames are 98% correct. A band alone finds clusters of hard images
     anywhere in the range. Where no tail fails, the threshold is the edge of what the suite covered

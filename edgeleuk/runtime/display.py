@@ -19,8 +19,8 @@ from edgeleuk.preprocess import to_rgb8
 from edgeleuk.runtime.verdict import DISCLAIMER
 
 WINDOW = "edgeleuk"
-MAX_VIEW = (960, 720)  # the frame is shrunk to fit; the panel below it is drawn at this width
-GREEN, RED, GREY, BLACK, WHITE = (60, 180, 60), (40, 40, 220), (150, 150, 150), (0, 0, 0), (255, 255, 255)
+MAX_VIEW = (960, 720)  # the frame is shrunk to fit in this; the panel below it is as wide (at least 420 px)
+GREEN, RED, GREY, BLACK = (60, 180, 60), (40, 40, 220), (150, 150, 150), (0, 0, 0)
 
 
 def x_display_reachable(display: str | None = None) -> bool:
