@@ -127,11 +127,39 @@ def vignetting(image, level, rng):
     return _u8(_f32(image) * mask[..., None])
 
 
+MAX_MAGNIFICATION = 1.3  # severity 5: 1.3× or 1/1.3 = 0.77×, another camera adapter or sensor
+
+
+def rescale(image: np.ndarray, factor: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The same field seen at `factor` × the magnification, same frame size. Above 1 a crop (centred,
+    or placed at random when `rng` is given) is enlarged; below 1 the image is shrunk and the border
+    filled by reflection, which continues the smear's texture."""
+    h, w = image.shape[:2]
+    if abs(factor - 1.0) < 1e-3:
+        return image
+    if factor > 1:
+        ch, cw = max(2, int(round(h / factor))), max(2, int(round(w / factor)))
+        y0 = int(rng.integers(0, h - ch + 1)) if rng is not None else (h - ch) // 2
+        x0 = int(rng.integers(0, w - cw + 1)) if rng is not None else (w - cw) // 2
+        return cv2.resize(image[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+    sh, sw = max(2, int(round(h * factor))), max(2, int(round(w * factor)))
+    small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+    top, left = (h - sh) // 2, (w - sw) // 2
+    return cv2.copyMakeBorder(small, top, h - sh - top, left, w - sw - left, cv2.BORDER_REFLECT_101)
+
+
+def magnification(image, level, rng):
+    """Another objective, adapter or sensor: up to 1.3× closer or farther, direction at random."""
+    factor = 1.0 + (MAX_MAGNIFICATION - 1.0) * level
+    return rescale(image, factor if rng.random() < 0.5 else 1.0 / factor)
+
+
 CONDITIONS: dict[str, Callable[[np.ndarray, float, np.random.Generator], np.ndarray]] = {
     "focus_blur": focus_blur, "motion_blur": motion_blur, "underexposure": underexposure, "overexposure": overexposure,
     "contrast": contrast, "gamma": gamma, "color_cast": color_cast, "stain_intensity": stain_intensity,
     "stain_hue": stain_hue, "jpeg": jpeg, "gaussian_noise": gaussian_noise, "poisson_noise": poisson_noise,
     "low_resolution": low_resolution, "rotation_flip": rotation, "vignetting": vignetting,
+    "magnification": magnification,
 }
 
 
@@ -160,6 +188,13 @@ def random_camera(image: np.ndarray, rng: np.random.Generator, p: float = 0.6, m
     for name in rng.choice(names, size=int(rng.integers(1, 3)), replace=False):
         image = CONDITIONS[name](image, float(rng.uniform(0.0, max_level)), rng)
     return image
+
+
+def random_scale(image: np.ndarray, rng: np.random.Generator, low: float = 0.7, high: float = 1.4, p: float = 0.7) -> np.ndarray:
+    """Training policy: with probability p, a magnification drawn log-uniformly in [low, high]."""
+    if rng.random() >= p:
+        return image
+    return rescale(image, float(np.exp(rng.uniform(np.log(low), np.log(high)))), rng)
 
 
 def smear_geometry(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import keras
 import numpy as np
 
-from edgeleuk.degrade import contrast, random_camera, smear_geometry, stain_hue
+from edgeleuk.degrade import contrast, random_camera, random_scale, rescale, smear_geometry, stain_hue
 
 POLICIES = ("basic", "robust")
 
@@ -22,20 +23,58 @@ def mild_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def augment(image: np.ndarray, rng: np.random.Generator, policy: str = "robust") -> np.ndarray:
-    image = mild_jitter(smear_geometry(image, rng), rng)
-    return random_camera(image, rng) if policy == "robust" else image
+    """basic: geometry, magnification 0.7-1.4× and mild jitter; robust: plus camera-like degradations."""
+    image = mild_jitter(random_scale(smear_geometry(image, rng), rng), rng)
+    return random_camera(image, rng, p=0.7, max_level=1.0) if policy == "robust" else image
+
+
+def outlier(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A field the model must not answer, made from training images (outlier exposure): the same
+    slide 1.8-5× closer, several fields 2.5-4× farther (a mosaic), or the field with its leukocytes
+    painted out. The out-of-distribution sets `evaluate --ood` scores are made from test images, and
+    four of its kinds (photos, empty and defocused fields, other stains) are never shown here."""
+    image = images[int(rng.integers(len(images)))]
+    kind = int(rng.integers(3))
+    if kind == 2:
+        from edgeleuk.evaluate.ood_sets import leukocyte_mask
+
+        mask = cv2.dilate(leukocyte_mask(image).astype(np.uint8), np.ones((9, 9), np.uint8))
+        if mask.mean() > 0.005:
+            return cv2.inpaint(image, mask, 5, cv2.INPAINT_TELEA)
+        kind = 0
+    if kind == 0:
+        return rescale(image, float(rng.uniform(1.8, 5.0)), rng)
+    n = int(rng.integers(2, 5))
+    tile = image.shape[0] // n
+    canvas = np.empty_like(image)
+    canvas[:] = np.median(image.reshape(-1, 3), axis=0)
+    for k in range(n * n):
+        r, c = divmod(k, n)
+        other = images[int(rng.integers(len(images)))]
+        canvas[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = cv2.resize(other, (tile, tile), interpolation=cv2.INTER_AREA)
+    return canvas
 
 
 class AugmentedBatches(keras.utils.PyDataset):
-    """Shuffled, augmented batches; the epoch and batch index seed the generator (reproducible)."""
+    """Shuffled, augmented batches; the epoch and batch index seed the generator (reproducible).
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, policy: str, **kwargs):
+    Targets are probability vectors with per-sample weights (class weights). With `outliers` > 0,
+    each batch also holds that share of outlier fields whose target is the uniform distribution,
+    weighted `outlier_weight` (outlier exposure, Hendrycks et al. 2019): the model learns to spread
+    its probabilities, and its features move away from the training fields', on what it cannot judge.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, policy: str,
+                 class_weights: dict[int, float] | None = None, outliers: float = 0.0, outlier_weight: float = 0.5,
+                 classes: int = 4, **kwargs):
         super().__init__(**kwargs)
         if policy not in POLICIES:
             from edgeleuk.errors import UserError
 
             raise UserError(f"Received: augment={policy!r}; expected one of {', '.join(POLICIES)}")
         self.images, self.labels, self.batch_size, self.seed, self.policy = images, labels, batch_size, seed, policy
+        self.class_weights = class_weights or {}
+        self.outliers, self.outlier_weight, self.classes = outliers, outlier_weight, classes
         self.epoch = 0
         self.order = np.random.default_rng([seed, 0]).permutation(len(images))
 
@@ -45,8 +84,15 @@ class AugmentedBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        batch = np.stack([augment(self.images[j], rng, self.policy) for j in rows]).astype(np.float32)
-        return batch, self.labels[rows]
+        images = [augment(self.images[j], rng, self.policy) for j in rows]
+        targets = np.eye(self.classes, dtype=np.float32)[self.labels[rows]]
+        weights = np.array([self.class_weights.get(int(self.labels[j]), 1.0) for j in rows], np.float32)
+        extra = int(round(self.outliers * len(rows)))
+        if extra:
+            images += [augment(outlier(self.images, rng), rng, self.policy) for _ in range(extra)]
+            targets = np.concatenate([targets, np.full((extra, self.classes), 1.0 / self.classes, np.float32)])
+            weights = np.concatenate([weights, np.full(extra, self.outlier_weight, np.float32)])
+        return np.stack(images).astype(np.float32), targets, weights
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

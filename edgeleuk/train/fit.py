@@ -41,6 +41,7 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-4
     fine_tune_patience: int = 6
     augment: str = "robust"
+    outliers: float = 0.0  # stage 2: outlier fields per batch, as a share of its images (outlier exposure; 0: none)
     feature_cache: str | None = None
 
 
@@ -106,23 +107,39 @@ def _fine_tune(model, images, labels, parts, config, rows, out):
     # Polyak averaging of the weights: validation (and the kept checkpoint) use the average, whose
     # loss is far less noisy epoch to epoch than the raw weights' under strong augmentation
     model.compile(optimizer=keras.optimizers.Adam(config.fine_tune_learning_rate, use_ema=True, ema_momentum=0.99),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="categorical_crossentropy", metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     print(f"stage 2 (fine-tuning from {config.fine_tune_from}): {layers} layers, {trainable:,} trainable parameters")
     tr, va = parts["train"], parts["val"]
-    train_ds = AugmentedBatches(images[tr], labels[tr], config.batch_size, config.seed, config.augment)
-    val_ds = tf.data.Dataset.from_tensor_slices((images[va], labels[va])).batch(64)
+    classes = int(model.output_shape[-1])
+    train_ds = AugmentedBatches(images[tr], labels[tr], config.batch_size, config.seed, config.augment,
+                                class_weights=_class_weights(labels[tr]), outliers=config.outliers, classes=classes)
+    val_images, val_labels = _robust_validation(images[va], labels[va], config.seed, config.augment)
+    val_ds = tf.data.Dataset.from_tensor_slices((val_images, np.eye(classes, dtype=np.float32)[val_labels])).batch(64)
     keeper = BestWeights()
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.fine_tune_patience)
     plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, config.fine_tune_patience // 2), verbose=1)
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=config.fine_tune_epochs, verbose=1,
-                  class_weight=_class_weights(labels[tr]),
                   callbacks=[keras.callbacks.SwapEMAWeights(swap_on_epoch=True), keeper, stop, plateau,
                              HistoryWriter(rows, out / "history.csv", "fine-tune")])
     finally:
         keeper.restore()
     print(f"stage 2: best epoch {keeper.best_epoch + 1}, val_loss {keeper.best:.4f}")
+
+
+def _robust_validation(images: np.ndarray, labels: np.ndarray, seed: int, policy: str, copies: int = 2):
+    """The validation part as it is, plus `copies` degraded copies drawn once with a fixed seed (the
+    training policy's own degradations and magnifications): early stopping and the kept epoch then
+    favour weights that hold up under other cameras, not only on the dataset's own clean images.
+    Only the validation part is used; the test part stays untouched."""
+    from edgeleuk.train.augment import augment
+
+    if policy != "robust" or copies < 1:
+        return images, labels
+    rng = np.random.default_rng([seed, 99])
+    degraded = [np.stack([augment(img, rng, policy) for img in images]) for _ in range(copies)]
+    return np.concatenate([images, *degraded]), np.concatenate([labels] * (copies + 1))
 
 
 def train(config: TrainConfig) -> dict[str, Any]:

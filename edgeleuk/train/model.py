@@ -95,3 +95,16 @@ def unfreeze_top(model, from_layer: str) -> int:
         layer.trainable = train
         count += bool(train and layer.weights)
     return count
+
+
+def with_features(model):
+    """The same model with the head features (the Dense(128, relu) output) as a second output, for
+    export: the out-of-distribution score reads them on the device. Models without that layer are
+    returned as they are."""
+    import keras
+
+    try:
+        features = model.get_layer("dense").output
+    except ValueError:
+        return model
+    return keras.Model(model.input, [model.output, features], name=model.name)
