@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 from edgeleuk import LABELS
 from edgeleuk.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler
 MANIFEST_NAME = "manifest.json"
 FORMATS = ("keras", "tflite", "onnx")
 VARIANT_NAMES = ("keras", "tflite-fp32", "tflite-fp16", "tflite-int8", "tflite-dynamic", "onnx-fp32", "onnx-int8")
@@ -43,6 +45,41 @@ class PreprocessSpec:
             raise UserError(f"Received: interpolation={self.interpolation!r}; expected area, linear, cubic or nearest")
         if not 16 <= int(self.size) <= 4096:
             raise UserError(f"Received: size={self.size}; expected 16 … 4096")
+
+
+OOD_METHOD = "mahalanobis"
+TARGET_FLAGGED = 0.01  # share of in-distribution validation frames the threshold flags
+MAX_OOD_FRACTION = 0.25  # a sample with more of its usable frames out of distribution is referred
+
+
+@dataclass(frozen=True)
+class OODStats:
+    """What the runtime needs to judge a frame; travels in the manifest."""
+
+    means: tuple[tuple[float, ...], ...]  # one centre per class, in label order (classes × dims)
+    whitening: tuple[tuple[float, ...], ...]  # W with W Wᵀ = Σ⁻¹ (dims × dims)
+    threshold: float  # a frame scoring above it is out of distribution
+    method: str = OOD_METHOD
+    features: str = "head"  # the Dense(128, relu) output, the variants' second output
+    target_flagged: float = TARGET_FLAGGED
+    max_ood_fraction: float = MAX_OOD_FRACTION
+    shrinkage: float = 0.0
+    calibration: str = ""
+
+    def __post_init__(self) -> None:
+        if self.method != OOD_METHOD:
+            raise UserError(f"manifest: ood.method={self.method!r}; this edgeleuk computes {OOD_METHOD!r}")
+        dims = len(self.whitening)
+        if not self.means or any(len(m) != dims for m in self.means) or any(len(r) != dims for r in self.whitening):
+            raise UserError("manifest: ood.means and ood.whitening disagree in size")
+        if not (math.isfinite(self.threshold) and self.threshold > 0):
+            raise UserError(f"manifest: ood.threshold={self.threshold!r}; expected a positive number")
+        if not 0 < self.max_ood_fraction <= 1:
+            raise UserError(f"manifest: ood.max_ood_fraction={self.max_ood_fraction!r}; expected 0 … 1")
+
+    @property
+    def dims(self) -> int:
+        return len(self.whitening)
 
 
 @dataclass(frozen=True)
@@ -72,6 +109,7 @@ class Variant:
     input_quantization: Quantization | None = None
     output_quantization: Quantization | None = None
     output_meaning: str = "class probabilities (softmax), in label order"
+    features: int = 0  # size of the second output, the head features the OOD score reads (0: none)
     size_bytes: int = 0
     conversion_seconds: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -88,6 +126,8 @@ class Manifest:
     source_model_sha256: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    ood: OODStats | None = None  # the in-distribution score's statistics and threshold (None: cannot judge)
+    cell_diameter_px: float | None = None  # median red-cell diameter in the training images, in model pixels
     schema_version: int = SCHEMA_VERSION
 
     def variant(self, name: str) -> Variant:
@@ -149,7 +189,20 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
     data["preprocess"] = PreprocessSpec(**spec)
     data["variants"] = tuple(variants)
     data["labels"] = tuple(data.get("labels", LABELS))
+    if data.get("ood") is not None:
+        data["ood"] = read_ood(data["ood"])
     return Manifest(**data)
+
+
+def read_ood(data: dict[str, Any]) -> OODStats:
+    """The `ood` object of a manifest or of a model file's embedded info, checked."""
+    ood = dict(_strict(OODStats, data, "ood"))
+    try:
+        for key in ("means", "whitening"):
+            ood[key] = tuple(tuple(float(v) for v in row) for row in ood.get(key, ()))
+        return OODStats(**ood)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"manifest: ood: {exc}") from None
 
 
 def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
@@ -187,9 +240,15 @@ def _umask() -> int:
     return mask
 
 
+def manifest_json(manifest: Manifest) -> str:
+    """Indented JSON with each list of numbers on one line (the OOD matrices: 16k numbers)."""
+    text = json.dumps(manifest_to_dict(manifest), indent=2)
+    return re.sub(r"\[\s+([-+0-9.eE,\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
+
+
 def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> Path:
     path = Path(folder) / MANIFEST_NAME
-    atomic_write_text(path, json.dumps(manifest_to_dict(manifest), indent=2) + "\n")
+    atomic_write_text(path, manifest_json(manifest))
     return path
 
 

@@ -11,7 +11,14 @@ from edgeleuk.metrics import classification_metrics
 
 
 def predict_all(classifier, images: np.ndarray, batch: int = 32) -> np.ndarray:
-    return np.concatenate([classifier.predict(images[i : i + batch]) for i in range(0, len(images), batch)])
+    return infer_all(classifier, images, batch)[0]
+
+
+def infer_all(classifier, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities and head features (None without a features output) of many images, in batches."""
+    out = [classifier.infer(images[i : i + batch]) for i in range(0, len(images), batch)]
+    features = None if out[0][1] is None else np.concatenate([f for _, f in out])
+    return np.concatenate([p for p, _ in out]), features
 
 
 def parity(variant_probs: np.ndarray, keras_probs: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:

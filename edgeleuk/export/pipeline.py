@@ -3,6 +3,7 @@ written atomically with the manifest (a failed or interrupted run leaves the pre
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ from edgeleuk.export.recipes import QuantizationConfig, load_recipes
 from edgeleuk.manifest import (MANIFEST_NAME, Manifest, PreprocessSpec, Variant, atomic_write_text, read_manifest,
                                sha256_file, write_manifest)
 from edgeleuk.runtime.embedded import EMBEDDED_NAME
+from edgeleuk.train.model import with_features
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[1] / "models" / "default" / "model.keras"
 
@@ -47,6 +49,9 @@ class Images:
     test_labels: np.ndarray | None
     note: str
     test_files: list[str] = field(default_factory=list)  # relative to the data folder, in evaluation order
+    train: np.ndarray | None = None  # the whole training part: the OOD statistics and the cell ruler
+    train_labels: np.ndarray | None = None
+    val: np.ndarray | None = None  # the validation part: the OOD threshold
 
 
 def _load_keras(path: Path):
@@ -92,8 +97,12 @@ def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calib
     test = split.part(found.samples, config.part)
     calib_images, _ = load_arrays(chosen[:size], spec)
     test_images, test_labels = load_arrays(test, spec)
+    train_images, train_labels = load_arrays(list(train), spec)
+    val = split.part(found.samples, "val")
+    val_images = load_arrays(val, spec)[0] if val else None
     return Images(calib_images, test_images, test_labels, f"{note}; calibration: {len(calib_images)} training images; "
-                  f"evaluation: {len(test)} {config.part} images", [str(s.path.relative_to(found.root)) for s in test])
+                  f"evaluation: {len(test)} {config.part} images", [str(s.path.relative_to(found.root)) for s in test],
+                  train_images, train_labels, val_images)
 
 
 def _versions() -> dict[str, str]:
@@ -136,10 +145,11 @@ def _write_variant(model, cfg, folder, target, calibration, info, work) -> None:
 
 def _variant(cfg: QuantizationConfig, path: Path, classifier, seconds: float, metrics: dict) -> Variant:
     b = classifier.backend
+    features = b.output_sizes[classifier.features_index] if classifier.features_index is not None else 0
     return Variant(name=cfg.name, format=cfg.format, file=path.name, sha256=sha256_file(path), precision=cfg.precision,
                    input_name=b.input_name, input_shape=tuple(None if d in (-1, None) else int(d) for d in b.input_shape),
-                   input_dtype=b.input_dtype, output_dtype=b.output_dtype, input_quantization=b.input_quantization,
-                   output_quantization=b.output_quantization, size_bytes=path.stat().st_size,
+                   input_dtype=b.input_dtype, output_dtype=classifier.output_dtype, input_quantization=b.input_quantization,
+                   output_quantization=classifier.output_quantization, features=features, size_bytes=path.stat().st_size,
                    conversion_seconds=round(seconds, 2), metrics=metrics)
 
 
@@ -213,8 +223,12 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     labels = base.labels if base else tuple(_default_labels(model))
     images = _images(config, model_path, spec, recipes.calibration, any(c.needs_calibration for c in chosen))
     print(images.note)
+    exported = with_features(model)
+    domain = _domain(exported, images, len(labels)) if exported is not model else None
     info = {"labels": list(labels), "preprocess": dict(spec.__dict__), "source_model_sha256": source_sha,
             "output": "class probabilities (softmax), in label order", "edgeleuk": __version__}
+    if domain is not None:
+        info.update(ood=dataclasses.asdict(domain.ood), cell_diameter_px=domain.cell_diameter_px)
     keras_probs = model.predict(images.test, batch_size=32, verbose=0) if images.test is not None else None
     rows: list[dict[str, Any]] = []
     if keras_probs is not None:
@@ -223,11 +237,13 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     staging = _staging(out)
     try:
         previous = _carry_over(out, staging, source_sha, model_path)
-        variants = _convert_variants(model, chosen, staging, images, info, labels, spec, keras_probs, rows, out)
+        variants = _convert_variants(exported, chosen, staging, images, info, labels, spec, keras_probs, rows, out, domain)
         if model_path.parent.resolve() == out.resolve():
             variants.insert(0, _keras_variant(model_path, source_sha, size, rows))
         manifest = previous or Manifest(labels=labels, preprocess=spec, model=dict(base.model) if base else {"input_size": size},
                                         source_model_sha256=source_sha)
+        if domain is not None:
+            manifest = replace(manifest, ood=domain.ood, cell_diameter_px=domain.cell_diameter_px)
         manifest = replace(manifest.with_variants(variants), versions=_versions(),
                            provenance={**manifest.provenance, "evaluation": images.note,
                                        "source_model": model_path.name if model_path.parent.resolve() == out.resolve() else str(model_path)})
@@ -261,7 +277,37 @@ def _select(recipes, config: ConvertConfig) -> list[QuantizationConfig]:
     return chosen
 
 
-def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, labels, spec, keras_probs, rows: list, out: Path) -> list[Variant]:
+def _domain(exported, images: Images, classes: int):
+    """OOD statistics (training part) and threshold (validation part), when the data is given."""
+    from edgeleuk.export.domain import fit_domain
+
+    if images.train is None or images.val is None or not len(images.val):
+        print("no --data (or no validation part): the variants carry no out-of-distribution statistics and cannot judge frames")
+        return None
+    domain = fit_domain(exported, images.train, images.train_labels, images.val, classes)
+    print(f"out-of-distribution score: threshold {domain.ood.threshold:.3f} ({domain.ood.calibration}); "
+          f"red cells {domain.cell_diameter_px} px")
+    return domain
+
+
+def _ood_checks(domain, classifier, images: Images) -> dict[str, Any]:
+    """The variant's own features against the float model's decisions (validation views and test part)."""
+    from edgeleuk.export.domain import dihedral, ood_agreement
+    from edgeleuk.export.parity import infer_all
+    from edgeleuk.ood import OODScorer
+
+    if domain is None or classifier.features_index is None:
+        return {}
+    scorer = OODScorer(domain.ood)
+    checks = {"ood_agreement_val": ood_agreement(domain.ood, domain.val_scores, infer_all(classifier, dihedral(images.val))[1])}
+    if images.test is not None:
+        scores = scorer.score(infer_all(classifier, images.test)[1])
+        checks["ood_flagged_test"] = float(np.mean(~scorer.in_distribution(scores)))
+    return checks
+
+
+def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, labels, spec, keras_probs, rows: list, out: Path,
+                      domain=None) -> list[Variant]:
     """Convert each variant into staging, load it back in its runtime and check it; appends report rows."""
     from edgeleuk.export.parity import parity, predict_all
     from edgeleuk.runtime.backends import open_backend
@@ -284,8 +330,9 @@ def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, 
             row = {"variant": cfg.name, "size_bytes": path.stat().st_size, "conversion_seconds": seconds}
             if images.test is not None:
                 row.update(parity(predict_all(classifier, images.test), keras_probs, images.test_labels))
+            row.update(_ood_checks(domain, classifier, images))
             rows.append(row)
-            checks = {k: row[k] for k in ("accuracy", "macro_f1", "agreement", "max_prob_diff") if k in row}
+            checks = {k: row[k] for k in ("accuracy", "macro_f1", "agreement", "max_prob_diff", "ood_agreement_val", "ood_flagged_test") if k in row}
             variants.append(_variant(cfg, path, classifier, seconds, checks))
     return variants
 

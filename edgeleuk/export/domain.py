@@ -1,0 +1,55 @@
+"""What the device needs to know about the training data, learned at conversion: the statistics of
+the out-of-distribution score and the red-cell ruler. Fitted on the training part, thresholds on
+the validation part; the test part is never used here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeleuk.manifest import TARGET_FLAGGED, OODStats
+from edgeleuk.ood import OODScorer, fit_ood
+from edgeleuk.runtime.scale import measure_cells
+
+
+@dataclass
+class Domain:
+    ood: OODStats
+    cell_diameter_px: float | None
+    val_scores: np.ndarray  # float model, on the validation views the threshold came from
+
+
+def dihedral(images: np.ndarray) -> np.ndarray:
+    """The 8 turns and flips of each image: a smear has no up or left, so each is a fair
+    in-distribution frame, and the threshold's quantile rests on 8× more frames."""
+    views = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    views += [np.rot90(images[:, :, ::-1], k, axes=(1, 2)) for k in range(4)]
+    return np.ascontiguousarray(np.concatenate(views))
+
+
+def features_of(model, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """The head features of a two-output Keras model (see train.model.with_features)."""
+    return np.asarray(model.predict(images, batch_size=batch, verbose=0)[1])
+
+
+def cell_diameter(images: np.ndarray) -> float | None:
+    """Median red-cell diameter over the images that give a reading (model pixels)."""
+    readings = [r.diameter_px for r in map(measure_cells, images) if r.diameter_px is not None]
+    return round(float(np.median(readings)), 3) if len(readings) >= max(3, len(images) // 10) else None
+
+
+def fit_domain(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, classes: int,
+               target_flagged: float = TARGET_FLAGGED) -> Domain:
+    views = dihedral(val)
+    val_features = features_of(model, views)
+    note = (f"class means and shared covariance of {len(train)} training images; threshold flags "
+            f"{target_flagged:.0%} of {len(views)} validation views ({len(val)} images × 8 turns and flips)")
+    stats = fit_ood(features_of(model, train), train_labels, val_features, classes, target_flagged, calibration=note)
+    return Domain(stats, cell_diameter(train), OODScorer(stats).score(val_features))
+
+
+def ood_agreement(stats: OODStats, reference: np.ndarray, features: np.ndarray) -> float:
+    """Share of frames where a variant's features give the float model's in/out decision."""
+    scorer = OODScorer(stats)
+    return float(np.mean(scorer.in_distribution(scorer.score(features)) == scorer.in_distribution(reference)))
