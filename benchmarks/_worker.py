@@ -73,9 +73,8 @@ def runtime_job(job: dict) -> dict:
         raw = clf.prepare(x)
         b = clf.backend
         if hasattr(b, "interpreter"):
-            it, idx = b.interpreter, b._input["index"]
-            it.set_tensor(idx, raw)
-            bare = _stats(_time(it.invoke, **timing), 1)
+            b.set_input(raw)
+            bare = _stats(_time(b.interpreter.invoke, **timing), 1)
         else:
             bare = _stats(_time(lambda: b.invoke(raw), **timing), 1)
         out["bare_p50_ms"] = bare["p50_ms"]

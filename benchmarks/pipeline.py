@@ -65,7 +65,7 @@ def bare_invoke_ms(model: str | None, threads: int, runs: int = 2000, interval_s
     from a camera (the interpreter's threads and caches go cold between calls)."""
     clf = load(model, threads=threads)
     it = clf.backend.interpreter
-    it.set_tensor(clf.backend._input["index"], clf.prepare(np.zeros((1, clf.spec.size, clf.spec.size, 3), np.uint8)))
+    clf.backend.set_input(clf.prepare(np.zeros((1, clf.spec.size, clf.spec.size, 3), np.uint8)))
     for _ in range(100):
         it.invoke()
     times = []

@@ -17,13 +17,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("edgeleuk.cli.evaluate", "accuracy, per-class metrics, calibration of a model on a split part"),
     "convert": ("edgeleuk.cli.convert", "export quantized TFLite and ONNX variants, each checked (host)"),
     "run": ("edgeleuk.cli.run", "classify frames from a camera, video or images (device: no TensorFlow)"),
+    "calibrate-scale": ("edgeleuk.cli.calibrate_scale", "measure this microscope's scale with red cells as the ruler (device)"),
     "doctor": ("edgeleuk.cli.doctor", "check backends, CPU features, cameras and the default model"),
 }
 
 
 def usage() -> str:
     lines = [f"usage: edgeleuk <command> [options]   (edgeleuk {__version__}; research use only, not a diagnosis)", "", "commands:"]
-    lines += [f"  {name:<10}{summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += [f"  {name:<17}{summary}" for name, (_, summary) in COMMANDS.items()]
     lines += ["", "Run 'edgeleuk <command> --help' for a command's options."]
     return "\n".join(lines)
 
@@ -55,6 +56,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nedgeleuk {name}: interrupted", file=sys.stderr)
         return 130
     except ModuleNotFoundError as exc:
-        extra = "runtime" if name in ("run", "doctor") else ("convert" if name == "convert" else "train")
+        extra = "runtime" if name in ("run", "doctor", "calibrate-scale") else ("convert" if name == "convert" else "train")
         print(f"edgeleuk {name}: error: {exc.name} is not installed. Install it with: pip install 'edgeleuk[{extra}]'", file=sys.stderr)
         return 1

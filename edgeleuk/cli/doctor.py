@@ -97,6 +97,12 @@ def main(argv: list[str]) -> int:
               f"probabilities sum {float(probs.sum()):.3f}")
         if not np.isfinite(probs).all():
             problems.append("the model returned non-finite values")
+        if clf.ood is not None:
+            print(f"  out-of-distribution score: threshold {clf.ood.threshold:.3f} on {clf.ood.stats.dims} head features; "
+                  f"red-cell ruler {clf.cell_diameter_px or 'absent'} px")
+        else:
+            print("  out-of-distribution score: absent (this model cannot tell frames unlike its training images; "
+                  "convert it with --data to add the statistics)")
     except UserError as exc:
         problems.append(f"model: {exc}")
     if problems:

@@ -26,6 +26,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="stop after N accepted frames and print the sample's verdict")
     p.add_argument("--min-confidence", type=float, help="below this the verdict is 'refer to a specialist' (default 0.8)")
     p.add_argument("--min-focus", type=float, help="quality gate: least variance of the Laplacian (default 4.2)")
+    p.add_argument("--scale", type=float, help="frame pixels per training-image pixel, so the model sees the field a training "
+                   "image showed (edgeleuk calibrate-scale measures it; default: the whole centre square)")
+    p.add_argument("--max-ood-fraction", type=float,
+                   help="above this share of out-of-distribution usable frames the sample is 'out of distribution: refer' (default: the model's, 0.25)")
     p.add_argument("--log", help="JSONL log file, one line per frame, flushed per line")
     p.add_argument("--save-frames", help="folder to keep flagged frames (unusable or low confidence)")
     p.add_argument("--realtime", action="store_true",
@@ -62,13 +66,20 @@ def main(argv: list[str]) -> int:
 
     conf = read_config(args.config) if args.config else {}
     model_c, cam_c, sample_c, log_c = (conf.get(k, {}) for k in ("model", "camera", "sample", "log"))
-    thresholds = QualityThresholds(**conf.get("quality", {}))
+    quality_c = dict(conf.get("quality", {}))
+    max_scale_error = quality_c.pop("max_scale_error", 1.5)
+    thresholds = QualityThresholds(**quality_c)
     if args.min_focus is not None:
         thresholds = replace(thresholds, min_focus=args.min_focus)
     camera = args.camera if args.camera is not None else (None if args.source else cam_c.get("device"))
     source_path = args.source or (None if args.camera is not None else cam_c.get("source"))
     if args.camera is not None and args.source:
         raise UserError("pass either --camera or --source, not both")
+    for name, value in (("min-confidence", args.min_confidence), ("max-ood-fraction", args.max_ood_fraction)):
+        if value is not None and not 0 <= value <= 1:
+            raise UserError(f"Received: --{name} {value}; expected 0 … 1")
+    if args.scale is not None and not 0.05 <= args.scale <= 50:
+        raise UserError(f"Received: --scale {args.scale}; expected 0.05 … 50 (frame pixels per training-image pixel)")
     for name in ("frames", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -83,7 +94,9 @@ def main(argv: list[str]) -> int:
                          min_confidence=args.min_confidence if args.min_confidence is not None else sample_c.get("min_confidence", 0.8),
                          roi=roi, thresholds=thresholds, log=Path(log) if log else None,
                          save_frames=Path(args.save_frames or log_c.get("save_frames")) if (args.save_frames or log_c.get("save_frames")) else None,
-                         display=args.display, status="off" if args.quiet else "auto")
+                         display=args.display, status="off" if args.quiet else "auto",
+                         scale=args.scale if args.scale is not None else cam_c.get("scale"), max_scale_error=max_scale_error,
+                         max_ood_fraction=args.max_ood_fraction if args.max_ood_fraction is not None else sample_c.get("max_ood_fraction"))
     source = open_source(source_path, None if camera is None else str(camera),
                          args.width or cam_c.get("width"), args.height or cam_c.get("height"), realtime=args.realtime)
     try:  # the source is closed on every way out: a capture thread left inside OpenCV aborts the process at exit
@@ -98,6 +111,7 @@ def main(argv: list[str]) -> int:
     s = summary.as_dict(verdict)
     rejected = ", ".join(f"{k}: {v}" for k, v in summary.rejected.items()) or "none"
     print(f"frames: {s['frames_seen']} seen, {s['frames_accepted']} accepted, rejected ({rejected}), "
+          f"{s['frames_out_of_distribution']} out of distribution, "
           f"{s['frames_unreadable']} unreadable; {s['fps']} frames/s; latency p50 {s['latency_ms_p50']} ms "
           f"(inference {s['inference_ms_p50']} ms); stopped: {summary.stopped_by}")
     print(verdict.describe())

@@ -15,6 +15,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fine-tune-from", default="block_9", help="first base block to unfreeze (default: block_9, as the shipped model)")
     p.add_argument("--augment", default="robust", choices=("basic", "robust"),
                    help="stage-2 augmentation: basic (flips, 90° turns, mild colour jitter) or robust (plus random camera-like degradations; default)")
+    p.add_argument("--outliers", type=float, default=0.0,
+                   help="stage 2: outlier fields (zoomed, mosaics, leukocytes painted out) added to each batch, as a share of it, "
+                        "trained towards equal probabilities (outlier exposure; default 0: it did not help the shipped score, see the model card)")
     p.add_argument("--epochs", type=int, default=60, help="stage-1 epochs at most (early stopping on val loss)")
     p.add_argument("--fine-tune-epochs", type=int, default=25, help="stage-2 epochs at most")
     p.add_argument("--fine-tune-patience", type=int, default=6, help="stage-2 early-stopping patience (the learning rate drops after half of it)")
@@ -30,11 +33,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if not 0 <= args.outliers <= 1:
+        from edgeleuk.errors import UserError
+
+        raise UserError(f"Received: --outliers {args.outliers}; expected 0 … 1")
     from edgeleuk.train.fit import TrainConfig, train
 
     config = TrainConfig(data=args.data, out=args.out, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
                          split=args.split, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from, augment=args.augment,
+                         learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from, augment=args.augment, outliers=args.outliers,
                          fine_tune_epochs=args.fine_tune_epochs, fine_tune_patience=args.fine_tune_patience, fine_tune_learning_rate=args.fine_tune_learning_rate,
                          feature_cache=args.feature_cache)
     summary = train(config)

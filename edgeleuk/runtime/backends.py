@@ -55,13 +55,14 @@ class TFLiteBackend:
         except (ValueError, RuntimeError) as exc:
             raise UserError(f"{path}: the {self.name} interpreter cannot load it ({str(exc).strip().splitlines()[0]})") from None
         self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
+        self._outputs = self.interpreter.get_output_details()
         self.input_shape = tuple(int(v) for v in self._input["shape"])
         self.input_dtype = np.dtype(self._input["dtype"]).name
-        self.output_dtype = np.dtype(self._output["dtype"]).name
         self.input_name = self._input["name"]
         self.input_quantization = _quant(self._input)
-        self.output_quantization = _quant(self._output)
+        self.output_sizes = [int(d["shape"][-1]) for d in self._outputs]
+        self.output_dtypes = [np.dtype(d["dtype"]).name for d in self._outputs]
+        self.output_quantizations = [_quant(d) for d in self._outputs]
         self._batch = self.input_shape[0]
         self.invoke_ms = 0.0
 
@@ -71,14 +72,18 @@ class TFLiteBackend:
             self.interpreter.allocate_tensors()
             self._batch = batch
 
-    def invoke(self, x: np.ndarray) -> np.ndarray:
-        """Raw call: x already in the input dtype; returns the raw output tensor."""
+    def set_input(self, x: np.ndarray) -> None:
+        """x already in the input dtype (what `invoke` does before running; benchmarks time the rest)."""
         self._resize(len(x))
         self.interpreter.set_tensor(self._input["index"], x)
+
+    def invoke(self, x: np.ndarray) -> list[np.ndarray]:
+        """Raw call: x already in the input dtype; returns every raw output tensor, in the file's order."""
+        self.set_input(x)
         t0 = time.perf_counter()
         self.interpreter.invoke()
         self.invoke_ms = (time.perf_counter() - t0) * 1e3  # the interpreter alone, to show what the toolkit adds
-        return self.interpreter.get_tensor(self._output["index"])
+        return [self.interpreter.get_tensor(d["index"]) for d in self._outputs]
 
     @property
     def version(self) -> str:
@@ -125,17 +130,30 @@ class ONNXBackend:
         self.input_name = inp.name
         self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
         self.input_dtype = {"tensor(float)": "float32", "tensor(uint8)": "uint8"}.get(inp.type, inp.type)
-        self.output_dtype = "float32"
-        self.input_quantization = self.output_quantization = None
-        self._output = self.session.get_outputs()[0].name
+        self.input_quantization = None
+        outputs = self.session.get_outputs()
+        self.output_sizes = [d.shape[-1] if d.shape and isinstance(d.shape[-1], int) else -1 for d in outputs]
+        self.output_dtypes = [{"tensor(float)": "float32"}.get(d.type, d.type) for d in outputs]
+        self.output_quantizations = [None] * len(outputs)
         self.version = ort.__version__
         self.invoke_ms = 0.0
 
-    def invoke(self, x: np.ndarray) -> np.ndarray:
+    def invoke(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output, in the file's order."""
         t0 = time.perf_counter()
-        out = self.session.run([self._output], {self.input_name: x})[0]
+        out = self.session.run(None, {self.input_name: x})
         self.invoke_ms = (time.perf_counter() - t0) * 1e3
         return out
+
+
+def output_roles(sizes: list[int], classes: int, path: Path | str = "model") -> tuple[int, int | None]:
+    """Which output holds the probabilities (its size is the label count) and which the features."""
+    probs = [i for i, n in enumerate(sizes) if n == classes]
+    if len(probs) != 1 or len(sizes) > 2:
+        raise UserError(f"{path}: outputs of sizes {sizes}; expected one of size {classes} (the labels' count) "
+                        "and at most one more (the head features)")
+    features = next((i for i in range(len(sizes)) if i != probs[0]), None)
+    return probs[0], features
 
 
 def open_backend(path: Path, threads: int | None = None, backend: str | None = None):

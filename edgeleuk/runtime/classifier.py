@@ -10,9 +10,10 @@ import numpy as np
 
 from edgeleuk import LABELS
 from edgeleuk.errors import UserError
-from edgeleuk.manifest import MANIFEST_NAME, Manifest, PreprocessSpec, Variant, read_manifest, verify_variant
+from edgeleuk.manifest import MANIFEST_NAME, Manifest, PreprocessSpec, Variant, read_manifest, read_ood, verify_variant
 from edgeleuk.preprocess import preprocess
-from edgeleuk.runtime.backends import open_backend
+from edgeleuk.ood import OODScorer
+from edgeleuk.runtime.backends import open_backend, output_roles
 from edgeleuk.runtime.embedded import read_embedded
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -21,13 +22,27 @@ PREFERENCE = ("tflite-int8", "onnx-int8", "tflite-fp32", "onnx-fp32", "tflite-fp
 
 @dataclass
 class Classifier:
-    """A loaded model: `predict` takes model-ready RGB uint8 images, `classify` raw frames."""
+    """A loaded model: `predict` takes model-ready RGB uint8 images, `classify` raw frames, `infer`
+    gives the head features too and `judge` scores them against the training data."""
 
     backend: object
     labels: tuple[str, ...]
     spec: PreprocessSpec
     path: Path
     variant: Variant | None = None
+    ood: OODScorer | None = None
+    cell_diameter_px: float | None = None  # the training images' red cells, in model pixels
+
+    def __post_init__(self) -> None:
+        self.probs_index, self.features_index = output_roles(list(self.backend.output_sizes), len(self.labels), self.path)
+        self.output_quantization = self.backend.output_quantizations[self.probs_index]
+        self.output_dtype = self.backend.output_dtypes[self.probs_index]
+        if self.ood is not None and self.features_index is None:
+            raise UserError(f"{self.path}: the manifest has out-of-distribution statistics but the file has no features output; "
+                            "convert the model again with this edgeleuk")
+        if self.ood is not None and self.backend.output_sizes[self.features_index] != self.ood.stats.dims:
+            raise UserError(f"{self.path}: features output of size {self.backend.output_sizes[self.features_index]}; "
+                            f"the out-of-distribution statistics expect {self.ood.stats.dims}")
 
     @property
     def name(self) -> str:
@@ -42,16 +57,33 @@ class Classifier:
             return np.clip(np.round(images / q.scale + q.zero_point), info.min, info.max).astype(dtype)
         return images.astype(dtype, copy=False)
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities."""
+    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities and
+        (N, dims) head features (None when the file has no features output)."""
         if images.ndim == 3:
             images = images[None]
         expected = (self.spec.size, self.spec.size, 3)
         if images.shape[1:] != expected:
             raise UserError(f"input of shape {images.shape[1:]}; the model expects {expected} (use preprocess())")
-        out = self.backend.invoke(self.prepare(images))
-        q = self.backend.output_quantization
-        return q.dequantize(out) if q is not None else out.astype(np.float32, copy=False)
+        outputs = self.backend.invoke(self.prepare(images))
+        values = []
+        for i in (self.probs_index, self.features_index):
+            if i is None:
+                values.append(None)
+                continue
+            q = self.backend.output_quantizations[i]
+            values.append(q.dequantize(outputs[i]) if q is not None else outputs[i].astype(np.float32, copy=False))
+        return values[0], values[1]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities."""
+        return self.infer(images)[0]
+
+    def judge(self, features: np.ndarray | None) -> np.ndarray | None:
+        """Out-of-distribution scores of head features (about 1 in distribution); None: cannot judge."""
+        if self.ood is None or features is None:
+            return None
+        return self.ood.score(features)
 
     def classify(self, frame: np.ndarray, color_order: str = "BGR", roi=None) -> np.ndarray:
         """A raw frame (any size, BGR from OpenCV by default) → probabilities for it."""
@@ -95,8 +127,10 @@ def load(model: str | Path | None = None, variant: str | None = None, backend: s
     if path.suffix == ".keras":
         raise UserError(f"{path} is a Keras model; the device runtime runs .tflite/.onnx variants (run 'edgeleuk convert')")
     engine = open_backend(path, threads, backend)
+    ood, cells = None, None
     if manifest is not None:
         labels, spec = manifest.labels, manifest.preprocess
+        ood, cells = manifest.ood, manifest.cell_diameter_px
     else:
         info = read_embedded(path, getattr(engine, "session", None))
         if info is None:
@@ -107,4 +141,7 @@ def load(model: str | Path | None = None, variant: str | None = None, backend: s
             spec_data = dict(info["preprocess"])
             spec_data["value_range"] = tuple(spec_data.get("value_range", (0, 255)))
             spec = PreprocessSpec(**spec_data)
-    return Classifier(backend=engine, labels=labels, spec=spec, path=path, variant=chosen)
+            ood = read_ood(info.get("ood")) if info.get("ood") else None
+            cells = info.get("cell_diameter_px")
+    return Classifier(backend=engine, labels=labels, spec=spec, path=path, variant=chosen,
+                      ood=OODScorer(ood) if ood is not None else None, cell_diameter_px=cells)

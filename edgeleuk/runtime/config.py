@@ -5,6 +5,7 @@ Strict: an unknown key or a value of the wrong type is an error that names the k
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,13 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple, str]]] = {
               "threads": (int, "inference threads")},
     "camera": {"device": ((int, str), "camera number or 'picamera2'"), "source": (str, "video/image/folder instead of a camera"),
                "width": (int, "capture width"), "height": (int, "capture height"),
-               "roi": (list, "[x, y, w, h] region of interest")},
+               "roi": (list, "[x, y, w, h] region of interest"),
+               "scale": ((int, float), "frame pixels per training-image pixel (edgeleuk calibrate-scale writes it)")},
     "quality": {"min_focus": ((int, float), ""), "min_brightness": ((int, float), ""), "max_brightness": ((int, float), ""),
-                "max_dark_fraction": ((int, float), ""), "max_bright_fraction": ((int, float), "")},
-    "sample": {"frames": (int, "accepted frames per sample"), "min_confidence": ((int, float), "0 … 1")},
+                "max_dark_fraction": ((int, float), ""), "max_bright_fraction": ((int, float), ""),
+                "max_scale_error": ((int, float), "refuse while cells look this many times larger or smaller than in training")},
+    "sample": {"frames": (int, "accepted frames per sample"), "min_confidence": ((int, float), "0 … 1"),
+               "max_ood_fraction": ((int, float), "0 … 1: above this share of out-of-distribution frames the sample is referred")},
     "log": {"folder": (str, "folder for JSONL logs"), "save_frames": (str, "folder for flagged frames")},
 }
 
@@ -53,13 +57,20 @@ def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
     roi = doc.get("camera", {}).get("roi")
     if roi is not None and (len(roi) != 4 or not all(isinstance(v, int) and v >= 0 for v in roi) or roi[2] == 0 or roi[3] == 0):
         raise UserError(f"{path}: camera.roi = {roi!r}; expected [x, y, w, h] with non-negative integers and w, h > 0")
-    conf = doc.get("sample", {}).get("min_confidence")
-    if conf is not None and not 0 <= conf <= 1:
-        raise UserError(f"{path}: sample.min_confidence = {conf}; expected 0 … 1")
+    for key in ("min_confidence", "max_ood_fraction"):
+        conf = doc.get("sample", {}).get(key)
+        if conf is not None and not (math.isfinite(conf) and 0 <= conf <= 1):
+            raise UserError(f"{path}: sample.{key} = {conf}; expected 0 … 1")
+    scale = doc.get("camera", {}).get("scale")
+    if scale is not None and not (math.isfinite(scale) and 0.05 <= scale <= 50):
+        raise UserError(f"{path}: camera.scale = {scale}; expected 0.05 … 50 (frame pixels per training-image pixel)")
+    error = doc.get("quality", {}).get("max_scale_error")
+    if error is not None and not (math.isfinite(error) and error > 1):
+        raise UserError(f"{path}: quality.max_scale_error = {error}; expected a number above 1")
     frames = doc.get("sample", {}).get("frames")
     if frames is not None and frames < 1:
         raise UserError(f"{path}: sample.frames = {frames}; expected at least 1")
     for key, value in doc.get("quality", {}).items():
-        if value < 0 or ("fraction" in key and value > 1):
+        if not math.isfinite(value) or value < 0 or ("fraction" in key and value > 1):
             raise UserError(f"{path}: quality.{key} = {value}; out of range")
     return doc

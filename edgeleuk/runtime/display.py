@@ -102,7 +102,8 @@ def render(image: np.ndarray, color_order: str, region: tuple[int, int, int, int
         figures += f"   focus {quality.focus:.0f}   brightness {quality.brightness:.0f}"
     _text(panel, figures, 0, BLACK)
     if probs is None:
-        _text(panel, f"unusable frame: {quality.reason if quality is not None else 'unreadable'}", 1, RED, bold=True)
+        reason = quality.reason if quality is not None else "unreadable"
+        _text(panel, reason if reason.startswith("out of distribution") else f"unusable frame: {reason}", 1, RED, bold=True)
     else:
         top = int(np.argmax(probs))
         _text(panel, f"{labels[top]} {probs[top] * 100:.0f}%", 1, BLACK, bold=True)

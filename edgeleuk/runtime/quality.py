@@ -43,11 +43,12 @@ class Quality:
     bright_fraction: float
     usable: bool
     reason: str | None
+    scale: float | None = None  # red cells now / in the training images (the run's running estimate)
 
     def as_dict(self) -> dict:
         return {"focus": round(self.focus, 1), "brightness": round(self.brightness, 1),
                 "dark_fraction": round(self.dark_fraction, 4), "bright_fraction": round(self.bright_fraction, 4),
-                "usable": self.usable, "reason": self.reason}
+                "scale": None if self.scale is None else round(self.scale, 3), "usable": self.usable, "reason": self.reason}
 
 
 def assess(image_rgb: np.ndarray, thresholds: QualityThresholds | None = None) -> Quality:
