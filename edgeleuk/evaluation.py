@@ -21,6 +21,16 @@ class Loaded:
     spec: PreprocessSpec
     name: str
     folder: Path  # where a split.json may sit
+    classifier: Any = None  # the runtime Classifier (None for a Keras model)
+
+    def judged(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and the in-distribution decision per image (None: the model cannot judge)."""
+        if self.classifier is None or self.classifier.ood is None:
+            return self.predict(images), None
+        from edgeleuk.export.parity import infer_all
+
+        probs, features = infer_all(self.classifier, images)
+        return probs, self.classifier.ood.in_distribution(self.classifier.judge(features))
 
 
 def load_predictor(model: str | Path | None, variant: str | None = None, threads: int | None = None) -> Loaded:
@@ -44,7 +54,7 @@ def load_predictor(model: str | Path | None, variant: str | None = None, threads
 
     clf = load(path, variant=variant, threads=threads)
     folder = path if path is not None and path.is_dir() else clf.path.parent
-    return Loaded(lambda x: predict_all(clf, x), clf.spec, clf.name, folder)
+    return Loaded(lambda x: predict_all(clf, x), clf.spec, clf.name, folder, clf)
 
 
 def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, model_folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
@@ -71,7 +81,7 @@ def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, 
 
 def evaluate(model: str | None, data: str, split: str | None = None, part: str = "test", out: str | None = None,
              variant: str | None = None, threads: int | None = None, robustness: bool = False,
-             severities: tuple[int, ...] | None = None, conditions: list[str] | None = None) -> dict[str, Any]:
+             severities: tuple[int, ...] | None = None, conditions: list[str] | None = None, ood: bool = False) -> dict[str, Any]:
     """Metrics of the model on the part; writes metrics.json and confusion.png to `out`."""
     from edgeleuk import plots
     from edgeleuk.metrics import classification_metrics, format_metrics
@@ -91,11 +101,46 @@ def evaluate(model: str | None, data: str, split: str | None = None, part: str =
         from edgeleuk.degrade import SEVERITIES
         from edgeleuk.robustness import format_robustness, robustness as run_suite, write_robustness
 
-        results = run_suite(loaded.predict, images, labels, conditions=conditions, severities=severities or SEVERITIES)
+        results = run_suite(loaded.predict, images, labels, conditions=conditions, severities=severities or SEVERITIES,
+                            judged=loaded.judged if loaded.classifier is not None and loaded.classifier.ood is not None else None)
         results.update(model=loaded.name, data=note)
         print(format_robustness(results))
         if out:
             write_robustness(results, Path(out), f"{loaded.name}: accuracy under camera-like degradations")
             print(f"wrote {Path(out) / 'robustness.json'} and robustness.png")
         metrics["robustness"] = results.get("moderate")
+    if ood:
+        metrics["ood"] = _ood(loaded, data, split, out, images, labels)
     return metrics
+
+
+def _ood(loaded: Loaded, data: str, split: str | None, out: str | None, test: np.ndarray, test_labels: np.ndarray) -> dict[str, Any]:
+    """The OOD sets and every split part through the device's run loop; the score comparison when the
+    folder holds the Keras source model."""
+    from edgeleuk.evaluate.ood_report import format_ood, ood_evaluation
+    from edgeleuk.evaluate.ood_sets import build_ood_sets
+
+    if loaded.classifier is None:
+        raise UserError("--ood runs the device's run loop: pass a conversion folder or a .tflite/.onnx file, not a .keras model")
+    parts = {p: split_images(data, loaded.spec, split, p, loaded.folder)[:2] for p in ("train", "val")}
+    parts["test"] = (test, test_labels)
+    sets = build_ood_sets(test)
+    result = ood_evaluation(loaded.classifier, parts, sets)
+    print(format_ood(result))
+    keras_file = loaded.folder / "model.keras"
+    if keras_file.is_file():
+        import keras
+
+        from edgeleuk.evaluate.ood_methods import compare_methods, format_methods
+
+        model = keras.models.load_model(keras_file, compile=False)
+        result["methods"] = compare_methods(model, parts["train"][0], parts["train"][1], parts["val"][0], test, sets,
+                                            len(loaded.classifier.labels))
+        print("scores compared (float Keras model; % flagged, before the gate; threshold: 1% of validation views)")
+        print(format_methods(result["methods"]))
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "ood.json", json.dumps(result, indent=2) + "\n")
+        print(f"wrote {folder / 'ood.json'}")
+    return {k: result[k] for k in ("ood_min_flagged_or_refused", "ood_verdicts_naming_a_class") if k in result}

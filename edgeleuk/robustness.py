@@ -17,8 +17,15 @@ from edgeleuk.runtime.quality import QualityThresholds, assess
 
 def robustness(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray,
                conditions: list[str] | None = None, severities: tuple[int, ...] = SEVERITIES, seed: int = 0,
-               thresholds: QualityThresholds | None = None, progress: bool = True) -> dict[str, Any]:
-    """Metrics per condition and severity; `gated_accuracy` counts only frames the quality gate accepts."""
+               thresholds: QualityThresholds | None = None, progress: bool = True,
+               judged: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None) -> dict[str, Any]:
+    """Metrics per condition and severity; `gated_accuracy` counts only frames the quality gate accepts.
+
+    With `judged` (images → probabilities and the in-distribution decision), each cell also gives the
+    share the out-of-distribution score flags and the accuracy on the frames it answers.
+    """
+    if judged is not None:
+        predict = lambda x: judged(x)[0]  # noqa: E731 (clean images: accuracy only)
     conditions = conditions or list(CONDITIONS)
     clean = classification_metrics(labels, predict(images))
     results: dict[str, Any] = {"clean": {"accuracy": clean["accuracy"], "macro_f1": clean["macro_f1"]}, "conditions": {}}
@@ -36,7 +43,7 @@ def robustness(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, 
             pass
     for condition, severity in iterator:
         degraded = np.stack([degrade(img, condition, severity, seed=seed * 100003 + i) for i, img in enumerate(images)])
-        probs = predict(degraded)
+        probs, answered = judged(degraded) if judged is not None else (predict(degraded), None)
         m = classification_metrics(labels, probs)
         quality = [assess(img, thresholds) for img in degraded]
         accepted = np.array([q.usable for q in quality])
@@ -46,6 +53,9 @@ def robustness(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, 
         results["conditions"].setdefault(condition, {})[str(severity)] = {
             "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "accepted": float(accepted.mean()),
             "gated_accuracy": float(correct[accepted].mean()) if accepted.any() else None}
+        if answered is not None:
+            results["conditions"][condition][str(severity)].update(
+                flagged=float(1 - answered.mean()), answered_accuracy=float(correct[answered].mean()) if answered.any() else None)
     moderate = {c: v[str(MODERATE)]["accuracy"] for c, v in results["conditions"].items() if str(MODERATE) in v}
     if moderate:
         worst = min(moderate, key=moderate.get)

@@ -1,0 +1,255 @@
+"""Knowing when not to answer: the out-of-distribution score, its manifest statistics, the run loop's
+use of it, the magnification check and the scale calibration."""
+
+import dataclasses
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import cli, smear
+from edgeleuk import LABELS
+from edgeleuk.degrade import rescale
+from edgeleuk.errors import UserError
+from edgeleuk.manifest import OODStats, manifest_from_dict, manifest_to_dict, read_manifest, write_manifest
+from edgeleuk.ood import OODScorer, fit_ood
+from edgeleuk.preprocess import preprocess
+from edgeleuk.runtime import load
+from edgeleuk.runtime.scale import ScaleMonitor, measure_cells, scaled_region
+from edgeleuk.runtime.verdict import OOD_DECISION, Verdict
+
+
+def _clusters(rng, n, dims=12, classes=3, spread=1.0):
+    centres = np.arange(classes)[:, None] * 3.0 * np.eye(classes, dims)
+    labels = rng.integers(0, classes, n)
+    return centres[labels] + rng.normal(0, spread, (n, dims)), labels
+
+
+def test_score_is_the_mahalanobis_distance_and_threshold_flags_the_target():
+    rng = np.random.default_rng(0)
+    train, labels = _clusters(rng, 3000)
+    val, _ = _clusters(rng, 2000)
+    stats = fit_ood(train, labels, val, classes=3, target_flagged=0.02)
+    scorer = OODScorer(stats)
+    flagged = ~scorer.in_distribution(scorer.score(val))
+    assert abs(flagged.mean() - 0.02) < 0.005
+    # against an explicit inverse: the same distance to the nearest centre, over √dims
+    means = np.array(stats.means)
+    cov = sum(np.outer(x - means[c], x - means[c]) for x, c in zip(train, labels)) / (len(train) - 1)
+    cov = (1 - stats.shrinkage) * cov + stats.shrinkage * np.trace(cov) / 12 * np.eye(12)
+    x = val[:5]
+    d2 = np.stack([np.einsum("ni,ij,nj->n", x - m, np.linalg.inv(cov), x - m) for m in means], 1).min(1)
+    np.testing.assert_allclose(scorer.score(x), np.sqrt(d2 / 12), rtol=1e-3)
+    far = rng.normal(0, 1, (200, 12)) + 8.0
+    assert (~scorer.in_distribution(scorer.score(far))).mean() == 1.0
+
+
+def test_statistics_round_trip_through_the_manifest(tmp_path, converted):
+    manifest = read_manifest(converted)
+    assert manifest.ood is not None and manifest.schema_version == 2
+    write_manifest(tmp_path, manifest)
+    again = read_manifest(tmp_path)
+    assert again.ood == manifest.ood and again.cell_diameter_px == manifest.cell_diameter_px
+    x = np.random.default_rng(1).random((4, again.ood.dims)).astype(np.float32)
+    np.testing.assert_array_equal(OODScorer(again.ood).score(x), OODScorer(manifest.ood).score(x))
+
+
+def test_manifest_ood_is_strict(converted):
+    data = manifest_to_dict(read_manifest(converted))
+    bad = json.loads(json.dumps(data))
+    bad["ood"]["extra"] = 1
+    with pytest.raises(UserError, match=r"unknown key ood\.'extra'"):
+        manifest_from_dict(bad)
+    bad = json.loads(json.dumps(data))
+    bad["ood"]["whitening"] = bad["ood"]["whitening"][:-1]
+    with pytest.raises(UserError, match="disagree in size"):
+        manifest_from_dict(bad)
+    bad = json.loads(json.dumps(data))
+    bad["ood"]["threshold"] = -1
+    with pytest.raises(UserError, match="ood.threshold"):
+        manifest_from_dict(bad)
+    bad = json.loads(json.dumps(data))
+    bad["schema_version"] = 3
+    with pytest.raises(UserError, match="newer"):
+        manifest_from_dict(bad)
+
+
+def _far_images(size: int, n: int = 24) -> np.ndarray:
+    """Nothing like a class-coded disc: stripes, checkerboards and saturated noise."""
+    rng = np.random.default_rng(5)
+    out = []
+    for i in range(n):
+        y, x = np.mgrid[0:size, 0:size]
+        if i % 3 == 0:
+            img = np.stack([(np.sin(x / (2 + i % 5)) > 0) * 255] * 3, -1)
+        elif i % 3 == 1:
+            img = np.stack([((x // 4 + y // 4) % 2) * 255, np.zeros_like(x), ((x // 8) % 2) * 255], -1)
+        else:
+            img = rng.integers(0, 256, (size, size, 3))
+        out.append(img.astype(np.uint8))
+    return np.stack(out)
+
+
+def _training_like(spec, n: int = 24) -> np.ndarray:
+    return np.stack([preprocess(smear(LABELS[i % 4], 500 + i), spec) for i in range(n)])
+
+
+@pytest.mark.parametrize("variant", ["tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"])
+def test_far_images_are_flagged_training_like_ones_are_not(converted, variant):
+    clf = load(converted, variant=variant)
+    assert clf.ood is not None and clf.features_index is not None
+    _, near = clf.infer(_training_like(clf.spec))
+    _, far = clf.infer(_far_images(clf.spec.size))
+    assert clf.ood.in_distribution(clf.judge(near)).mean() >= 0.9
+    assert clf.ood.in_distribution(clf.judge(far)).mean() <= 0.1
+
+
+def test_int8_and_float_variants_agree_on_the_decision(converted):
+    frames = np.concatenate([_training_like(read_manifest(converted).preprocess), _far_images(64)])
+    decisions = {}
+    for name in ("tflite-fp32", "tflite-int8", "onnx-int8"):
+        clf = load(converted, variant=name)
+        decisions[name] = clf.ood.in_distribution(clf.judge(clf.infer(frames)[1]))
+    assert (decisions["tflite-int8"] == decisions["tflite-fp32"]).mean() >= 0.9
+    assert (decisions["onnx-int8"] == decisions["tflite-fp32"]).mean() >= 0.9
+    for v in read_manifest(converted).variants:  # conversion checked the same on the validation views
+        if v.format != "keras":
+            assert v.features > 0 and v.metrics["ood_agreement_val"] >= 0.9, v.name
+
+
+@pytest.fixture(scope="module")
+def ood_folder(tmp_path_factory, converted):
+    folder = tmp_path_factory.mktemp("ood_frames")
+    for i, img in enumerate(_far_images(160, 12)):
+        cv2.imwrite(str(folder / f"far{i:02d}.png"), img)
+    return folder
+
+
+def test_run_log_carries_the_fields_and_a_folder_of_strangers_is_referred(converted, ood_folder, tmp_path):
+    log = tmp_path / "run.jsonl"
+    proc = cli("run", "--model", str(converted), "--source", str(ood_folder), "--log", str(log), "--min-focus", "0", check_rc=0)
+    assert f"verdict: {OOD_DECISION}" in proc.stdout
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    frames = [x for x in lines if "class" in x]
+    assert frames and all(isinstance(x["in_distribution"], bool) and isinstance(x["ood_score"], float) for x in frames)
+    summary = lines[-1]
+    assert summary["frames_out_of_distribution"] == sum(not x["in_distribution"] for x in frames) >= 0.9 * len(frames)
+    assert summary["verdict"]["decision"] == OOD_DECISION and summary["verdict"]["class"] is None
+
+
+def test_training_like_frames_still_get_a_class(converted, tmp_path):
+    folder = tmp_path / "pro"
+    folder.mkdir()
+    for i in range(8):
+        cv2.imwrite(str(folder / f"p{i}.png"), smear("Pro", 900 + i))
+    proc = cli("run", "--model", str(converted), "--source", str(folder), "--min-focus", "0", "--quiet", check_rc=0)
+    assert "out of distribution: refer" not in proc.stdout
+    assert "verdict: Pro" in proc.stdout or "verdict: refer to a specialist" in proc.stdout
+
+
+def test_a_model_without_statistics_runs_and_says_once_it_cannot_judge(converted, ood_folder, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(converted, bare)
+    manifest = read_manifest(bare)
+    write_manifest(bare, dataclasses.replace(manifest, ood=None))
+    log = tmp_path / "bare.jsonl"
+    proc = cli("run", "--model", str(bare), "--source", str(ood_folder), "--log", str(log), "--min-focus", "0", check_rc=0)
+    assert proc.stderr.count("cannot tell frames unlike its training images") == 1
+    assert OOD_DECISION not in proc.stdout
+    frames = [json.loads(x) for x in log.read_text().splitlines() if '"class"' in x]
+    assert all(x["in_distribution"] is None and x["ood_score"] is None for x in frames[:-1])
+
+
+def test_verdict_refers_when_too_many_frames_are_out_of_distribution():
+    v = Verdict(LABELS, 0.8, max_ood_fraction=0.25)
+    for _ in range(7):
+        v.add(np.array([0.0, 0.0, 1.0, 0.0]))
+    for _ in range(2):
+        v.add_out_of_distribution()
+    assert v.decision == "Pre"  # 2 of 9 usable frames
+    v.add_out_of_distribution()
+    assert v.decision == OOD_DECISION and v.as_dict()["class"] is None  # 3 of 10
+    only = Verdict(LABELS, 0.8, max_ood_fraction=0.25)
+    only.add_out_of_distribution()
+    assert only.decision == OOD_DECISION
+    blind = Verdict(LABELS, 0.8, max_ood_fraction=None)
+    blind.add_out_of_distribution()
+    assert blind.decision == "no usable frame"
+
+
+def discs(diameter: float, size=(640, 480), seed: int = 0) -> np.ndarray:
+    """A synthetic smear (BGR): pink discs of one diameter, apart, on a bright background."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    image = np.full((h, w, 3), (235, 232, 240), np.uint8)
+    step = int(diameter * 1.8)
+    for y in range(step, h - step, step):
+        for x in range(step, w - step, step):
+            cx, cy = x + int(rng.integers(-step // 8, step // 8 + 1)), y + int(rng.integers(-step // 8, step // 8 + 1))
+            cv2.circle(image, (cx, cy), int(round((diameter - 1) / 2)), (170, 120, 200), -1, lineType=cv2.LINE_AA)  # 2r+1 px across
+    return np.clip(image + rng.normal(0, 2, image.shape), 0, 255).astype(np.uint8)
+
+
+def test_cell_ruler_reads_known_diameters_and_scales_linearly():
+    for d in (11, 17, 25, 41):
+        reading = measure_cells(cv2.cvtColor(discs(d), cv2.COLOR_BGR2RGB))
+        assert reading.cells >= 20 and abs(reading.diameter_px - d) / d < 0.06, (d, reading)
+    assert measure_cells(np.full((224, 224, 3), 240, np.uint8)).diameter_px is None
+
+
+def test_calibrate_scale_recovers_a_known_scale_and_writes_the_config(converted, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(converted, model)
+    write_manifest(model, dataclasses.replace(read_manifest(model), cell_diameter_px=10.0))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(frames / f"f{i}.png"), discs(25.0, seed=i))
+    config = tmp_path / "device.toml"
+    config.write_text("[camera]\nwidth = 640\n\n[sample]\nmin_confidence = 0.8\n")
+    proc = cli("calibrate-scale", "--model", str(model), "--source", str(frames), "--config", str(config), "--write", check_rc=0)
+    from edgeleuk.runtime.config import read_config
+
+    scale = read_config(config)["camera"]["scale"]
+    assert abs(scale - 2.5) < 0.1, proc.stdout
+    assert "min_confidence = 0.8" in config.read_text()  # the rest of the file is kept
+    bad = cli("calibrate-scale", "--model", str(model), "--source", str(frames), "--write")
+    assert bad.returncode == 1 and "--write needs --config" in bad.stderr
+
+
+def test_scale_sets_the_crop_and_a_crop_larger_than_the_frame_is_an_error():
+    assert scaled_region(480, 640, 224, 1.5) == (152, 72, 336, 336)
+    assert scaled_region(480, 640, 224, 1.0, roi=(0, 0, 300, 480)) == (38, 128, 224, 224)
+    with pytest.raises(UserError, match="needs a 560×560 px region"):
+        scaled_region(480, 640, 224, 2.5)
+
+
+def test_scale_monitor_refuses_magnified_fields_only():
+    field = cv2.cvtColor(discs(15, size=(224, 224)), cv2.COLOR_BGR2RGB)
+    monitor = ScaleMonitor(15.0, every=1)
+    for _ in range(3):
+        ratio = monitor.update(field)
+    assert abs(ratio - 1.0) < 0.08
+    monitor = ScaleMonitor(15.0, every=1)
+    for _ in range(3):
+        ratio = monitor.update(rescale(field, 2.0))
+    assert ratio > 1.7
+
+
+def test_magnification_condition_and_training_scale_draws():
+    from edgeleuk.degrade import degrade, random_scale
+
+    field = cv2.cvtColor(discs(15, size=(224, 224)), cv2.COLOR_BGR2RGB)
+    for severity in (1, 5):
+        out = degrade(field, "magnification", severity, seed=3)
+        assert out.shape == field.shape
+        ratio = measure_cells(out).diameter_px / 15.0
+        expected = 1 + 0.3 * severity / 5
+        assert min(abs(ratio - expected), abs(ratio - 1 / expected)) < 0.08, (severity, ratio)
+    factors = set()
+    for seed in range(40):
+        out = random_scale(field, np.random.default_rng(seed), p=1.0)
+        factors.add(round(measure_cells(out).diameter_px / 15.0, 2))
+    assert len(factors) > 15 and min(factors) >= 0.65 and max(factors) <= 1.5  # continuous, within 0.7-1.4
