@@ -53,33 +53,51 @@ MAX_OOD_FRACTION = 0.25  # a sample with more of its usable frames out of distri
 
 
 @dataclass(frozen=True)
-class OODStats:
-    """What the runtime needs to judge a frame; travels in the manifest."""
+class OODComponent:
+    """One feature space the score reads: class centres and the whitening of their shared covariance."""
 
+    features: str  # "head": the Dense(128, relu) output; "field": block_12's pooled output (stain, texture, scale)
     means: tuple[tuple[float, ...], ...]  # one centre per class, in label order (classes × dims)
     whitening: tuple[tuple[float, ...], ...]  # W with W Wᵀ = Σ⁻¹ (dims × dims)
-    threshold: float  # a frame scoring above it is out of distribution
+    threshold: float  # its distance above which a frame is out of distribution
+    shrinkage: float = 0.0
+
+    def __post_init__(self) -> None:
+        dims = len(self.whitening)
+        if not self.means or any(len(m) != dims for m in self.means) or any(len(r) != dims for r in self.whitening):
+            raise UserError(f"manifest: ood component {self.features!r}: means and whitening disagree in size")
+        if not (math.isfinite(self.threshold) and self.threshold > 0):
+            raise UserError(f"manifest: ood component {self.features!r}: threshold={self.threshold!r}; expected a positive number")
+
+    @property
+    def dims(self) -> int:
+        return len(self.whitening)
+
+
+@dataclass(frozen=True)
+class OODStats:
+    """What the runtime needs to judge a frame; travels in the manifest. A frame is out of
+    distribution when any component's distance passes that component's threshold."""
+
+    components: tuple[OODComponent, ...]
     method: str = OOD_METHOD
-    features: str = "head"  # the Dense(128, relu) output, the variants' second output
     target_flagged: float = TARGET_FLAGGED
     max_ood_fraction: float = MAX_OOD_FRACTION
-    shrinkage: float = 0.0
     calibration: str = ""
 
     def __post_init__(self) -> None:
         if self.method != OOD_METHOD:
             raise UserError(f"manifest: ood.method={self.method!r}; this edgeleuk computes {OOD_METHOD!r}")
-        dims = len(self.whitening)
-        if not self.means or any(len(m) != dims for m in self.means) or any(len(r) != dims for r in self.whitening):
-            raise UserError("manifest: ood.means and ood.whitening disagree in size")
-        if not (math.isfinite(self.threshold) and self.threshold > 0):
-            raise UserError(f"manifest: ood.threshold={self.threshold!r}; expected a positive number")
+        if not self.components:
+            raise UserError("manifest: ood.components is empty")
+        if len({c.dims for c in self.components}) != len(self.components):
+            raise UserError("manifest: ood.components must differ in size (the outputs are matched by size)")
         if not 0 < self.max_ood_fraction <= 1:
             raise UserError(f"manifest: ood.max_ood_fraction={self.max_ood_fraction!r}; expected 0 … 1")
 
     @property
-    def dims(self) -> int:
-        return len(self.whitening)
+    def dims(self) -> tuple[int, ...]:
+        return tuple(c.dims for c in self.components)
 
 
 @dataclass(frozen=True)
@@ -109,7 +127,7 @@ class Variant:
     input_quantization: Quantization | None = None
     output_quantization: Quantization | None = None
     output_meaning: str = "class probabilities (softmax), in label order"
-    features: int = 0  # size of the second output, the head features the OOD score reads (0: none)
+    features: tuple[int, ...] = ()  # sizes of the outputs after the probabilities, which the OOD score reads
     size_bytes: int = 0
     conversion_seconds: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -181,10 +199,14 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
     for i, v in enumerate(data.get("variants", [])):
         v = dict(_strict(Variant, v, f"variants[{i}]"))
         v["input_shape"] = tuple(v["input_shape"])
+        v["features"] = tuple(v.get("features", ()))
         v["input_quantization"] = _quant(v.get("input_quantization"), f"variants[{i}].input_quantization")
         v["output_quantization"] = _quant(v.get("output_quantization"), f"variants[{i}].output_quantization")
         if v.get("format") not in FORMATS:
             raise UserError(f"manifest: variants[{i}].format={v.get('format')!r}; expected one of {FORMATS}")
+        name = v.get("file")
+        if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+            raise UserError(f"manifest: variants[{i}].file={name!r}; expected a plain file name inside the model folder")
         variants.append(Variant(**v))
     data["preprocess"] = PreprocessSpec(**spec)
     data["variants"] = tuple(variants)
@@ -198,8 +220,13 @@ def read_ood(data: dict[str, Any]) -> OODStats:
     """The `ood` object of a manifest or of a model file's embedded info, checked."""
     ood = dict(_strict(OODStats, data, "ood"))
     try:
-        for key in ("means", "whitening"):
-            ood[key] = tuple(tuple(float(v) for v in row) for row in ood.get(key, ()))
+        components = []
+        for i, item in enumerate(ood.get("components", ())):
+            item = dict(_strict(OODComponent, item, f"ood.components[{i}]"))
+            for key in ("means", "whitening"):
+                item[key] = tuple(tuple(float(v) for v in row) for row in item.get(key, ()))
+            components.append(OODComponent(**item))
+        ood["components"] = tuple(components)
         return OODStats(**ood)
     except (TypeError, ValueError) as exc:
         raise UserError(f"manifest: ood: {exc}") from None
@@ -217,7 +244,10 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         raise UserError(f"no {MANIFEST_NAME} in {path.parent}") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON: {exc}") from None
-    return manifest_from_dict(data)
+    try:
+        return manifest_from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a value of the wrong type or shape
+        raise UserError(f"{path}: malformed manifest ({exc.__class__.__name__}: {exc})") from None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -1,37 +1,62 @@
-"""Is a frame like the training data? An in-distribution score on the model's own head features.
+"""Is a frame like the training data? An in-distribution score on the model's own features.
 
 The softmax is as confident on a stranger's smear as on the test images, so the score looks at the
-128 features before it instead: the distance to the nearest class centre, in units of the training
-features' own spread (class-conditional Mahalanobis distance, one shared covariance), divided by
-√dims so that a typical in-distribution frame scores about 1. Fitting needs numpy only; the runtime
-computes it per frame from the statistics in the manifest (a matrix product of 128×128, a few µs).
+features instead: in each of two spaces, the distance to the nearest class centre in units of the
+training features' own spread (class-conditional Mahalanobis distance, one shared covariance),
+divided by √dims. The two spaces are the head's 128 features (what the classifier decides on) and
+block 12's pooled 96 channels (the field: stain, texture, cell size, which the head was trained to
+ignore). Fitting needs numpy only; the runtime computes it per frame from the statistics in the
+manifest (two small matrix products, a few µs).
 `edgeleuk evaluate --ood` compares it with other scores (max softmax, energy, k-nearest neighbours,
 a Gaussian mixture) on the same data; see the model card for why this one ships.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from edgeleuk.manifest import TARGET_FLAGGED, OODStats
+from edgeleuk.manifest import TARGET_FLAGGED, OODComponent, OODStats
+
+
+class _Space:
+    """One component as arrays: distances to the nearest whitened class centre, fast."""
+
+    def __init__(self, component: OODComponent):
+        self.whitening = np.asarray(component.whitening, dtype=np.float32)
+        self.centres = np.asarray(component.means, dtype=np.float32) @ self.whitening  # classes × dims, whitened
+        self.centre_norms = (self.centres ** 2).sum(1)
+        self.scale = np.float32(1.0 / np.sqrt(component.dims))
+        self.threshold = component.threshold
+
+    def distance(self, features: np.ndarray) -> np.ndarray:
+        """(N, dims) → (N,) distance to the nearest centre over √dims: about 1 in distribution."""
+        z = np.atleast_2d(np.asarray(features, dtype=np.float32)) @ self.whitening
+        d2 = (z * z).sum(1)[:, None] - 2.0 * z @ self.centres.T + self.centre_norms[None, :]
+        return np.sqrt(np.maximum(d2.min(1), 0.0)) * self.scale
 
 
 class OODScorer:
-    """The statistics as arrays, ready to score frames fast (the manifest holds them as lists)."""
+    """The statistics as arrays, ready to score frames fast (the manifest holds them as lists).
+
+    The score is the largest of the components' distances, each divided by its own threshold: a
+    frame with a score above 1 is out of distribution in at least one feature space."""
+
+    threshold = 1.0
 
     def __init__(self, stats: OODStats):
         self.stats = stats
-        self.whitening = np.asarray(stats.whitening, dtype=np.float32)
-        self.centres = np.asarray(stats.means, dtype=np.float32) @ self.whitening  # classes × dims, whitened
-        self.centre_norms = (self.centres ** 2).sum(1)
-        self.scale = 1.0 / np.sqrt(stats.dims)
-        self.threshold = stats.threshold
+        self.spaces = [_Space(c) for c in stats.components]
 
-    def score(self, features: np.ndarray) -> np.ndarray:
-        """(N, dims) or (dims,) features → (N,) scores; about 1 in distribution, larger farther away."""
-        z = np.atleast_2d(np.asarray(features, dtype=np.float32)) @ self.whitening
-        d2 = (z ** 2).sum(1)[:, None] - 2.0 * z @ self.centres.T + self.centre_norms[None, :]
-        return np.sqrt(np.maximum(d2.min(1), 0.0)) * self.scale
+    def distances(self, features: list[np.ndarray]) -> list[np.ndarray]:
+        if len(features) != len(self.spaces):
+            raise ValueError(f"{len(features)} feature arrays for {len(self.spaces)} components")
+        return [space.distance(f) for space, f in zip(self.spaces, features)]
+
+    def score(self, features: list[np.ndarray]) -> np.ndarray:
+        """One (N, dims) array per component, in the manifest's order → (N,) scores (1: the threshold)."""
+        return np.max([d / s.threshold for d, s in zip(self.distances(features), self.spaces)], axis=0)
 
     def in_distribution(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) <= self.threshold
@@ -65,19 +90,36 @@ def _ledoit_wolf(centred: np.ndarray, cov: np.ndarray, mu: float) -> float:
     return float(np.clip(beta / max(delta, 1e-12), 0.0, 1.0))
 
 
-def calibrate_threshold(scores: np.ndarray, target_flagged: float = TARGET_FLAGGED) -> float:
-    """The score above which `target_flagged` of in-distribution (validation) frames lie."""
-    return float(np.quantile(np.asarray(scores, dtype=np.float64), 1.0 - target_flagged))
+def calibrate_thresholds(distances: list[np.ndarray], target_flagged: float = TARGET_FLAGGED) -> list[float]:
+    """Per-component thresholds at one common quantile, chosen so that `target_flagged` of the
+    in-distribution (validation) frames fail at least one of them."""
+    distances = [np.asarray(d, dtype=np.float64) for d in distances]
+
+    def thresholds(q: float) -> list[float]:
+        return [float(np.quantile(d, 1.0 - q)) for d in distances]
+
+    def flagged(q: float) -> float:
+        return float(np.mean(np.any([d > t for d, t in zip(distances, thresholds(q))], axis=0)))
+
+    low, high = 0.0, target_flagged
+    for _ in range(40):  # bisection: flagged(q) grows with q
+        mid = (low + high) / 2
+        low, high = (mid, high) if flagged(mid) <= target_flagged else (low, mid)
+    return thresholds(low)
 
 
-def fit_ood(train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray, classes: int,
-            target_flagged: float = TARGET_FLAGGED, calibration: str = "") -> OODStats:
-    """Statistics from the training part, the threshold from the validation part (never the test part)."""
-    means, whitening, shrinkage = fit_gaussians(train_features, train_labels, classes)
-    draft = OODStats(means=_rows(means), whitening=_rows(whitening), threshold=1.0, shrinkage=round(shrinkage, 6))
-    threshold = calibrate_threshold(OODScorer(draft).score(val_features), target_flagged)
-    return OODStats(means=draft.means, whitening=draft.whitening, threshold=round(threshold, 6),
-                    target_flagged=target_flagged, shrinkage=draft.shrinkage, calibration=calibration)
+def fit_ood(train_features: list[np.ndarray], train_labels: np.ndarray, val_features: list[np.ndarray], classes: int,
+            names: list[str], target_flagged: float = TARGET_FLAGGED, calibration: str = "") -> OODStats:
+    """Statistics from the training part, thresholds from the validation part (never the test part)."""
+    drafts = []
+    for name, train in zip(names, train_features):
+        means, whitening, shrinkage = fit_gaussians(train, train_labels, classes)
+        drafts.append(OODComponent(features=name, means=_rows(means), whitening=_rows(whitening), threshold=1.0,
+                                   shrinkage=round(shrinkage, 6)))
+    distances = [_Space(c).distance(v) for c, v in zip(drafts, val_features)]
+    limits = calibrate_thresholds(distances, target_flagged)
+    components = tuple(dataclasses.replace(c, threshold=round(t, 6)) for c, t in zip(drafts, limits))
+    return OODStats(components=components, target_flagged=target_flagged, calibration=calibration)
 
 
 def _rows(matrix: np.ndarray) -> tuple[tuple[float, ...], ...]:

@@ -43,7 +43,7 @@ def to_rgb8(image: np.ndarray, color_order: str = "BGR") -> np.ndarray:
 
 
 def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
-    """Crop x, y, w, h (clipped to the frame); None keeps the frame."""
+    """Crop x, y, w, h (inside the frame); None keeps the frame."""
     if roi is None:
         return image
     x0, y0, x1, y1 = _clip_roi(image.shape[0], image.shape[1], roi)
@@ -51,12 +51,12 @@ def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.nda
 
 
 def _clip_roi(height: int, width: int, roi: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """x, y, w, h → x0, y0, x1, y1; an ROI that reaches beyond the frame is an error, never silently
+    clipped (a clipped ROI shows the model another part of the slide than the one asked for)."""
     x, y, w, h = roi
-    x0, y0 = max(0, x), max(0, y)
-    x1, y1 = min(width, x + w), min(height, y + h)
-    if x1 <= x0 or y1 <= y0:
-        raise UserError(f"Received: roi={roi}; it lies outside the {width}×{height} frame")
-    return x0, y0, x1, y1
+    if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > width or y + h > height:
+        raise UserError(f"Received: roi={tuple(roi)}; it reaches beyond the {width}×{height} frame")
+    return x, y, x + w, y + h
 
 
 def model_region(height: int, width: int, spec: PreprocessSpec | None = None,

@@ -124,6 +124,12 @@ def format_robustness(results: dict[str, Any]) -> str:
     for condition, row in results["conditions"].items():
         gate = "/".join(f"{row[s]['accepted']*100:.0f}" for s in sev)
         lines.append(f"{condition:<18}" + "".join(f"{row[s]['accuracy']*100:>8.1f}" for s in sev) + "   " + gate)
+    if any("flagged" in row[s] for row in results["conditions"].values() for s in row):
+        lines.append("out of distribution % by severity (the OOD score's flags; accuracy on the frames it answers)")
+        for condition, row in results["conditions"].items():
+            cells = [f"{row[s]['flagged'] * 100:>5.1f} ({row[s]['answered_accuracy'] * 100:.1f})" if row[s].get("answered_accuracy") is not None
+                     else f"{row[s].get('flagged', 0) * 100:>5.1f} (—)" for s in sev]
+            lines.append(f"{condition:<18}" + "".join(f"{c:>14}" for c in cells))
     if "gate_suggestion" in results:
         g = results["gate_suggestion"]
         lines.append("quality gate from this suite (rejects where accuracy < {:.0%}): ".format(g["target_accuracy"]) +

@@ -144,3 +144,10 @@ def test_converting_into_the_model_folder_keeps_its_files(trained, dataset, tmp_
     assert {v.name for v in read_manifest(folder).variants} == {"keras", "tflite-fp32", "onnx-fp32"}
     report = json.loads((folder / "report.json").read_text())
     assert {r["variant"] for r in report["rows"]} == {"keras", "tflite-fp32", "onnx-fp32"}
+
+
+def test_a_named_split_that_does_not_exist_is_an_error(trained, dataset, tmp_path):
+    proc = cli("convert", str(trained / "model.keras"), "--int8", "--data", str(dataset), "--split", str(tmp_path / "typo.json"),
+               "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "split file" in proc.stderr and "typo.json does not exist" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -59,3 +59,24 @@ def test_write_is_atomic_no_temp_left(tmp_path):
     write_manifest(tmp_path, Manifest())
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
     json.loads((tmp_path / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["../../../../etc/shadow", "/abs/other.tflite", "sub/m.tflite", "..", ""])
+def test_variant_files_are_plain_names_inside_the_folder(tmp_path, name):
+    data = manifest_to_dict(Manifest(variants=(_variant(tmp_path),)))
+    data["variants"][0]["file"] = name
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"variants\[0\]\.file=.*plain file name"):
+        read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("key, value", [("input_shape", 5), ("labels", 3), ("variants", {"a": 1})])
+def test_mistyped_values_are_an_error_not_a_traceback(tmp_path, key, value):
+    data = manifest_to_dict(Manifest(variants=(_variant(tmp_path),)))
+    if key == "input_shape":
+        data["variants"][0][key] = value
+    else:
+        data[key] = value
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="manifest"):
+        read_manifest(tmp_path)

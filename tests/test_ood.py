@@ -31,19 +31,22 @@ def test_score_is_the_mahalanobis_distance_and_threshold_flags_the_target():
     rng = np.random.default_rng(0)
     train, labels = _clusters(rng, 3000)
     val, _ = _clusters(rng, 2000)
-    stats = fit_ood(train, labels, val, classes=3, target_flagged=0.02)
+    other, _ = _clusters(rng, 3000, dims=5)
+    other_val, _ = _clusters(rng, 2000, dims=5)
+    stats = fit_ood([train, other], labels, [val, other_val], classes=3, names=["a", "b"], target_flagged=0.02)
     scorer = OODScorer(stats)
-    flagged = ~scorer.in_distribution(scorer.score(val))
-    assert abs(flagged.mean() - 0.02) < 0.005
+    flagged = ~scorer.in_distribution(scorer.score([val, other_val]))
+    assert abs(flagged.mean() - 0.02) < 0.005  # the union of the two spaces' flags hits the target
     # against an explicit inverse: the same distance to the nearest centre, over √dims
-    means = np.array(stats.means)
+    a = stats.components[0]
+    means = np.array(a.means)
     cov = sum(np.outer(x - means[c], x - means[c]) for x, c in zip(train, labels)) / (len(train) - 1)
-    cov = (1 - stats.shrinkage) * cov + stats.shrinkage * np.trace(cov) / 12 * np.eye(12)
+    cov = (1 - a.shrinkage) * cov + a.shrinkage * np.trace(cov) / 12 * np.eye(12)
     x = val[:5]
     d2 = np.stack([np.einsum("ni,ij,nj->n", x - m, np.linalg.inv(cov), x - m) for m in means], 1).min(1)
-    np.testing.assert_allclose(scorer.score(x), np.sqrt(d2 / 12), rtol=1e-3)
+    np.testing.assert_allclose(scorer.distances([x, other_val[:5]])[0], np.sqrt(d2 / 12), rtol=1e-3)
     far = rng.normal(0, 1, (200, 12)) + 8.0
-    assert (~scorer.in_distribution(scorer.score(far))).mean() == 1.0
+    assert (~scorer.in_distribution(scorer.score([far, other_val[:200]]))).mean() == 1.0  # one space is enough
 
 
 def test_statistics_round_trip_through_the_manifest(tmp_path, converted):
@@ -52,7 +55,7 @@ def test_statistics_round_trip_through_the_manifest(tmp_path, converted):
     write_manifest(tmp_path, manifest)
     again = read_manifest(tmp_path)
     assert again.ood == manifest.ood and again.cell_diameter_px == manifest.cell_diameter_px
-    x = np.random.default_rng(1).random((4, again.ood.dims)).astype(np.float32)
+    x = [np.random.default_rng(1).random((4, d)).astype(np.float32) for d in again.ood.dims]
     np.testing.assert_array_equal(OODScorer(again.ood).score(x), OODScorer(manifest.ood).score(x))
 
 
@@ -63,12 +66,16 @@ def test_manifest_ood_is_strict(converted):
     with pytest.raises(UserError, match=r"unknown key ood\.'extra'"):
         manifest_from_dict(bad)
     bad = json.loads(json.dumps(data))
-    bad["ood"]["whitening"] = bad["ood"]["whitening"][:-1]
+    bad["ood"]["components"][0]["whitening"] = bad["ood"]["components"][0]["whitening"][:-1]
     with pytest.raises(UserError, match="disagree in size"):
         manifest_from_dict(bad)
     bad = json.loads(json.dumps(data))
-    bad["ood"]["threshold"] = -1
-    with pytest.raises(UserError, match="ood.threshold"):
+    bad["ood"]["components"][1]["threshold"] = -1
+    with pytest.raises(UserError, match="'field': threshold"):
+        manifest_from_dict(bad)
+    bad = json.loads(json.dumps(data))
+    bad["ood"]["components"][0]["colour"] = "blue"
+    with pytest.raises(UserError, match=r"unknown key ood.components\[0\]\.'colour'"):
         manifest_from_dict(bad)
     bad = json.loads(json.dumps(data))
     bad["schema_version"] = 3
@@ -99,7 +106,7 @@ def _training_like(spec, n: int = 24) -> np.ndarray:
 @pytest.mark.parametrize("variant", ["tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"])
 def test_far_images_are_flagged_training_like_ones_are_not(converted, variant):
     clf = load(converted, variant=variant)
-    assert clf.ood is not None and clf.features_index is not None
+    assert clf.ood is not None and len(clf.features_indices) == 2
     _, near = clf.infer(_training_like(clf.spec))
     _, far = clf.infer(_far_images(clf.spec.size))
     assert clf.ood.in_distribution(clf.judge(near)).mean() >= 0.9
@@ -116,7 +123,7 @@ def test_int8_and_float_variants_agree_on_the_decision(converted):
     assert (decisions["onnx-int8"] == decisions["tflite-fp32"]).mean() >= 0.9
     for v in read_manifest(converted).variants:  # conversion checked the same on the validation views
         if v.format != "keras":
-            assert v.features > 0 and v.metrics["ood_agreement_val"] >= 0.9, v.name
+            assert len(v.features) == 2 and v.metrics["ood_agreement_val"] >= 0.9, v.name
 
 
 @pytest.fixture(scope="module")
@@ -253,3 +260,26 @@ def test_magnification_condition_and_training_scale_draws():
         out = random_scale(field, np.random.default_rng(seed), p=1.0)
         factors.add(round(measure_cells(out).diameter_px / 15.0, 2))
     assert len(factors) > 15 and min(factors) >= 0.65 and max(factors) <= 1.5  # continuous, within 0.7-1.4
+
+
+def test_an_out_of_distribution_frame_is_shown_red_with_no_class(converted):
+    from edgeleuk.runtime.quality import assess
+    from edgeleuk.runtime.session import RunOptions, _show
+    from edgeleuk.runtime.sources import Frame
+
+    shown = []
+
+    class Recorder:
+        def show(self, image, color_order, region, labels, probs, quality, text):
+            shown.append((probs, quality, text))
+            return False
+
+    clf = load(converted)
+    frame = Frame(0, smear("Pre", 1), "f")
+    quality = assess(preprocess(frame.image, clf.spec))
+    verdict = Verdict(LABELS, 0.8, max_ood_fraction=0.25)
+    verdict.add_out_of_distribution()
+    _show(Recorder(), frame, clf, RunOptions(), np.array([0.1, 0.1, 0.7, 0.1]), quality, verdict, in_distribution=False)
+    probs, shown_quality, text = shown[0]
+    assert probs is None and not shown_quality.usable and shown_quality.reason == "out of distribution: not answered"
+    assert OOD_DECISION in text and "1 out of distribution" in text

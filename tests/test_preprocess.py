@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from edgeleuk.manifest import PreprocessSpec
+from edgeleuk.errors import UserError
 from edgeleuk.preprocess import ImageError, crop_roi, load_image, preprocess, read_image, to_rgb8
 
 
@@ -46,8 +47,10 @@ def test_bad_frames_raise_clear_errors():
 def test_roi_crop_and_out_of_frame():
     frame = np.arange(100 * 100 * 3, dtype=np.uint8).reshape(100, 100, 3)
     assert crop_roi(frame, (10, 20, 30, 40)).shape == (40, 30, 3)
-    with pytest.raises(Exception, match="outside"):
-        crop_roi(frame, (200, 200, 10, 10))
+    for roi in ((200, 200, 10, 10), (90, 0, 20, 10), (0, 0, 100, 101)):
+        with pytest.raises(UserError, match="reaches beyond the 100×100 frame"):
+            crop_roi(frame, roi)
+    assert crop_roi(frame, (0, 0, 100, 100)).shape == (100, 100, 3)
 
 
 @pytest.mark.parametrize("suffix,params", [(".png", []), (".bmp", []), (".tif", []), (".jpg", [])])

@@ -88,6 +88,17 @@ def test_source_that_ends_early_and_corrupt_images(converted, frames_dir, tmp_pa
     assert summary["frames_unreadable"] == 1 and summary["frames_accepted"] == 3 and summary["stopped_by"] == "end of source"
 
 
+def test_a_source_of_only_unreadable_images_exits_1(converted, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"b{i}.jpg").write_bytes(b"\xff\xd8garbage")
+    log = tmp_path / "b.jsonl"
+    proc = cli("run", "--model", str(converted), "--source", str(folder), "--log", str(log))
+    assert proc.returncode == 1 and "none of the 3 frames could be read" in proc.stderr and "Traceback" not in proc.stderr
+    assert json.loads(log.read_text().splitlines()[-1])["frames_unreadable"] == 3  # the log is still complete
+
+
 def test_missing_camera_says_which_exist(converted):
     proc = cli("run", "--model", str(converted), "--camera", "57")
     assert proc.returncode == 1 and "camera 57 could not be opened; cameras present" in proc.stderr
@@ -99,6 +110,10 @@ def test_missing_camera_says_which_exist(converted):
     (["--source", "EMPTY"], "no images found"),
     (["--source", "X", "--roi", "1,2,3"], "--roi"),
     (["--source", "X", "--frames", "0"], "--frames"),
+    (["--source", "X", "--roi", "100,100,100000,100000"], "reaches beyond the 160×120 frame"),
+    (["--source", "X", "--scale", "9"], "needs a 576×576 px region"),
+    (["--source", "X", "--scale", "0"], "--scale 0.0; expected 0.05"),
+    (["--source", "X", "--max-ood-fraction", "1.5"], "--max-ood-fraction 1.5; expected 0"),
 ])
 def test_bad_run_input(converted, frames_dir, tmp_path, args, message):
     (tmp_path / "empty").mkdir()

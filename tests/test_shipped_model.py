@@ -35,7 +35,7 @@ def test_runtime_on_a_folder_equals_the_parity_check(report, tmp_path):
     log = tmp_path / "run.jsonl"
     config = tmp_path / "all-frames.toml"  # classify every frame: no quality gate
     config.write_text("[quality]\nmin_focus = 0\nmin_brightness = 0\nmax_brightness = 255\nmax_bright_fraction = 1.0\n"
-                      "max_dark_fraction = 1.0\n[sample]\nmin_confidence = 0\n")
+                      "max_dark_fraction = 1.0\nmax_scale_error = 1000\n[sample]\nmin_confidence = 0\n")
     cli("run", "--source", str(folder), "--log", str(log), "--quiet", "--config", str(config), check_rc=0)
     frames = [json.loads(x) for x in log.read_text().splitlines() if '"class"' in x and '"event"' not in x]
     row = next(r for r in report["rows"] if r["variant"] == "tflite-int8")
@@ -61,3 +61,26 @@ def test_default_quality_gate_accepts_every_real_image():
     assert len(files) > 2000
     refused = [(p.name, q.reason) for p in files if not (q := assess(load_image(p))).usable]
     assert refused == []
+
+
+def test_packaged_model_judges_its_own_test_part_and_refuses_strangers():
+    """The OOD score and the gates on the real test part, and on four of `evaluate --ood`'s sets."""
+    from edgeleuk.dataset import load_arrays, scan
+    from edgeleuk.evaluate.ood_report import run_sample
+    from edgeleuk.evaluate.ood_sets import build_ood_sets
+    from edgeleuk.runtime import load
+    from edgeleuk.split import read_split
+
+    clf = load()
+    assert clf.ood is not None and clf.cell_diameter_px
+    found = scan(DATA)
+    split = read_split(DEFAULT_MODEL_DIR / "split.json", found.samples, found.root)
+    test, labels = load_arrays(split.part(found.samples, "test"), clf.spec, progress=False)
+    for c, label in enumerate(clf.labels):  # each class of the test part, as one sample, keeps its class
+        row = run_sample(clf, test[labels == c], label)
+        assert row["verdict"] == label, row
+    whole = run_sample(clf, test, "test")
+    assert whole["out_of_distribution"] <= 0.02 and whole["refused"] <= 0.005
+    for name, images in build_ood_sets(test[::3], names=["magnified_3x", "shrunk_0.33x", "photos", "empty_field"]).items():
+        row = run_sample(clf, images, name)
+        assert row["flagged_or_refused"] >= 0.95 and row["verdict"] not in clf.labels, (name, row)

@@ -98,8 +98,8 @@ def main(argv: list[str]) -> int:
         if not np.isfinite(probs).all():
             problems.append("the model returned non-finite values")
         if clf.ood is not None:
-            print(f"  out-of-distribution score: threshold {clf.ood.threshold:.3f} on {clf.ood.stats.dims} head features; "
-                  f"red-cell ruler {clf.cell_diameter_px or 'absent'} px")
+            spaces = ", ".join(f"{c.features} ({c.dims} features, threshold {c.threshold:.3f})" for c in clf.ood.stats.components)
+            print(f"  out-of-distribution score: {spaces}; red-cell ruler {clf.cell_diameter_px or 'absent'} px")
         else:
             print("  out-of-distribution score: absent (this model cannot tell frames unlike its training images; "
                   "convert it with --data to add the statistics)")

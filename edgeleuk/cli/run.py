@@ -117,6 +117,9 @@ def main(argv: list[str]) -> int:
     print(verdict.describe())
     if options.log:
         print(f"log: {options.log}")
+    if summary.seen and summary.errors == summary.seen:
+        raise UserError(f"none of the {summary.seen} frames could be read (see the lines above" +
+                        (f" and {options.log})" if options.log else ")"))
     return 0
 
 

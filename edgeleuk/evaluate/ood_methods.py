@@ -13,26 +13,34 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeleuk.export.domain import dihedral
-from edgeleuk.manifest import TARGET_FLAGGED, OODStats
-from edgeleuk.ood import OODScorer, fit_gaussians
+from edgeleuk.manifest import TARGET_FLAGGED, OODComponent, OODStats
+from edgeleuk.ood import OODScorer, fit_gaussians, fit_ood
 
 
 def _outputs(model, images: np.ndarray) -> dict[str, np.ndarray]:
-    import keras
+    from edgeleuk.train.model import with_features
 
-    net = keras.Model(model.input, [model.output, model.get_layer("dense").output])
-    probs, features = net.predict(images, batch_size=64, verbose=0)
+    probs, features, field = with_features(model).predict(images, batch_size=64, verbose=0)
     kernel, bias = (np.asarray(w) for w in model.get_layer("dense_1").get_weights())
-    return {"probs": probs, "features": features, "logits": features @ kernel + bias}
+    return {"probs": probs, "features": features, "field": field, "logits": features @ kernel + bias}
 
 
-def candidates(train: dict[str, np.ndarray], train_labels: np.ndarray, classes: int) -> dict[str, Callable[[dict], np.ndarray]]:
+def _space(features: np.ndarray, labels: np.ndarray, classes: int, name: str) -> OODComponent:
+    means, whitening, _ = fit_gaussians(features, labels, classes)
+    return OODComponent(features=name, means=tuple(map(tuple, means)), whitening=tuple(map(tuple, whitening)), threshold=1.0)
+
+
+def candidates(train: dict[str, np.ndarray], train_labels: np.ndarray, classes: int, val: dict[str, np.ndarray],
+               target: float) -> dict[str, Callable[[dict], np.ndarray]]:
     """name → score function (larger: farther from the training data)."""
     from scipy.special import logsumexp
     from sklearn.mixture import GaussianMixture
 
-    means, whitening, _ = fit_gaussians(train["features"], train_labels, classes)
-    mahalanobis = OODScorer(OODStats(means=tuple(map(tuple, means)), whitening=tuple(map(tuple, whitening)), threshold=1.0))
+    head = OODScorer(OODStats(components=(_space(train["features"], train_labels, classes, "head"),)))
+    field = OODScorer(OODStats(components=(_space(train["field"], train_labels, classes, "field"),)))
+    shipped = fit_ood([train["features"], train["field"]], train_labels, [val["features"], val["field"]], classes,
+                      ["head", "field"], target)
+    both = OODScorer(shipped)
     bank = train["features"] / (np.linalg.norm(train["features"], axis=1, keepdims=True) + 1e-9)
     gmm = GaussianMixture(8, covariance_type="diag", reg_covar=1e-3, random_state=0).fit(train["features"])
 
@@ -43,7 +51,9 @@ def candidates(train: dict[str, np.ndarray], train_labels: np.ndarray, classes: 
     return {
         "max softmax": lambda out: -out["probs"].max(1),
         "energy": lambda out: -logsumexp(out["logits"], axis=1),
-        "Mahalanobis, class means + shared covariance (shipped)": lambda out: mahalanobis.score(out["features"]),
+        "Mahalanobis, head features": lambda out: head.score([out["features"]]),
+        "Mahalanobis, field features (block 12)": lambda out: field.score([out["field"]]),
+        "Mahalanobis, head or field (shipped)": lambda out: both.score([out["features"], out["field"]]),
         "k-NN cosine distance (k=10)": knn,
         "Gaussian mixture (8, diagonal)": lambda out: -gmm.score_samples(out["features"]),
     }
@@ -56,7 +66,7 @@ def compare_methods(model, train: np.ndarray, train_labels: np.ndarray, val: np.
     outs = {"val": _outputs(model, dihedral(val)), "test": _outputs(model, test)}
     outs.update({name: _outputs(model, images) for name, images in ood_sets.items()})
     rows = []
-    for name, score in candidates(_outputs(model, train), train_labels, classes).items():
+    for name, score in candidates(_outputs(model, train), train_labels, classes, outs["val"], target).items():
         scores = {part: score(out) for part, out in outs.items()}
         threshold = float(np.quantile(scores["val"], 1 - target))
         every_ood = np.concatenate([scores[s] for s in ood_sets])

@@ -46,7 +46,7 @@ def ood_evaluation(classifier, parts: dict[str, tuple[np.ndarray, np.ndarray]], 
     result: dict[str, Any] = {"model": classifier.name, "judged": classifier.ood is not None, "parts": {}, "test_by_class": {},
                               "ood_sets": {}}
     if classifier.ood is not None:
-        result["threshold"] = classifier.ood.threshold
+        result["thresholds"] = {c.features: c.threshold for c in classifier.ood.stats.components}
         result["calibration"] = classifier.ood.stats.calibration
     for name, (images, labels) in parts.items():
         row = run_sample(classifier, images, name)
@@ -80,8 +80,9 @@ def _infer(classifier, images: np.ndarray, batch: int = 32):
 
 def format_ood(result: dict[str, Any]) -> str:
     lines = [f"out-of-distribution check of {result['model']}" + ("" if result["judged"] else " (the model carries no statistics: it cannot judge)")]
-    if "threshold" in result:
-        lines.append(f"threshold {result['threshold']:.3f}: {result['calibration']}")
+    if "thresholds" in result:
+        limits = ", ".join(f"{k} {v:.3f}" for k, v in result["thresholds"].items())
+        lines.append(f"thresholds {limits}: {result['calibration']}")
     lines.append(f"{'in distribution':<22}{'frames':>7}{'refused':>9}{'flagged':>9}{'acc. all':>10}{'acc. answered':>15}  verdict")
     for name, r in result["parts"].items():
         acc = f"{r['accuracy_answered'] * 100:.2f}%" if r.get("accuracy_answered") is not None else "—"

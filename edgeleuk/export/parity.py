@@ -14,10 +14,10 @@ def predict_all(classifier, images: np.ndarray, batch: int = 32) -> np.ndarray:
     return infer_all(classifier, images, batch)[0]
 
 
-def infer_all(classifier, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
-    """Probabilities and head features (None without a features output) of many images, in batches."""
+def infer_all(classifier, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Probabilities and the OOD features (one array per feature output) of many images, in batches."""
     out = [classifier.infer(images[i : i + batch]) for i in range(0, len(images), batch)]
-    features = None if out[0][1] is None else np.concatenate([f for _, f in out])
+    features = [np.concatenate([f[k] for _, f in out]) for k in range(len(out[0][1]))]
     return np.concatenate([p for p, _ in out]), features
 
 

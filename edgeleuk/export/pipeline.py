@@ -78,6 +78,8 @@ def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calib
         return Images(None, None, None, "no --data: accuracy not measured")
     found = scan(config.data)
     split_file = Path(config.split) if config.split else model_path.parent / "split.json"
+    if config.split and not split_file.is_file():
+        raise UserError(f"split file {config.split} does not exist (omit --split to use the split.json beside the model)")
     if split_file.is_file():
         split = read_split(split_file, found.samples, found.root)
         note = f"split: {'split.json beside the model' if split_file.parent == model_path.parent else split_file}"
@@ -145,7 +147,7 @@ def _write_variant(model, cfg, folder, target, calibration, info, work) -> None:
 
 def _variant(cfg: QuantizationConfig, path: Path, classifier, seconds: float, metrics: dict) -> Variant:
     b = classifier.backend
-    features = b.output_sizes[classifier.features_index] if classifier.features_index is not None else 0
+    features = tuple(int(b.output_sizes[i]) for i in classifier.features_indices)
     return Variant(name=cfg.name, format=cfg.format, file=path.name, sha256=sha256_file(path), precision=cfg.precision,
                    input_name=b.input_name, input_shape=tuple(None if d in (-1, None) else int(d) for d in b.input_shape),
                    input_dtype=b.input_dtype, output_dtype=classifier.output_dtype, input_quantization=b.input_quantization,
@@ -285,8 +287,8 @@ def _domain(exported, images: Images, classes: int):
         print("no --data (or no validation part): the variants carry no out-of-distribution statistics and cannot judge frames")
         return None
     domain = fit_domain(exported, images.train, images.train_labels, images.val, classes)
-    print(f"out-of-distribution score: threshold {domain.ood.threshold:.3f} ({domain.ood.calibration}); "
-          f"red cells {domain.cell_diameter_px} px")
+    limits = ", ".join(f"{c.features} {c.threshold:.3f}" for c in domain.ood.components)
+    print(f"out-of-distribution score: thresholds {limits} ({domain.ood.calibration}); red cells {domain.cell_diameter_px} px")
     return domain
 
 
@@ -296,7 +298,7 @@ def _ood_checks(domain, classifier, images: Images) -> dict[str, Any]:
     from edgeleuk.export.parity import infer_all
     from edgeleuk.ood import OODScorer
 
-    if domain is None or classifier.features_index is None:
+    if domain is None or not classifier.features_indices:
         return {}
     scorer = OODScorer(domain.ood)
     checks = {"ood_agreement_val": ood_agreement(domain.ood, domain.val_scores, infer_all(classifier, dihedral(images.val))[1])}

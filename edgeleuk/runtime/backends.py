@@ -146,14 +146,24 @@ class ONNXBackend:
         return out
 
 
-def output_roles(sizes: list[int], classes: int, path: Path | str = "model") -> tuple[int, int | None]:
-    """Which output holds the probabilities (its size is the label count) and which the features."""
+def output_roles(sizes: list[int], classes: int, features: tuple[int, ...] | None = None,
+                 path: Path | str = "model") -> tuple[int, list[int]]:
+    """Which output holds the probabilities (its size is the label count) and which hold the OOD
+    score's features: the sizes the statistics expect, in their order, or else every other output."""
     probs = [i for i, n in enumerate(sizes) if n == classes]
-    if len(probs) != 1 or len(sizes) > 2:
-        raise UserError(f"{path}: outputs of sizes {sizes}; expected one of size {classes} (the labels' count) "
-                        "and at most one more (the head features)")
-    features = next((i for i in range(len(sizes)) if i != probs[0]), None)
-    return probs[0], features
+    if len(probs) != 1:
+        raise UserError(f"{path}: outputs of sizes {sizes}; expected exactly one of size {classes} (the labels' count)")
+    rest = [i for i in range(len(sizes)) if i != probs[0]]
+    if features is None:
+        return probs[0], rest
+    chosen = []
+    for dims in features:
+        match = [i for i in rest if sizes[i] == dims]
+        if len(match) != 1:
+            raise UserError(f"{path}: outputs of sizes {sizes}; the out-of-distribution statistics expect one of size {dims}. "
+                            "Convert the model again with this edgeleuk")
+        chosen.append(match[0])
+    return probs[0], chosen
 
 
 def open_backend(path: Path, threads: int | None = None, backend: str | None = None):

@@ -34,15 +34,10 @@ class Classifier:
     cell_diameter_px: float | None = None  # the training images' red cells, in model pixels
 
     def __post_init__(self) -> None:
-        self.probs_index, self.features_index = output_roles(list(self.backend.output_sizes), len(self.labels), self.path)
+        expected = self.ood.stats.dims if self.ood is not None else None
+        self.probs_index, self.features_indices = output_roles(list(self.backend.output_sizes), len(self.labels), expected, self.path)
         self.output_quantization = self.backend.output_quantizations[self.probs_index]
         self.output_dtype = self.backend.output_dtypes[self.probs_index]
-        if self.ood is not None and self.features_index is None:
-            raise UserError(f"{self.path}: the manifest has out-of-distribution statistics but the file has no features output; "
-                            "convert the model again with this edgeleuk")
-        if self.ood is not None and self.backend.output_sizes[self.features_index] != self.ood.stats.dims:
-            raise UserError(f"{self.path}: features output of size {self.backend.output_sizes[self.features_index]}; "
-                            f"the out-of-distribution statistics expect {self.ood.stats.dims}")
 
     @property
     def name(self) -> str:
@@ -57,9 +52,9 @@ class Classifier:
             return np.clip(np.round(images / q.scale + q.zero_point), info.min, info.max).astype(dtype)
         return images.astype(dtype, copy=False)
 
-    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def infer(self, images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities and
-        (N, dims) head features (None when the file has no features output)."""
+        the features the OOD score reads, one (N, dims) array each (none when the file has none)."""
         if images.ndim == 3:
             images = images[None]
         expected = (self.spec.size, self.spec.size, 3)
@@ -67,21 +62,18 @@ class Classifier:
             raise UserError(f"input of shape {images.shape[1:]}; the model expects {expected} (use preprocess())")
         outputs = self.backend.invoke(self.prepare(images))
         values = []
-        for i in (self.probs_index, self.features_index):
-            if i is None:
-                values.append(None)
-                continue
+        for i in (self.probs_index, *self.features_indices):
             q = self.backend.output_quantizations[i]
             values.append(q.dequantize(outputs[i]) if q is not None else outputs[i].astype(np.float32, copy=False))
-        return values[0], values[1]
+        return values[0], values[1:]
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities."""
         return self.infer(images)[0]
 
-    def judge(self, features: np.ndarray | None) -> np.ndarray | None:
-        """Out-of-distribution scores of head features (about 1 in distribution); None: cannot judge."""
-        if self.ood is None or features is None:
+    def judge(self, features: list[np.ndarray]) -> np.ndarray | None:
+        """Out-of-distribution scores (above 1: out of distribution) of `infer`'s features; None: cannot judge."""
+        if self.ood is None:
             return None
         return self.ood.score(features)
 

@@ -10,7 +10,7 @@ import cv2
 import keras
 import numpy as np
 
-from edgeleuk.degrade import contrast, random_camera, random_scale, rescale, smear_geometry, stain_hue
+from edgeleuk.degrade import CONDITIONS, contrast, random_camera, random_scale, rescale, smear_geometry, stain_hue
 
 POLICIES = ("basic", "robust")
 
@@ -22,10 +22,18 @@ def mild_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return stain_hue(image, float(rng.uniform(0.0, 0.25)), rng)
 
 
+HARD = ("overexposure", "motion_blur", "focus_blur")  # the suite's weakest conditions, and a microscope's commonest faults
+
+
 def augment(image: np.ndarray, rng: np.random.Generator, policy: str = "robust") -> np.ndarray:
-    """basic: geometry, magnification 0.7-1.4× and mild jitter; robust: plus camera-like degradations."""
+    """basic: geometry, magnification 0.7-1.4× and mild jitter; robust: plus camera-like degradations,
+    with a too-bright lamp, a shaken stage and a missed focus drawn more often than the rest."""
     image = mild_jitter(random_scale(smear_geometry(image, rng), rng), rng)
-    return random_camera(image, rng, p=0.7, max_level=1.0) if policy == "robust" else image
+    if policy != "robust":
+        return image
+    if rng.random() < 0.3:
+        image = CONDITIONS[HARD[int(rng.integers(len(HARD)))]](image, float(rng.uniform(0.3, 1.0)), rng)
+    return random_camera(image, rng, p=0.6, max_level=1.0)
 
 
 def outlier(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:

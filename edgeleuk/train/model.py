@@ -97,14 +97,28 @@ def unfreeze_top(model, from_layer: str) -> int:
     return count
 
 
+FIELD_LAYER = "block_12_add"  # last 14×14 block: stain, texture and cell size still show there
+
+
 def with_features(model):
-    """The same model with the head features (the Dense(128, relu) output) as a second output, for
-    export: the out-of-distribution score reads them on the device. Models without that layer are
-    returned as they are."""
+    """The same model with the OOD score's features as more outputs, for export: the head features
+    (the Dense(128, relu) output) and the field features (block 12 pooled), read on the device.
+    Models without those layers are returned as they are."""
     import keras
 
     try:
-        features = model.get_layer("dense").output
+        base, normalize = model.get_layer(BASE_NAME), model.get_layer("normalize")
+        head, last = model.get_layer("dense"), model.get_layer("dense_1")
+        pool = model.get_layer("global_average_pooling2d")
+        field_map = base.get_layer(FIELD_LAYER).output
     except ValueError:
         return model
-    return keras.Model(model.input, [model.output, features], name=model.name)
+    inner = keras.Model(base.input, [base.output, field_map], name=f"{BASE_NAME}_with_field")
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    top, field_map = inner(normalize(inputs), training=False)
+    features = head(pool(top))
+    field = keras.layers.GlobalAveragePooling2D(name="field_features")(field_map)
+    return keras.Model(inputs, [last(features), features, field], name=model.name)
+
+
+FEATURE_NAMES = ("head", "field")  # the order of with_features' extra outputs, and of the OOD components
