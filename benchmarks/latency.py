@@ -357,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     print(gpu_line(gpu))
     print(table(rows, gpu))
     print(f"\nwrote {out}/results.json, results.csv, results.md, latency.png")
+    if jobs and all(r.get("skipped") for r in rows):
+        print(f"latency.py: error: every configuration failed or was skipped ({rows[0]['skipped']})", file=sys.stderr)
+        return 1
     return 0
 
 

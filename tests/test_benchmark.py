@@ -54,8 +54,13 @@ def test_recorded_gpu_reference_is_labelled_and_matched_to_its_model(converted, 
     shipped = ROOT / "benchmarks" / "reference" / "gpu-h200.json"
     recorded = json.loads(shipped.read_text())
     assert recorded["gpu_reference"]["graph_b1"]["p50_ms"] > 0 and recorded["machine"]["gpu"]
-    # the shipped reference was recorded for the packaged model: labelled as recorded, no warning
-    ref = latency.recorded_reference(shipped, latency.DEFAULT_MODEL_DIR / "model_fp32.onnx")
+    # a reference recorded for the packaged model file: labelled as recorded, no warning (the shipped one was
+    # recorded for the previous packaged model, so a copy carries the current file's hash)
+    packaged = latency.DEFAULT_MODEL_DIR / "model_fp32.onnx"
+    matched = tmp_path / "matched.json"
+    recorded["gpu_reference"]["model_sha256"] = latency._model_sha(packaged)
+    matched.write_text(json.dumps(recorded))
+    ref = latency.recorded_reference(matched, packaged)
     assert "recorded on NVIDIA H200" in ref["source"] and "WARNING" not in ref["source"]
     # for any other model it says so instead of passing the numbers off as that model's
     ref = latency.recorded_reference(shipped, converted / "model_fp32.onnx")
@@ -102,3 +107,21 @@ def test_pipeline_benchmark_reports_the_path_against_invoke(converted, tmp_path,
     assert {"handoff", "preprocess", "quality", "inference", "postprocess", "total", "invoke"} <= set(result["path_p50_ms"])
     assert result["path_over_invoke_in_loop"] >= 1.0 and result["bare_invoke_p50_ms"] > 0
     assert (result["peak_rss_mb"] is None) == bool(mode)
+
+
+def test_every_configuration_failing_is_a_non_zero_exit(converted, tmp_path):
+    """A folder whose variant files load in no runtime (hashes kept consistent, so only loading fails)."""
+    import shutil
+
+    from edgeleuk.manifest import read_manifest, sha256_file, write_manifest
+    from dataclasses import replace
+
+    broken = tmp_path / "broken"
+    shutil.copytree(converted, broken)
+    manifest = read_manifest(broken)
+    (broken / "model_int8.tflite").write_bytes(b"not a flatbuffer" * 64)
+    variants = [replace(v, sha256=sha256_file(broken / v.file)) if v.file == "model_int8.tflite" else v for v in manifest.variants]
+    write_manifest(broken, replace(manifest, variants=tuple(variants)))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--quick", "--model", str(broken),
+                           "--variants", "tflite-int8", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "every configuration failed or was skipped" in proc.stderr, proc.stderr[-2000:]

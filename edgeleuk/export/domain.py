@@ -28,16 +28,6 @@ def dihedral(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(views))
 
 
-def camera_variation(images: np.ndarray, seed: int = 7) -> np.ndarray:
-    """The training policy's degradations and magnifications, drawn once: the statistics then cover
-    the camera variation the model was trained to handle (a dim lamp, a noisy sensor), so the score
-    flags what lies beyond it, not frames the model classifies as well as clean ones."""
-    from edgeleuk.train.augment import augment
-
-    rng = np.random.default_rng(seed)
-    return np.stack([augment(img, rng, "robust") for img in images])
-
-
 def features_of(model, images: np.ndarray, batch: int = 64) -> list[np.ndarray]:
     """The OOD features (head, field) of a Keras model with feature outputs (train.model.with_features)."""
     return [np.asarray(f) for f in model.predict(images, batch_size=batch, verbose=0)[1:]]
@@ -55,12 +45,11 @@ def fit_domain(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarr
 
     views = dihedral(val)
     val_features = features_of(model, views)
-    varied = camera_variation(train)
-    train_features = [np.concatenate([a, b]) for a, b in zip(features_of(model, train), features_of(model, varied))]
-    note = (f"class means and shared covariance of {len(train)} training images and one copy of them under the training "
-            f"policy's camera variation, in each feature space; thresholds flag {target_flagged:.0%} of {len(views)} "
-            f"validation views ({len(val)} images × 8 turns and flips)")
-    stats = fit_ood(train_features, np.concatenate([train_labels, train_labels]), val_features, classes, list(FEATURE_NAMES),
+    note = (f"class means and shared covariance of {len(train)} training images in each feature space; thresholds flag "
+            f"{target_flagged:.0%} of {len(views)} validation views ({len(val)} images × 8 turns and flips)")
+    # fitted on the training images as they are: statistics that also covered the training policy's camera
+    # variation flagged fewer noisy and dim frames but 2.3% of the test part and 84-91% of two OOD sets (model card)
+    stats = fit_ood(features_of(model, train), train_labels, val_features, classes, list(FEATURE_NAMES),
                     target_flagged, calibration=note)
     return Domain(stats, cell_diameter(train), OODScorer(stats).score(val_features))
 
