@@ -48,6 +48,16 @@ class OODScorer:
     def __init__(self, stats: OODStats):
         self.stats = stats
         self.spaces = [_Space(c) for c in stats.components]
+        # few numpy calls per frame: each space whitened on its own (a block-diagonal matrix would read
+        # twice the memory, which is cold at the camera's pace), then every class's centres side by
+        # side and one matrix summing each space's squared differences, already divided by its dims
+        # and squared threshold (so the score is one sqrt of a max of mins)
+        dims = [c.dims for c in stats.components]
+        total, start = sum(dims), np.cumsum([0] + dims)
+        self._sum = np.zeros((total, len(dims)), np.float32)
+        for k, c in enumerate(stats.components):
+            self._sum[start[k]:start[k + 1], k] = 1.0 / (c.dims * c.threshold ** 2)
+        self._centres = np.concatenate([s.centres for s in self.spaces], axis=1)  # classes × total
 
     def distances(self, features: list[np.ndarray]) -> list[np.ndarray]:
         if len(features) != len(self.spaces):
@@ -56,7 +66,12 @@ class OODScorer:
 
     def score(self, features: list[np.ndarray]) -> np.ndarray:
         """One (N, dims) array per component, in the manifest's order → (N,) scores (1: the threshold)."""
-        return np.max([d / s.threshold for d, s in zip(self.distances(features), self.spaces)], axis=0)
+        if len(features) != len(self.spaces):
+            raise ValueError(f"{len(features)} feature arrays for {len(self.spaces)} components")
+        z = np.concatenate([np.atleast_2d(f) @ s.whitening for f, s in zip(features, self.spaces)], axis=1)
+        diff = z[:, None, :] - self._centres[None]  # N × classes × total
+        d2 = np.square(diff) @ self._sum  # N × classes × spaces, each already over dims × threshold²
+        return np.sqrt(d2.min(1).max(1))
 
     def in_distribution(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) <= self.threshold

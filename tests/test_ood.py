@@ -45,6 +45,10 @@ def test_score_is_the_mahalanobis_distance_and_threshold_flags_the_target():
     x = val[:5]
     d2 = np.stack([np.einsum("ni,ij,nj->n", x - m, np.linalg.inv(cov), x - m) for m in means], 1).min(1)
     np.testing.assert_allclose(scorer.distances([x, other_val[:5]])[0], np.sqrt(d2 / 12), rtol=1e-3)
+    # the one-pass score is the largest of the spaces' distances over their thresholds
+    both = [val[:50], other_val[:50]]
+    expected = np.max([d / c.threshold for d, c in zip(scorer.distances(both), stats.components)], axis=0)
+    np.testing.assert_allclose(scorer.score(both), expected, rtol=1e-4)
     far = rng.normal(0, 1, (200, 12)) + 8.0
     assert (~scorer.in_distribution(scorer.score([far, other_val[:200]]))).mean() == 1.0  # one space is enough
 
