@@ -114,10 +114,21 @@ def test_missing_camera_says_which_exist(converted):
     (["--source", "X", "--scale", "9"], "needs a 576×576 px region"),
     (["--source", "X", "--scale", "0"], "--scale 0.0; expected 0.05"),
     (["--source", "X", "--max-ood-fraction", "1.5"], "--max-ood-fraction 1.5; expected 0"),
+    (["--source", "X", "--threads", "1000"], "--threads 1000; expected 1 … 256"),
+    (["--source", "X", "--min-focus", "-5"], "--min-focus -5.0; expected a number ≥ 0"),
+    (["--source", "X", "--config", "DIR"], "is a folder"),
+    (["--source", "X", "--config", "LATIN1"], "not UTF-8 text"),
+    (["--source", "X", "--config", "THREADS"], "model.threads = 100000000000000000000"),
+    (["--source", "X", "--config", "NAN"], "quality.min_focus = nan; out of range"),
 ])
 def test_bad_run_input(converted, frames_dir, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
-    args = [str(tmp_path / "empty") if a == "EMPTY" else str(frames_dir) if a == "X" else a for a in args]
+    (tmp_path / "latin1.toml").write_bytes("[sample]\n# caf\xe9\n".encode("latin-1"))
+    (tmp_path / "threads.toml").write_text("[model]\nthreads = 100000000000000000000\n")
+    (tmp_path / "nan.toml").write_text("[quality]\nmin_focus = nan\n")
+    files = {"EMPTY": tmp_path / "empty", "X": frames_dir, "DIR": tmp_path, "LATIN1": tmp_path / "latin1.toml",
+             "THREADS": tmp_path / "threads.toml", "NAN": tmp_path / "nan.toml"}
+    args = [str(files[a]) if a in files else a for a in args]
     proc = cli("run", "--model", str(converted), *args)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
 

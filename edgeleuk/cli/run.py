@@ -80,6 +80,12 @@ def main(argv: list[str]) -> int:
             raise UserError(f"Received: --{name} {value}; expected 0 … 1")
     if args.scale is not None and not 0.05 <= args.scale <= 50:
         raise UserError(f"Received: --scale {args.scale}; expected 0.05 … 50 (frame pixels per training-image pixel)")
+    import math
+
+    if args.min_focus is not None and not (math.isfinite(args.min_focus) and args.min_focus >= 0):
+        raise UserError(f"Received: --min-focus {args.min_focus}; expected a number ≥ 0")
+    if args.threads is not None and args.threads > 256:
+        raise UserError(f"Received: --threads {args.threads}; expected 1 … 256")
     for name in ("frames", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -38,9 +38,13 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple, str]]] = {
 def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"config file {path} is a folder") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text (a TOML file is UTF-8)") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
     for section, body in doc.items():
@@ -67,6 +71,9 @@ def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
     error = doc.get("quality", {}).get("max_scale_error")
     if error is not None and not (math.isfinite(error) and error > 1):
         raise UserError(f"{path}: quality.max_scale_error = {error}; expected a number above 1")
+    threads = doc.get("model", {}).get("threads")
+    if threads is not None and not 1 <= threads <= 256:
+        raise UserError(f"{path}: model.threads = {threads}; expected 1 … 256")
     frames = doc.get("sample", {}).get("frames")
     if frames is not None and frames < 1:
         raise UserError(f"{path}: sample.frames = {frames}; expected at least 1")
