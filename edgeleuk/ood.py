@@ -8,7 +8,7 @@ block 12's pooled 96 channels (the field: stain, texture, cell size, which the h
 ignore). Fitting needs numpy only; the runtime computes it per frame from the statistics in the
 manifest (two small matrix products, a few µs).
 `edgeleuk evaluate --ood` compares it with other scores (max softmax, energy, k-nearest neighbours,
-a Gaussian mixture) on the same data; see the model card for why this one ships.
+a Gaussian mixture) on the same data; benchmarks/README.md says why this one ships.
 """
 
 from __future__ import annotations
@@ -99,9 +99,11 @@ def fit_gaussians(features: np.ndarray, labels: np.ndarray, classes: int, shrink
 
 
 def _ledoit_wolf(centred: np.ndarray, cov: np.ndarray, mu: float) -> float:
+    """Ledoit-Wolf shrinkage towards mu·I: Σ‖xxᵀ − S‖² expanded as Σ‖x‖⁴ − 2Σ xᵀSx + n‖S‖², no n×d×d array."""
     n = len(centred)
     delta = ((cov - mu * np.eye(len(cov))) ** 2).sum()
-    beta = sum(((np.outer(x, x) - cov) ** 2).sum() for x in centred) / n ** 2
+    norms = (centred ** 2).sum(1)
+    beta = ((norms ** 2).sum() - 2.0 * np.einsum("ni,ij,nj->", centred, cov, centred) + n * (cov ** 2).sum()) / n ** 2
     return float(np.clip(beta / max(delta, 1e-12), 0.0, 1.0))
 
 

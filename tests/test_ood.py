@@ -287,3 +287,26 @@ def test_an_out_of_distribution_frame_is_shown_red_with_no_class(converted):
     probs, shown_quality, text = shown[0]
     assert probs is None and not shown_quality.usable and shown_quality.reason == "out of distribution: not answered"
     assert OOD_DECISION in text and "1 out of distribution" in text
+
+
+@pytest.mark.host
+def test_scores_compared_on_the_float_model(trained, dataset):
+    """evaluate --ood's comparison: every candidate thresholded on the validation views, on the same data."""
+    import keras
+
+    from edgeleuk.dataset import load_arrays, scan
+    from edgeleuk.evaluate.ood_methods import compare_methods
+    from edgeleuk.manifest import PreprocessSpec
+    from edgeleuk.split import read_split
+
+    spec = PreprocessSpec(size=64)
+    found = scan(dataset)
+    split = read_split(trained / "split.json", found.samples, found.root)
+    parts = {p: load_arrays(split.part(found.samples, p), spec, progress=False) for p in ("train", "val", "test")}
+    model = keras.models.load_model(trained / "model.keras", compile=False)
+    result = compare_methods(model, *parts["train"], parts["val"][0], parts["test"][0], {"far": _far_images(64)}, 4, target=0.05)
+    assert len(result["rows"]) == 7 and sum("(shipped)" in r["method"] for r in result["rows"]) == 1
+    for row in result["rows"]:
+        assert row["val_flagged"] <= 0.1 and 0 <= row["auroc"] <= 1, row
+    shipped = next(r for r in result["rows"] if "(shipped)" in r["method"])
+    assert shipped["sets"]["far"] >= 0.9

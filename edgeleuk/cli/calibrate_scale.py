@@ -32,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def measure(source, roi, frames: int, size: int) -> tuple[float | None, int, int]:
+def measure(source, roi, frames: int) -> tuple[float | None, int, int]:
     """Median cell diameter (frame pixels) over the frames' model regions; frames seen and measured."""
     from edgeleuk.preprocess import model_region, to_rgb8
     from edgeleuk.runtime.scale import measure_cells
@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
                          None if camera is None else str(camera), args.width or cam_c.get("width"), args.height or cam_c.get("height"))
     roi = _roi(args.roi) if args.roi else (tuple(cam_c["roi"]) if cam_c.get("roi") else None)
     try:
-        diameter, seen, measured = measure(source, roi, args.frames, classifier.spec.size)
+        diameter, seen, measured = measure(source, roi, args.frames)
     finally:
         source.close()
     if diameter is None:

@@ -1,4 +1,4 @@
-"""Which in-distribution score to ship: five candidates on the same data, the Keras (float) model.
+"""Which in-distribution score to ship: seven candidates on the same data, the Keras (float) model.
 
 Each score is fitted on the training part and thresholded to flag `target` of the validation views
 (8 turns and flips of each image), then applied to the test part and to every out-of-distribution
@@ -13,21 +13,15 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeleuk.export.domain import dihedral
-from edgeleuk.manifest import TARGET_FLAGGED, OODComponent, OODStats
-from edgeleuk.ood import OODScorer, fit_gaussians, fit_ood
+from edgeleuk.manifest import TARGET_FLAGGED
+from edgeleuk.ood import OODScorer, fit_ood
 
 
-def _outputs(model, images: np.ndarray) -> dict[str, np.ndarray]:
-    from edgeleuk.train.model import with_features
-
-    probs, features, field = with_features(model).predict(images, batch_size=64, verbose=0)
-    kernel, bias = (np.asarray(w) for w in model.get_layer("dense_1").get_weights())
+def _outputs(net, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Probabilities, head and field features and logits of `with_features(model)`."""
+    probs, features, field = net.predict(images, batch_size=64, verbose=0)
+    kernel, bias = (np.asarray(w) for w in net.get_layer("dense_1").get_weights())
     return {"probs": probs, "features": features, "field": field, "logits": features @ kernel + bias}
-
-
-def _space(features: np.ndarray, labels: np.ndarray, classes: int, name: str) -> OODComponent:
-    means, whitening, _ = fit_gaussians(features, labels, classes)
-    return OODComponent(features=name, means=tuple(map(tuple, means)), whitening=tuple(map(tuple, whitening)), threshold=1.0)
 
 
 def candidates(train: dict[str, np.ndarray], train_labels: np.ndarray, classes: int, val: dict[str, np.ndarray],
@@ -36,11 +30,10 @@ def candidates(train: dict[str, np.ndarray], train_labels: np.ndarray, classes: 
     from scipy.special import logsumexp
     from sklearn.mixture import GaussianMixture
 
-    head = OODScorer(OODStats(components=(_space(train["features"], train_labels, classes, "head"),)))
-    field = OODScorer(OODStats(components=(_space(train["field"], train_labels, classes, "field"),)))
-    shipped = fit_ood([train["features"], train["field"]], train_labels, [val["features"], val["field"]], classes,
-                      ["head", "field"], target)
-    both = OODScorer(shipped)
+    def fit(*spaces: str) -> OODScorer:  # each score gets its own threshold below; fit_ood's matters only for two spaces
+        return OODScorer(fit_ood([train[s] for s in spaces], train_labels, [val[s] for s in spaces], classes, list(spaces), target))
+
+    head, field, both = fit("features"), fit("field"), fit("features", "field")
     bank = train["features"] / (np.linalg.norm(train["features"], axis=1, keepdims=True) + 1e-9)
     gmm = GaussianMixture(8, covariance_type="diag", reg_covar=1e-3, random_state=0).fit(train["features"])
 
@@ -63,10 +56,13 @@ def compare_methods(model, train: np.ndarray, train_labels: np.ndarray, val: np.
                     ood_sets: dict[str, np.ndarray], classes: int, target: float = TARGET_FLAGGED) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
-    outs = {"val": _outputs(model, dihedral(val)), "test": _outputs(model, test)}
-    outs.update({name: _outputs(model, images) for name, images in ood_sets.items()})
+    from edgeleuk.train.model import with_features
+
+    net = with_features(model)  # built once: a new Keras model per call would retrace its predict function
+    outs = {"val": _outputs(net, dihedral(val)), "test": _outputs(net, test)}
+    outs.update({name: _outputs(net, images) for name, images in ood_sets.items()})
     rows = []
-    for name, score in candidates(_outputs(model, train), train_labels, classes, outs["val"], target).items():
+    for name, score in candidates(_outputs(net, train), train_labels, classes, outs["val"], target).items():
         scores = {part: score(out) for part, out in outs.items()}
         threshold = float(np.quantile(scores["val"], 1 - target))
         every_ood = np.concatenate([scores[s] for s in ood_sets])

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from edgeleuk.export.parity import infer_all
 from edgeleuk.runtime.session import RunOptions, run
 from edgeleuk.runtime.sources import Frame
 
@@ -50,7 +51,7 @@ def ood_evaluation(classifier, parts: dict[str, tuple[np.ndarray, np.ndarray]], 
         result["calibration"] = classifier.ood.stats.calibration
     for name, (images, labels) in parts.items():
         row = run_sample(classifier, images, name)
-        probs, features = _infer(classifier, images)
+        probs, features = infer_all(classifier, images)
         scores = classifier.judge(features)
         if scores is not None:
             answered = classifier.ood.in_distribution(scores)
@@ -70,12 +71,6 @@ def ood_evaluation(classifier, parts: dict[str, tuple[np.ndarray, np.ndarray]], 
         result["ood_min_flagged_or_refused"] = min(r["flagged_or_refused"] for r in rows)
         result["ood_verdicts_naming_a_class"] = sum(r["verdict"] in classifier.labels for r in rows)
     return result
-
-
-def _infer(classifier, images: np.ndarray, batch: int = 32):
-    from edgeleuk.export.parity import infer_all
-
-    return infer_all(classifier, images, batch)
 
 
 def format_ood(result: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from edgeleuk.degrade import rescale
+from edgeleuk.degrade import leukocyte_mask, rescale
 
 Maker = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -43,12 +43,6 @@ def _mosaic(tiles_per_side: int) -> Maker:
             out.append(canvas)
         return np.stack(out)
     return make
-
-
-def leukocyte_mask(image: np.ndarray) -> np.ndarray:
-    """Purple (Giemsa/Wright-stained nuclei): blue well above green, and dark in green."""
-    g, b = image[..., 1].astype(np.int16), image[..., 2].astype(np.int16)
-    return (b - g > 45) & (g < 170)
 
 
 def red_cells_only(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -54,7 +54,6 @@ def fit_domain(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarr
     return Domain(stats, cell_diameter(train), OODScorer(stats).score(val_features))
 
 
-def ood_agreement(stats: OODStats, reference: np.ndarray, features: list[np.ndarray]) -> float:
+def ood_agreement(scorer: OODScorer, reference: np.ndarray, features: list[np.ndarray]) -> float:
     """Share of frames where a variant's features give the float model's in/out decision."""
-    scorer = OODScorer(stats)
     return float(np.mean(scorer.in_distribution(scorer.score(features)) == scorer.in_distribution(reference)))

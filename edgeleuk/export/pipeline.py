@@ -301,7 +301,7 @@ def _ood_checks(domain, classifier, images: Images) -> dict[str, Any]:
     if domain is None or not classifier.features_indices:
         return {}
     scorer = OODScorer(domain.ood)
-    checks = {"ood_agreement_val": ood_agreement(domain.ood, domain.val_scores, infer_all(classifier, dihedral(images.val))[1])}
+    checks = {"ood_agreement_val": ood_agreement(scorer, domain.val_scores, infer_all(classifier, dihedral(images.val))[1])}
     if images.test is not None:
         scores = scorer.score(infer_all(classifier, images.test)[1])
         checks["ood_flagged_test"] = float(np.mean(~scorer.in_distribution(scores)))

@@ -2,10 +2,10 @@
 
 A microscope with another objective, adapter or sensor shows the cells larger or smaller than the
 training images did, and the model was trained only across about 0.7-1.4× of that. The typical red
-cell diameter in pixels is the median of the inscribed-disc diameters at the cells' centres: a
-foreground mask (cells are darker than the bright background), holes filled (the pale centre of a
-red cell), a distance transform, and its local maxima. Touching cells keep their own maxima, so
-clumps do not read as one large cell. numpy + OpenCV only (device-safe).
+cell diameter in pixels is the median equivalent diameter of the single round cells: a foreground
+mask (cells absorb green; Otsu's threshold), holes filled (the pale centre of a red cell), connected
+components, and only those that are round, fill their box as a disc does and do not touch the
+frame's edge, so clumps and cut cells do not count. numpy + OpenCV only (device-safe).
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ def measure_cells(image_rgb: np.ndarray) -> ScaleReading:
     """Typical cell diameter (pixels) of an RGB uint8 image; None when too few single cells stand out."""
     green = np.ascontiguousarray(image_rgb[:, :, 1])  # red cells absorb green most: the best contrast
     otsu, mask = cv2.threshold(green, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
-    if float(np.mean(green[mask == 0])) - otsu < 12 if np.any(mask == 0) else True:  # no contrast: nothing to measure
+    background = green[mask == 0]
+    if background.size == 0 or float(background.mean()) - otsu < 12:  # no contrast: nothing to measure
         return ScaleReading(None, 0)
     # fill holes (a red cell's pale centre): whatever the border's background cannot reach is inside a cell
     h, w = mask.shape
     reach = np.pad(mask, 1)
     cv2.floodFill(reach, None, (0, 0), 255)
     mask |= ~reach[1:-1, 1:-1]
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     x, y, bw, bh, area = (stats[1:, i].astype(np.float64) for i in range(5))
     inside = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area >= 12)
     round_ = (np.minimum(bw, bh) / np.maximum(bw, bh) >= 0.75) & (np.abs(area / (bw * bh) - np.pi / 4) <= 0.1)

@@ -98,8 +98,10 @@ def _status(text: str, live: bool) -> None:
 def run(classifier, source, options: RunOptions) -> tuple[Summary, Verdict]:
     """Classify frames until the source ends, N frames are accepted, or Ctrl-C; always logs a summary."""
     judged = classifier.ood is not None
-    max_ood = options.max_ood_fraction if options.max_ood_fraction is not None else (classifier.ood.stats.max_ood_fraction if judged else None)
-    summary, verdict = Summary(), Verdict(classifier.labels, options.min_confidence, max_ood_fraction=max_ood if judged else None)
+    max_ood = None  # a model that cannot judge never refers for being out of distribution
+    if judged:
+        max_ood = options.max_ood_fraction if options.max_ood_fraction is not None else classifier.ood.stats.max_ood_fraction
+    summary, verdict = Summary(), Verdict(classifier.labels, options.min_confidence, max_ood_fraction=max_ood)
     if not judged and options.status != "off":
         print("warning: this model carries no out-of-distribution statistics, so it cannot tell frames unlike its "
               "training images: every usable frame is answered (convert it with --data to add them)", file=sys.stderr, flush=True)

@@ -10,7 +10,7 @@ import cv2
 import keras
 import numpy as np
 
-from edgeleuk.degrade import CONDITIONS, contrast, random_camera, random_scale, rescale, smear_geometry, stain_hue
+from edgeleuk.degrade import CONDITIONS, contrast, leukocyte_mask, random_camera, random_scale, rescale, smear_geometry, stain_hue
 
 POLICIES = ("basic", "robust")
 
@@ -44,8 +44,6 @@ def outlier(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     image = images[int(rng.integers(len(images)))]
     kind = int(rng.integers(3))
     if kind == 2:
-        from edgeleuk.evaluate.ood_sets import leukocyte_mask
-
         mask = cv2.dilate(leukocyte_mask(image).astype(np.uint8), np.ones((9, 9), np.uint8))
         if mask.mean() > 0.005:
             return cv2.inpaint(image, mask, 5, cv2.INPAINT_TELEA)
