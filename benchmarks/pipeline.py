@@ -2,7 +2,7 @@
 """What `edgeleuk run` costs over the bare interpreter, on a recorded slide video (720p by default).
 
     python benchmarks/pipeline.py [--model DIR] [--data ../shared/data/all4] [--frames 600] [--threads N] [--size 640x480]
-                                  [--realtime | --decoded]
+                                  [--realtime | --decoded] [--serve]
 
 Records an MJPG clip, 1280×720 unless --size says otherwise (real test images when --data is given, else synthetic cells), runs
 `edgeleuk run --source clip` in a fresh process, and reports: per-frame path (hand-off,
@@ -15,17 +15,24 @@ Three conditions:
 - --decoded: frames decoded ahead (60 distinct frames, so each is read from memory, not cache) and fed
   back to back through the same capture thread and run loop, in this process: the conditions of the
   bare back-to-back invoke() loop, so the ratio is what the toolkit adds.
+
+--serve: the same run with the live view (`run --serve`) and one browser-like viewer attached (the
+MJPEG stream read as fast as it comes, the status polled twice a second, as the page does),
+alternated with runs without it, so the ratio of the frame path's p50 comes from one session.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -116,6 +123,80 @@ def run_decoded(clip: Path, log: Path, frames: int, model: str | None, threads: 
     run(classifier, VideoSource(clip, capture=DecodedClip(clip, frames)), RunOptions(log=log, status="off"))
 
 
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
+
+
+def run_command(clip: Path, log: Path, args, serve: bool = False) -> list[str]:
+    return ([sys.executable, "-m", "edgeleuk", "run", "--source", str(clip), "--log", str(log), "--quiet", "--threads", str(args.threads)]
+            + (["--model", args.model] if args.model else []) + (["--realtime"] if args.realtime else [])
+            + (["--serve", "127.0.0.1:0"] if serve else []))
+
+
+def _viewer(port: int, stop: threading.Event, counts: dict) -> None:
+    """What the page does: read the MJPEG stream as it comes, poll the status twice a second."""
+    def stream():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/stream.mjpg")
+        response = conn.getresponse()
+        try:
+            while not stop.is_set():
+                chunk = response.read1(65536)
+                if not chunk:
+                    break
+                counts["stream_frames"] += chunk.count(b"--frame")
+        except OSError:
+            pass
+
+    threading.Thread(target=stream, daemon=True).start()
+    while not stop.is_set():
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/api/status")
+            conn.getresponse().read()
+            counts["status_polls"] += 1
+        except OSError:
+            break
+        stop.wait(0.5)
+
+
+def serve_once(clip: Path, log: Path, args, serve: bool) -> tuple[list[dict], dict]:
+    log.unlink(missing_ok=True)
+    proc = subprocess.Popen(run_command(clip, log, args, serve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    stop, counts = threading.Event(), {"stream_frames": 0, "status_polls": 0}
+    if serve:
+        for line in proc.stdout:
+            found = re.search(r"live view: http://127\.0\.0\.1:(\d+)/", line)
+            if found:
+                threading.Thread(target=_viewer, args=(int(found.group(1)), stop, counts), daemon=True).start()
+                break
+    proc.communicate()
+    stop.set()
+    if proc.returncode != 0:
+        raise SystemExit(f"edgeleuk run failed (exit {proc.returncode})")
+    return [json.loads(x) for x in log.read_text().splitlines()], counts
+
+
+def compare_serve(clip: Path, log: Path, args, out: Path, width: int, height: int) -> int:
+    rows = []
+    for i in range(args.pairs):
+        for serve in (False, True):
+            records, counts = serve_once(clip, log, args, serve)
+            frames = [r for r in records if "latency_ms" in r]
+            rows.append({"serve": serve, "path_p50_ms": float(np.median([f["latency_ms"]["total"] for f in frames])),
+                         "frames": len(frames), "fps": records[-1]["fps"], **counts})
+            print(f"{'with' if serve else 'without'} the live view: path p50 {rows[-1]['path_p50_ms']:.3f} ms, {len(frames)} frames, "
+                  f"{records[-1]['fps']} frames/s" + (f", {counts['stream_frames']} frames streamed, {counts['status_polls']} status polls" if serve else ""))
+    with_view = float(np.median([r["path_p50_ms"] for r in rows if r["serve"]]))
+    without = float(np.median([r["path_p50_ms"] for r in rows if not r["serve"]]))
+    result = {"frame_size": f"{width}x{height}", "threads": args.threads, "realtime": args.realtime, "runs": rows,
+              "path_p50_ms_without": without, "path_p50_ms_with_viewer": with_view, "ratio": with_view / without}
+    atomic_write_text(out / "pipeline-serve.json", json.dumps(result, indent=2) + "\n")
+    print(f"frame path p50: {without:.3f} ms without, {with_view:.3f} ms with the live view and one viewer: {with_view / without:.3f}×")
+    print(f"wrote {out / 'pipeline-serve.json'}")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="conversion folder or .tflite (default: the packaged int8 model)")
@@ -125,6 +206,8 @@ def main() -> int:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--realtime", action="store_true", help="replay at the clip's 30 frames/s, as a live camera delivers them")
     mode.add_argument("--decoded", action="store_true", help="frames decoded ahead, back to back, in this process (see above)")
+    p.add_argument("--serve", action="store_true", help="compare runs with the live view and one viewer against runs without (see above)")
+    p.add_argument("--pairs", type=int, default=3, help="--serve: runs with and without, alternated (default 3 each)")
     p.add_argument("--size", default="1280x720", help="frame size WxH of the recorded clip (default 1280x720)")
     p.add_argument("--out", default="runs/pipeline")
     args = p.parse_args()
@@ -137,15 +220,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         clip, log = Path(tmp) / f"slide{width}x{height}.avi", Path(tmp) / "run.jsonl"
         record_clip(clip, args.frames, args.data, width, height)
+        if args.serve:
+            return compare_serve(clip, log, args, out, width, height)
         first, peak_rss_mb = None, None
         start = time.perf_counter()
         if args.decoded:
             run_decoded(clip, log, args.frames, args.model, args.threads)
             wall = time.perf_counter() - start
         else:
-            cmd = [sys.executable, "-m", "edgeleuk", "run", "--source", str(clip), "--log", str(log), "--quiet",
-                   "--threads", str(args.threads)] + (["--model", args.model] if args.model else []) + (["--realtime"] if args.realtime else [])
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))})
+            proc = subprocess.Popen(run_command(clip, log, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
             while proc.poll() is None and first is None:
                 if log.exists() and log.stat().st_size > 0:
                     first = time.perf_counter() - start

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install the edgeleuk device runtime (no TensorFlow) into a virtual environment, then check it.
 #
-#   device/install.sh [--prefix DIR] [--package SPEC] [--wheels DIR] [--picamera] [--no-doctor]
+#   device/install.sh [--prefix DIR] [--package SPEC] [--wheels DIR] [--picamera] [--serve] [--no-doctor]
 #
 #   --prefix DIR     where the virtual environment goes (default: $EDGELEUK_HOME or ~/edgeleuk)
 #   --package SPEC   what to install (default: the edgeleuk checkout this script sits in)
 #   --wheels DIR     offline: install only from this folder (made by device/wheelhouse.sh)
 #   --picamera       Raspberry Pi CSI camera support (Picamera2 from Raspberry Pi OS's apt)
+#   --serve          the live view in a browser (run --serve; Starlette and uvicorn, about 6 MB)
 #   --no-doctor      skip the final 'edgeleuk doctor' check
 #
 # Idempotent: running it again reuses the environment and only installs what is missing.
@@ -18,6 +19,7 @@ prefix="${EDGELEUK_HOME:-$HOME/edgeleuk}"
 package="$(dirname "$here")"
 wheels=""
 picamera=0
+extras="runtime"
 doctor=1
 python="${PYTHON:-python3}"
 
@@ -27,8 +29,9 @@ while [ $# -gt 0 ]; do
     --package) package="$2"; shift 2 ;;
     --wheels) wheels="$2"; shift 2 ;;
     --picamera) picamera=1; shift ;;
+    --serve) extras="runtime,serve"; shift ;;
     --no-doctor) doctor=0; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -76,12 +79,12 @@ fi
 
 pip_args=(--quiet --disable-pip-version-check --only-binary=:all:)
 if [ -n "$wheels" ]; then
-  say "installing edgeleuk[runtime] from the wheels in $wheels (offline)"
-  "$prefix/venv/bin/python" -m pip install "${pip_args[@]}" --no-index --find-links "$wheels" "edgeleuk[runtime]" \
+  say "installing edgeleuk[$extras] from the wheels in $wheels (offline)"
+  "$prefix/venv/bin/python" -m pip install "${pip_args[@]}" --no-index --find-links "$wheels" "edgeleuk[$extras]" \
     || die "a wheel is missing from $wheels: was it made for this machine ($arch, Python $pyver)? See device/wheelhouse.sh --help"
 else
-  say "installing edgeleuk[runtime] from $package"
-  "$prefix/venv/bin/python" -m pip install "${pip_args[@]}" --no-binary=edgeleuk "$package[runtime]"
+  say "installing edgeleuk[$extras] from $package"
+  "$prefix/venv/bin/python" -m pip install "${pip_args[@]}" --no-binary=edgeleuk "$package[$extras]"
 fi
 
 # Python < 3.12 seeds every venv with setuptools; the runtime does not need it (10 MB)
@@ -97,3 +100,6 @@ if [ "$doctor" = 1 ]; then
   "$prefix/venv/bin/edgeleuk" doctor
 fi
 say "done. Try: $prefix/venv/bin/edgeleuk run --source CLIP.avi   (or --camera 0)"
+if [ "$extras" = "runtime" ]; then
+  say "for the live view in a browser (run --serve), run this again with --serve"
+fi

@@ -148,12 +148,6 @@ def rescale(image: np.ndarray, factor: float, rng: np.random.Generator | None = 
     return cv2.copyMakeBorder(small, top, h - sh - top, left, w - sw - left, cv2.BORDER_REFLECT_101)
 
 
-def leukocyte_mask(image: np.ndarray) -> np.ndarray:
-    """Purple (Giemsa/Wright-stained nuclei): blue well above green, and dark in green."""
-    g, b = image[..., 1].astype(np.int16), image[..., 2].astype(np.int16)
-    return (b - g > 45) & (g < 170)
-
-
 def magnification(image, level, rng):
     """Another objective, adapter or sensor: up to 1.3× closer or farther, direction at random."""
     factor = 1.0 + (MAX_MAGNIFICATION - 1.0) * level

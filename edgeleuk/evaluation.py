@@ -101,7 +101,8 @@ def evaluate(model: str | None, data: str, split: str | None = None, part: str =
         from edgeleuk.degrade import SEVERITIES
         from edgeleuk.robustness import format_robustness, robustness as run_suite, write_robustness
 
-        results = run_suite(loaded.predict, images, labels, conditions=conditions, severities=severities or SEVERITIES,
+        limits = loaded.classifier.quality if loaded.classifier is not None else None
+        results = run_suite(loaded.predict, images, labels, conditions=conditions, severities=severities or SEVERITIES, thresholds=limits,
                             judged=loaded.judged if loaded.classifier is not None and loaded.classifier.ood is not None else None)
         results.update(model=loaded.name, data=note)
         print(format_robustness(results))

@@ -20,7 +20,7 @@ from typing import Any
 from edgeleuk import LABELS
 from edgeleuk.errors import UserError
 
-SCHEMA_VERSION = 2  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler
+SCHEMA_VERSION = 3  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler; 3: `quality`
 MANIFEST_NAME = "manifest.json"
 FORMATS = ("keras", "tflite", "onnx")
 VARIANT_NAMES = ("keras", "tflite-fp32", "tflite-fp16", "tflite-int8", "tflite-dynamic", "onnx-fp32", "onnx-int8")
@@ -101,6 +101,32 @@ class OODStats:
 
 
 @dataclass(frozen=True)
+class QualityLimits:
+    """The frame quality gate's limits, measured on the model input (the 224 crop), so they hold at
+    any camera resolution. Convert writes the ones calibrated for its model; the device config may
+    override each. Defaults: the robustness suite of the shipped model (runtime/quality.py says how)."""
+
+    min_focus: float = 4.2  # variance of the Laplacian of the grey crop
+    min_brightness: float = 86.0  # mean grey level
+    max_brightness: float = 247.2
+    max_dark_fraction: float = 0.25  # pixels at ≤ 5
+    max_bright_fraction: float = 0.772  # pixels at ≥ 250
+    min_leukocyte_fraction: float = 0.0  # share of stained-cell pixels (quality.leukocyte_fraction); 0: no such check
+    calibration: str = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "calibration":
+                if not isinstance(value, str):
+                    raise UserError(f"quality.calibration={value!r}; expected text")
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+                    or ("fraction" in f.name and value > 1):
+                raise UserError(f"quality.{f.name}={value!r}; expected a finite number ≥ 0" + (" and ≤ 1" if "fraction" in f.name else ""))
+
+
+@dataclass(frozen=True)
 class Quantization:
     """Affine quantization of one tensor, read back from the file (never hard-coded)."""
 
@@ -146,6 +172,7 @@ class Manifest:
     provenance: dict[str, Any] = field(default_factory=dict)
     ood: OODStats | None = None  # the in-distribution score's statistics and threshold (None: cannot judge)
     cell_diameter_px: float | None = None  # median red-cell diameter in the training images, in model pixels
+    quality: QualityLimits | None = None  # the gate's limits for this model (None: the defaults)
     schema_version: int = SCHEMA_VERSION
 
     def variant(self, name: str) -> Variant:
@@ -213,7 +240,17 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
     data["labels"] = tuple(data.get("labels", LABELS))
     if data.get("ood") is not None:
         data["ood"] = read_ood(data["ood"])
+    if data.get("quality") is not None:
+        data["quality"] = QualityLimits(**_strict(QualityLimits, data["quality"], "quality"))
     return Manifest(**data)
+
+
+def embedded_info(manifest: Manifest) -> dict[str, Any]:
+    """What a model file carries about itself: the manifest without the variant list (which holds
+    the file's own hash). Read back with `manifest_from_dict`, the same strict reader."""
+    data = manifest_to_dict(manifest)
+    data.pop("variants")
+    return data
 
 
 def read_ood(data: dict[str, Any]) -> OODStats:

@@ -13,7 +13,8 @@ from conftest import cli, smear
 from edgeleuk import LABELS
 from edgeleuk.degrade import rescale
 from edgeleuk.errors import UserError
-from edgeleuk.manifest import OODStats, manifest_from_dict, manifest_to_dict, read_manifest, write_manifest
+from edgeleuk.manifest import SCHEMA_VERSION, manifest_from_dict, manifest_to_dict, read_manifest, write_manifest
+from edgeleuk.runtime.embedded import read_tflite_info
 from edgeleuk.ood import OODScorer, fit_ood
 from edgeleuk.preprocess import preprocess
 from edgeleuk.runtime import load
@@ -55,10 +56,12 @@ def test_score_is_the_mahalanobis_distance_and_threshold_flags_the_target():
 
 def test_statistics_round_trip_through_the_manifest(tmp_path, converted):
     manifest = read_manifest(converted)
-    assert manifest.ood is not None and manifest.schema_version == 2
+    assert manifest.ood is not None and manifest.quality is not None and manifest.schema_version == SCHEMA_VERSION
     write_manifest(tmp_path, manifest)
     again = read_manifest(tmp_path)
-    assert again.ood == manifest.ood and again.cell_diameter_px == manifest.cell_diameter_px
+    assert again.ood == manifest.ood and again.cell_diameter_px == manifest.cell_diameter_px and again.quality == manifest.quality
+    embedded = manifest_from_dict(read_tflite_info(converted / "model_int8.tflite"))  # the same reader for the file's own copy
+    assert embedded.ood == manifest.ood and embedded.quality == manifest.quality and embedded.variants == ()
     x = [np.random.default_rng(1).random((4, d)).astype(np.float32) for d in again.ood.dims]
     np.testing.assert_array_equal(OODScorer(again.ood).score(x), OODScorer(manifest.ood).score(x))
 
@@ -82,8 +85,15 @@ def test_manifest_ood_is_strict(converted):
     with pytest.raises(UserError, match=r"unknown key ood.components\[0\]\.'colour'"):
         manifest_from_dict(bad)
     bad = json.loads(json.dumps(data))
-    bad["schema_version"] = 3
+    bad["schema_version"] = SCHEMA_VERSION + 1
     with pytest.raises(UserError, match="newer"):
+        manifest_from_dict(bad)
+    bad = json.loads(json.dumps(data))
+    bad["quality"]["min_leukocyte_fraction"] = float("nan")
+    with pytest.raises(UserError, match="quality.min_leukocyte_fraction=nan"):
+        manifest_from_dict(bad)
+    bad["quality"] = {"min_focus": 4.0, "blur": 1}
+    with pytest.raises(UserError, match=r"unknown key quality\.'blur'"):
         manifest_from_dict(bad)
 
 
@@ -267,8 +277,8 @@ def test_magnification_condition_and_training_scale_draws():
 
 
 def test_an_out_of_distribution_frame_is_shown_red_with_no_class(converted):
+    from edgeleuk.runtime.session import Control, DisplaySink, FrameResult
     from edgeleuk.runtime.quality import assess
-    from edgeleuk.runtime.session import RunOptions, _show
     from edgeleuk.runtime.sources import Frame
 
     shown = []
@@ -283,10 +293,11 @@ def test_an_out_of_distribution_frame_is_shown_red_with_no_class(converted):
     quality = assess(preprocess(frame.image, clf.spec))
     verdict = Verdict(LABELS, 0.8, max_ood_fraction=0.25)
     verdict.add_out_of_distribution()
-    _show(Recorder(), frame, clf, RunOptions(), np.array([0.1, 0.1, 0.7, 0.1]), quality, verdict, in_distribution=False)
+    result = FrameResult(frame, {}, quality, np.array([0.1, 0.1, 0.7, 0.1]), in_distribution=False, ood_score=3.0)
+    DisplaySink(Recorder(), LABELS, Control()).frame(result, verdict, None)
     probs, shown_quality, text = shown[0]
     assert probs is None and not shown_quality.usable and shown_quality.reason == "out of distribution: not answered"
-    assert OOD_DECISION in text and "1 out of distribution" in text
+    assert OOD_DECISION in text and "(1 of 1 usable frames)" in text
 
 
 @pytest.mark.host
@@ -310,3 +321,55 @@ def test_scores_compared_on_the_float_model(trained, dataset):
         assert row["val_flagged"] <= 0.1 and 0 <= row["auroc"] <= 1, row
     shipped = next(r for r in result["rows"] if "(shipped)" in r["method"])
     assert shipped["sets"]["far"] >= 0.9
+
+
+def _cells_field(rng: np.random.Generator, leukocyte: tuple[int, int, int] | None = None, size: int = 224) -> np.ndarray:
+    """RGB: lavender-grey red cells on a bright background, and optionally one stained leukocyte."""
+    field = np.full((size, size, 3), (236, 234, 242), np.uint8)
+    for _ in range(40):
+        cv2.circle(field, tuple(int(v) for v in rng.integers(0, size, 2)), 8, (186, 178, 206), -1)
+    if leukocyte is not None:
+        cv2.circle(field, (size // 2, size // 2), 12, leukocyte, -1)
+    return np.clip(field + rng.normal(0, 3, field.shape), 0, 255).astype(np.uint8)
+
+
+def test_leukocyte_check_finds_stained_cells_pale_ones_included():
+    from edgeleuk.export.domain import quality_limits
+    from edgeleuk.runtime.quality import assess, leukocyte_fraction
+
+    rng = np.random.default_rng(0)
+    red_only = [_cells_field(rng) for _ in range(5)]
+    purple = [_cells_field(rng, (120, 50, 160)) for _ in range(5)]  # a deep purple nucleus
+    pale = [_cells_field(rng, (226, 164, 224)) for _ in range(5)]  # a pale pink blast, as in this dataset's Pro fields
+    assert max(leukocyte_fraction(x) for x in red_only) == 0
+    assert min(leukocyte_fraction(x) for x in purple + pale) > 0.008  # a disc of radius 12: 0.9% of the crop
+    limits = quality_limits(np.stack(purple + pale))
+    assert 0.001 < limits.min_leukocyte_fraction < 0.004 and "training images" in limits.calibration
+    assert quality_limits(np.stack(red_only)).min_leukocyte_fraction == 0  # no stained cell in training: no check
+    assert all(assess(x, limits).reason == "no leukocyte" for x in red_only)
+    assert all(assess(x, limits).usable for x in purple + pale)
+    grey = cv2.cvtColor(cv2.cvtColor(purple[0], cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)  # unstained, or another stain
+    assert assess(grey, limits).reason == "no leukocyte"
+
+
+def test_run_uses_the_models_gate_limits_and_the_config_overrides_them(converted, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(converted, model)
+    manifest = read_manifest(model)
+    limits = dataclasses.replace(manifest.quality, min_leukocyte_fraction=0.005, min_focus=0.0)
+    write_manifest(model, dataclasses.replace(manifest, quality=limits))
+    folder = tmp_path / "red"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        cv2.imwrite(str(folder / f"r{i}.png"), cv2.cvtColor(_cells_field(rng), cv2.COLOR_RGB2BGR))
+    log = tmp_path / "red.jsonl"
+    proc = cli("run", "--model", str(model), "--source", str(folder), "--log", str(log), check_rc=0)
+    summary = json.loads(log.read_text().splitlines()[-1])
+    assert summary["frames_rejected"] == {"no leukocyte": 6} and summary["verdict"]["class"] is None
+    assert "no usable frame" in proc.stdout
+    config = tmp_path / "edgeleuk.toml"
+    config.write_text("[quality]\nmin_leukocyte_fraction = 0\n")
+    log2 = tmp_path / "red2.jsonl"
+    cli("run", "--model", str(model), "--source", str(folder), "--log", str(log2), "--config", str(config), check_rc=0)
+    assert "no leukocyte" not in json.loads(log2.read_text().splitlines()[-1])["frames_rejected"]

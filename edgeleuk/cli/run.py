@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true",
                    help="play a video at its recorded frame rate, keeping only the newest frame (as a live camera does)")
     p.add_argument("--display", action="store_true", help="show a window (needs a GUI build of OpenCV)")
+    p.add_argument("--serve", metavar="[HOST:]PORT",
+                   help="serve the live view to a browser (default host 127.0.0.1; any other host needs the printed token); "
+                   "needs edgeleuk[serve]")
     p.add_argument("--quiet", action="store_true", help="no per-frame output, only the summary")
     return p
 
@@ -61,16 +64,15 @@ def main(argv: list[str]) -> int:
     from edgeleuk.runtime import load
     from edgeleuk.runtime.config import read_config
     from edgeleuk.runtime.quality import QualityThresholds
-    from edgeleuk.runtime.session import RunOptions, run
+    from edgeleuk.runtime.session import Control, RunOptions, run
     from edgeleuk.runtime.sources import open_source
 
     conf = read_config(args.config) if args.config else {}
-    model_c, cam_c, sample_c, log_c = (conf.get(k, {}) for k in ("model", "camera", "sample", "log"))
+    model_c, cam_c, sample_c, log_c, serve_c = (conf.get(k, {}) for k in ("model", "camera", "sample", "log", "serve"))
     quality_c = dict(conf.get("quality", {}))
     max_scale_error = quality_c.pop("max_scale_error", 1.5)
-    thresholds = QualityThresholds(**quality_c)
     if args.min_focus is not None:
-        thresholds = replace(thresholds, min_focus=args.min_focus)
+        quality_c["min_focus"] = args.min_focus  # the model's limits, then the config's, then the flag
     camera = args.camera if args.camera is not None else (None if args.source else cam_c.get("device"))
     source_path = args.source or (None if args.camera is not None else cam_c.get("source"))
     if args.camera is not None and args.source:
@@ -98,22 +100,30 @@ def main(argv: list[str]) -> int:
     roi = _roi(args.roi) if args.roi else (tuple(cam_c["roi"]) if cam_c.get("roi") else None)
     options = RunOptions(frames=args.frames or sample_c.get("frames"),
                          min_confidence=args.min_confidence if args.min_confidence is not None else sample_c.get("min_confidence", 0.8),
-                         roi=roi, thresholds=thresholds, log=Path(log) if log else None,
+                         roi=roi, log=Path(log) if log else None,
                          save_frames=Path(args.save_frames or log_c.get("save_frames")) if (args.save_frames or log_c.get("save_frames")) else None,
                          display=args.display, status="off" if args.quiet else "auto",
                          scale=args.scale if args.scale is not None else cam_c.get("scale"), max_scale_error=max_scale_error,
                          max_ood_fraction=args.max_ood_fraction if args.max_ood_fraction is not None else sample_c.get("max_ood_fraction"))
     source = open_source(source_path, None if camera is None else str(camera),
                          args.width or cam_c.get("width"), args.height or cam_c.get("height"), realtime=args.realtime)
+    view = None
     try:  # the source is closed on every way out: a capture thread left inside OpenCV aborts the process at exit
         classifier = load(args.model or model_c.get("path") or None, variant=args.variant or model_c.get("variant"),
                           backend=args.backend or model_c.get("backend"), threads=args.threads or model_c.get("threads"))
+        options.thresholds = replace(classifier.quality or QualityThresholds(), **quality_c)
         signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stop: same clean ending as Ctrl-C
         print(f"model: {classifier.name} ({classifier.path.name}, {classifier.backend.name} {classifier.backend.version}, "
               f"{classifier.backend.threads} threads); research use only, not a diagnosis", flush=True)
-        summary, verdict = run(classifier, source, options)
+        control = Control()
+        address = args.serve or serve_c.get("address")
+        if address:
+            view = _live_view(str(address), serve_c.get("token"), control, classifier, options.log)
+        summary, verdict = run(classifier, source, options, sinks=[view] if view else None, control=control)
     finally:
         source.close()
+        if view is not None:
+            view.shutdown()
     s = summary.as_dict(verdict)
     rejected = ", ".join(f"{k}: {v}" for k, v in summary.rejected.items()) or "none"
     print(f"frames: {s['frames_seen']} seen, {s['frames_accepted']} accepted, rejected ({rejected}), "
@@ -127,6 +137,19 @@ def main(argv: list[str]) -> int:
         raise UserError(f"none of the {summary.seen} frames could be read (see the lines above" +
                         (f" and {options.log})" if options.log else ")"))
     return 0
+
+
+def _live_view(address: str, token: str | None, control, classifier, log: Path | None):
+    from edgeleuk import __version__
+    from edgeleuk.manifest import sha256_file
+    from edgeleuk.runtime.live import LiveView
+
+    sha = classifier.variant.sha256 if classifier.variant else sha256_file(classifier.path)
+    view = LiveView(address, control, classifier.labels, log, {"name": classifier.name, "sha256": sha, "edgeleuk": __version__},
+                    token=token)
+    where = "loopback only" if view.token is None else "token required: keep this address private"
+    print(f"live view: {view.url} ({where})", flush=True)
+    return view
 
 
 def _raise_interrupt(signum, frame):

@@ -1,5 +1,5 @@
 """What the device needs to know about the training data, learned at conversion: the statistics of
-the out-of-distribution score and the red-cell ruler. Fitted on the training part, thresholds on
+the out-of-distribution score, the red-cell ruler and the quality gate's leukocyte check. Fitted on the training part, thresholds on
 the validation part; the test part is never used here."""
 
 from __future__ import annotations
@@ -8,9 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeleuk.manifest import TARGET_FLAGGED, OODStats
+from edgeleuk.manifest import TARGET_FLAGGED, OODStats, QualityLimits
 from edgeleuk.ood import OODScorer, fit_ood
+from edgeleuk.runtime.quality import leukocyte_fraction
 from edgeleuk.runtime.scale import measure_cells
+
+LEUKOCYTE_MARGIN = 0.25  # the gate refuses fields with under a quarter of the leukocyte area of the sparsest training fields
 
 
 @dataclass
@@ -18,6 +21,7 @@ class Domain:
     ood: OODStats
     cell_diameter_px: float | None
     val_scores: np.ndarray  # float model, on the validation views the threshold came from
+    quality: QualityLimits | None = None
 
 
 def dihedral(images: np.ndarray) -> np.ndarray:
@@ -51,7 +55,17 @@ def fit_domain(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarr
     # variation flagged fewer noisy and dim frames but 2.3% of the test part and 84-91% of two OOD sets (model card)
     stats = fit_ood(features_of(model, train), train_labels, val_features, classes, list(FEATURE_NAMES),
                     target_flagged, calibration=note)
-    return Domain(stats, cell_diameter(train), OODScorer(stats).score(val_features))
+    return Domain(stats, cell_diameter(train), OODScorer(stats).score(val_features), quality_limits(train))
+
+
+def quality_limits(train: np.ndarray) -> QualityLimits:
+    """The gate's limits for this model: the leukocyte check from its training images (0, no check,
+    when they show no stained cell), the rest the defaults."""
+    fractions = np.array([leukocyte_fraction(img) for img in train])
+    floor = float(np.quantile(fractions, 0.001))
+    return QualityLimits(min_leukocyte_fraction=round(floor * LEUKOCYTE_MARGIN, 4), calibration=(
+        f"min_leukocyte_fraction: {LEUKOCYTE_MARGIN:g} × the 0.1% quantile ({floor:.4f}) of {len(train)} training images; "
+        "focus and exposure: the defaults, from the shipped model's robustness suite"))
 
 
 def ood_agreement(scorer: OODScorer, reference: np.ndarray, features: list[np.ndarray]) -> float:

@@ -3,7 +3,6 @@ written atomically with the manifest (a failed or interrupted run leaves the pre
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
@@ -20,7 +19,7 @@ from edgeleuk import __version__
 from edgeleuk.errors import UserError
 from edgeleuk.export.quiet import quiet
 from edgeleuk.export.recipes import QuantizationConfig, load_recipes
-from edgeleuk.manifest import (MANIFEST_NAME, Manifest, PreprocessSpec, Variant, atomic_write_text, read_manifest,
+from edgeleuk.manifest import (MANIFEST_NAME, Manifest, PreprocessSpec, Variant, atomic_write_text, embedded_info, read_manifest,
                                sha256_file, write_manifest)
 from edgeleuk.runtime.embedded import EMBEDDED_NAME
 from edgeleuk.train.model import with_features
@@ -227,10 +226,9 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     print(images.note)
     exported = with_features(model)
     domain = _domain(exported, images, len(labels)) if exported is not model else None
-    info = {"labels": list(labels), "preprocess": dict(spec.__dict__), "source_model_sha256": source_sha,
-            "output": "class probabilities (softmax), in label order", "edgeleuk": __version__}
-    if domain is not None:
-        info.update(ood=dataclasses.asdict(domain.ood), cell_diameter_px=domain.cell_diameter_px)
+    learned = {} if domain is None else {"ood": domain.ood, "cell_diameter_px": domain.cell_diameter_px, "quality": domain.quality}
+    info = embedded_info(Manifest(labels=labels, preprocess=spec, source_model_sha256=source_sha,
+                                  versions={"edgeleuk": __version__}, **learned))
     keras_probs = model.predict(images.test, batch_size=32, verbose=0) if images.test is not None else None
     rows: list[dict[str, Any]] = []
     if keras_probs is not None:
@@ -245,7 +243,7 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
         manifest = previous or Manifest(labels=labels, preprocess=spec, model=dict(base.model) if base else {"input_size": size},
                                         source_model_sha256=source_sha)
         if domain is not None:
-            manifest = replace(manifest, ood=domain.ood, cell_diameter_px=domain.cell_diameter_px)
+            manifest = replace(manifest, **learned)
         manifest = replace(manifest.with_variants(variants), versions=_versions(),
                            provenance={**manifest.provenance, "evaluation": images.note,
                                        "source_model": model_path.name if model_path.parent.resolve() == out.resolve() else str(model_path)})

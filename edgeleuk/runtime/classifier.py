@@ -10,7 +10,7 @@ import numpy as np
 
 from edgeleuk import LABELS
 from edgeleuk.errors import UserError
-from edgeleuk.manifest import MANIFEST_NAME, Manifest, PreprocessSpec, Variant, read_manifest, read_ood, verify_variant
+from edgeleuk.manifest import MANIFEST_NAME, Manifest, PreprocessSpec, QualityLimits, Variant, manifest_from_dict, read_manifest, verify_variant
 from edgeleuk.preprocess import preprocess
 from edgeleuk.ood import OODScorer
 from edgeleuk.runtime.backends import open_backend, output_roles
@@ -32,6 +32,7 @@ class Classifier:
     variant: Variant | None = None
     ood: OODScorer | None = None
     cell_diameter_px: float | None = None  # the training images' red cells, in model pixels
+    quality: QualityLimits | None = None  # the gate's limits calibrated for this model (None: the defaults)
 
     def __post_init__(self) -> None:
         expected = self.ood.stats.dims if self.ood is not None else None
@@ -119,21 +120,16 @@ def load(model: str | Path | None = None, variant: str | None = None, backend: s
     if path.suffix == ".keras":
         raise UserError(f"{path} is a Keras model; the device runtime runs .tflite/.onnx variants (run 'edgeleuk convert')")
     engine = open_backend(path, threads, backend)
-    ood, cells = None, None
-    if manifest is not None:
-        labels, spec = manifest.labels, manifest.preprocess
-        ood, cells = manifest.ood, manifest.cell_diameter_px
-    else:
+    if manifest is None:
         info = read_embedded(path, getattr(engine, "session", None))
         if info is None:
             print(f"warning: {path.name} carries no labels or preprocessing; assuming {LABELS} and 224 centre crop", file=sys.stderr)
-            labels, spec = LABELS, PreprocessSpec()
+            manifest = Manifest()
         else:
-            labels = tuple(info["labels"])
-            spec_data = dict(info["preprocess"])
-            spec_data["value_range"] = tuple(spec_data.get("value_range", (0, 255)))
-            spec = PreprocessSpec(**spec_data)
-            ood = read_ood(info.get("ood")) if info.get("ood") else None
-            cells = info.get("cell_diameter_px")
-    return Classifier(backend=engine, labels=labels, spec=spec, path=path, variant=chosen,
-                      ood=OODScorer(ood) if ood is not None else None, cell_diameter_px=cells)
+            try:
+                manifest = manifest_from_dict(info)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                raise UserError(f"{path}: its embedded information is malformed ({exc.__class__.__name__}: {exc})") from None
+    return Classifier(backend=engine, labels=manifest.labels, spec=manifest.preprocess, path=path, variant=chosen,
+                      ood=OODScorer(manifest.ood) if manifest.ood is not None else None,
+                      cell_diameter_px=manifest.cell_diameter_px, quality=manifest.quality)

@@ -28,10 +28,13 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple, str]]] = {
                "scale": ((int, float), "frame pixels per training-image pixel (edgeleuk calibrate-scale writes it)")},
     "quality": {"min_focus": ((int, float), ""), "min_brightness": ((int, float), ""), "max_brightness": ((int, float), ""),
                 "max_dark_fraction": ((int, float), ""), "max_bright_fraction": ((int, float), ""),
+                "min_leukocyte_fraction": ((int, float), "0 … 1: refuse fields with less stained-leukocyte area (0: never)"),
                 "max_scale_error": ((int, float), "refuse while cells look this many times larger or smaller than in training")},
     "sample": {"frames": (int, "accepted frames per sample"), "min_confidence": ((int, float), "0 … 1"),
                "max_ood_fraction": ((int, float), "0 … 1: above this share of out-of-distribution frames the sample is referred")},
     "log": {"folder": (str, "folder for JSONL logs"), "save_frames": (str, "folder for flagged frames")},
+    "serve": {"address": ((int, str), "[HOST:]PORT of the live view (run --serve); empty: none"),
+              "token": (str, "the live view's token (default: a new one per run when the host is not loopback)")},
 }
 
 
@@ -80,4 +83,11 @@ def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
     for key, value in doc.get("quality", {}).items():
         if not math.isfinite(value) or value < 0 or ("fraction" in key and value > 1):
             raise UserError(f"{path}: quality.{key} = {value}; out of range")
+    token = doc.get("serve", {}).get("token")
+    if token is not None and path.stat().st_mode & 0o004:
+        raise UserError(f"{path} holds serve.token but every user of this computer can read it; "
+                        f"make it private first: chmod 600 {path} (or 640 with the service's group)")
+    if token is not None and len(token) < 16:
+        raise UserError(f"{path}: serve.token is too short ({len(token)} characters); use at least 16 (e.g. python -c "
+                        "'import secrets; print(secrets.token_urlsafe(18))')")
     return doc

@@ -95,7 +95,7 @@ def render(image: np.ndarray, color_order: str, region: tuple[int, int, int, int
     if region is not None:
         x0, y0, x1, y1 = (round(v * scale) for v in region)
         cv2.rectangle(view, (x0, y0), (x1 - 1, y1 - 1), GREEN if usable else RED, 2)
-    rows = 3 + len(labels)  # figures, class or reason, one bar per class, the disclaimer
+    rows = 4 + len(labels)  # figures, class or reason, one bar per class, the sample, the disclaimer
     panel = np.full((22 * rows + 6, max(view.shape[1], 420), 3), 255, np.uint8)
     figures = f"{fps:.1f} FPS"
     if quality is not None:
@@ -111,7 +111,7 @@ def render(image: np.ndarray, color_order: str, region: tuple[int, int, int, int
             y = 22 * (i + 2) + 6
             cv2.rectangle(panel, (90, y + 4), (90 + int(200 * float(p)), y + 18), GREEN if i == top else GREY, -1)
             cv2.putText(panel, f"{label} {p * 100:.0f}%", (6, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, BLACK, 1, cv2.LINE_AA)
-    _text(panel, verdict_text, 1, BLACK, right=True)
+    _text(panel, verdict_text, 2 + len(labels), BLACK)
     canvas = np.full((view.shape[0] + panel.shape[0], panel.shape[1], 3), 255, np.uint8)
     canvas[: view.shape[0], : view.shape[1]] = view
     canvas[view.shape[0]:] = panel

@@ -22,9 +22,22 @@ def embed_tflite(path: str | os.PathLike, info: dict[str, Any]) -> None:
 def read_tflite_info(path: str | os.PathLike) -> dict[str, Any] | None:
     try:
         with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read(EMBEDDED_NAME))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError):
+            text = archive.read(EMBEDDED_NAME)
+    except (zipfile.BadZipFile, KeyError, OSError):
         return None
+    return _parse(text, path)
+
+
+def _parse(text: str | bytes, path) -> dict[str, Any]:
+    from edgeleuk.errors import UserError
+
+    try:
+        info = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: its embedded {EMBEDDED_NAME} is not valid JSON ({exc}); the file is damaged") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{path}: its embedded {EMBEDDED_NAME} is not an object; the file is damaged")
+    return info
 
 
 def read_embedded(path: str | os.PathLike, session: Any = None) -> dict[str, Any] | None:
@@ -35,5 +48,5 @@ def read_embedded(path: str | os.PathLike, session: Any = None) -> dict[str, Any
     if path.suffix == ".onnx" and session is not None:
         props = session.get_modelmeta().custom_metadata_map
         if EMBEDDED_NAME in props:
-            return json.loads(props[EMBEDDED_NAME])
+            return _parse(props[EMBEDDED_NAME], path)
     return None

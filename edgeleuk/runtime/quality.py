@@ -16,6 +16,11 @@ images × 15 degradations × 5 severities = 42,450 frames; `calibrate_gate` in r
 - max_dark_fraction 0.25: nothing in the suite blackens pixels; a plain safety default.
 
 The training images themselves have a Laplacian variance of 47…1,576 and a mean grey level of 189…244.
+
+- min_leukocyte_fraction: a field must show a stained leukocyte (purple to pink, `leukocyte_mask`).
+  Convert sets it for its model to a quarter of the 0.1% quantile of its training images (the
+  shipped model: 0.28%, its training fields 0.75% and up); a field of red cells only has none, and
+  nor does a field under another stain, which is refused for the same reason.
 """
 
 from __future__ import annotations
@@ -25,14 +30,30 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edgeleuk.manifest import QualityLimits
 
-@dataclass(frozen=True)
-class QualityThresholds:
-    min_focus: float = 4.2  # variance of the Laplacian of the grey 224 crop
-    min_brightness: float = 86.0  # mean grey level
-    max_brightness: float = 247.2
-    max_dark_fraction: float = 0.25  # pixels at ≤ 5
-    max_bright_fraction: float = 0.772  # pixels at ≥ 250
+
+QualityThresholds = QualityLimits  # the manifest's type: one definition of the gate's limits
+
+STAIN_MARGIN = 30  # a stained cell's pixel: red and blue together this far above green (grey levels)
+
+
+def leukocyte_mask(image_rgb: np.ndarray) -> np.ndarray:
+    """Pixels of Romanowsky-stained (Giemsa, Wright, May-Grünwald) leukocytes, pale blasts included:
+    purple to pink, where the mean of red and blue stands well above green. Red cells and the
+    background stay below the margin. uint8 0/1, opened 3×3 so sensor noise does not count."""
+    r, g, b = cv2.split(image_rgb)
+    purple = cv2.subtract(cv2.addWeighted(r, 0.5, b, 0.5, 0), g)  # saturating: green-heavy pixels give 0
+    mask = cv2.threshold(purple, STAIN_MARGIN, 1, cv2.THRESH_BINARY)[1]
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, _KERNEL)
+
+
+_KERNEL = np.ones((3, 3), np.uint8)
+
+
+def leukocyte_fraction(image_rgb: np.ndarray) -> float:
+    """Share of the crop covered by stained leukocytes: 0 on a field of red cells only."""
+    return cv2.countNonZero(leukocyte_mask(image_rgb)) / (image_rgb.shape[0] * image_rgb.shape[1])
 
 
 @dataclass(frozen=True)
@@ -44,11 +65,13 @@ class Quality:
     usable: bool
     reason: str | None
     scale: float | None = None  # red cells now / in the training images (the run's running estimate)
+    leukocytes: float | None = None  # leukocyte_fraction, measured when the limits ask for it
 
     def as_dict(self) -> dict:
         return {"focus": round(self.focus, 1), "brightness": round(self.brightness, 1),
                 "dark_fraction": round(self.dark_fraction, 4), "bright_fraction": round(self.bright_fraction, 4),
-                "scale": None if self.scale is None else round(self.scale, 3), "usable": self.usable, "reason": self.reason}
+                "scale": None if self.scale is None else round(self.scale, 3),
+                "leukocytes": None if self.leukocytes is None else round(self.leukocytes, 4), "usable": self.usable, "reason": self.reason}
 
 
 def assess(image_rgb: np.ndarray, thresholds: QualityThresholds | None = None) -> Quality:
@@ -69,4 +92,9 @@ def assess(image_rgb: np.ndarray, thresholds: QualityThresholds | None = None) -
         reason = "overexposed"
     elif focus < t.min_focus:
         reason = "out of focus"
-    return Quality(focus, brightness, dark, bright, reason is None, reason)
+    leukocytes = None
+    if t.min_leukocyte_fraction > 0:
+        leukocytes = leukocyte_fraction(image_rgb)
+        if reason is None and leukocytes < t.min_leukocyte_fraction:
+            reason = "no leukocyte"
+    return Quality(focus, brightness, dark, bright, reason is None, reason, leukocytes=leukocytes)

@@ -1,15 +1,20 @@
-"""The run loop: frame → quality gate → inference → per-frame log line → sample verdict."""
+"""The run loop: frame → `Processor.process` (quality gate, inference, OOD score) → `FrameResult` →
+the sample verdict and every sink (the log, the status line, the window, the frame saver, the web view).
+
+Sinks only watch; they steer the loop through `Control` (stop, new sample), which the loop reads
+between frames, so a sink on another thread never touches the verdict while it is being counted."""
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import cv2
 import numpy as np
@@ -27,7 +32,7 @@ class RunOptions:
     frames: int | None = None  # stop after this many accepted frames
     min_confidence: float = 0.8
     roi: tuple[int, int, int, int] | None = None
-    thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+    thresholds: QualityThresholds | None = None  # None: the model's own (its manifest), else the defaults
     log: Path | None = None
     save_frames: Path | None = None
     display: bool = False
@@ -87,6 +92,216 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+@dataclass
+class FrameResult:
+    """What the loop learned about one frame; every sink reads this and nothing else."""
+
+    frame: object  # sources.Frame: image, name, index, colour order
+    record: dict  # its log line
+    quality: Quality | None = None  # None: unreadable
+    probs: np.ndarray | None = None  # None: not classified (unreadable or refused)
+    in_distribution: bool | None = None  # None: the model cannot judge, or not classified
+    ood_score: float | None = None
+    region: tuple[int, int, int, int] | None = None  # the model's square in frame pixels
+    total_ms: float | None = None
+    error: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.probs is not None and self.in_distribution is not False
+
+
+class Control:
+    """How sinks and other threads steer the loop: it reads these between frames."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._new_sample = threading.Event()
+        self.stop_reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        self.stop_reason = self.stop_reason or reason
+        self._stop.set()
+
+    def new_sample(self) -> None:
+        self._new_sample.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def take_new_sample(self) -> bool:
+        if self._new_sample.is_set():
+            self._new_sample.clear()
+            return True
+        return False
+
+
+class Sink(Protocol):
+    def frame(self, result: FrameResult, verdict: Verdict, summary: Summary) -> None: ...
+    def sample(self, record: dict) -> None: ...  # a sample ended (its summary) or began
+    def close(self, record: dict) -> None: ...  # the run's summary line
+
+
+class Processor:
+    """One frame in, one FrameResult out: preprocessing, the quality gate, the red-cell ruler,
+    inference and the out-of-distribution score, timed step by step."""
+
+    def __init__(self, classifier, options: RunOptions) -> None:
+        self.classifier, self.options = classifier, options
+        self.limits = options.thresholds or classifier.quality or QualityThresholds()
+        self.scale = ScaleMonitor(classifier.cell_diameter_px) if classifier.cell_diameter_px else None
+
+    def process(self, frame) -> FrameResult:
+        clf, options = self.classifier, self.options
+        record = {"time": _now(), "source": frame.name, "frame": frame.index}
+        if frame.image is None:
+            return FrameResult(frame, {**record, "error": frame.error}, error=frame.error)
+        t0 = time.perf_counter()
+        try:
+            roi = _region(frame.image, clf.spec, options)
+            x = preprocess(frame.image, clf.spec, color_order=frame.color_order, roi=roi)
+        except ImageError as exc:
+            return FrameResult(frame, {**record, "error": str(exc)}, error=str(exc))
+        region = model_region(frame.image.shape[0], frame.image.shape[1], clf.spec, roi)
+        t1 = time.perf_counter()
+        quality = assess(x, self.limits)
+        if quality.usable and self.scale is not None:
+            quality = _check_scale(quality, self.scale.update(x), options.max_scale_error)
+        t2 = time.perf_counter()
+        record["quality"] = quality.as_dict()
+        if not quality.usable:
+            return FrameResult(frame, record, quality, region=region)
+        probs, features = clf.infer(x)
+        probs = probs[0]
+        t3 = time.perf_counter()
+        scores = clf.judge(features)
+        ood_score = float(scores[0]) if scores is not None else None
+        in_distribution = None if ood_score is None else bool(ood_score <= clf.ood.threshold)
+        t4 = time.perf_counter()
+        top = int(probs.argmax())
+        timing = {"handoff": frame.handoff_ms, "preprocess": (t1 - t0) * 1e3, "quality": (t2 - t1) * 1e3,
+                  "inference": (t3 - t2) * 1e3, "ood": (t4 - t3) * 1e3, "postprocess": 0.0}  # the loop fills in the last
+        total = sum(timing.values())
+        invoke_ms = getattr(clf.backend, "invoke_ms", 0.0)  # the interpreter's share of "inference"
+        record.update({"class": clf.labels[top], "confidence": round(float(probs[top]), 4),
+                       "in_distribution": in_distribution, "ood_score": None if ood_score is None else round(ood_score, 4),
+                       "probabilities": {k: round(float(v), 4) for k, v in zip(clf.labels, probs)},
+                       "latency_ms": {k: round(v, 3) for k, v in {**timing, "total": total, "invoke": invoke_ms}.items()}})
+        return FrameResult(frame, record, quality, probs, in_distribution, ood_score, region, total)
+
+
+def verdict_text(verdict: Verdict) -> str:
+    """The sample so far, in one line (the status line, the window and the web view)."""
+    if verdict.out_of_distribution:
+        return f"sample: {verdict.decision} ({verdict.ood_frames} of {verdict.frames + verdict.ood_frames} usable frames)"
+    text = f"sample: {verdict.decision}" + (f" {verdict.confidence * 100:.0f}% ({verdict.frames} frames)" if verdict.frames else "")
+    if verdict.ood_frames:
+        text += f", {verdict.ood_frames} out of distribution"
+    return text
+
+
+def view_of(result: FrameResult, labels: tuple[str, ...]) -> tuple[np.ndarray | None, Quality | None]:
+    """What an overlay shows: the probabilities, or the reason the frame is not answered."""
+    if result.in_distribution is False:  # shown like a refused frame: red square, the reason, no class
+        return None, replace(result.quality, usable=False, reason="out of distribution: not answered")
+    return result.probs, result.quality
+
+
+class LogSink:
+    """The JSONL log: one line per frame, per sample boundary and the summary, flushed per line."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.log = JsonlLog(path)
+
+    def frame(self, result, verdict, summary) -> None:
+        self.log.write(result.record)
+
+    def sample(self, record: dict) -> None:
+        self.log.write(record)
+
+    def close(self, record: dict) -> None:
+        self.log.write(record)
+        self.log.close()
+
+
+class StatusSink:
+    """The terminal: a live line on a TTY, one line per frame otherwise."""
+
+    def __init__(self, labels: tuple[str, ...], live: bool) -> None:
+        self.labels, self.live = labels, live
+
+    def frame(self, result, verdict, summary) -> None:
+        f = result.frame
+        if result.error is not None:
+            _status(f"frame {f.index} ({f.name}): unreadable: {result.error}", False)
+            return
+        q = result.quality
+        if result.probs is None:
+            _status(f"frame {f.index}: unusable ({q.reason}; focus {q.focus:.0f}, brightness {q.brightness:.0f})", self.live)
+            return
+        probs, top = result.probs, int(result.probs.argmax())
+        probs_text = " ".join(f"{k} {v:.2f}" for k, v in zip(self.labels, probs))
+        answer = (f"out of distribution (score {result.ood_score:.2f})" if result.in_distribution is False
+                  else f"{self.labels[top]} {probs[top]*100:.1f}% [{probs_text}]")
+        ood = f", {verdict.ood_frames} out of distribution" if verdict.ood_frames else ""
+        _status(f"frame {f.index}: {answer} {result.total_ms:.1f} ms | sample: {verdict.decision} "
+                f"({verdict.confidence*100:.0f}%, {verdict.frames} frames{ood})", self.live)
+
+    def sample(self, record: dict) -> None:
+        if record.get("event") == "sample_end":
+            _status(f"sample {record['sample']} ended: {record['verdict']['decision']}", False)
+
+    def close(self, record: dict) -> None:
+        if self.live:
+            sys.stderr.write("\n")
+
+
+class SaverSink:
+    """Frames worth a look (refused, out of distribution, low confidence) as JPEG files."""
+
+    def __init__(self, folder: Path, min_confidence: float) -> None:
+        self.folder, self.min_confidence = folder, min_confidence
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def frame(self, result, verdict, summary) -> None:
+        if result.quality is None:
+            return
+        if result.probs is None:
+            _save(self.folder, result.frame, result.quality.reason)
+        elif result.in_distribution is False:
+            _save(self.folder, result.frame, "out-of-distribution")
+        elif result.probs.max() < self.min_confidence:
+            _save(self.folder, result.frame, "low-confidence")
+
+    def sample(self, record: dict) -> None:
+        pass
+
+    def close(self, record: dict) -> None:
+        pass
+
+
+class DisplaySink:
+    """The desktop window; closing it stops the run."""
+
+    def __init__(self, display: Display, labels: tuple[str, ...], control: Control) -> None:
+        self.display, self.labels, self.control = display, labels, control
+
+    def frame(self, result, verdict, summary) -> None:
+        if result.quality is None:
+            return
+        probs, quality = view_of(result, self.labels)
+        if self.display.show(result.frame.image, result.frame.color_order, result.region, self.labels, probs, quality,
+                             verdict_text(verdict)):
+            self.control.stop("window closed")
+
+    def sample(self, record: dict) -> None:
+        pass
+
+    def close(self, record: dict) -> None:
+        self.display.close()
+
+
 def _status(text: str, live: bool) -> None:
     if live:
         sys.stderr.write("\r" + text[:150].ljust(150))
@@ -95,96 +310,64 @@ def _status(text: str, live: bool) -> None:
         print(text, flush=True)
 
 
-def run(classifier, source, options: RunOptions) -> tuple[Summary, Verdict]:
-    """Classify frames until the source ends, N frames are accepted, or Ctrl-C; always logs a summary."""
+def run(classifier, source, options: RunOptions, sinks: list | None = None, control: Control | None = None) -> tuple[Summary, Verdict]:
+    """Classify frames until the source ends, N frames are accepted, a sink stops it, or Ctrl-C;
+    always logs a summary. `sinks` come after the built-in ones (log, status line, saver, window)."""
     judged = classifier.ood is not None
     max_ood = None  # a model that cannot judge never refers for being out of distribution
     if judged:
         max_ood = options.max_ood_fraction if options.max_ood_fraction is not None else classifier.ood.stats.max_ood_fraction
-    summary, verdict = Summary(), Verdict(classifier.labels, options.min_confidence, max_ood_fraction=max_ood)
+    new_verdict = lambda: Verdict(classifier.labels, options.min_confidence, max_ood_fraction=max_ood)  # noqa: E731
+    summary, verdict = Summary(), new_verdict()
     if not judged and options.status != "off":
         print("warning: this model carries no out-of-distribution statistics, so it cannot tell frames unlike its "
               "training images: every usable frame is answered (convert it with --data to add them)", file=sys.stderr, flush=True)
-    scale = ScaleMonitor(classifier.cell_diameter_px) if classifier.cell_diameter_px else None
+    control = control or Control()
+    processor = Processor(classifier, options)
     display = Display() if options.display else None  # before the log: a refused window leaves no log behind
-    log = JsonlLog(options.log)
-    live = options.status == "auto" and sys.stderr.isatty()
-    quiet = options.status == "off"
+    built: list = [LogSink(options.log)]
+    if options.status != "off":
+        built.append(StatusSink(classifier.labels, options.status == "auto" and sys.stderr.isatty()))
     if options.save_frames:
-        options.save_frames.mkdir(parents=True, exist_ok=True)
+        built.append(SaverSink(options.save_frames, options.min_confidence))
+    if display is not None:
+        built.append(DisplaySink(display, classifier.labels, control))
+    everyone = built + list(sinks or [])
+    sample = 1
     try:
         for frame in source.frames():
+            if control.take_new_sample():
+                ended = {"time": _now(), "event": "sample_end", "sample": sample, **summary.as_dict(verdict)}
+                ended["event"] = "sample_end"
+                sample += 1
+                summary, verdict = Summary(), new_verdict()
+                for sink in everyone:
+                    sink.sample(ended)
+                    sink.sample({"time": _now(), "event": "sample_start", "sample": sample})
+            result = processor.process(frame)
+            done = time.perf_counter()
+            result.record["sample"] = sample
             summary.seen += 1
-            record = {"time": _now(), "source": frame.name, "frame": frame.index}
-            if frame.image is None:
+            if result.quality is None:
                 summary.errors += 1
-                log.write({**record, "error": frame.error})
-                if not quiet:
-                    _status(f"frame {frame.index} ({frame.name}): unreadable: {frame.error}", False)
-                continue
-            t0 = time.perf_counter()
-            try:
-                roi = _region(frame.image, classifier.spec, options)
-                x = preprocess(frame.image, classifier.spec, color_order=frame.color_order, roi=roi)
-            except ImageError as exc:
-                summary.errors += 1
-                log.write({**record, "error": str(exc)})
-                continue
-            t1 = time.perf_counter()
-            quality = assess(x, options.thresholds)
-            if quality.usable and scale is not None:
-                quality = _check_scale(quality, scale.update(x), options.max_scale_error)
-            t2 = time.perf_counter()
-            record["quality"] = quality.as_dict()
-            if not quality.usable:
-                summary.rejected[quality.reason] += 1
-                log.write(record)
-                _save(options.save_frames, frame, quality.reason)
-                if not quiet:
-                    _status(f"frame {frame.index}: unusable ({quality.reason}; focus {quality.focus:.0f}, brightness {quality.brightness:.0f})", live)
-                if display is not None and _show(display, frame, classifier, options, None, quality, verdict):
-                    summary.stopped_by = "window closed"
-                    break
-                continue
-            probs, features = classifier.infer(x)
-            probs = probs[0]
-            t3 = time.perf_counter()
-            scores = classifier.judge(features)
-            ood_score = float(scores[0]) if scores is not None else None
-            in_distribution = None if ood_score is None else bool(ood_score <= classifier.ood.threshold)
-            t4 = time.perf_counter()
-            top = int(probs.argmax())
-            if in_distribution is False:
+            elif result.probs is None:
+                summary.rejected[result.quality.reason] += 1
+            elif result.in_distribution is False:
                 verdict.add_out_of_distribution()
                 summary.out_of_distribution += 1
             else:
-                verdict.add(probs)
+                verdict.add(result.probs)
                 summary.accepted += 1
-            t5 = time.perf_counter()
-            timing = {"handoff": frame.handoff_ms, "preprocess": (t1 - t0) * 1e3, "quality": (t2 - t1) * 1e3,
-                      "inference": (t3 - t2) * 1e3, "ood": (t4 - t3) * 1e3, "postprocess": (t5 - t4) * 1e3}
-            total = sum(timing.values())
-            invoke_ms = getattr(classifier.backend, "invoke_ms", 0.0)  # the interpreter's share of "inference"
-            summary.latency_ms.append(total)
-            summary.inference_ms.append(timing["inference"])
-            record.update({"class": classifier.labels[top], "confidence": round(float(probs[top]), 4),
-                           "in_distribution": in_distribution, "ood_score": None if ood_score is None else round(ood_score, 4),
-                           "probabilities": {k: round(float(v), 4) for k, v in zip(classifier.labels, probs)},
-                           "latency_ms": {k: round(v, 3) for k, v in {**timing, "total": total, "invoke": invoke_ms}.items()}})
-            log.write(record)
-            if in_distribution is False:
-                _save(options.save_frames, frame, "out-of-distribution")
-            elif probs[top] < options.min_confidence:
-                _save(options.save_frames, frame, "low-confidence")
-            if not quiet:
-                probs_text = " ".join(f"{k} {v:.2f}" for k, v in zip(classifier.labels, probs))
-                answer = (f"out of distribution (score {ood_score:.2f})" if in_distribution is False
-                          else f"{classifier.labels[top]} {probs[top]*100:.1f}% [{probs_text}]")
-                ood = f", {verdict.ood_frames} out of distribution" if verdict.ood_frames else ""
-                _status(f"frame {frame.index}: {answer} {total:.1f} ms | sample: {verdict.decision} "
-                        f"({verdict.confidence*100:.0f}%, {verdict.frames} frames{ood})", live)
-            if display is not None and _show(display, frame, classifier, options, probs, quality, verdict, in_distribution):
-                summary.stopped_by = "window closed"
+            if result.total_ms is not None:  # the verdict's bookkeeping is the path's last step
+                post = (time.perf_counter() - done) * 1e3
+                result.total_ms += post
+                result.record["latency_ms"].update(postprocess=round(post, 3), total=round(result.total_ms, 3))
+                summary.latency_ms.append(result.total_ms)
+                summary.inference_ms.append(result.record["latency_ms"]["inference"])
+            for sink in everyone:
+                sink.frame(result, verdict, summary)
+            if control.stopping:
+                summary.stopped_by = control.stop_reason
                 break
             if options.frames and summary.accepted >= options.frames:
                 summary.stopped_by = f"{options.frames} accepted frames"
@@ -195,12 +378,12 @@ def run(classifier, source, options: RunOptions) -> tuple[Summary, Verdict]:
         summary.interrupted = True
         summary.stopped_by = "interrupted"
     finally:
-        if live:
-            sys.stderr.write("\n")
-        log.write({"time": _now(), **summary.as_dict(verdict)})
-        log.close()
-        if display is not None:
-            display.close()
+        final = {"time": _now(), **summary.as_dict(verdict), "sample": sample}
+        for sink in everyone:
+            try:
+                sink.close(final)
+            except Exception as exc:  # one sink failing must not lose the others' endings (the log first)
+                print(f"warning: {type(sink).__name__} did not close cleanly: {exc}", file=sys.stderr)
     return summary, verdict
 
 
@@ -216,16 +399,6 @@ def _check_scale(quality: Quality, ratio: float | None, limit: float) -> Quality
     if ratio is None or 1 / limit <= ratio <= limit:
         return replace(quality, scale=ratio)
     return replace(quality, scale=ratio, usable=False, reason="wrong magnification")
-
-
-def _show(display: Display, frame, classifier, options: RunOptions, probs, quality, verdict: Verdict, in_distribution=None) -> bool:
-    region = model_region(frame.image.shape[0], frame.image.shape[1], classifier.spec, _region(frame.image, classifier.spec, options))
-    text = f"sample: {verdict.decision}" + (f" {verdict.confidence * 100:.0f}% ({verdict.frames} frames)" if verdict.frames else "")
-    if verdict.ood_frames:
-        text += f", {verdict.ood_frames} out of distribution"
-    if in_distribution is False:  # shown like a refused frame: red square, the reason, no class
-        quality, probs = replace(quality, usable=False, reason="out of distribution: not answered"), None
-    return display.show(frame.image, frame.color_order, region, classifier.labels, probs, quality, text)
 
 
 def _save(folder: Path | None, frame, reason: str | None) -> None:

@@ -10,7 +10,8 @@ import cv2
 import keras
 import numpy as np
 
-from edgeleuk.degrade import CONDITIONS, contrast, leukocyte_mask, random_camera, random_scale, rescale, smear_geometry, stain_hue
+from edgeleuk.degrade import CONDITIONS, contrast, random_camera, random_scale, rescale, smear_geometry, stain_hue
+from edgeleuk.runtime.quality import leukocyte_mask
 
 POLICIES = ("basic", "robust")
 
@@ -44,7 +45,7 @@ def outlier(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     image = images[int(rng.integers(len(images)))]
     kind = int(rng.integers(3))
     if kind == 2:
-        mask = cv2.dilate(leukocyte_mask(image).astype(np.uint8), np.ones((9, 9), np.uint8))
+        mask = cv2.dilate(leukocyte_mask(image), np.ones((9, 9), np.uint8))
         if mask.mean() > 0.005:
             return cv2.inpaint(image, mask, 5, cv2.INPAINT_TELEA)
         kind = 0

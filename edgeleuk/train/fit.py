@@ -177,7 +177,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         base = Path(config.feature_cache) if config.feature_cache else Path.home() / ".cache" / "edgeleuk" / "features"
         cache = base / f"{_cache_key(config, [s.sha256 for s in found.samples])}.npy"
     rows: list[dict] = []
-    interrupted = False
+    interrupted, frozen = False, None
     try:
         feats = _features(model, images, cache)
         _fit_head(model, feats, labels, parts, config, rows, out)
@@ -196,7 +196,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     _save_clean(model, model_path)
     seconds = time.perf_counter() - started
     write_history(rows, out / "history.csv")
-    summary = {"test": metrics, "test_frozen": frozen if rows else None, "train_seconds": round(seconds, 1),
+    summary = {"test": metrics, "test_frozen": frozen, "train_seconds": round(seconds, 1),
                "interrupted": interrupted, "split": {p: int(len(ix)) for p, ix in parts.items()}}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2) + "\n")

@@ -1,0 +1,331 @@
+"""`edgeleuk run --serve [HOST:]PORT`: the live view in a browser, for a microscope computer without
+a screen (as OpenFlexure's microscope is driven from its web page).
+
+A sink of the run loop. The loop only hands over references and a small status snapshot; drawing
+the overlay (display.render, the same picture as --display) and JPEG encoding happen on the
+server's thread, once per new frame, shared by every viewer, and only while someone watches. A slow
+viewer gets fewer frames; the loop never waits for a viewer. Starlette on uvicorn: pure Python,
+about 6 MB installed (aiohttp with its compiled dependencies: 14 MB).
+
+Security: loopback unless a host is named; beyond it every request needs the token (printed at
+start, or `serve.token` in the config); state changes only by POST with a custom header (so a web
+page elsewhere cannot drive it); the only file it serves is the run's own log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import importlib.util
+import ipaddress
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import cv2
+from edgeleuk.errors import UserError, missing_package
+from edgeleuk.runtime.display import render
+from edgeleuk.runtime.session import Control, FrameResult, verdict_text, view_of
+
+HISTORY_SECONDS = 60.0
+MAX_STREAM_FPS = 30.0  # the stream follows the camera, up to this
+JPEG_QUALITY = 80
+POST_HEADER = "x-edgeleuk"  # state-changing requests carry it: a cross-site form or image cannot
+COOKIE = "edgeleuk_token"
+ASSETS = ("index.html", "app.js", "style.css")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'8000' → loopback:8000; 'HOST:PORT' (IPv6 in brackets) as given."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise UserError(f"Received: --serve {text}; expected [HOST:]PORT, e.g. 8000 or 0.0.0.0:8000") from None
+    if not 0 <= number <= 65535:
+        raise UserError(f"Received: --serve {text}; the port must be 0 … 65535")
+    return host, number
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def needs_token(host: str, configured: str | None) -> bool:
+    """Beyond the loopback always; on it only when the config sets one."""
+    return configured is not None or not is_loopback(host)
+
+
+class LiveView:
+    """The run loop's sink for the web page: `frame` stores, the server thread reads."""
+
+    def __init__(self, address: str, control: Control, labels: tuple[str, ...], log: Path | None,
+                 model: dict[str, Any], token: str | None = None) -> None:
+        if importlib.util.find_spec("starlette") is None or importlib.util.find_spec("uvicorn") is None:
+            raise missing_package("starlette and uvicorn (for --serve)", "serve")
+        self.host, port = parse_address(address)
+        self.control, self.labels, self.log, self.model = control, labels, log, model
+        self.token = (token or secrets.token_urlsafe(18)) if needs_token(self.host, token) else None
+        self._lock = threading.Lock()
+        self._latest: tuple[FrameResult, str, float | None] | None = None
+        self._seq = 0
+        self._status: dict[str, Any] = {"state": "starting"}
+        self._history: deque = deque()
+        self._started = time.time()
+        self._last_frame: float | None = None
+        self._interval: float | None = None  # smoothed seconds between frames: the FPS the picture shows
+        self.frames_streamed = 0
+        self._socket = self._bind(self.host, port)
+        self.port = self._socket.getsockname()[1]
+        self._server = None
+        self._thread = threading.Thread(target=self._serve, name="edgeleuk-live", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not (self._server is not None and self._server.started):
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise UserError(f"the live view could not start on {self.url}")
+            time.sleep(0.01)
+
+    @staticmethod
+    def _bind(host: str, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise UserError(f"--serve: cannot listen on {host}:{port} ({exc.strerror})") from None
+        sock.listen(128)
+        sock.set_inheritable(True)
+        return sock
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+
+    # --- the sink: called on the loop's thread; stores, never waits -------------------------------
+    def frame(self, result: FrameResult, verdict, summary) -> None:
+        q = result.quality
+        now = time.time()
+        current = {"index": result.frame.index, "source": result.frame.name, "usable": bool(q is not None and q.usable),
+                   "reason": None if q is None else q.reason, "error": result.error,
+                   "class": None, "confidence": None, "probabilities": None,
+                   "in_distribution": result.in_distribution, "ood_score": result.ood_score,
+                   "latency_ms": None if result.total_ms is None else round(result.total_ms, 3)}
+        if result.probs is not None:
+            top = int(result.probs.argmax())
+            current.update({"class": self.labels[top], "confidence": round(float(result.probs[top]), 4),
+                            "probabilities": {k: round(float(v), 4) for k, v in zip(self.labels, result.probs)}})
+            if result.in_distribution is False:
+                current["reason"] = "out of distribution"
+        counts = {"seen": summary.seen, "usable": summary.accepted + summary.out_of_distribution, "answered": summary.accepted,
+                  "refused": dict(summary.rejected), "out_of_distribution": summary.out_of_distribution,
+                  "unreadable": summary.errors}
+        status = {"state": "running", "sample": result.record.get("sample", 1), "frame": current,
+                  "verdict": verdict.as_dict(), "verdict_text": verdict_text(verdict), "counts": counts}
+        if self._last_frame is not None:
+            dt = now - self._last_frame
+            self._interval = dt if self._interval is None else 0.9 * self._interval + 0.1 * dt
+        self._last_frame = now
+        status["fps"] = round(1.0 / self._interval, 1) if self._interval else None
+        with self._lock:
+            if result.frame.image is not None and q is not None:
+                self._latest = (result, status["verdict_text"], status["fps"])
+                self._seq += 1
+            self._status = status
+            self._history.append((now, current["confidence"] if current["class"] and result.answered else None,
+                                  current["latency_ms"]))
+            while self._history and self._history[0][0] < now - HISTORY_SECONDS:
+                self._history.popleft()
+
+    def sample(self, record: dict) -> None:
+        pass
+
+    def close(self, record: dict) -> None:
+        """The run ended: the page shows it, then the server stops (viewers get a closed stream)."""
+        with self._lock:
+            self._status = {**self._status, "state": "ended", "stopped_by": record.get("stopped_by")}
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+    # --- the server: its own thread and event loop ------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            history = [[round(t - self._started, 2), c, lat] for t, c, lat in self._history]
+            return {**self._status, "model": self.model, "log": self.log is not None, "history": history,
+                    "history_seconds": HISTORY_SECONDS}
+
+    def _jpeg(self) -> tuple[int, bytes | None]:
+        with self._lock:
+            latest, seq = self._latest, self._seq
+        if latest is None:
+            return seq, None
+        result, text, fps = latest
+        probs, quality = view_of(result, self.labels)
+        picture = render(result.frame.image, result.frame.color_order, result.region, self.labels, probs, quality, text, fps or 0.0)
+        ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        return seq, data.tobytes() if ok else None
+
+    def _serve(self) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(self._app(), log_level="warning", access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=1, ws="none")
+        self._server = uvicorn.Server(config)
+        self._server.run(sockets=[self._socket])
+
+    def _app(self):
+        from starlette.applications import Starlette
+        from starlette.middleware import Middleware
+        from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+        from starlette.routing import Route
+
+        assets = {name: (resources.files("edgeleuk.runtime") / "web" / name).read_bytes() for name in ASSETS}
+        types = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
+        view = self
+        frames = _FrameHub(self)
+
+        class TokenGate:
+            """401 for every request without the token (when there is one), streams and the log included."""
+
+            def __init__(self, app):
+                self.app = app
+
+            async def __call__(self, scope, receive, send):
+                if scope["type"] != "http" or view.token is None or _authorised(scope, view.token):
+                    return await self.app(scope, receive, send)
+                response = PlainTextResponse("401: this live view needs its token (printed when the run started)", 401,
+                                             headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+
+        async def page(request):
+            response = Response(assets["index.html"], media_type=types["html"], headers={"Cache-Control": "no-store"})
+            if view.token is not None:  # the page's own requests (the stream, the status) carry it as a cookie
+                response.set_cookie(COOKIE, view.token, httponly=True, samesite="strict")
+            return response
+
+        async def asset(request):
+            name = request.path_params["name"]
+            if name not in assets or name == "index.html":
+                return PlainTextResponse("not found", 404)
+            return Response(assets[name], media_type=types[name.rsplit(".", 1)[1]])
+
+        async def status(request):
+            return JSONResponse(view.status(), headers={"Cache-Control": "no-store"})
+
+        async def frame(request):
+            data = await frames.latest()
+            if data is None:
+                return PlainTextResponse("no frame yet", 503)
+            return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+        async def stream(request):
+            return StreamingResponse(frames.stream(request), media_type="multipart/x-mixed-replace; boundary=frame",
+                                     headers={"Cache-Control": "no-store"})
+
+        def action(name: str, act):
+            async def handler(request):
+                if request.headers.get(POST_HEADER) != "1":
+                    return PlainTextResponse(f"403: send the {POST_HEADER}: 1 header (the page does)", 403)
+                act()
+                return JSONResponse({"ok": True, "action": name}, status_code=202)
+            return handler
+
+        async def log(request):
+            if view.log is None or not view.log.is_file():
+                return PlainTextResponse("this run writes no log (start it with --log or log.folder)", 404)
+            return StreamingResponse(_log_lines(view.log), media_type="application/x-ndjson",
+                                     headers={"Content-Disposition": f'attachment; filename="{view.log.name}"', "Cache-Control": "no-store"})
+
+        routes = [Route("/", page), Route("/static/{name}", asset), Route("/api/status", status),
+                  Route("/frame.jpg", frame), Route("/stream.mjpg", stream), Route("/api/log", log),
+                  Route("/api/new-sample", action("new sample", self.control.new_sample), methods=["POST"]),
+                  Route("/api/stop", action("stop", lambda: self.control.stop("stopped from the web page")), methods=["POST"])]
+        return Starlette(routes=routes, middleware=[Middleware(TokenGate)])
+
+
+class _FrameHub:
+    """One encoding per new frame, shared by all viewers; each viewer takes the newest when it is ready."""
+
+    def __init__(self, view: LiveView) -> None:
+        self.view = view
+        self.seq, self.data = -1, None
+        self._lock: asyncio.Lock | None = None
+
+    async def latest(self) -> bytes | None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            with self.view._lock:
+                newest = self.view._seq
+            if newest != self.seq:  # encode off the event loop: OpenCV releases the GIL while it works
+                self.seq, self.data = await asyncio.to_thread(self.view._jpeg)
+        return self.data
+
+    async def stream(self, request):
+        last, interval = -1, 1.0 / MAX_STREAM_FPS
+        while not (self.view._server is not None and self.view._server.should_exit):
+            started = time.monotonic()
+            with self.view._lock:
+                newest = self.view._seq
+            if newest != last:
+                data = await self.latest()
+                if data is not None:
+                    last = self.seq
+                    self.view.frames_streamed += 1
+                    yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n"
+            await asyncio.sleep(max(0.005, interval - (time.monotonic() - started)))
+
+
+async def _log_lines(path: Path, chunk: int = 1 << 16):
+    """The log as it is now, up to its last complete line (the run keeps appending while it is read)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        sent, tail = 0, b""
+        while sent < size:
+            data = fh.read(min(chunk, size - sent))
+            if not data:
+                break
+            sent += len(data)
+            data = tail + data
+            cut = data.rfind(b"\n") + 1
+            tail = data[cut:]
+            if cut:
+                yield data[:cut]
+            await asyncio.sleep(0)
+
+
+def _authorised(scope, token: str) -> bool:
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    offered = []
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        offered.append(auth[7:].strip())
+    for part in headers.get("cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE:
+            offered.append(value)
+    from urllib.parse import parse_qs
+
+    offered += parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [])
+    return any(hmac.compare_digest(o.encode(), token.encode()) for o in offered)
