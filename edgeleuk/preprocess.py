@@ -16,6 +16,7 @@ from edgeleuk.errors import UserError
 from edgeleuk.manifest import PreprocessSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+MAX_IMAGE_PIXELS = int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 27))  # set in edgeleuk/__init__.py
 _INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 
 
@@ -136,7 +137,15 @@ def decode_image(data: np.ndarray, path: Path) -> np.ndarray:
             raise ImageError(f"{path}: not a JPEG file")
         if not _jpeg_complete(data):
             raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. more pixels than OPENCV_IO_MAX_IMAGE_PIXELS (edgeleuk/__init__.py)
+        detail = str(exc).strip().splitlines()[-1]
+        if "CV_IO_MAX_IMAGE_PIXELS" in detail:
+            raise ImageError(f"{path}: too many pixels to decode (over {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels)") from None
+        raise ImageError(f"{path}: not a decodable image ({detail[:200]})") from None
+    except MemoryError:
+        raise ImageError(f"{path}: too large to decode in this machine's memory") from None
     if image is None or image.size == 0:
         raise ImageError(f"{path}: not a decodable image")
     return image

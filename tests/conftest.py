@@ -31,6 +31,22 @@ def smear(label: str, index: int, size: tuple[int, int] = (96, 80)) -> np.ndarra
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
+def huge_png(path: Path, side: int = 60000) -> Path:
+    """A 1-bit PNG of side × side pixels (3.6 gigapixels at the default) in a few hundred kB."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (1 + (side + 7) // 8)
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
 def make_dataset(root: Path, per_class: int = 30, folder_names: dict[str, str] | None = None) -> Path:
     """Class folders with numbered files (numbers step 10, so split blocks hold two images each)."""
     for label in LABELS:

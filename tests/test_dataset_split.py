@@ -62,6 +62,15 @@ def test_corrupt_files_skipped_and_listed(tmp_path):
     assert "truncated" in found.skipped[0][1]
 
 
+def test_an_image_with_too_many_pixels_is_skipped_with_its_reason(tmp_path):
+    from conftest import huge_png
+
+    root = make_dataset(tmp_path / "d", per_class=12)
+    huge_png(root / "Pre" / "WBC-Pre-999.png")
+    found = scan(root)
+    assert [(p.name, why) for p, why in found.skipped] == [("WBC-Pre-999.png", "too many pixels to decode (over 134 megapixels)")]
+
+
 def test_split_is_deterministic_stratified_and_keeps_blocks_together(tmp_path):
     make_dataset(tmp_path, per_class=40)
     # a byte-identical pair far apart in numbering must stay together

@@ -1,10 +1,12 @@
 """Device runtime: no TensorFlow, sources, quality gate, verdict, logs, faults."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -242,3 +244,54 @@ def test_camera_unplugged_mid_run_retries_then_stops_cleanly(monkeypatch):
         for frame in camera.frames():
             seen.append(frame.index)
     assert seen and len(opened) == 4  # the first open plus three reconnect attempts
+
+
+@pytest.mark.parametrize("variant", ["onnx-int8", "tflite-int8"])
+def test_run_writes_nothing_outside_its_log_and_save_folders(converted, frames_dir, tmp_path, variant):
+    """ONNX Runtime 1.32 writes a device id under ~/.cache and $TMPDIR/.ses unless told not to:
+    the child gets none of this process's ORT_* settings, so edgeleuk itself must switch it off."""
+    home, tmp, out = tmp_path / "home", tmp_path / "tmp", tmp_path / "out"
+    for d in (home, tmp, out):
+        d.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORT_", "XDG_"))}
+    env.update(HOME=str(home), TMPDIR=str(tmp), TF_CPP_MIN_LOG_LEVEL="3")
+    exe = Path(sys.executable).with_name("edgeleuk")
+    proc = subprocess.run([str(exe), "run", "--model", str(converted), "--variant", variant, "--source", str(frames_dir),
+                           "--log", str(out / "run.jsonl"), "--save-frames", str(out / "flagged"), "--quiet", "--min-confidence", "1"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list(home.rglob("*")) == [] and list(tmp.rglob("*")) == []
+    assert (out / "run.jsonl").is_file() and any((out / "flagged").iterdir())
+
+
+def test_errors_come_without_the_libraries_start_up_noise(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = cli("run", "--camera", "7", check_rc=1)
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "camera 7 could not be opened" in proc.stderr
+    assert "WARN" not in proc.stderr
+    verbose = cli("run", "--camera", "7", "--verbose", check_rc=1)
+    assert "camera 7 could not be opened" in verbose.stderr
+
+
+@pytest.mark.host
+def test_a_host_command_error_is_the_only_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = cli("convert", "--data", str(empty), "--out", str(tmp_path / "out"), check_rc=1)
+    assert proc.stderr.strip().splitlines() == [f"edgeleuk convert: error: {empty} holds no class folders; expected Benign, Early, Pre, Pro (or Original/<class>)"]
+
+
+def test_an_image_with_too_many_pixels_is_one_unreadable_frame(converted, frames_dir, tmp_path):
+    from conftest import huge_png
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for p in sorted(frames_dir.iterdir())[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    huge_png(folder / "f01b-huge.png")
+    log = tmp_path / "run.jsonl"
+    cli("run", "--model", str(converted), "--source", str(folder), "--log", str(log), "--quiet", check_rc=0)
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["error"] for x in lines if "error" in x] == [f"{folder / 'f01b-huge.png'}: too many pixels to decode (over 134 megapixels)"]
+    assert lines[-1]["frames_seen"] == 4 and lines[-1]["frames_unreadable"] == 1 and lines[-1]["stopped_by"] == "end of source"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.abc
+import importlib.machinery
 import os
 import sys
 
@@ -25,12 +27,52 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def usage() -> str:
     lines = [f"usage: edgeleuk <command> [options]   (edgeleuk {__version__}; research use only, not a diagnosis)", "", "commands:"]
     lines += [f"  {name:<17}{summary}" for name, (_, summary) in COMMANDS.items()]
-    lines += ["", "Run 'edgeleuk <command> --help' for a command's options."]
+    lines += ["", "Run 'edgeleuk <command> --help' for a command's options; --verbose keeps the libraries' own logging."]
     return "\n".join(lines)
+
+
+class _SilentImport(importlib.abc.MetaPathFinder):
+    """Imports TensorFlow with the process's stderr closed: its C++ libraries print absl and oneDNN
+    notices at load time, before any logging setting can reach them."""
+
+    NAMES = ("tensorflow",)
+
+    def find_spec(self, name, path, target=None):
+        if name not in self.NAMES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            sys.stderr.flush()
+            saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            try:
+                run(module)
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                os.close(null)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _quiet_native_logs() -> None:
+    """The user sees edgeleuk's messages, not the libraries' start-up notices (--verbose keeps them)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ["EDGELEUK_QUIET"] = "1"  # read by the runtime where a native library prints at start
+    if not any(isinstance(f, _SilentImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SilentImport())
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv  # anywhere: the libraries' own start-up logging too
+    argv = [a for a in argv if a != "--verbose"]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2
@@ -43,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgeleuk: unknown command {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""), file=sys.stderr)
         print(usage(), file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not verbose:
+        _quiet_native_logs()
     from edgeleuk.errors import UserError
 
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,24 @@ def default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet():
+    """Close stderr at the file-descriptor level while a native library starts, when the command
+    line asked for quiet (every command does, unless --verbose)."""
+    if os.environ.get("EDGELEUK_QUIET") != "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _interpreter_class(backend: str | None):
@@ -50,8 +70,9 @@ class TFLiteBackend:
         self.name, interpreter_class = _interpreter_class(backend)
         self.threads = threads or default_threads()
         try:
-            self.interpreter = interpreter_class(model_path=str(path), num_threads=self.threads)
-            self.interpreter.allocate_tensors()
+            with _native_stderr_quiet():  # LiteRT announces its XNNPACK delegate on stderr
+                self.interpreter = interpreter_class(model_path=str(path), num_threads=self.threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise UserError(f"{path}: the {self.name} interpreter cannot load it ({str(exc).strip().splitlines()[0]})") from None
         self._input = self.interpreter.get_input_details()[0]
