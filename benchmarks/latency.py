@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from edgeleuk.errors import UserError  # noqa: E402
+from edgeleuk.files import atomic_path  # noqa: E402
 from edgeleuk.manifest import atomic_write_text, read_manifest, sha256_file  # noqa: E402
 from edgeleuk.runtime.backends import default_threads  # noqa: E402
 from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR  # noqa: E402
@@ -291,10 +292,9 @@ def chart(rows: list[dict], gpu: dict, path: Path) -> None:
     ax.set_xlabel("batch-1 latency, ms (bar: p50, whisker: p99)")
     ax.legend(fontsize=7, loc="lower right") if ax.get_legend_handles_labels()[0] else None
     ax.invert_yaxis()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
 
 
 FIELDS = ("variant", "backend", "threads", "batch", "size_bytes", "accuracy", "macro_f1", "p50_ms", "p90_ms", "p99_ms", "mean_ms",

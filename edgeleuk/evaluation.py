@@ -84,8 +84,11 @@ def evaluate(model: str | None, data: str, split: str | None = None, part: str =
              severities: tuple[int, ...] | None = None, conditions: list[str] | None = None, ood: bool = False) -> dict[str, Any]:
     """Metrics of the model on the part; writes metrics.json and confusion.png to `out`."""
     from edgeleuk import plots
+    from edgeleuk.files import writable_folder
     from edgeleuk.metrics import classification_metrics, format_metrics
 
+    if out:
+        writable_folder(out, "--out")  # before the model and the images load
     loaded = load_predictor(model, variant, threads)
     images, labels, note = split_images(data, loaded.spec, split, part, loaded.folder)
     metrics = classification_metrics(labels, loaded.predict(images))

@@ -12,13 +12,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeleuk import LABELS
 from edgeleuk.errors import UserError
+from edgeleuk.files import atomic_write_text  # noqa: F401  (re-exported: stages import it from here)
 
 SCHEMA_VERSION = 3  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler; 3: `quality`
 MANIFEST_NAME = "manifest.json"
@@ -285,26 +285,6 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
         return manifest_from_dict(data)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a value of the wrong type or shape
         raise UserError(f"{path}: malformed manifest ({exc.__class__.__name__}: {exc})") from None
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary file beside the target, then rename: never a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def manifest_json(manifest: Manifest) -> str:

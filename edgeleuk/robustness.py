@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeleuk.degrade import CONDITIONS, MODERATE, SEVERITIES, degrade
-from edgeleuk.manifest import atomic_write_text
+from edgeleuk.files import atomic_path, atomic_write_text
 from edgeleuk.metrics import classification_metrics
 from edgeleuk.runtime.quality import QualityThresholds, assess
 
@@ -160,10 +160,9 @@ def plot_robustness(results: dict[str, Any], path: Path, title: str) -> None:
             ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=8)
     fig.colorbar(im, ax=ax, label="accuracy %")
     ax.set_title(title)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_robustness(results: dict[str, Any], out: Path, title: str) -> None:

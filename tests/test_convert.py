@@ -64,11 +64,55 @@ def test_a_file_that_travels_alone_is_usable(converted, tmp_path):
     assert load(lone_onnx).spec.size == 64
 
 
-def test_max_drop_fails_naming_the_variant(trained, dataset, tmp_path):
-    proc = cli("convert", str(trained / "model.keras"), "--variants", "tflite-fp32", "--data", str(dataset),
-               "--max-drop", "-1", "--out", str(tmp_path / "o"))
-    assert proc.returncode == 1
-    assert "tflite-fp32 lost more than -1.0" in proc.stderr
+def test_a_variant_beyond_max_drop_fails_and_is_never_published(trained, dataset, tmp_path):
+    out = tmp_path / "o"
+    proc = cli("convert", str(trained / "model.keras"), "--variants", "tflite-fp32,tflite-int8", "--data", str(dataset),
+               "--max-drop", "0", "--out", str(out))
+    report = {r["variant"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    keras = report["keras"]["accuracy"]
+    lost = sorted(v for v, r in report.items() if v != "keras" and (keras - r["accuracy"]) * 100 > 0)
+    if not lost:
+        pytest.skip("both variants matched the Keras model's accuracy exactly on this machine: nothing to refuse")
+    assert proc.returncode == 1 and f"{', '.join(lost)} lost more than 0.0" in proc.stderr
+    published = {v.name for v in read_manifest(out).variants}
+    assert not published & set(lost) and all(not report[v]["published"] for v in lost)
+    assert all(not (out / f"model_{v.split('-')[1]}.tflite").exists() for v in lost)
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "inf"])
+def test_max_drop_must_be_a_number_of_points(trained, value, tmp_path):
+    proc = cli("convert", str(trained / "model.keras"), "--variants", "tflite-fp32", "--max-drop", value, "--out", str(tmp_path / "o"),
+               check_rc=1)
+    assert f"Received: --max-drop {float(value)}; expected a number of accuracy points ≥ 0" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_onto_an_existing_file_is_an_error_and_the_file_stays(trained, tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    proc = cli("convert", str(trained / "model.keras"), "--variants", "tflite-fp32", "--out", str(target), check_rc=1)
+    assert f"--out {target} is a file, not a folder" in proc.stderr
+    assert target.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_sigterm_during_convert_leaves_no_staging_folder(trained, dataset, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "variants"
+    proc = subprocess.Popen([sys.executable, "-m", "edgeleuk", "convert", str(trained / "model.keras"), "--all", "--data", str(dataset),
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".variants.staging-*")):
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".variants.staging-*")), "convert never started writing"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert list(tmp_path.iterdir()) == [] and "Traceback" not in stderr
 
 
 @pytest.mark.parametrize("case", ["missing-model", "not-keras", "no-calibration-data", "unwritable-out", "unknown-variant"])

@@ -295,3 +295,28 @@ def test_an_image_with_too_many_pixels_is_one_unreadable_frame(converted, frames
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [x["error"] for x in lines if "error" in x] == [f"{folder / 'f01b-huge.png'}: too many pixels to decode (over 134 megapixels)"]
     assert lines[-1]["frames_seen"] == 4 and lines[-1]["frames_unreadable"] == 1 and lines[-1]["stopped_by"] == "end of source"
+
+
+@pytest.mark.parametrize("flag,where,message", [
+    ("--log", "file/x.jsonl", "the folder of --log {d}/file is a file, not a folder"),
+    ("--log", ".", "--log {d} is a folder, not a file"),
+    ("--log", "/dev/full", "cannot write the log /dev/full any more (No space left on device)"),
+    ("--save-frames", "file/frames", "cannot write into --save-frames {d}/file/frames (Not a directory)"),
+    ("--save-frames", "file", "--save-frames {d}/file is a file, not a folder"),
+])
+def test_unwritable_outputs_are_one_clear_error(converted, frames_dir, tmp_path, flag, where, message):
+    (tmp_path / "file").write_text("x")
+    target = where if where.startswith("/") else str(tmp_path / where) if where != "." else str(tmp_path)
+    proc = cli("run", "--model", str(converted), "--source", str(frames_dir), "--quiet", "--min-confidence", "1", flag, target, check_rc=1)
+    assert proc.stderr.strip() == "edgeleuk run: error: " + message.format(d=tmp_path) + (
+        "; it ends before this frame" if "/dev/full" in message else "")
+
+
+def test_a_frame_that_cannot_be_saved_stops_the_run_with_a_reason(tmp_path):
+    from edgeleuk.errors import UserError
+    from edgeleuk.runtime.session import _save
+    from edgeleuk.runtime.sources import Frame
+
+    gone = tmp_path / "gone"
+    with pytest.raises(UserError, match=f"cannot save frame 3 to --save-frames {gone}"):
+        _save(gone, Frame(3, np.zeros((8, 8, 3), np.uint8), "cam"), "out of focus")

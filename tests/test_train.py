@@ -104,6 +104,32 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path, case):
     proc = cli("train", "--data", str(data), "--out", str(tmp_path / "out"), *TINY_ARCH, *(args or ["--weights", "none"]))
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "error:" in proc.stderr
+    assert not (tmp_path / "out").exists()  # a failed run leaves no folder behind
+
+
+def test_out_that_cannot_be_written_is_refused_before_work(dataset, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = cli("train", "--data", str(dataset), "--out", str(blocker / "run"), *TINY_ARCH, "--weights", "none", check_rc=1)
+    assert f"cannot write into --out {blocker / 'run'}" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("train", "--data", str(dataset), "--out", str(blocker), *TINY_ARCH, "--weights", "none", check_rc=1)
+    assert f"--out {blocker} is a file, not a folder" in proc.stderr
+
+
+def test_a_trained_model_is_replaced_only_with_overwrite_and_leaves_no_stale_files(trained, dataset, tiny, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    (out / "model_int8.tflite").write_bytes(b"a variant of the old model")
+    (out / "robustness.json").write_text("{}")
+    before = (out / "model.keras").read_bytes()
+    proc = cli("train", "--data", str(dataset), "--out", str(out), *tiny, "--epochs", "1", "--feature-cache", "off", check_rc=1)
+    assert f"--out {out} already holds a trained model (model.keras" in proc.stderr and "--overwrite" in proc.stderr
+    assert (out / "model.keras").read_bytes() == before and (out / "model_int8.tflite").exists()
+    cli("train", "--data", str(dataset), "--out", str(out), *tiny, "--epochs", "1", "--feature-cache", "off", "--overwrite", check_rc=0)
+    assert not (out / "model_int8.tflite").exists() and not (out / "robustness.json").exists()
+    assert (out / "model.keras").read_bytes() != before and (out / "manifest.json").is_file()
 
 
 def test_ctrl_c_keeps_best_checkpoint(dataset, tiny, tmp_path):
@@ -124,3 +150,22 @@ def test_ctrl_c_keeps_best_checkpoint(dataset, tiny, tmp_path):
     assert "interrupted" in stdout
     assert (out / "model.keras").is_file() and (out / "metrics.json").is_file()
     assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
+
+
+def test_ctrl_c_in_the_frozen_stage_leaves_a_complete_run_folder(dataset, tiny, tmp_path):
+    out = tmp_path / "run"
+    exe = [sys.executable, "-m", "edgeleuk", "train", "--data", str(dataset), "--out", str(out), *tiny,
+           "--epochs", "500", "--feature-cache", "off"]
+    proc = subprocess.Popen(exe, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 240
+    while time.time() < deadline and not ((out / "history.csv").is_file() and "frozen" in (out / "history.csv").read_text()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    for name in ("model.keras", "metrics.json", "config.json", "manifest.json", "history.csv", "split.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and metrics["test_frozen"] is None

@@ -24,6 +24,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (systemd stop, `kill`) ends a command like Ctrl-C: its clean-up and summary run."""
+    import signal
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
 def usage() -> str:
     lines = [f"usage: edgeleuk <command> [options]   (edgeleuk {__version__}; research use only, not a diagnosis)", "", "commands:"]
     lines += [f"  {name:<17}{summary}" for name, (_, summary) in COMMANDS.items()]

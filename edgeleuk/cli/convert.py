@@ -23,8 +23,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    from edgeleuk.cli import sigterm_as_interrupt
     from edgeleuk.errors import UserError
     from edgeleuk.export.pipeline import ConvertConfig, convert
+
+    sigterm_as_interrupt()  # a stopped conversion removes its staging folder, like Ctrl-C
 
     names = ["all"] if args.all else (args.variants.split(",") if args.variants else ["int8"])
     formats = [f.strip() for f in args.formats.split(",")] if args.formats else None

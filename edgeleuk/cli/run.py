@@ -6,7 +6,6 @@ Research use only: the output is not a diagnosis.
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 
 
@@ -60,6 +59,7 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from dataclasses import replace
 
+    from edgeleuk.cli import sigterm_as_interrupt
     from edgeleuk.errors import UserError
     from edgeleuk.runtime import load
     from edgeleuk.runtime.config import read_config
@@ -98,10 +98,17 @@ def main(argv: list[str]) -> int:
 
         log = str(Path(log_c["folder"]) / f"edgeleuk-{datetime.now():%Y%m%d-%H%M%S}.jsonl")
     roi = _roi(args.roi) if args.roi else (tuple(cam_c["roi"]) if cam_c.get("roi") else None)
+    from edgeleuk.files import writable_file, writable_folder
+
+    if log:
+        writable_file(log, "--log")
+    save_frames = args.save_frames or log_c.get("save_frames")
+    if save_frames:
+        writable_folder(save_frames, "--save-frames")
     options = RunOptions(frames=args.frames or sample_c.get("frames"),
                          min_confidence=args.min_confidence if args.min_confidence is not None else sample_c.get("min_confidence", 0.8),
                          roi=roi, log=Path(log) if log else None,
-                         save_frames=Path(args.save_frames or log_c.get("save_frames")) if (args.save_frames or log_c.get("save_frames")) else None,
+                         save_frames=Path(save_frames) if save_frames else None,
                          display=args.display, status="off" if args.quiet else "auto",
                          scale=args.scale if args.scale is not None else cam_c.get("scale"), max_scale_error=max_scale_error,
                          max_ood_fraction=args.max_ood_fraction if args.max_ood_fraction is not None else sample_c.get("max_ood_fraction"))
@@ -112,7 +119,7 @@ def main(argv: list[str]) -> int:
         classifier = load(args.model or model_c.get("path") or None, variant=args.variant or model_c.get("variant"),
                           backend=args.backend or model_c.get("backend"), threads=args.threads or model_c.get("threads"))
         options.thresholds = replace(classifier.quality or QualityThresholds(), **quality_c)
-        signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stop: same clean ending as Ctrl-C
+        sigterm_as_interrupt()  # systemd stop: same clean ending as Ctrl-C
         print(f"model: {classifier.name} ({classifier.path.name}, {classifier.backend.name} {classifier.backend.version}, "
               f"{classifier.backend.threads} threads); research use only, not a diagnosis", flush=True)
         control = Control()
@@ -150,7 +157,3 @@ def _live_view(address: str, token: str | None, control, classifier, log: Path |
     where = "loopback only" if view.token is None else "token required: keep this address private"
     print(f"live view: {view.url} ({where})", flush=True)
     return view
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt

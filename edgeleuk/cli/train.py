@@ -9,6 +9,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeleuk train", description=__doc__)
     p.add_argument("--data", required=True, help="folder with one sub-folder per class (Benign, Early, Pre, Pro), or the Kaggle layout")
     p.add_argument("--out", default="runs/train", help="run folder to write (default: runs/train)")
+    p.add_argument("--overwrite", action="store_true", help="replace the trained model already in --out (all its files go)")
     p.add_argument("--weights", default="imagenet", help="imagenet (default), none, or a backbone .weights.h5 path")
     p.add_argument("--split", help="reuse a split.json instead of making one")
     p.add_argument("--fine-tune", action="store_true", help="stage 2: unfreeze the top of the base (batch norm stays frozen)")
@@ -37,12 +38,15 @@ def main(argv: list[str]) -> int:
         from edgeleuk.errors import UserError
 
         raise UserError(f"Received: --outliers {args.outliers}; expected 0 … 1")
+    from edgeleuk.cli import sigterm_as_interrupt
     from edgeleuk.train.fit import TrainConfig, train
+
+    sigterm_as_interrupt()  # like Ctrl-C: the best weights so far, a complete run folder
 
     config = TrainConfig(data=args.data, out=args.out, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
                          split=args.split, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from, augment=args.augment, outliers=args.outliers,
                          fine_tune_epochs=args.fine_tune_epochs, fine_tune_patience=args.fine_tune_patience, fine_tune_learning_rate=args.fine_tune_learning_rate,
                          feature_cache=args.feature_cache)
-    summary = train(config)
+    summary = train(config, overwrite=args.overwrite)
     return 130 if summary["interrupted"] else 0

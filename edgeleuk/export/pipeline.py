@@ -4,6 +4,7 @@ written atomically with the manifest (a failed or interrupted run leaves the pre
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -216,6 +217,10 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     chosen = _select(recipes, config)
     model_path = Path(config.model) if config.model else DEFAULT_SOURCE
     out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; convert writes a folder of variants")
+    if not (math.isfinite(config.max_drop) and config.max_drop >= 0):
+        raise UserError(f"Received: --max-drop {config.max_drop}; expected a number of accuracy points ≥ 0")
     model = _load_keras(model_path)
     source_sha = sha256_file(model_path)
     base = read_manifest(model_path.parent) if (model_path.parent / MANIFEST_NAME).is_file() else None
@@ -238,6 +243,10 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     try:
         previous = _carry_over(out, staging, source_sha, model_path)
         variants = _convert_variants(exported, chosen, staging, images, info, labels, spec, keras_probs, rows, out, domain)
+        failed = _failed(rows, config.max_drop)
+        for v in [v for v in variants if v.name in failed]:  # a variant that fails the gate is never published
+            (staging / v.file).unlink(missing_ok=True)
+        variants = [v for v in variants if v.name not in failed]
         if model_path.parent.resolve() == out.resolve():
             variants.insert(0, _keras_variant(model_path, source_sha, size, rows))
         manifest = previous or Manifest(labels=labels, preprocess=spec, model=dict(base.model) if base else {"input_size": size},
@@ -258,12 +267,19 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     print(format_report(rows))
-    print(f"wrote {out}")
-    failed = []
-    if keras_probs is not None:
-        reference = rows[0]["accuracy"]
-        failed = [r["variant"] for r in rows[1:] if (reference - r["accuracy"]) * 100 > config.max_drop]
+    print(f"wrote {out}" + (f" (not published, beyond --max-drop: {', '.join(failed)})" if failed else ""))
     return rows, failed
+
+
+def _failed(rows: list[dict[str, Any]], max_drop: float) -> list[str]:
+    """Variants whose test accuracy is more than max_drop points below the Keras model's; marked in the report."""
+    if not rows or rows[0]["variant"] != "keras":
+        return []
+    reference = rows[0]["accuracy"]
+    failed = [r["variant"] for r in rows[1:] if (reference - r["accuracy"]) * 100 > max_drop]
+    for r in rows[1:]:
+        r["published"] = r["variant"] not in failed
+    return failed
 
 
 def _select(recipes, config: ConvertConfig) -> list[QuantizationConfig]:

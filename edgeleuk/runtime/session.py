@@ -71,6 +71,7 @@ class JsonlLog:
 
     def __init__(self, path: Path | None):
         self.fh: IO[str] | None = None
+        self.path = path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -80,8 +81,12 @@ class JsonlLog:
 
     def write(self, record: dict) -> None:
         if self.fh:
-            self.fh.write(json.dumps(record) + "\n")
-            self.fh.flush()
+            try:
+                self.fh.write(json.dumps(record) + "\n")
+                self.fh.flush()
+            except OSError as exc:
+                self.fh = None  # the summary cannot follow either; the error says where it stopped
+                raise UserError(f"cannot write the log {self.path} any more ({exc.strerror}); it ends before this frame") from None
 
     def close(self) -> None:
         if self.fh:
@@ -404,4 +409,9 @@ def _check_scale(quality: Quality, ratio: float | None, limit: float) -> Quality
 def _save(folder: Path | None, frame, reason: str | None) -> None:
     if folder is not None and frame.image is not None:
         name = f"{Path(frame.name).stem}-{frame.index:06d}-{(reason or 'flagged').replace(' ', '-')}.jpg"
-        cv2.imwrite(str(folder / name), frame.image)
+        try:
+            saved = cv2.imwrite(str(folder / name), frame.image)
+        except cv2.error:
+            saved = False
+        if not saved:  # never lose flagged frames silently
+            raise UserError(f"cannot save frame {frame.index} to --save-frames {folder} (full, removed or not writable)")

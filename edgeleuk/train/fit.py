@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 from edgeleuk import LABELS, __version__
 from edgeleuk.dataset import load_arrays, scan
 from edgeleuk.errors import UserError
+from edgeleuk.files import atomic_path, writable_folder
 from edgeleuk.manifest import Manifest, PreprocessSpec, atomic_write_text, sha256_file, write_manifest
 from edgeleuk.metrics import classification_metrics, format_metrics
 from edgeleuk.split import make_split, near_duplicates_across, read_split, write_split
@@ -64,9 +66,8 @@ def _features(model, images: np.ndarray, cache: Path | None, batch: int = 64) ->
     print(f"base features: {len(images)} images in {time.perf_counter() - start:.1f} s")
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, feats)
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:
+            np.save(tmp, feats)
     return feats
 
 
@@ -142,17 +143,49 @@ def _robust_validation(images: np.ndarray, labels: np.ndarray, seed: int, policy
     return np.concatenate([images, *degraded]), np.concatenate([labels] * (copies + 1))
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
+def train(config: TrainConfig, overwrite: bool = False) -> dict[str, Any]:
     """Run the whole training stage into config.out; returns the test metrics."""
+
+    started = time.perf_counter()
+    out = Path(config.out)
+    created = prepare_out(out, overwrite)
+    try:
+        return _train(config, out, started)
+    except BaseException as exc:
+        if created and not isinstance(exc, KeyboardInterrupt):  # a failed run leaves nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+RUN_FILES = ("model.keras", "manifest.json", "metrics.json", "config.json", "history.csv", "split.json", "curves.png",
+             "confusion.png", "report.json", "report.md", "robustness.json", "robustness.png", "ood.json")
+
+
+def prepare_out(out: Path, overwrite: bool) -> bool:
+    """Check --out before any work: a folder we may write, never another model's without --overwrite
+    (whose files, variants included, then all go, so none describes the wrong model). True: made here."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    existing = [name for name in RUN_FILES if (out / name).exists()] if out.is_dir() else []
+    if existing and not overwrite:
+        raise UserError(f"--out {out} already holds a trained model ({', '.join(existing[:3])}); pass --overwrite to "
+                        "replace it, or choose another folder")
+    created = not out.exists()
+    writable_folder(out, "--out")
+    if existing:
+        for path in [out / n for n in RUN_FILES] + sorted(out.glob("*.tflite")) + sorted(out.glob("*.onnx")):
+            if path.is_file():
+                path.unlink()
+    return created
+
+
+def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
     import keras
 
     from edgeleuk import plots
     from edgeleuk.train.callbacks import write_history
     from edgeleuk.train.model import build_model
 
-    started = time.perf_counter()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     found = scan(config.data)
     for path, why in found.skipped:
         print(f"skipped {path}: {why}")
@@ -213,16 +246,14 @@ def _save_clean(model, path: Path) -> None:
     import keras
 
     full = path.with_name(f".{path.stem}.full.tmp.keras")
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:
         model.save(full)
         clean = keras.models.load_model(full, compile=False)  # drops the optimizer and its EMA copies
         clean.get_layer("mobilenetv2_base").trainable = False
-        clean.save(tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            clean.save(tmp)
     finally:
         full.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
 
 
 def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metrics: dict) -> None:

@@ -1,0 +1,77 @@
+"""Writing files safely: the one helper for atomic writes and the checks of output paths.
+
+Stdlib only (the device imports it). Every file edgeleuk writes goes through `atomic_path`: a
+temporary name beside the target, renamed onto it only when the write finished, so a killed or
+failed command never leaves a half-written file; output folders and files are checked before any
+work starts, so a wrong path is one clear error instead of a traceback at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from edgeleuk.errors import UserError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` (same suffix, so writers that infer the format from it work);
+    renamed onto `path` when the block ends normally, removed when it raises."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def writable_folder(path: str | os.PathLike, what: str) -> Path:
+    """Create the folder if needed and prove a file can be made in it; UserError naming `what` otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".edgeleuk-probe-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write into {what} {path} ({exc.strerror or exc})") from None
+    return path
+
+
+def writable_file(path: str | os.PathLike, what: str) -> Path:
+    """A file we may append to (made if missing, its folder too); UserError naming `what` otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder, not a file")
+    writable_folder(path.parent, f"the folder of {what}")
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write {what} {path} ({exc.strerror or exc})") from None
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
