@@ -58,16 +58,18 @@ def writable_folder(path: str | os.PathLike, what: str) -> Path:
 
 
 def writable_file(path: str | os.PathLike, what: str) -> Path:
-    """A file we may append to (made if missing, its folder too); UserError naming `what` otherwise."""
+    """A file we may append to (its folder made if missing; the file itself is not created here, so a
+    command refused later leaves none); UserError naming `what` otherwise."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{what} {path} is a folder, not a file")
     writable_folder(path.parent, f"the folder of {what}")
-    try:
-        with open(path, "a"):
-            pass
-    except OSError as exc:
-        raise UserError(f"cannot write {what} {path} ({exc.strerror or exc})") from None
+    if path.exists():
+        try:
+            with open(path, "a"):
+                pass
+        except OSError as exc:
+            raise UserError(f"cannot write {what} {path} ({exc.strerror or exc})") from None
     return path
 
 

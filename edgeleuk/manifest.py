@@ -19,6 +19,7 @@ from typing import Any
 from edgeleuk import LABELS
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text  # noqa: F401  (re-exported: stages import it from here)
+from edgeleuk.strict import checked
 
 SCHEMA_VERSION = 3  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler; 3: `quality`
 MANIFEST_NAME = "manifest.json"
@@ -198,13 +199,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def _strict(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise UserError(f"manifest: {where} must be an object, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise UserError(f"manifest: unknown key {where}.{unknown[0]!r}; expected one of {sorted(names)}")
-    return data
+    return checked(cls, data, where, "manifest")
 
 
 def _quant(data: dict[str, Any] | None, where: str) -> Quantization | None:
@@ -276,9 +271,15 @@ def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
 def read_manifest(folder: str | os.PathLike) -> Manifest:
     path = Path(folder) / MANIFEST_NAME if Path(folder).is_dir() else Path(folder)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"no {MANIFEST_NAME} in {path.parent}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a manifest file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text (a manifest is JSON)") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON: {exc}") from None
     try:

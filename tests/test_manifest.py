@@ -70,13 +70,38 @@ def test_variant_files_are_plain_names_inside_the_folder(tmp_path, name):
         read_manifest(tmp_path)
 
 
-@pytest.mark.parametrize("key, value", [("input_shape", 5), ("labels", 3), ("variants", {"a": 1})])
-def test_mistyped_values_are_an_error_not_a_traceback(tmp_path, key, value):
+@pytest.mark.parametrize("key, value, message", [
+    ("input_shape", 5, r"manifest: variants\[0\]\.input_shape = 5 has the wrong type; expected tuple\[int \| None, \.\.\.\]"),
+    ("size_bytes", "big", r"manifest: variants\[0\]\.size_bytes = 'big' has the wrong type; expected <class 'int'>"),
+    ("labels", 3, r"manifest: manifest\.labels = 3 has the wrong type"),
+    ("variants", {"a": 1}, r"manifest: manifest\.variants = \{'a': 1\} has the wrong type"),
+    ("schema_version", "3", r"manifest: manifest\.schema_version = '3' has the wrong type"),
+])
+def test_mistyped_values_are_one_error_naming_the_key(tmp_path, key, value, message):
     data = manifest_to_dict(Manifest(variants=(_variant(tmp_path),)))
-    if key == "input_shape":
+    if key in ("input_shape", "size_bytes"):
         data["variants"][0][key] = value
     else:
         data[key] = value
     (tmp_path / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(UserError, match="manifest"):
+    with pytest.raises(UserError, match=message):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("key", ["sha256", "input_shape", "file"])
+def test_a_missing_key_is_named(tmp_path, key):
+    data = manifest_to_dict(Manifest(variants=(_variant(tmp_path),)))
+    del data["variants"][0][key]
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match=rf"manifest: variants\[0\] lacks '{key}'"):
+        read_manifest(tmp_path)
+
+
+def test_a_manifest_that_is_not_utf8_or_is_a_folder(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "manifest.json").write_bytes(b'{"labels": ["\xff"]}')
+    with pytest.raises(UserError, match="not UTF-8 text"):
+        read_manifest(tmp_path / "a")
+    (tmp_path / "b" / "manifest.json").mkdir(parents=True)
+    with pytest.raises(UserError, match="is a folder, not a manifest file"):
+        read_manifest(tmp_path / "b")

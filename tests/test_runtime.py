@@ -1,6 +1,7 @@
 """Device runtime: no TensorFlow, sources, quality gate, verdict, logs, faults."""
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -320,3 +321,46 @@ def test_a_frame_that_cannot_be_saved_stops_the_run_with_a_reason(tmp_path):
     gone = tmp_path / "gone"
     with pytest.raises(UserError, match=f"cannot save frame 3 to --save-frames {gone}"):
         _save(gone, Frame(3, np.zeros((8, 8, 3), np.uint8), "cam"), "out of focus")
+
+
+def _onnx_model(path: Path, inputs: list[int], outputs: int) -> Path:
+    """A one-layer ONNX model: a float input of shape `inputs`, flattened, times a matrix into `outputs` values."""
+    onnx = pytest.importorskip("onnx", reason="builds its models with onnx (host)")
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = int(np.prod(inputs[1:]))
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, inputs)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [inputs[0], outputs])],
+                              [numpy_helper.from_array(np.full((n, outputs), 1e-6, np.float32), "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("inputs,outputs,message", [
+    ([1, 10], 4, r"input of shape \[1, 10\]; the preprocessing gives \[batch, 224, 224, 3\]"),
+    ([1, 64, 64, 3], 4, r"input of shape \[1, 64, 64, 3\]; the preprocessing gives \[batch, 224, 224, 3\]"),
+    ([1, 224, 224, 3], 1000, r"outputs of sizes \[1000\]; expected exactly one of size 4"),
+])
+def test_a_model_that_disagrees_with_its_preprocessing_or_labels_is_refused_at_load(tmp_path, frames_dir, inputs, outputs, message):
+    model = _onnx_model(tmp_path / "m.onnx", inputs, outputs)
+    proc = cli("run", "--model", str(model), "--source", str(frames_dir), "--quiet", check_rc=1)
+    assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr
+    doctor = cli("doctor", "--model", str(model))
+    assert doctor.returncode == 1 and "verdict: NOT READY" in doctor.stdout and re.search(message, doctor.stdout)
+
+
+def test_three_labels_for_four_outputs_is_refused_and_doctor_says_not_ready(converted, tmp_path):
+    import dataclasses
+    import shutil
+
+    from edgeleuk.manifest import read_manifest, write_manifest
+
+    folder = tmp_path / "m"
+    shutil.copytree(converted, folder)
+    manifest = read_manifest(folder)
+    write_manifest(folder, dataclasses.replace(manifest, labels=("Benign", "Early", "Pre")))
+    doctor = cli("doctor", "--model", str(folder))
+    assert doctor.returncode == 1 and "verdict: NOT READY" in doctor.stdout
+    assert "expected exactly one of size 3 (the labels' count)" in doctor.stdout

@@ -103,6 +103,12 @@ def main(argv: list[str]) -> int:
         else:
             print("  out-of-distribution score: absent (this model cannot tell frames unlike its training images; "
                   "convert it with --data to add the statistics)")
+        if clf.quality is not None:
+            q = clf.quality
+            print(f"  quality gate: the model's limits (focus ≥ {q.min_focus}, brightness {q.min_brightness}-{q.max_brightness}, "
+                  f"leukocyte area ≥ {q.min_leukocyte_fraction:.2%})")
+        else:
+            print("  quality gate: the default limits (the model carries none)")
     except UserError as exc:
         problems.append(f"model: {exc}")
     if problems:

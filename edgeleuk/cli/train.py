@@ -19,6 +19,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--outliers", type=float, default=0.0,
                    help="stage 2: outlier fields (zoomed, mosaics, leukocytes painted out) added to each batch, as a share of it, "
                         "trained towards equal probabilities (outlier exposure; default 0: it did not help the shipped score, see the model card)")
+    p.add_argument("--teacher", help="stage 2: distil from this trained .keras model (its soft labels on the training images)")
+    p.add_argument("--temperature", type=float, default=2.0, help="--teacher: soften its probabilities as softmax(log p / T) (default 2)")
+    p.add_argument("--distill-weight", type=float, default=0.5,
+                   help="--teacher: target = (1 - w) one-hot + w teacher (default 0.5; 0: labels alone)")
     p.add_argument("--epochs", type=int, default=60, help="stage-1 epochs at most (early stopping on val loss)")
     p.add_argument("--fine-tune-epochs", type=int, default=25, help="stage-2 epochs at most")
     p.add_argument("--fine-tune-patience", type=int, default=6, help="stage-2 early-stopping patience (the learning rate drops after half of it)")
@@ -34,10 +38,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    if not 0 <= args.outliers <= 1:
-        from edgeleuk.errors import UserError
+    import math
 
+    from edgeleuk.errors import UserError
+
+    if not 0 <= args.outliers <= 1:
         raise UserError(f"Received: --outliers {args.outliers}; expected 0 … 1")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise UserError(f"Received: --temperature {args.temperature}; expected a number > 0")
+    if not 0 <= args.distill_weight <= 1:
+        raise UserError(f"Received: --distill-weight {args.distill_weight}; expected 0 … 1")
+    if args.teacher and not args.fine_tune:
+        raise UserError("--teacher distils in the fine-tuning stage: add --fine-tune")
     from edgeleuk.cli import sigterm_as_interrupt
     from edgeleuk.train.fit import TrainConfig, train
 
@@ -47,6 +59,7 @@ def main(argv: list[str]) -> int:
                          split=args.split, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from, augment=args.augment, outliers=args.outliers,
                          fine_tune_epochs=args.fine_tune_epochs, fine_tune_patience=args.fine_tune_patience, fine_tune_learning_rate=args.fine_tune_learning_rate,
-                         feature_cache=args.feature_cache)
+                         feature_cache=args.feature_cache, teacher=args.teacher, distill_temperature=args.temperature,
+                         distill_weight=args.distill_weight)
     summary = train(config, overwrite=args.overwrite)
     return 130 if summary["interrupted"] else 0

@@ -253,6 +253,10 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
                                         source_model_sha256=source_sha)
         if domain is not None:
             manifest = replace(manifest, **learned)
+        from edgeleuk.train.model import multiply_adds
+
+        manifest = replace(manifest, model={**manifest.model, "input_size": size, "parameters": int(model.count_params()),
+                                            "multiply_adds": multiply_adds(model)})
         manifest = replace(manifest.with_variants(variants), versions=_versions(),
                            provenance={**manifest.provenance, "evaluation": images.note,
                                        "source_model": model_path.name if model_path.parent.resolve() == out.resolve() else str(model_path)})

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeleuk.errors import UserError
+from edgeleuk.strict import checked
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -77,10 +78,8 @@ def load_recipes(path: str | Path | None = None) -> Recipes:
         raise UserError(f"cannot read the variant recipes {path}: {exc}") from None
     variants = {}
     for name, body in doc.get("variants", {}).items():
-        known = {"format", "precision", "input_dtype", "output_dtype", "opset"}
-        unknown = set(body) - known
-        if unknown:
-            raise UserError(f"{path}: variants.{name}: unknown key {sorted(unknown)[0]!r}; expected {sorted(known)}")
+        body = checked(QuantizationConfig, {"name": name, **body}, f"variants.{name}", str(path))
+        body.pop("name")
         if body.get("precision", "fp32") not in PRECISIONS or body.get("format") not in ("tflite", "onnx"):
             raise UserError(f"{path}: variants.{name}: format/precision {body.get('format')}/{body.get('precision')} not supported")
         variants[name] = QuantizationConfig(name=name, **body)

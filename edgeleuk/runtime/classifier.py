@@ -35,10 +35,24 @@ class Classifier:
     quality: QualityLimits | None = None  # the gate's limits calibrated for this model (None: the defaults)
 
     def __post_init__(self) -> None:
+        self._check_input()
         expected = self.ood.stats.dims if self.ood is not None else None
         self.probs_index, self.features_indices = output_roles(list(self.backend.output_sizes), len(self.labels), expected, self.path)
         self.output_quantization = self.backend.output_quantizations[self.probs_index]
         self.output_dtype = self.backend.output_dtypes[self.probs_index]
+
+    def _check_input(self) -> None:
+        """The file's input against the preprocessing it will be fed: one clear error at load, not at the first frame."""
+        shape, dtype = tuple(self.backend.input_shape), self.backend.input_dtype
+        size = self.spec.size
+        if len(shape) != 4 or shape[3] not in (3, -1) or any(d not in (size, -1) for d in shape[1:3]):
+            raise UserError(f"{self.path}: input of shape {list(shape)}; the preprocessing gives [batch, {size}, {size}, 3] "
+                            f"RGB images (the manifest or the file's own information says size {size})")
+        if dtype not in ("uint8", "int8", "float32"):
+            raise UserError(f"{self.path}: input of type {dtype}; expected uint8, int8 or float32")
+        for i, (out_dtype, q) in enumerate(zip(self.backend.output_dtypes, self.backend.output_quantizations)):
+            if out_dtype not in ("float32", "uint8", "int8") or (out_dtype != "float32" and q is None):
+                raise UserError(f"{self.path}: output {i} of type {out_dtype} without quantization; expected float32 or quantized uint8/int8")
 
     @property
     def name(self) -> str:

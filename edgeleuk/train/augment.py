@@ -65,7 +65,8 @@ def outlier(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class AugmentedBatches(keras.utils.PyDataset):
     """Shuffled, augmented batches; the epoch and batch index seed the generator (reproducible).
 
-    Targets are probability vectors with per-sample weights (class weights). With `outliers` > 0,
+    Targets are probability vectors with per-sample weights (class weights); with `soft_targets` (a
+    teacher's softened probabilities) they mix in the teacher at `soft_weight`. With `outliers` > 0,
     each batch also holds that share of outlier fields whose target is the uniform distribution,
     weighted `outlier_weight` (outlier exposure, Hendrycks et al. 2019): the model learns to spread
     its probabilities, and its features move away from the training fields', on what it cannot judge.
@@ -73,7 +74,7 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, policy: str,
                  class_weights: dict[int, float] | None = None, outliers: float = 0.0, outlier_weight: float = 0.5,
-                 classes: int = 4, **kwargs):
+                 classes: int = 4, soft_targets: np.ndarray | None = None, soft_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if policy not in POLICIES:
             from edgeleuk.errors import UserError
@@ -82,6 +83,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.images, self.labels, self.batch_size, self.seed, self.policy = images, labels, batch_size, seed, policy
         self.class_weights = class_weights or {}
         self.outliers, self.outlier_weight, self.classes = outliers, outlier_weight, classes
+        self.soft_targets, self.soft_weight = soft_targets, soft_weight  # a teacher's, per image (distillation)
         self.epoch = 0
         self.order = np.random.default_rng([seed, 0]).permutation(len(images))
 
@@ -93,6 +95,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         images = [augment(self.images[j], rng, self.policy) for j in rows]
         targets = np.eye(self.classes, dtype=np.float32)[self.labels[rows]]
+        if self.soft_targets is not None:  # cross-entropy against the mixture = the label term plus w × the teacher term
+            targets = (1.0 - self.soft_weight) * targets + self.soft_weight * self.soft_targets[rows]
         weights = np.array([self.class_weights.get(int(self.labels[j]), 1.0) for j in rows], np.float32)
         extra = int(round(self.outliers * len(rows)))
         if extra:

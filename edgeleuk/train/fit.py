@@ -44,6 +44,9 @@ class TrainConfig:
     fine_tune_patience: int = 6
     augment: str = "robust"
     outliers: float = 0.0  # stage 2: outlier fields per batch, as a share of its images (outlier exposure; 0: none)
+    teacher: str | None = None  # stage 2: a trained .keras model whose soft labels the student also learns (distillation)
+    distill_temperature: float = 2.0  # the teacher's probabilities are softened as softmax(log p / T)
+    distill_weight: float = 0.5  # target = (1 - w) · one-hot label + w · softened teacher
     feature_cache: str | None = None
 
 
@@ -96,7 +99,27 @@ def _fit_head(model, feats, labels, parts, config, rows, out):
     print(f"stage 1 (frozen base): best epoch {keeper.best_epoch + 1}, val_loss {keeper.best:.4f}")
 
 
-def _fine_tune(model, images, labels, parts, config, rows, out):
+def _teacher_targets(config: TrainConfig, samples: list, train_rows: np.ndarray) -> np.ndarray:
+    """The teacher's softened probabilities on the clean training images, at the teacher's own input
+    size (offline distillation: computed once; the student then sees them under its augmentations)."""
+    import keras
+
+    path = Path(config.teacher)
+    if not path.is_file() or path.suffix != ".keras":
+        raise UserError(f"Received: --teacher {config.teacher}; expected a trained .keras model (edgeleuk train writes model.keras)")
+    teacher = keras.models.load_model(path, compile=False)
+    size = int(teacher.input_shape[1])
+    images, _ = load_arrays([samples[i] for i in train_rows], PreprocessSpec(size=size))
+    probs = teacher.predict(images, batch_size=32, verbose=0)
+    logits = np.log(np.clip(probs, 1e-7, 1.0)) / config.distill_temperature
+    soft = np.exp(logits - logits.max(1, keepdims=True))
+    soft /= soft.sum(1, keepdims=True)
+    print(f"distillation: {path} ({size}×{size}) soft labels on {len(images)} training images, T={config.distill_temperature}, "
+          f"weight {config.distill_weight}")
+    return soft.astype(np.float32)
+
+
+def _fine_tune(model, images, labels, parts, config, rows, out, soft: np.ndarray | None = None):
     import keras
     import tensorflow as tf
 
@@ -114,7 +137,8 @@ def _fine_tune(model, images, labels, parts, config, rows, out):
     tr, va = parts["train"], parts["val"]
     classes = int(model.output_shape[-1])
     train_ds = AugmentedBatches(images[tr], labels[tr], config.batch_size, config.seed, config.augment,
-                                class_weights=_class_weights(labels[tr]), outliers=config.outliers, classes=classes)
+                                class_weights=_class_weights(labels[tr]), outliers=config.outliers, classes=classes,
+                                soft_targets=soft, soft_weight=config.distill_weight)
     val_images, val_labels = _robust_validation(images[va], labels[va], config.seed, config.augment)
     val_ds = tf.data.Dataset.from_tensor_slices((val_images, np.eye(classes, dtype=np.float32)[val_labels])).batch(64)
     keeper = BestWeights()
@@ -218,7 +242,8 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
         frozen = classification_metrics(labels[parts["test"]], frozen_probs)
         print(format_metrics(frozen, "test, frozen base (the study's recipe):"))
         if config.fine_tune:
-            _fine_tune(model, images, labels, parts, config, rows, out)
+            soft = _teacher_targets(config, list(found.samples), parts["train"]) if config.teacher else None
+            _fine_tune(model, images, labels, parts, config, rows, out, soft)
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: keeping the best weights so far and writing the run folder")
@@ -236,7 +261,7 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
     if rows:
         plots.plot_curves(rows, out / "curves.png")
     plots.plot_confusion(metrics, out / "confusion.png", f"test accuracy {metrics['accuracy']*100:.1f}%")
-    _write_run_manifest(out, model_path, config, metrics)
+    _write_run_manifest(out, model_path, config, metrics, model)
     print(f"wrote {out} in {seconds:.0f} s" + (" (interrupted)" if interrupted else ""))
     return summary
 
@@ -256,11 +281,12 @@ def _save_clean(model, path: Path) -> None:
         full.unlink(missing_ok=True)
 
 
-def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metrics: dict) -> None:
+def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metrics: dict, model) -> None:
     import keras
     import tensorflow as tf
 
     from edgeleuk.manifest import Variant
+    from edgeleuk.train.model import multiply_adds
 
     sha = sha256_file(model_path)
     variant = Variant(name="keras", format="keras", file=model_path.name, sha256=sha, precision="fp32",
@@ -268,7 +294,9 @@ def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metric
                       input_dtype="float32", output_dtype="float32", size_bytes=model_path.stat().st_size,
                       metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]})
     manifest = Manifest(model={"name": "edgeleuk-mobilenetv2", "architecture": "MobileNetV2+GAP+Dense128+Dense4",
-                               "alpha": config.alpha, "input_size": config.input_size, "fine_tuned": config.fine_tune},
+                               "alpha": config.alpha, "input_size": config.input_size, "fine_tuned": config.fine_tune,
+                               "parameters": int(model.count_params()), "multiply_adds": multiply_adds(model),
+                               "distilled_from": config.teacher},
                         preprocess=PreprocessSpec(size=config.input_size), variants=(variant,), source_model_sha256=sha,
                         versions={"edgeleuk": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
                                   "python": platform.python_version()},
