@@ -41,10 +41,11 @@ REFERENCE_DIR = HERE / "reference"  # GPU results recorded with --gpu-only for t
 
 
 def machine_facts() -> dict:
-    from edgeleuk.cli.doctor import _version, cpu_features
+    from edgeleuk.cli.doctor import cpu_features
+    from edgeleuk.versions import version_of
 
     facts = {"os": f"{platform.system()} {platform.release()}", "python": platform.python_version(), "cores": default_threads(),
-             **cpu_features(), "versions": {d: _version(d) for d in ("ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow", "tensorflow-cpu", "numpy", "opencv-python-headless")}}
+             **cpu_features(), "versions": {d: version_of(d) for d in ("ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow", "tensorflow-cpu", "numpy", "opencv-python-headless")}}
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
         facts["gpu"] = out.stdout.strip() or None

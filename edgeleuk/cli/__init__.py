@@ -110,5 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except ModuleNotFoundError as exc:
         extra = "runtime" if name in ("run", "doctor", "calibrate-scale") else ("convert" if name == "convert" else "train")
-        print(f"edgeleuk {name}: error: {exc.name} is not installed. Install it with: pip install 'edgeleuk[{extra}]'", file=sys.stderr)
+        from edgeleuk.errors import missing_package
+
+        print(f"edgeleuk {name}: error: {missing_package(exc.name, extra)}", file=sys.stderr)
         return 1

@@ -4,10 +4,11 @@ the default model and a one-frame smoke inference, with a verdict line (exit 1 w
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
 import platform
 import sys
 import time
+
+from edgeleuk.versions import version_of
 
 
 def parser() -> argparse.ArgumentParser:
@@ -16,13 +17,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _version(*dists: str) -> str | None:
-    for dist in dists:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            continue
-    return None
 
 
 def cpu_features() -> dict[str, bool | str]:
@@ -54,20 +48,20 @@ def main(argv: list[str]) -> int:
     import numpy as np
 
     from edgeleuk import __version__
-    from edgeleuk.errors import UserError
+    from edgeleuk.errors import UserError, missing_package
     from edgeleuk.runtime.sources import list_cameras
 
     problems: list[str] = []
-    print(f"edgeleuk {__version__} on Python {platform.python_version()} ({platform.system()} {platform.machine()})")
-    backends = {"ai-edge-litert (LiteRT)": _version("ai-edge-litert"), "tflite-runtime": _version("tflite-runtime"),
-                "onnxruntime": _version("onnxruntime"), "opencv": _version("opencv-python-headless", "opencv-python"),
-                "numpy": _version("numpy")}
+    print(f"edgeleuk {__version__} on Python {platform.pythonversion_of()} ({platform.system()} {platform.machine()})")
+    backends = {"ai-edge-litert (LiteRT)": version_of("ai-edge-litert"), "tflite-runtime": version_of("tflite-runtime"),
+                "onnxruntime": version_of("onnxruntime"), "opencv": version_of("opencv-python-headless", "opencv-python"),
+                "numpy": version_of("numpy")}
     for name, version in backends.items():
         print(f"  {name:<24}{version or 'not installed'}")
     if not backends["ai-edge-litert (LiteRT)"] and not backends["tflite-runtime"] and not backends["onnxruntime"]:
-        problems.append("no inference backend: pip install 'edgeleuk[runtime]'")
+        problems.append(f"no inference backend: {missing_package('ai-edge-litert or onnxruntime', 'runtime')}")
     if not backends["opencv"]:
-        problems.append("OpenCV missing: pip install opencv-python-headless")
+        problems.append(str(missing_package("OpenCV", "runtime")))
     if "tensorflow" in sys.modules:
         problems.append("TensorFlow was imported by the runtime (a bug: please report it)")
     feats = cpu_features()
@@ -75,7 +69,7 @@ def main(argv: list[str]) -> int:
     if feats["arch"] in ("armv7l", "armv6l"):
         problems.append("32-bit ARM: LiteRT has no wheels for it; install a 64-bit OS")
     cams = list_cameras()
-    picam = _version("picamera2")
+    picam = version_of("picamera2")
     print(f"  cameras: {', '.join(cams) or 'none under /dev/video*'}; picamera2 {picam or 'not installed'}")
     from edgeleuk.runtime.display import desktop_reachable, gui_backend
 

@@ -108,14 +108,12 @@ def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calib
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
+    from edgeleuk.versions import version_of
 
     out = {"edgeleuk": __version__, "python": platform.python_version()}
     for dist in ("tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
+        if version_of(dist):
+            out[dist] = version_of(dist)
     return out
 
 

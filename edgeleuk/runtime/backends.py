@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeleuk.errors import UserError
+from edgeleuk.errors import UserError, missing_package
 from edgeleuk.manifest import Quantization
 
 BACKENDS = ("litert", "tflite-runtime", "tf-lite", "onnxruntime")
@@ -59,8 +59,7 @@ def _interpreter_class(backend: str | None):
             return name, Interpreter
         except ImportError as exc:
             tried.append(f"{name} ({exc.__class__.__name__}: {exc})")
-    raise UserError("no TFLite interpreter could be imported: " + "; ".join(tried) +
-                    ". Install one with: pip install ai-edge-litert")
+    raise UserError("no TFLite interpreter could be imported: " + "; ".join(tried) + ". " + str(missing_package("ai-edge-litert", "runtime")))
 
 
 class TFLiteBackend:
@@ -108,15 +107,10 @@ class TFLiteBackend:
 
     @property
     def version(self) -> str:
-        module = {"litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime", "tf-lite": "tensorflow"}[self.name]
-        import importlib.metadata as md
+        from edgeleuk.versions import version_of
 
-        for dist in (module.replace("_", "-"), module):
-            try:
-                return md.version(dist)
-            except md.PackageNotFoundError:
-                continue
-        return "unknown"
+        dists = {"litert": ("ai-edge-litert",), "tflite-runtime": ("tflite-runtime",), "tf-lite": ("tensorflow", "tensorflow-cpu")}[self.name]
+        return version_of(*dists) or "unknown"
 
 
 def _quant(detail: dict[str, Any]) -> Quantization | None:
@@ -137,7 +131,7 @@ class ONNXBackend:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise UserError("onnxruntime is not installed. Install it with: pip install onnxruntime") from None
+            raise missing_package("onnxruntime", "runtime") from None
         self.threads = threads or default_threads()
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
