@@ -79,8 +79,8 @@ def runtime_job(job: dict) -> dict:
 def _accuracy(job: dict, spec, predict) -> dict:
     from pathlib import Path
 
-    from edgeleuk.evaluation import split_images
-    from edgeleuk.metrics import classification_metrics
+    from edgeleuk.evaluate.report import split_images
+    from edgeleuk.evaluate.metrics import classification_metrics
 
     images, labels, note = split_images(job["data"], spec, job.get("split"), "test", Path(job["model"]))
     m = classification_metrics(labels, predict(images))

@@ -78,7 +78,7 @@ def test_gate_calibration_cuts_where_the_model_fails_not_where_the_tail_average_
     a few saturated frames at the very end that happen to be right. The cut belongs at 246: a rule on
     the whole tail alone stops near 240 (the tail mixes 97% and 80%); a rule on bands alone would stop
     at the saturated frames, or at a cluster of hard images in the middle (planted at 200)."""
-    from edgeleuk.robustness import calibrate_gate
+    from edgeleuk.evaluate.robustness import calibrate_gate
 
     rng = np.random.default_rng(0)
     bands = [(150, 240, 20000, 0.99), (199.5, 200.5, 150, 0.70), (240, 246, 3000, 0.97), (246, 252, 2200, 0.80),

@@ -19,7 +19,7 @@ def report():
 
 
 def test_packaged_int8_accuracy_on_the_test_part(tmp_path):
-    from edgeleuk.evaluation import evaluate
+    from edgeleuk.evaluate.report import evaluate
 
     metrics = evaluate(str(DEFAULT_MODEL_DIR), str(DATA), split=str(DEFAULT_MODEL_DIR / "split.json"), out=str(tmp_path))
     assert metrics["n"] == 566

@@ -24,7 +24,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    from edgeleuk.evaluation import evaluate
+    from edgeleuk.evaluate.report import evaluate
 
     from edgeleuk.errors import UserError
 

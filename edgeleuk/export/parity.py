@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeleuk.metrics import classification_metrics
+from edgeleuk.evaluate.metrics import classification_metrics
 
 
 def predict_all(classifier, images: np.ndarray, batch: int = 32) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Measured on the model input (the 224×224 crop) so thresholds do not depend on camera resolution.
 The defaults were set by `edgeleuk evaluate --robustness` on the shipped int8 model (566 test
-images × 15 degradations × 5 severities = 42,450 frames; `calibrate_gate` in robustness.py):
+images × 15 degradations × 5 severities = 42,450 frames; `calibrate_gate` in evaluate/robustness.py):
 
 - max_brightness 247.2 and max_bright_fraction 0.772: beyond them the model is 83.8% and 82.9% correct
   (1,494 and 1,354 frames), and the 212 frames just inside each limit are themselves below 90%. Nearer

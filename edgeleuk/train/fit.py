@@ -18,7 +18,7 @@ from edgeleuk.dataset import load_arrays, scan
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_path, writable_folder
 from edgeleuk.manifest import Manifest, PreprocessSpec, atomic_write_text, sha256_file, write_manifest
-from edgeleuk.metrics import classification_metrics, format_metrics
+from edgeleuk.evaluate.metrics import classification_metrics, format_metrics
 from edgeleuk.split import make_split, near_duplicates_across, read_split, write_split
 
 
@@ -206,7 +206,7 @@ def prepare_out(out: Path, overwrite: bool) -> bool:
 def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
     import keras
 
-    from edgeleuk import plots
+    from edgeleuk.evaluate import plots
     from edgeleuk.train.callbacks import write_history
     from edgeleuk.train.model import build_model
 

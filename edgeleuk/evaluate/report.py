@@ -83,9 +83,9 @@ def evaluate(model: str | None, data: str, split: str | None = None, part: str =
              variant: str | None = None, threads: int | None = None, robustness: bool = False,
              severities: tuple[int, ...] | None = None, conditions: list[str] | None = None, ood: bool = False) -> dict[str, Any]:
     """Metrics of the model on the part; writes metrics.json and confusion.png to `out`."""
-    from edgeleuk import plots
+    from edgeleuk.evaluate import plots
     from edgeleuk.files import writable_folder
-    from edgeleuk.metrics import classification_metrics, format_metrics
+    from edgeleuk.evaluate.metrics import classification_metrics, format_metrics
 
     if out:
         writable_folder(out, "--out")  # before the model and the images load
@@ -102,7 +102,7 @@ def evaluate(model: str | None, data: str, split: str | None = None, part: str =
         print(f"wrote {folder / 'metrics.json'} and confusion.png")
     if robustness:
         from edgeleuk.degrade import SEVERITIES
-        from edgeleuk.robustness import format_robustness, robustness as run_suite, write_robustness
+        from edgeleuk.evaluate.robustness import format_robustness, robustness as run_suite, write_robustness
 
         limits = loaded.classifier.quality if loaded.classifier is not None else None
         results = run_suite(loaded.predict, images, labels, conditions=conditions, severities=severities or SEVERITIES, thresholds=limits,
