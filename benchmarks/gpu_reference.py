@@ -15,22 +15,24 @@ def gpu_job(job: dict) -> dict:
     backend's outputs are checked against onnxruntime on the CPU, so the time is of a model that is right.
     """
     onnx_file = job["file"]
-    batches = (1, job["throughput_batch"])
-    inputs = {b: _smears(b) for b in batches}
-    oracle = _cpu_outputs(onnx_file, inputs)
     try:
         import onnxruntime as ort
 
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            return _ort_cuda(onnx_file, inputs, oracle)
+        ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     except ImportError:
-        pass
-    try:
-        import torch
-    except ImportError:
-        return {"skipped": "no GPU backend: neither onnxruntime-gpu nor PyTorch is installed"}
-    if not torch.cuda.is_available():
-        return {"skipped": "no GPU: PyTorch sees no CUDA device"}
+        ort_cuda = False
+    if not ort_cuda:  # say why before any work: no oracle run on the CPU for a GPU that is not there
+        try:
+            import torch
+        except ImportError:
+            return {"skipped": "no GPU backend: neither onnxruntime-gpu nor PyTorch is installed"}
+        if not torch.cuda.is_available():
+            return {"skipped": "no GPU: PyTorch sees no CUDA device"}
+    batches = (1, job["throughput_batch"])
+    inputs = {b: _smears(b, _input_size(onnx_file)) for b in batches}
+    oracle = _cpu_outputs(onnx_file, inputs)
+    if ort_cuda:
+        return _ort_cuda(onnx_file, inputs, oracle)
     try:
         import onnx
         from onnx2torch import convert
@@ -77,8 +79,19 @@ def _static_constants(net):
     return net
 
 
-def _smears(batch: int) -> np.ndarray:
-    """Smear-like 224×224 images (pale background, violet cells): unlike noise they leave the softmax
+def _input_size(onnx_file: str) -> int:
+    """The model's input side (the file says; 224 when it leaves it open)."""
+    try:
+        import onnxruntime as ort
+
+        shape = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+        return int(shape[1]) if isinstance(shape[1], int) else 224
+    except (ImportError, IndexError):
+        return 224
+
+
+def _smears(batch: int, size: int = 224) -> np.ndarray:
+    """Smear-like images (pale background, violet cells): unlike noise they leave the softmax
     unsaturated, so the parity check compares real numbers, not ones and zeros."""
     import cv2
 
@@ -89,7 +102,7 @@ def _smears(batch: int) -> np.ndarray:
         for _ in range(rng.integers(1, 4)):
             center = tuple(int(v) for v in rng.integers(40, 184, 2))
             cv2.circle(image, center, int(rng.integers(15, 50)), tuple(int(v) for v in rng.integers(60, 180, 3)), -1)
-        images.append(image)
+        images.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) if size != 224 else image)
     return np.stack(images).astype(np.float32)
 
 

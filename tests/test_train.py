@@ -89,8 +89,13 @@ def test_split_is_reusable(trained, dataset, tiny, tmp_path):
     assert [(r["file"], r["part"]) for r in a] == [(r["file"], r["part"]) for r in b]
 
 
-@pytest.mark.parametrize("case", ["missing", "unknown-class", "duplicate", "bad-weights"])
-def test_bad_input_is_a_message_not_a_traceback(tmp_path, case):
+@pytest.mark.parametrize("case,message", [
+    ("missing", "data folder {data} does not exist"),
+    ("unknown-class", "Normal"),
+    ("duplicate", "x.jpg"),
+    ("bad-weights", "Received: --weights {tmp}/nope.weights.h5; no such file"),
+])
+def test_bad_input_is_a_message_not_a_traceback(tmp_path, case, message):
     data = tmp_path / "data"
     args = []
     if case != "missing":
@@ -103,7 +108,8 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path, case):
         args = ["--weights", str(tmp_path / "nope.weights.h5")]
     proc = cli("train", "--data", str(data), "--out", str(tmp_path / "out"), *TINY_ARCH, *(args or ["--weights", "none"]))
     assert proc.returncode == 1
-    assert "Traceback" not in proc.stderr and "error:" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("edgeleuk train: error: ")
+    assert message.format(data=data, tmp=tmp_path) in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()  # a failed run leaves no folder behind
 
 
