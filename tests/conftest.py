@@ -111,9 +111,16 @@ def trained(dataset, tiny, tmp_path_factory) -> Path:
     return out
 
 
+PREBUILT = os.environ.get("EDGELEUK_TEST_CONVERTED")  # set by the device-only run: variants the host built
+
+
 @pytest.fixture(scope="session")
-def converted(trained, dataset, tmp_path_factory) -> Path:
-    """Every variant of the tiny model, through the real converters and runtimes."""
+def converted(request, dataset, tmp_path_factory) -> Path:
+    """Every variant of the tiny model, through the real converters and runtimes (in the device-only
+    environment, which has no TensorFlow: the ones the host run built and handed over)."""
+    if PREBUILT:
+        return Path(PREBUILT)
+    trained = request.getfixturevalue("trained")
     out = tmp_path_factory.mktemp("conv") / "variants"
     cli("convert", str(trained / "model.keras"), "--all", "--data", str(dataset), "--calibration-size", "40",
         "--max-drop", "100", "--out", str(out), check_rc=0)

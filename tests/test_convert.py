@@ -6,7 +6,6 @@ import shutil
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 
 from conftest import cli
@@ -14,7 +13,7 @@ from edgeleuk.manifest import read_manifest, sha256_file
 from edgeleuk.runtime import load
 from edgeleuk.runtime.embedded import read_tflite_info
 
-pytestmark = pytest.mark.host
+pytestmark = pytest.mark.host  # the conversion stage: TensorFlow, tf2onnx, onnx (imported where used)
 ALL = {"tflite-fp32", "tflite-fp16", "tflite-int8", "tflite-dynamic", "onnx-fp32", "onnx-int8"}
 
 
@@ -77,6 +76,8 @@ def test_int8_variants_keep_the_decisions_of_a_model_that_has_learned(dataset, t
 
 
 def test_onnx_passes_checker_and_files_carry_labels(converted):
+    import onnx
+
     for name in ("model_fp32.onnx", "model_int8.onnx"):
         model = onnx.load(str(converted / name))
         onnx.checker.check_model(model)

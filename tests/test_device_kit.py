@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,27 @@ def test_docker_image_builds_then_doctor_and_run_offline(tmp_path):
     finally:
         subprocess.run(["rm", "-rf", str(wheels)])
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+@pytest.mark.install
+def test_the_device_tests_pass_in_an_environment_without_tensorflow(converted, tmp_path):
+    """A second virtual environment with edgeleuk[runtime,serve,dev] only (no TensorFlow, onnx or
+    scikit-learn) runs every test not marked host, on the variants this run built: the device side
+    needs nothing from the host side."""
+    venv = tmp_path / "device-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    install = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e",
+                              f"{ROOT}[runtime,serve,dev]", "-c", str(ROOT / "constraints.txt")],
+                             capture_output=True, text=True, timeout=1200)
+    assert install.returncode == 0, install.stderr[-3000:]
+    listed = subprocess.run([str(py), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True)
+    names = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert not names & {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx", "scikit-learn", "matplotlib"}, names
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
+    env.update(EDGELEUK_TEST_CONVERTED=str(converted), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+    run = subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "inner"),
+                          "-m", "not host and not install and not docker and not slow", str(ROOT / "tests")], capture_output=True, text=True, timeout=1800, cwd=ROOT, env=env)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    passed = int(re.search(r"(\d+) passed", run.stdout).group(1))
+    assert passed >= 150, run.stdout[-2000:]

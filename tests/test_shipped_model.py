@@ -18,6 +18,7 @@ def report():
     return json.loads((DEFAULT_MODEL_DIR / "report.json").read_text())
 
 
+@pytest.mark.host  # the evaluate stage (scikit-learn)
 def test_packaged_int8_accuracy_on_the_test_part(tmp_path):
     from edgeleuk.evaluate.report import evaluate
 
@@ -63,6 +64,7 @@ def test_default_quality_gate_accepts_every_real_image():
     assert refused == []
 
 
+@pytest.mark.host  # the evaluate stage (scikit-learn)
 def test_packaged_model_judges_its_own_test_part_and_refuses_strangers():
     """The OOD score and the gates on the real test part, and on four of `evaluate --ood`'s sets."""
     from edgeleuk.dataset import load_arrays, scan

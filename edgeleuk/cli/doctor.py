@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
     from edgeleuk.runtime.sources import list_cameras
 
     problems: list[str] = []
-    print(f"edgeleuk {__version__} on Python {platform.pythonversion_of()} ({platform.system()} {platform.machine()})")
+    print(f"edgeleuk {__version__} on Python {platform.python_version()} ({platform.system()} {platform.machine()})")
     backends = {"ai-edge-litert (LiteRT)": version_of("ai-edge-litert"), "tflite-runtime": version_of("tflite-runtime"),
                 "onnxruntime": version_of("onnxruntime"), "opencv": version_of("opencv-python-headless", "opencv-python"),
                 "numpy": version_of("numpy")}
