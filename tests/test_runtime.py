@@ -367,3 +367,12 @@ def test_three_labels_for_four_outputs_is_refused_and_doctor_says_not_ready(conv
     doctor = cli("doctor", "--model", str(folder))
     assert doctor.returncode == 1 and "verdict: NOT READY" in doctor.stdout
     assert "expected exactly one of size 3 (the labels' count)" in doctor.stdout
+
+
+def test_packaged_models_are_chosen_by_name(frames_dir):
+    from edgeleuk.runtime.classifier import packaged_model, packaged_models
+
+    assert "default" in packaged_models() and packaged_model("default").name == "default"
+    assert packaged_model("../default") is None and packaged_model(".") is None
+    proc = cli("run", "--model", "no-such-model", "--source", str(frames_dir), "--quiet", check_rc=1)
+    assert "model no-such-model does not exist (packaged models, by name: " in proc.stderr and "default" in proc.stderr

@@ -52,6 +52,7 @@ class Images:
     train: np.ndarray | None = None  # the whole training part: the OOD statistics and the cell ruler
     train_labels: np.ndarray | None = None
     val: np.ndarray | None = None  # the validation part: the OOD threshold
+    split_sha256: str | None = None  # the split file the parts came from (None: made anew)
 
 
 def _load_keras(path: Path):
@@ -104,7 +105,7 @@ def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calib
     val_images = load_arrays(val, spec)[0] if val else None
     return Images(calib_images, test_images, test_labels, f"{note}; calibration: {len(calib_images)} training images; "
                   f"evaluation: {len(test)} {config.part} images", [str(s.path.relative_to(found.root)) for s in test],
-                  train_images, train_labels, val_images)
+                  train_images, train_labels, val_images, sha256_file(split_file) if split_file.is_file() else None)
 
 
 def _versions() -> dict[str, str]:
@@ -256,7 +257,7 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
         manifest = replace(manifest, model={**manifest.model, "input_size": size, "parameters": int(model.count_params()),
                                             "multiply_adds": multiply_adds(model)})
         manifest = replace(manifest.with_variants(variants), versions=_versions(),
-                           provenance={**manifest.provenance, "evaluation": images.note,
+                           provenance={**manifest.provenance, "evaluation": images.note, "split_sha256": images.split_sha256,
                                        "source_model": model_path.name if model_path.parent.resolve() == out.resolve() else str(model_path)})
         write_manifest(staging, manifest)
         report_rows = _merged_rows(staging / "report.json", rows) if previous is not None else rows

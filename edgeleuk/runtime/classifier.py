@@ -97,6 +97,19 @@ class Classifier:
         return self.predict(preprocess(frame, self.spec, color_order=color_order, roi=roi))[0]
 
 
+def packaged_models() -> list[str]:
+    """The models that ship inside the package, by name (`run --model fast`)."""
+    root = DEFAULT_MODEL_DIR.parent
+    return sorted(p.name for p in root.iterdir() if (p / MANIFEST_NAME).is_file())
+
+
+def packaged_model(name: str) -> Path | None:
+    if "/" in name or "\\" in name or name.startswith("."):
+        return None
+    path = DEFAULT_MODEL_DIR.parent / name
+    return path if (path / MANIFEST_NAME).is_file() else None
+
+
 def _pick(manifest: Manifest, variant: str | None) -> Variant:
     if variant:
         return manifest.variant(variant)
@@ -118,8 +131,11 @@ def load(model: str | Path | None = None, variant: str | None = None, backend: s
         threads: inference threads (default: all cores this process may use).
     """
     path = Path(model) if model is not None else DEFAULT_MODEL_DIR
+    if model is not None and not path.exists() and packaged_model(str(model)) is not None:
+        path = packaged_model(str(model))
     if not path.exists():
-        raise UserError(f"model {path} does not exist")
+        names = ", ".join(packaged_models())
+        raise UserError(f"model {path} does not exist (packaged models, by name: {names})")
     manifest, chosen = None, None
     if path.is_dir():
         manifest = read_manifest(path)
