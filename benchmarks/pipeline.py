@@ -128,9 +128,13 @@ def _env() -> dict:
 
 
 def run_command(clip: Path, log: Path, args, serve: bool = False) -> list[str]:
+    extra = []
+    if serve and args.serve:
+        extra = ["--serve", "127.0.0.1:0"]
+    elif serve and args.publish:
+        extra = ["--publish", args.publish, "--publish-frames", "--device-id", "bench"]
     return ([sys.executable, "-m", "edgeleuk", "run", "--source", str(clip), "--log", str(log), "--quiet", "--threads", str(args.threads)]
-            + (["--model", args.model] if args.model else []) + (["--realtime"] if args.realtime else [])
-            + (["--serve", "127.0.0.1:0"] if serve else []))
+            + (["--model", args.model] if args.model else []) + (["--realtime"] if args.realtime else []) + extra)
 
 
 def _viewer(port: int, stop: threading.Event, counts: dict) -> None:
@@ -164,7 +168,7 @@ def serve_once(clip: Path, log: Path, args, serve: bool) -> tuple[list[dict], di
     log.unlink(missing_ok=True)
     proc = subprocess.Popen(run_command(clip, log, args, serve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     stop, counts = threading.Event(), {"stream_frames": 0, "status_polls": 0}
-    if serve:
+    if serve and args.serve:
         for line in proc.stdout:
             found = re.search(r"live view: http://127\.0\.0\.1:(\d+)/", line)
             if found:
@@ -185,15 +189,18 @@ def compare_serve(clip: Path, log: Path, args, out: Path, width: int, height: in
             frames = [r for r in records if "latency_ms" in r]
             rows.append({"serve": serve, "path_p50_ms": float(np.median([f["latency_ms"]["total"] for f in frames])),
                          "frames": len(frames), "fps": records[-1]["fps"], **counts})
-            print(f"{'with' if serve else 'without'} the live view: path p50 {rows[-1]['path_p50_ms']:.3f} ms, {len(frames)} frames, "
+            what = "the live view" if args.serve else "publishing every frame"
+            print(f"{'with' if serve else 'without'} {what}: path p50 {rows[-1]['path_p50_ms']:.3f} ms, {len(frames)} frames, "
                   f"{records[-1]['fps']} frames/s" + (f", {counts['stream_frames']} frames streamed, {counts['status_polls']} status polls" if serve else ""))
     with_view = float(np.median([r["path_p50_ms"] for r in rows if r["serve"]]))
     without = float(np.median([r["path_p50_ms"] for r in rows if not r["serve"]]))
     result = {"frame_size": f"{width}x{height}", "threads": args.threads, "realtime": args.realtime, "runs": rows,
               "path_p50_ms_without": without, "path_p50_ms_with_viewer": with_view, "ratio": with_view / without}
-    atomic_write_text(out / "pipeline-serve.json", json.dumps(result, indent=2) + "\n")
-    print(f"frame path p50: {without:.3f} ms without, {with_view:.3f} ms with the live view and one viewer: {with_view / without:.3f}×")
-    print(f"wrote {out / 'pipeline-serve.json'}")
+    name = "pipeline-serve.json" if args.serve else "pipeline-publish.json"
+    atomic_write_text(out / name, json.dumps(result, indent=2) + "\n")
+    what = "the live view and one viewer" if args.serve else f"every frame published to {args.publish}"
+    print(f"frame path p50: {without:.3f} ms without, {with_view:.3f} ms with {what}: {with_view / without:.3f}×")
+    print(f"wrote {out / name}")
     return 0
 
 
@@ -207,6 +214,8 @@ def main() -> int:
     mode.add_argument("--realtime", action="store_true", help="replay at the clip's 30 frames/s, as a live camera delivers them")
     mode.add_argument("--decoded", action="store_true", help="frames decoded ahead, back to back, in this process (see above)")
     p.add_argument("--serve", action="store_true", help="compare runs with the live view and one viewer against runs without (see above)")
+    p.add_argument("--publish", metavar="URL", help="compare runs publishing every frame's record to this MQTT broker (mqtt://127.0.0.1:1883/bench) "
+                   "against runs without")
     p.add_argument("--pairs", type=int, default=3, help="--serve: runs with and without, alternated (default 3 each)")
     p.add_argument("--size", default="1280x720", help="frame size WxH of the recorded clip (default 1280x720)")
     p.add_argument("--out", default="runs/pipeline")
@@ -220,7 +229,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         clip, log = Path(tmp) / f"slide{width}x{height}.avi", Path(tmp) / "run.jsonl"
         record_clip(clip, args.frames, args.data, width, height)
-        if args.serve:
+        if args.serve or args.publish:
             return compare_serve(clip, log, args, out, width, height)
         first, peak_rss_mb = None, None
         start = time.perf_counter()

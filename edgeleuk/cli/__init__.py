@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("edgeleuk.cli.run", "classify frames from a camera, video or images (device: no TensorFlow)"),
     "calibrate-scale": ("edgeleuk.cli.calibrate_scale", "measure this microscope's scale with red cells as the ruler (device)"),
     "doctor": ("edgeleuk.cli.doctor", "check backends, CPU features, cameras and the default model"),
+    "collect": ("edgeleuk.cli.collect", "store every device's MQTT messages once in a database (fleet)"),
+    "fleet": ("edgeleuk.cli.fleet", "per-device report from the collected database: last seen, model, verdicts, drift"),
 }
 
 

@@ -34,6 +34,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true",
                    help="play a video at its recorded frame rate, keeping only the newest frame (as a live camera does)")
     p.add_argument("--display", action="store_true", help="show a window (needs a GUI build of OpenCV)")
+    p.add_argument("--publish", metavar="mqtt://HOST[:PORT]/PREFIX",
+                   help="send each sample's verdict to an MQTT broker through a durable local queue (needs edgeleuk[publish]); "
+                   "credentials and TLS in the config's [publish]")
+    p.add_argument("--device-id", help="this device's name in the published topics (default: the host name)")
+    p.add_argument("--publish-frames", action="store_true", help="--publish: every frame's record too")
     p.add_argument("--serve", metavar="[HOST:]PORT",
                    help="serve the live view to a browser (default host 127.0.0.1; any other host needs the printed token); "
                    "needs edgeleuk[serve]")
@@ -68,7 +73,7 @@ def main(argv: list[str]) -> int:
     from edgeleuk.runtime.sources import open_source
 
     conf = read_config(args.config) if args.config else {}
-    model_c, cam_c, sample_c, log_c, serve_c = (conf.get(k, {}) for k in ("model", "camera", "sample", "log", "serve"))
+    model_c, cam_c, sample_c, log_c, serve_c, pub_c = (conf.get(k, {}) for k in ("model", "camera", "sample", "log", "serve", "publish"))
     quality_c = dict(conf.get("quality", {}))
     max_scale_error = quality_c.pop("max_scale_error", 1.5)
     if args.min_focus is not None:
@@ -126,7 +131,11 @@ def main(argv: list[str]) -> int:
         address = args.serve or serve_c.get("address")
         if address:
             view = _live_view(str(address), serve_c.get("token"), control, classifier, options.log)
-        summary, verdict = run(classifier, source, options, sinks=[view] if view else None, control=control)
+        sinks = [view] if view else []
+        url = args.publish or pub_c.get("url")
+        if url:
+            sinks.append(_publisher(url, args, pub_c, classifier, log))
+        summary, verdict = run(classifier, source, options, sinks=sinks, control=control)
     finally:
         source.close()
         if view is not None:
@@ -144,6 +153,25 @@ def main(argv: list[str]) -> int:
         raise UserError(f"none of the {summary.seen} frames could be read (see the lines above" +
                         (f" and {options.log})" if options.log else ")"))
     return 0
+
+
+def _publisher(url: str, args, conf: dict, classifier, log):
+    import socket
+    import sys
+
+    from edgeleuk.manifest import sha256_file
+    from edgeleuk.runtime.publish import Publisher
+
+    queue = conf.get("queue") or str((Path(log).parent if log else Path.home() / ".local" / "state" / "edgeleuk") / "outbox.sqlite")
+    sha = classifier.variant.sha256 if classifier.variant else sha256_file(classifier.path)
+    publisher = Publisher(url, Path(queue), args.device_id or conf.get("device_id") or socket.gethostname(),
+                          {"name": classifier.name, "sha256": sha}, frames=args.publish_frames or conf.get("frames", False),
+                          username=conf.get("username"), password=conf.get("password"), ca_file=conf.get("ca_file"),
+                          certfile=conf.get("certfile"), keyfile=conf.get("keyfile"),
+                          warn=lambda text: print(text, file=sys.stderr, flush=True))
+    print(f"publishing to {publisher.address.host}:{publisher.address.port} as {publisher.topic_base}/… "
+          f"(queue {queue}; {publisher.outbox.count()} waiting from before)", flush=True)
+    return publisher
 
 
 def _live_view(address: str, token: str | None, control, classifier, log: Path | None):

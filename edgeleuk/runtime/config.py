@@ -33,6 +33,12 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple, str]]] = {
     "sample": {"frames": (int, "accepted frames per sample"), "min_confidence": ((int, float), "0 … 1"),
                "max_ood_fraction": ((int, float), "0 … 1: above this share of out-of-distribution frames the sample is referred")},
     "log": {"folder": (str, "folder for JSONL logs"), "save_frames": (str, "folder for flagged frames")},
+    "publish": {"url": (str, "mqtt://HOST[:PORT]/PREFIX (mqtts:// for TLS): results to a broker (run --publish)"),
+                "device_id": (str, "this device's name in the topics (default: the host name)"),
+                "frames": (bool, "also publish every frame's record (default: only each sample's verdict)"),
+                "queue": (str, "the durable outbox (SQLite; default: beside the logs, or ~/.local/state/edgeleuk)"),
+                "username": (str, ""), "password": (str, ""), "ca_file": (str, "TLS: the broker's CA"),
+                "certfile": (str, "TLS client certificate"), "keyfile": (str, "TLS client key")},
     "serve": {"address": ((int, str), "[HOST:]PORT of the live view (run --serve); empty: none"),
               "token": (str, "the live view's token (default: a new one per run when the host is not loopback)")},
 }
@@ -59,7 +65,7 @@ def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
             if key not in SCHEMA[section]:
                 raise UserError(f"{path}: unknown key {section}.{key}; expected one of {', '.join(SCHEMA[section])}")
             kind, _ = SCHEMA[section][key]
-            if isinstance(value, bool) or not isinstance(value, kind):
+            if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
                 raise UserError(f"{path}: {section}.{key} = {value!r} has the wrong type")
     roi = doc.get("camera", {}).get("roi")
     if roi is not None and (len(roi) != 4 or not all(isinstance(v, int) and v >= 0 for v in roi) or roi[2] == 0 or roi[3] == 0):
@@ -84,8 +90,10 @@ def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
         if not math.isfinite(value) or value < 0 or ("fraction" in key and value > 1):
             raise UserError(f"{path}: quality.{key} = {value}; out of range")
     token = doc.get("serve", {}).get("token")
-    if token is not None and path.stat().st_mode & 0o004:
-        raise UserError(f"{path} holds serve.token but every user of this computer can read it; "
+    secrets = [k for k, v in (("serve.token", token), ("publish.password", doc.get("publish", {}).get("password")),
+                              ("publish.keyfile", doc.get("publish", {}).get("keyfile"))) if v is not None]
+    if secrets and path.stat().st_mode & 0o004:
+        raise UserError(f"{path} holds {secrets[0]} but every user of this computer can read it; "
                         f"make it private first: chmod 600 {path} (or 640 with the service's group)")
     if token is not None and len(token) < 16:
         raise UserError(f"{path}: serve.token is too short ({len(token)} characters); use at least 16 (e.g. python -c "

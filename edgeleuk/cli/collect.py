@@ -1,0 +1,35 @@
+"""edgeleuk collect: subscribe to the devices' MQTT topics and store every message once (SQLite)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeleuk collect", description=__doc__)
+    p.add_argument("url", help="mqtt://HOST[:PORT]/PREFIX (mqtts:// for TLS), as the devices publish to")
+    p.add_argument("--db", default="fleet.sqlite", help="SQLite file (default: fleet.sqlite)")
+    p.add_argument("--config", help="TOML with [publish] username, password, ca_file, certfile, keyfile (kept private: chmod 600)")
+    p.add_argument("--client-id", default="edgeleuk-collector", help="fixed, so the broker keeps the session while the collector is down")
+    p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    from edgeleuk.cli import sigterm_as_interrupt
+    from edgeleuk.fleet import Collector
+    from edgeleuk.runtime.config import read_config
+
+    conf = read_config(args.config).get("publish", {}) if args.config else {}
+    sigterm_as_interrupt()
+    collector = Collector(args.url, args.db, args.client_id, conf.get("username"), conf.get("password"), conf.get("ca_file"),
+                          conf.get("certfile"), conf.get("keyfile"))
+    print(f"collecting {collector.address.prefix}/+/verdict and /frame from {collector.address.host}:{collector.address.port} into {args.db}",
+          flush=True)
+    try:
+        collector.run(args.seconds)
+    except KeyboardInterrupt:
+        pass
+    print(f"stored {collector.stored} message(s), {collector.duplicates} redelivered duplicate(s) ignored")
+    return 0

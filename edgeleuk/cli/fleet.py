@@ -1,0 +1,44 @@
+"""edgeleuk fleet: per device, from the collected database: last seen, model sha256, samples and their
+verdicts, the refused share per sample and a drift flag (a device whose refusals depart from its own history)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeleuk fleet", description=__doc__)
+    p.add_argument("--db", default="fleet.sqlite", help="the collector's SQLite file")
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument("--csv", help="also write one row per device as CSV here")
+    p.add_argument("--window", type=int, default=5, help="recent samples compared with the device's history (default 5)")
+    p.add_argument("--drift", type=float, default=0.2, help="flag a change of the refused share larger than this (default 0.2)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    from pathlib import Path
+
+    from edgeleuk.errors import UserError
+    from edgeleuk.files import atomic_write_text
+    from edgeleuk.fleet import fleet_report, format_report
+
+    if not Path(args.db).is_file():
+        raise UserError(f"no database {args.db} (edgeleuk collect writes it)")
+    report = fleet_report(args.db, args.window, args.drift)
+    print(format_report(report))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+    if args.csv:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["device", "last_seen", "model_sha256", "samples", "verdicts", "last_refused_share", "drift"])
+        for r in report:
+            writer.writerow([r["device"], r["last_seen"], " ".join(r["model_sha256"]), r["samples"], json.dumps(r["verdicts"]),
+                             r["refused_share_by_sample"][-1] if r["refused_share_by_sample"] else "", r["drift"] or ""])
+        atomic_write_text(args.csv, out.getvalue())
+    return 0

@@ -1,0 +1,248 @@
+"""`run --publish mqtt://HOST:PORT/PREFIX`: verdicts (and, if asked, every frame's record) to an MQTT
+broker, with nothing lost when the network or the broker goes away.
+
+Every message is first committed to a local outbox (SQLite in WAL mode) by the run loop, then sent
+by a thread beside it at QoS 1 and deleted only when the broker acknowledges it. A broker down for
+minutes, a reboot or a Ctrl-C in between leaves the message in the outbox; the next start sends it.
+A message may reach the broker twice (an acknowledgement lost on the way back): each carries an id
+that the collector stores once. The run loop never waits on the network.
+
+Topics are per device: PREFIX/DEVICE/verdict and PREFIX/DEVICE/frame (device/README.md gives a
+Mosquitto ACL that keeps each device to its own). paho-mqtt, the Eclipse client.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from edgeleuk.errors import UserError, missing_package
+
+KINDS = ("verdict", "frame")
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    prefix: str
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> "BrokerAddress":
+        parsed = urlparse(url)
+        if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
+            raise UserError(f"Received: {url}; expected mqtt://HOST[:PORT]/PREFIX (or mqtts:// for TLS)")
+        if parsed.username or parsed.password:
+            raise UserError("put the broker's username and password in the config ([publish] username, password), not in the URL")
+        prefix = parsed.path.strip("/") or "edgeleuk"
+        if any(c in prefix for c in "+#") or "#" in url or "//" in prefix:
+            raise UserError(f"Received: topic prefix {prefix!r}; MQTT wildcards (+, #) and empty levels are not allowed")
+        try:
+            port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
+        except ValueError:
+            raise UserError(f"Received: {url}; the port must be a number 1 … 65535") from None
+        return cls(parsed.hostname, port, prefix, parsed.scheme == "mqtts")
+
+
+class Outbox:
+    """Messages not yet acknowledged by the broker, on disk: a row is deleted only after PUBACK."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a committed row survives a killed process
+            self.db.execute("CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, topic TEXT NOT NULL, "
+                            "payload TEXT NOT NULL, created REAL NOT NULL)")
+        except sqlite3.Error as exc:
+            raise UserError(f"cannot open the publish queue {path} ({exc})") from None
+        self.lock = threading.Lock()
+
+    def put(self, message_id: str, topic: str, payload: str) -> None:
+        with self.lock:
+            self.db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?)", (message_id, topic, payload, time.time()))
+
+    def pending(self, exclude: set[str], limit: int = 200) -> list[tuple[str, str, str]]:
+        with self.lock:
+            rows = self.db.execute("SELECT id, topic, payload FROM outbox ORDER BY created LIMIT ?", (limit + len(exclude),)).fetchall()
+        return [r for r in rows if r[0] not in exclude][:limit]
+
+    def delete(self, message_id: str) -> None:
+        with self.lock:
+            self.db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+
+    def count(self) -> int:
+        with self.lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+
+def client(client_id: str, address: BrokerAddress, username: str | None = None, password: str | None = None,
+           ca_file: str | None = None, certfile: str | None = None, keyfile: str | None = None, clean: bool = True):
+    """A paho-mqtt client with the credentials and TLS the config names."""
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        raise missing_package("paho-mqtt (for --publish and collect)", "publish") from None
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean, protocol=mqtt.MQTTv311)
+    if username:
+        c.username_pw_set(username, password)
+    if address.tls or ca_file or certfile:
+        try:
+            c.tls_set(ca_certs=ca_file, certfile=certfile, keyfile=keyfile)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"publish: TLS settings refused ({exc})") from None
+    return c
+
+
+def refusal(reason) -> str:
+    """The broker's CONNACK refusal, in words a user can act on."""
+    text = str(reason).lower()
+    if "password" in text or "user name" in text:
+        return "the broker refused the credentials (bad username or password)"
+    if "authori" in text:  # Mosquitto answers a wrong password so, too
+        return "the broker refused the credentials (not authorised: check [publish] username and password)"
+    return f"the broker refused the connection ({reason})"
+
+
+class Publisher:
+    """A run-loop sink: each sample's verdict (and each frame's record when `frames`) goes to the
+    outbox at once; a thread sends the outbox to the broker whenever it can."""
+
+    def __init__(self, url: str, queue: Path, device_id: str, model: dict[str, Any], frames: bool = False,
+                 username: str | None = None, password: str | None = None, ca_file: str | None = None,
+                 certfile: str | None = None, keyfile: str | None = None, drain_seconds: float = 5.0,
+                 warn=print) -> None:
+        self.address = BrokerAddress.parse(url)
+        self.device_id = _check_id(device_id)
+        self.model, self.frames, self.drain_seconds, self.warn = model, frames, drain_seconds, warn
+        self.run_id = uuid.uuid4().hex[:12]
+        self.outbox = Outbox(queue)
+        self.client = client(f"edgeleuk-{self.device_id}", self.address, username, password, ca_file, certfile, keyfile)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.connected = threading.Event()
+        self.stop = threading.Event()
+        self.inflight: dict[int, str] = {}  # paho message id → outbox id, until its PUBACK
+        self.inflight_lock = threading.Lock()
+        self.last_problem: str | None = None
+        self.retry_after = 0.0
+        self.refusal_warned = False
+        self.sent = 0
+        self.frame_count = 0
+        self.thread = threading.Thread(target=self._loop, name="edgeleuk-publish", daemon=True)
+        self.thread.start()
+
+    @property
+    def topic_base(self) -> str:
+        return f"{self.address.prefix}/{self.device_id}"
+
+    # --- the sink: the loop's thread; one SQLite insert, never the network -----------------------
+    def _put(self, kind: str, body: dict, message_id: str) -> None:
+        from edgeleuk import __version__
+
+        payload = {"id": message_id, "kind": kind, "device": self.device_id, "run": self.run_id,
+                   "model": self.model.get("name"), "model_sha256": self.model.get("sha256"), "edgeleuk": __version__,
+                   "sent_at": time.time(), **body}
+        self.outbox.put(message_id, f"{self.topic_base}/{kind}", json.dumps(payload))
+
+    def frame(self, result, verdict, summary) -> None:
+        if self.frames:
+            self.frame_count += 1
+            self._put("frame", {"sample": result.record.get("sample", 1), "record": result.record},
+                      f"{self.device_id}:{self.run_id}:f{self.frame_count}")
+
+    def sample(self, record: dict) -> None:
+        if record.get("event") == "sample_end":
+            self._put("verdict", {"sample": record["sample"], "summary": record}, f"{self.device_id}:{self.run_id}:s{record['sample']}")
+
+    def close(self, record: dict) -> None:
+        self._put("verdict", {"sample": record.get("sample", 1), "summary": record, "final": True},
+                  f"{self.device_id}:{self.run_id}:s{record.get('sample', 1)}")
+        deadline = time.monotonic() + self.drain_seconds
+        while self.outbox.count() and time.monotonic() < deadline and self.connected.is_set():
+            time.sleep(0.05)
+        self.stop.set()
+        self.thread.join(timeout=5)
+        left = self.outbox.count()
+        if left:
+            self.warn(f"publish: {left} message(s) kept in the queue for the next start ({self.last_problem or 'broker not reached'})")
+        self.outbox.close()
+
+    # --- the sender: its own thread ---------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason, properties=None) -> None:
+        if reason.is_failure:
+            self.last_problem = refusal(reason)
+            self.retry_after = time.monotonic() + 5.0  # a refusal is not a network blip: do not hammer the broker
+            if not self.refusal_warned:
+                self.warn(f"publish: {self.last_problem}; classifying goes on, messages wait in the queue")
+                self.refusal_warned = True
+            return
+        self.last_problem = None
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties=None) -> None:
+        self.connected.clear()
+        with self.inflight_lock:
+            self.inflight.clear()  # unacknowledged: sent again after the reconnect (the collector keeps one)
+
+    def _on_publish(self, client, userdata, mid, reason=None, properties=None) -> None:
+        with self.inflight_lock:
+            message_id = self.inflight.pop(mid, None)
+        if message_id is not None:
+            self.outbox.delete(message_id)
+            self.sent += 1
+
+    def _loop(self) -> None:
+        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        warned = False
+        while not self.stop.is_set():
+            if time.monotonic() < self.retry_after:
+                self.stop.wait(0.2)
+                continue
+            if not self.client.is_connected():
+                try:
+                    self.client.connect(self.address.host, self.address.port, keepalive=30)
+                except (OSError, socket.error) as exc:
+                    self.last_problem = f"broker {self.address.host}:{self.address.port} unreachable ({exc.strerror or exc})"
+                    if not warned:
+                        self.warn(f"publish: {self.last_problem}; classifying goes on, messages wait in the queue")
+                        warned = True
+                    self.stop.wait(1.0)
+                    continue
+                warned = False
+            self.client.loop(timeout=0.05)
+            if not self.connected.is_set():
+                continue
+            with self.inflight_lock:
+                busy = set(self.inflight.values())
+            for message_id, topic, payload in self.outbox.pending(busy, limit=max(0, 100 - len(busy))):
+                info = self.client.publish(topic, payload, qos=1)
+                if info.rc != 0:
+                    break
+                with self.inflight_lock:
+                    self.inflight[info.mid] = message_id
+        try:
+            self.client.disconnect()
+        except Exception:  # noqa: BLE001 (closing a broken connection)
+            pass
+
+
+def _check_id(device_id: str) -> str:
+    if not device_id or any(c in device_id for c in "/+#") or len(device_id) > 64:
+        raise UserError(f"Received: device id {device_id!r}; expected 1-64 characters without /, + or #")
+    return device_id

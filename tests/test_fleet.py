@@ -1,0 +1,286 @@
+"""Publishing to MQTT, collecting and the fleet report, against a real Mosquitto started here on
+127.0.0.1 (Debian's package; installed when missing and apt-get can, skipped with the reason otherwise):
+the broker stopped and restarted mid-run, the device killed and restarted, the collector restarted,
+ten devices at once, a wrong password and an unreachable broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import LABELS, cli, smear
+
+pytest.importorskip("paho.mqtt", reason="publishing needs edgeleuk[publish] (paho-mqtt)")
+EXE = Path(sys.executable).with_name("edgeleuk")
+
+
+def _mosquitto() -> str:
+    found = shutil.which("mosquitto") or (Path("/usr/sbin/mosquitto").is_file() and "/usr/sbin/mosquitto")
+    if not found and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto"],
+                       capture_output=True, timeout=900)
+        found = shutil.which("mosquitto") or (Path("/usr/sbin/mosquitto").is_file() and "/usr/sbin/mosquitto")
+    if not found:
+        pytest.skip("needs Eclipse Mosquitto (apt-get install mosquitto; CI installs it as root)")
+    return str(found)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """A Mosquitto on 127.0.0.1 with persistence (a restart keeps the collector's session and queue)."""
+
+    def __init__(self, folder: Path, password: tuple[str, str] | None = None):
+        self.exe, self.folder, self.port = _mosquitto(), folder, _free_port()
+        folder.mkdir(parents=True, exist_ok=True)
+        import getpass
+
+        # `user`: started as root, mosquitto would switch to its own user, which cannot read this folder
+        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}", "persistence true", f"persistence_location {folder}/",
+                 "max_queued_messages 100000", "autosave_interval 1"]
+        if password:
+            pw = folder / "passwd"
+            subprocess.run([shutil.which("mosquitto_passwd") or "mosquitto_passwd", "-b", "-c", str(pw), *password], check=True)
+            lines += ["allow_anonymous false", f"password_file {pw}"]
+        else:
+            lines.append("allow_anonymous true")
+        (folder / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}/lab"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.exe, "-c", str(self.folder / "mosquitto.conf")], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: it writes its persistence file, as a service stop does
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path / "broker")
+    yield b
+    b.stop()
+
+
+class CollectorProcess:
+    def __init__(self, url: str, db: Path, seconds: float = 120, config: Path | None = None):
+        self.db = db
+        self.proc = subprocess.Popen([str(EXE), "collect", url, "--db", str(db), "--seconds", str(seconds)]
+                                     + (["--config", str(config)] if config else []),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)  # subscribed (the session persists from here on)
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            self.proc.wait(timeout=20)
+
+
+def _ids(db: Path, kind: str = "frame") -> list[str]:
+    if not db.exists():
+        return []
+    con = sqlite3.connect(str(db), timeout=30)
+    try:
+        return [r[0] for r in con.execute("SELECT id FROM messages WHERE kind = ?", (kind,))]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+def _wait_for(db: Path, n: int, kind: str = "frame", seconds: float = 40) -> list[str]:
+    deadline = time.time() + seconds
+    ids = _ids(db, kind)
+    while len(ids) < n and time.time() < deadline:
+        time.sleep(0.2)
+        ids = _ids(db, kind)
+    return ids
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fleetclip") / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (160, 120))
+    frames = [cv2.resize(smear(label, 60 + k), (160, 120)) for k, label in enumerate(LABELS)]
+    for i in range(30 * 8):
+        writer.write(frames[(i // 10) % 4])
+    writer.release()
+    return path
+
+
+def _run(converted, source, tmp_path, url, *extra, realtime=True, name="run"):
+    return subprocess.Popen([str(EXE), "run", "--model", str(converted), "--source", str(source), "--min-focus", "0", "--quiet",
+                             "--log", str(tmp_path / f"{name}.jsonl"), "--publish", url, "--publish-frames", "--device-id", "scope-a",
+                             *(["--realtime"] if realtime else []), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _frame_lines(log: Path) -> int:
+    return sum('"frame"' in line and '"event"' not in line for line in log.read_text().splitlines())
+
+
+def test_broker_stopped_and_restarted_mid_run_loses_and_duplicates_nothing(converted, clip, broker, tmp_path):
+    collector = CollectorProcess(broker.url, tmp_path / "fleet.sqlite")
+    device = _run(converted, clip, tmp_path, broker.url)
+    time.sleep(2.0)
+    broker.stop()
+    time.sleep(2.0)  # frames go on being classified and queued
+    broker.start()
+    out, err = device.communicate(timeout=60)
+    assert device.returncode == 0, err
+    frames = _frame_lines(tmp_path / "run.jsonl")
+    ids = _wait_for(tmp_path / "fleet.sqlite", frames)
+    collector.stop()
+    assert len(ids) == len(set(ids)) == frames
+    assert sorted(int(i.rsplit(":f", 1)[1]) for i in ids) == list(range(1, frames + 1))
+    assert len(_ids(tmp_path / "fleet.sqlite", "verdict")) == 1
+
+
+def test_device_killed_while_the_broker_is_away_sends_its_queue_at_the_next_start(converted, clip, tmp_path):
+    queue = tmp_path / "state" / "outbox.sqlite"
+    down = f"mqtt://127.0.0.1:{_free_port()}/lab"
+    config = tmp_path / "edgeleuk.toml"
+    config.write_text(f'[publish]\nqueue = "{queue}"\n')
+    device = _run(converted, clip, tmp_path, down, "--config", str(config))
+    time.sleep(3.0)
+    device.send_signal(signal.SIGKILL)  # a power cut: no summary, no clean-up
+    device.wait(timeout=20)
+    con = sqlite3.connect(str(queue))
+    waiting = {r[0] for r in con.execute("SELECT id FROM outbox")}
+    con.close()
+    assert len(waiting) >= 10  # committed to disk before the kill
+    broker = Broker(tmp_path / "broker")
+    try:
+        collector = CollectorProcess(broker.url, tmp_path / "fleet.sqlite")
+        again = _run(converted, smear_folder(tmp_path), tmp_path, broker.url, "--config", str(config), realtime=False, name="again")
+        out, err = again.communicate(timeout=60)
+        assert again.returncode == 0, err
+        ids = set(_wait_for(tmp_path / "fleet.sqlite", len(waiting) + 2))
+        collector.stop()
+    finally:
+        broker.stop()
+    assert waiting <= ids  # everything the killed run had queued arrived
+    assert len(ids) == len(waiting) + 2  # plus the second run's own two frames, each once
+
+
+def smear_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "two"
+    folder.mkdir(exist_ok=True)
+    for i, label in enumerate(LABELS[:2]):
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.resize(smear(label, 90 + i), (160, 120)))
+    return folder
+
+
+def test_collector_restarted_mid_run_misses_nothing(converted, clip, broker, tmp_path):
+    collector = CollectorProcess(broker.url, tmp_path / "fleet.sqlite")
+    device = _run(converted, clip, tmp_path, broker.url)
+    time.sleep(2.0)
+    collector.stop(kill=True)  # the broker keeps its session's messages
+    time.sleep(2.0)
+    collector = CollectorProcess(broker.url, tmp_path / "fleet.sqlite")
+    out, err = device.communicate(timeout=60)
+    assert device.returncode == 0, err
+    frames = _frame_lines(tmp_path / "run.jsonl")
+    ids = _wait_for(tmp_path / "fleet.sqlite", frames)
+    collector.stop()
+    assert len(ids) == len(set(ids)) == frames
+
+
+def test_ten_devices_for_a_fixed_time_and_the_collector_keeps_up(broker, tmp_path):
+    from edgeleuk.runtime.publish import Publisher
+
+    collector = CollectorProcess(broker.url, tmp_path / "fleet.sqlite")
+    sent = [0] * 10
+    stop = time.monotonic() + 4.0
+
+    def device(k: int) -> None:
+        pub = Publisher(broker.url, tmp_path / f"q{k}.sqlite", f"dev{k}", {"name": "m", "sha256": "0" * 64}, frames=True, warn=lambda t: None)
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            record = {"frame": n, "sample": 1}
+            pub.frame(type("R", (), {"record": record})(), None, None)
+            time.sleep(0.01)
+        pub.close({"event": "summary", "sample": 1, "frames_seen": n, "frames_rejected": {}, "frames_out_of_distribution": 0,
+                   "verdict": {"decision": "Pre"}})
+        sent[k] = n
+
+    threads = [threading.Thread(target=device, args=(k,)) for k in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    ids = _wait_for(tmp_path / "fleet.sqlite", sum(sent), seconds=60)
+    verdicts = _wait_for(tmp_path / "fleet.sqlite", 10, "verdict")
+    collector.stop()
+    assert sum(sent) > 1000 and len(ids) == len(set(ids)) == sum(sent) and len(verdicts) == 10
+    report = cli("fleet", "--db", str(tmp_path / "fleet.sqlite"), "--json", str(tmp_path / "fleet.json"), check_rc=0)
+    data = json.loads((tmp_path / "fleet.json").read_text())
+    assert sorted(d["device"] for d in data) == [f"dev{k}" for k in range(10)]
+    assert all(d["frame_records"] == sent[int(d["device"][3:])] and d["verdicts"] == {"Pre": 1} for d in data)
+    assert "| dev0 |" in report.stdout
+
+
+def test_a_wrong_password_and_an_unreachable_broker_keep_the_device_classifying(converted, tmp_path):
+    frames = smear_folder(tmp_path)
+    secured = Broker(tmp_path / "secured", password=("scope", "right-password-123"))
+    try:
+        config = tmp_path / "edgeleuk.toml"
+        config.write_text('[publish]\nusername = "scope"\npassword = "wrong-password-456"\n')
+        config.chmod(0o644)
+        refused = cli("run", "--model", str(converted), "--source", str(frames), "--publish", secured.url, "--config", str(config), check_rc=1)
+        assert f"{config} holds publish.password but every user of this computer can read it" in refused.stderr
+        config.chmod(0o600)
+        proc = cli("run", "--model", str(converted), "--source", str(frames), "--min-focus", "0", "--publish", secured.url,
+                   "--config", str(config), "--log", str(tmp_path / "w.jsonl"), check_rc=0)
+        assert "publish: the broker refused the credentials (" in proc.stderr and "classifying goes on" in proc.stderr
+        assert "verdict:" in proc.stdout and "message(s) kept in the queue for the next start" in proc.stderr
+    finally:
+        secured.stop()
+    port = _free_port()
+    proc = cli("run", "--model", str(converted), "--source", str(frames), "--min-focus", "0",
+               "--publish", f"mqtt://127.0.0.1:{port}/lab", "--log", str(tmp_path / "u.jsonl"), check_rc=0)
+    assert f"publish: broker 127.0.0.1:{port} unreachable" in proc.stderr and "verdict:" in proc.stdout
+    assert "kept in the queue for the next start" in proc.stderr
+
+
+@pytest.mark.parametrize("url,message", [("http://x/lab", "expected mqtt://HOST"), ("mqtt://u:p@x/lab", "not in the URL"),
+                                         ("mqtt://x/lab/#", "wildcards")])
+def test_bad_publish_urls_are_clear_errors(url, message):
+    from edgeleuk.errors import UserError
+    from edgeleuk.runtime.publish import BrokerAddress
+
+    with pytest.raises(UserError, match=message):
+        BrokerAddress.parse(url)
