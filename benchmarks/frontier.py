@@ -163,8 +163,9 @@ def plot(points: list[dict], front: list[int], path: Path) -> None:
     xs = [p["p50_ms_2t"] for p in points]
     ys = [p["accuracy"] * 100 for p in points]
     ax.scatter(xs, ys, color="#4c72b0", zorder=3)
-    for p, x, y in zip(points, xs, ys):
-        ax.annotate(f"{p['name']} ({p['multiply_adds'] / 1e6:.0f} M)", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for k, (p, x, y) in enumerate(zip(points, xs, ys)):
+        near = sum(1 for j in range(k) if abs(xs[j] - x) < 0.03 * max(xs) and abs(ys[j] - y) < 0.05)  # stack labels of close points
+        ax.annotate(f"{p['name']} ({p['multiply_adds'] / 1e6:.0f} M)", (x, y), textcoords="offset points", xytext=(5, 4 - 11 * near), fontsize=8)
     order = sorted(front, key=lambda i: xs[i])
     ax.plot([xs[i] for i in order], [ys[i] for i in order], color="#c44e52", linestyle="--", label="Pareto front", zorder=2)
     ax.set_xlabel("int8 TFLite batch-1 p50, 2 threads (ms, this machine)")

@@ -8,6 +8,7 @@
 #   --wheels DIR     offline: install only from this folder (made by device/wheelhouse.sh)
 #   --picamera       Raspberry Pi CSI camera support (Picamera2 from Raspberry Pi OS's apt)
 #   --serve          the live view in a browser (run --serve; Starlette and uvicorn, about 6 MB)
+#   --publish        results to an MQTT broker (run --publish; paho-mqtt, under 1 MB)
 #   --no-doctor      skip the final 'edgeleuk doctor' check
 #
 # Idempotent: running it again reuses the environment and only installs what is missing.
@@ -29,9 +30,10 @@ while [ $# -gt 0 ]; do
     --package) package="$2"; shift 2 ;;
     --wheels) wheels="$2"; shift 2 ;;
     --picamera) picamera=1; shift ;;
-    --serve) extras="runtime,serve"; shift ;;
+    --serve) extras="$extras,serve"; shift ;;
+    --publish) extras="$extras,publish"; shift ;;
     --no-doctor) doctor=0; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

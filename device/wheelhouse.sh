@@ -51,7 +51,7 @@ mkdir -p "$dir"
 "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "$dir" "$(dirname "$here")"
 wheel="$(ls -t "$dir"/edgeleuk-*.whl | head -1)"
 "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: "${platforms[@]}" \
-  --python-version "$pyver" --implementation cp --dest "$dir" "$wheel[runtime,serve]"
+  --python-version "$pyver" --implementation cp --dest "$dir" "$wheel[runtime,serve,publish]"
 printf 'edgeleuk wheelhouse: %s: %d wheels, %s, for Python %s on %s (glibc %s)\n' \
   "$dir" "$(ls "$dir"/*.whl | wc -l)" "$(du -sh "$dir" | cut -f1)" "$pyver" "$arch" "$glibc"
 echo "edgeleuk wheelhouse: on the device: device/install.sh --wheels $dir"
