@@ -376,3 +376,20 @@ def test_packaged_models_are_chosen_by_name(frames_dir):
     assert packaged_model("../default") is None and packaged_model(".") is None
     proc = cli("run", "--model", "no-such-model", "--source", str(frames_dir), "--quiet", check_rc=1)
     assert "model no-such-model does not exist (packaged models, by name: " in proc.stderr and "default" in proc.stderr
+
+
+def test_a_model_file_with_broken_embedded_information_is_a_clear_error(converted, frames_dir, tmp_path):
+    import zipfile
+
+    lone = tmp_path / "alone.tflite"
+    lone.write_bytes((converted / "model_int8.tflite").read_bytes())
+    with zipfile.ZipFile(lone) as archive:
+        names = archive.namelist()
+    # rewrite the appended archive's entry with text that is not JSON (the flatbuffer before it is untouched)
+    data = lone.read_bytes()
+    start = data.rfind(b"PK\x03\x04", 0, data.rfind(b"PK\x01\x02"))
+    lone.write_bytes(data[:start])
+    with zipfile.ZipFile(lone, "a") as archive:
+        archive.writestr(names[0], "{not json")
+    proc = cli("run", "--model", str(lone), "--source", str(frames_dir), "--quiet", check_rc=1)
+    assert f"{lone}: its embedded edgeleuk.json is not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
