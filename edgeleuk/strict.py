@@ -1,5 +1,6 @@
 """The one strict reader of structured files (the manifest, the model files' embedded copy of it, the
-conversion recipes): unknown, missing and mistyped keys are each an error that names the key.
+conversion recipes, the device config): unknown, missing and mistyped keys are each an error that
+names the key.
 
 Stdlib only. The fields and their types are the dataclass's own, so the check cannot drift from
 what the code reads.
@@ -58,6 +59,8 @@ def _matches(value: Any, hint: Any) -> bool:
         return not args or (len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args)))
     if hint is dict or origin is dict:
         return isinstance(value, dict)
+    if hint is list or origin is list:
+        return isinstance(value, list)
     if dataclasses.is_dataclass(hint):
         return isinstance(value, (dict, hint))
     return True

@@ -5,12 +5,15 @@ Strict: an unknown key or a value of the wrong type is an error that names the k
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 from edgeleuk.errors import UserError
+from edgeleuk.strict import checked
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,6 +47,19 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple, str]]] = {
 }
 
 
+def _section(name: str, keys: dict[str, tuple[type | tuple, str]]) -> type:
+    """The section as a dataclass (every key optional), so strict.checked reads it like the manifest."""
+    def hint(kind):
+        if isinstance(kind, tuple):
+            return typing.Union[tuple(kind)]  # noqa: UP007 (built at run time)
+        return kind
+    return dataclasses.make_dataclass(f"{name.title()}Section", [(k, hint(kind) | None, dataclasses.field(default=None))
+                                                                  for k, (kind, _) in keys.items()], frozen=True)
+
+
+SECTIONS = {name: _section(name, keys) for name, keys in SCHEMA.items()}
+
+
 def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     try:
@@ -61,12 +77,7 @@ def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
             raise UserError(f"{path}: unknown section [{section}]; expected one of {', '.join(SCHEMA)}")
         if not isinstance(body, dict):
             raise UserError(f"{path}: {section} must be a table")
-        for key, value in body.items():
-            if key not in SCHEMA[section]:
-                raise UserError(f"{path}: unknown key {section}.{key}; expected one of {', '.join(SCHEMA[section])}")
-            kind, _ = SCHEMA[section][key]
-            if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-                raise UserError(f"{path}: {section}.{key} = {value!r} has the wrong type")
+        checked(SECTIONS[section], body, section, str(path))
     roi = doc.get("camera", {}).get("roi")
     if roi is not None and (len(roi) != 4 or not all(isinstance(v, int) and v >= 0 for v in roi) or roi[2] == 0 or roi[3] == 0):
         raise UserError(f"{path}: camera.roi = {roi!r}; expected [x, y, w, h] with non-negative integers and w, h > 0")
