@@ -373,3 +373,19 @@ def test_run_uses_the_models_gate_limits_and_the_config_overrides_them(converted
     log2 = tmp_path / "red2.jsonl"
     cli("run", "--model", str(model), "--source", str(folder), "--log", str(log2), "--config", str(config), check_rc=0)
     assert "no leukocyte" not in json.loads(log2.read_text().splitlines()[-1])["frames_rejected"]
+
+
+@pytest.mark.host
+def test_write_gate_puts_this_models_limits_into_its_manifest(converted, dataset, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(converted, model)
+    before = read_manifest(model).quality
+    proc = cli("evaluate", str(model), "--data", str(dataset), "--variant", "tflite-int8", "--robustness", "--write-gate", check_rc=0)
+    after = read_manifest(model).quality
+    assert "wrote the quality gate's limits into" in proc.stdout
+    assert after.min_leukocyte_fraction == before.min_leukocyte_fraction
+    assert "evaluate --robustness on this model" in after.calibration
+    assert (after.min_focus, after.max_brightness) != (before.min_focus, before.max_brightness)
+    assert load(model).quality == after  # the runtime reads them
+    bad = cli("evaluate", str(converted / "model_int8.tflite"), "--data", str(dataset), "--robustness", "--write-gate", check_rc=1)
+    assert "--write-gate needs --robustness and a conversion folder" in bad.stderr

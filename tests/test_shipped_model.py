@@ -54,14 +54,19 @@ def test_packaged_variants_keep_the_keras_accuracy(report):
 
 
 def test_default_quality_gate_accepts_every_real_image():
-    """The gate refuses only frames unlike the data: none of the 2,759 real images (all parts)."""
+    """The gate refuses only frames unlike the data: none of the 2,759 real images (all parts), with
+    the defaults and with the packaged model's own limits (its leukocyte check included)."""
     from edgeleuk.preprocess import IMAGE_SUFFIXES, load_image
+    from edgeleuk.runtime import load
     from edgeleuk.runtime.quality import assess
 
     files = sorted(p for p in DATA.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     assert len(files) > 2000
-    refused = [(p.name, q.reason) for p in files if not (q := assess(load_image(p))).usable]
-    assert refused == []
+    own = load().quality
+    assert own is not None and own.min_leukocyte_fraction > 0
+    for limits in (None, own):
+        refused = [(p.name, q.reason) for p in files if not (q := assess(load_image(p), limits)).usable]
+        assert refused == [], limits
 
 
 @pytest.mark.host  # the evaluate stage (scikit-learn)

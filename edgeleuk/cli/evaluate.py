@@ -16,6 +16,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--robustness", action="store_true", help="also run the camera-degradation suite (robustness.json, robustness.png)")
     p.add_argument("--severities", help="comma-separated severities 1-5 for --robustness (default: all)")
     p.add_argument("--conditions", help="comma-separated conditions for --robustness (default: all)")
+    p.add_argument("--write-gate", action="store_true",
+                   help="with --robustness on a conversion folder: write the focus and exposure limits the suite found for this "
+                   "model into its manifest (the quality gate's limits; the leukocyte check stays as convert set it)")
     p.add_argument("--ood", action="store_true",
                    help="also check out-of-distribution sets built from the test part, through the device's run loop (ood.json)")
     p.add_argument("--out", default="runs/evaluate", help="folder for metrics.json and confusion.png (default: runs/evaluate)")
@@ -42,5 +45,6 @@ def main(argv: list[str]) -> int:
         for s in severities or ():
             level_of(s)
     evaluate(args.model, args.data, split=args.split, part=args.part, out=args.out, variant=args.variant, threads=args.threads,
-             robustness=args.robustness, severities=severities, conditions=conditions, ood=args.ood)
+             robustness=args.robustness, severities=severities, conditions=conditions, ood=args.ood,
+             write_gate=args.write_gate)
     return 0

@@ -81,12 +81,17 @@ def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, 
 
 def evaluate(model: str | None, data: str, split: str | None = None, part: str = "test", out: str | None = None,
              variant: str | None = None, threads: int | None = None, robustness: bool = False,
-             severities: tuple[int, ...] | None = None, conditions: list[str] | None = None, ood: bool = False) -> dict[str, Any]:
+             severities: tuple[int, ...] | None = None, conditions: list[str] | None = None, ood: bool = False,
+             write_gate: bool = False) -> dict[str, Any]:
     """Metrics of the model on the part; writes metrics.json and confusion.png to `out`."""
     from edgeleuk.evaluate import plots
     from edgeleuk.files import writable_folder
     from edgeleuk.evaluate.metrics import classification_metrics, format_metrics
 
+    if write_gate and not (robustness and model and Path(model).is_dir() and (Path(model) / "manifest.json").is_file()):
+        raise UserError("--write-gate needs --robustness and a conversion folder (with manifest.json) as the model")
+    if write_gate and (severities or conditions):
+        raise UserError("--write-gate calibrates on the whole suite: drop --severities and --conditions")
     if out:
         writable_folder(out, "--out")  # before the model and the images load
     loaded = load_predictor(model, variant, threads)
@@ -113,6 +118,8 @@ def evaluate(model: str | None, data: str, split: str | None = None, part: str =
             write_robustness(results, Path(out), f"{loaded.name}: accuracy under camera-like degradations")
             print(f"wrote {Path(out) / 'robustness.json'} and robustness.png")
         metrics["robustness"] = results.get("moderate")
+        if write_gate:
+            _write_gate(Path(model), results["gate_suggestion"])
     if ood:
         metrics["ood"] = _ood(loaded, data, split, out, images, labels)
     return metrics
@@ -148,3 +155,21 @@ def _ood(loaded: Loaded, data: str, split: str | None, out: str | None, test: np
         atomic_write_text(folder / "ood.json", json.dumps(result, indent=2) + "\n")
         print(f"wrote {folder / 'ood.json'}")
     return {k: result[k] for k in ("ood_min_flagged_or_refused", "ood_verdicts_naming_a_class") if k in result}
+
+
+def _write_gate(folder: Path, suggestion: dict[str, Any]) -> None:
+    """The suite's focus and exposure limits for this model into its manifest (atomically)."""
+    import dataclasses
+
+    from edgeleuk.manifest import QualityLimits, read_manifest, write_manifest
+
+    manifest = read_manifest(folder)
+    base = manifest.quality or QualityLimits()
+    found = {k: round(float(suggestion[k]), 4) for k in ("min_focus", "min_brightness", "max_brightness", "max_dark_fraction",
+                                                          "max_bright_fraction") if k in suggestion}
+    note = (f"focus and exposure: evaluate --robustness on this model ({suggestion['frames']} frames; a limit where frames beyond "
+            f"it are under {suggestion['target_accuracy']:.0%} correct, else the edge of what the suite covered)")
+    leuk = base.calibration.split(";")[0] if base.calibration.startswith("min_leukocyte_fraction") else ""
+    limits = dataclasses.replace(base, **found, calibration="; ".join(filter(None, [leuk, note])))
+    write_manifest(folder, dataclasses.replace(manifest, quality=limits))
+    print(f"wrote the quality gate's limits into {folder / 'manifest.json'}: " + ", ".join(f"{k} {v}" for k, v in found.items()))

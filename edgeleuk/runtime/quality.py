@@ -1,5 +1,9 @@
 """Frame quality gate: frames the model is known to fail on are marked unusable, not classified.
 
+Each model carries its own limits in its manifest (`convert` sets the leukocyte check; `evaluate
+--robustness --write-gate` focus and exposure, from that model's suite). The defaults below are
+for a model that carries none; the device config may override any of them.
+
 Measured on the model input (the 224×224 crop) so thresholds do not depend on camera resolution.
 The defaults were set by `edgeleuk evaluate --robustness` on the shipped int8 model (566 test
 images × 15 degradations × 5 severities = 42,450 frames; `calibrate_gate` in evaluate/robustness.py):
