@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from edgeleuk.errors import UserError  # noqa: E402
+from edgeleuk.errors import UserError, missing_package  # noqa: E402
 from edgeleuk.files import atomic_path  # noqa: E402
 from edgeleuk.manifest import atomic_write_text, read_manifest, sha256_file  # noqa: E402
 from edgeleuk.runtime.backends import default_threads  # noqa: E402
@@ -93,7 +93,7 @@ def plan(args, folder: Path) -> list[dict]:
                     if not (folder / v.file).is_file():
                         job["skipped"] = f"{v.file} is not in {folder} (not shipped in this install)"
                     elif backend == "tensorflow" and not _importable("tensorflow"):
-                        job["skipped"] = "TensorFlow not installed (pip install 'edgeleuk[train]')"
+                        job["skipped"] = str(missing_package("TensorFlow", "train"))
                     elif backend == "tflite-runtime" and not _importable("tflite_runtime"):
                         job["skipped"] = "tflite-runtime not installed (its last release needs numpy<2 and lacks XNNPACK int8)"
                     elif backend == "litert" and not _importable("ai_edge_litert"):
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         chart(rows, gpu, out / "latency.png")
     except ImportError:
-        print("matplotlib not installed: no latency.png (pip install 'edgeleuk[bench]')")
+        print(f"matplotlib not installed: no latency.png ({missing_package('matplotlib', 'bench')})")
     print()
     print(gpu_line(gpu))
     print(table(rows, gpu))
