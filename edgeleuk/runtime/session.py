@@ -7,6 +7,7 @@ between frames, so a sink on another thread never touches the verdict while it i
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
@@ -307,6 +308,39 @@ class DisplaySink:
         self.display.close()
 
 
+class _Shield:
+    """Holds Ctrl-C and SIGTERM back while a frame is counted and handed to the sinks, then raises
+    them: the summary's counts then always match the lines the log holds."""
+
+    def __init__(self) -> None:
+        self.active, self.pending, self.saved = False, False, {}
+
+    def _handler(self, signum, frame) -> None:
+        if self.active:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "_Shield":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self.saved.items():
+            signal.signal(sig, old)
+
+    def hold(self) -> None:
+        self.active = True
+
+    def release(self) -> None:
+        self.active = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
 def _status(text: str, live: bool) -> None:
     if live:
         sys.stderr.write("\r" + text[:150].ljust(150))
@@ -339,6 +373,7 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
         built.append(DisplaySink(display, classifier.labels, control))
     everyone = built + list(sinks or [])
     sample = 1
+    shield = _Shield().__enter__()
     try:
         for frame in source.frames():
             if control.take_new_sample():
@@ -351,6 +386,7 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
                     sink.sample({"time": _now(), "event": "sample_start", "sample": sample})
             result = processor.process(frame)
             done = time.perf_counter()
+            shield.hold()  # from here to the sinks' end, a signal waits (the frame is counted and logged, or neither)
             result.record["sample"] = sample
             summary.seen += 1
             if result.quality is None:
@@ -371,6 +407,7 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
                 summary.inference_ms.append(result.record["latency_ms"]["inference"])
             for sink in everyone:
                 sink.frame(result, verdict, summary)
+            shield.release()
             if control.stopping:
                 summary.stopped_by = control.stop_reason
                 break
@@ -383,6 +420,8 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
         summary.interrupted = True
         summary.stopped_by = "interrupted"
     finally:
+        shield.active = False
+        shield.__exit__()
         final = {"time": _now(), **summary.as_dict(verdict), "sample": sample}
         for sink in everyone:
             try:
