@@ -1,12 +1,11 @@
 """Publishing to MQTT, collecting and the fleet report, against a real Mosquitto started here on
-127.0.0.1 (Debian's package; installed when missing and apt-get can, skipped with the reason otherwise):
+127.0.0.1 (Debian's package, which tests/system-packages.sh installs; skipped with the reason where it is absent):
 the broker stopped and restarted mid-run, the device killed and restarted, the collector restarted,
 ten devices at once, a wrong password and an unreachable broker."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -28,12 +27,8 @@ EXE = Path(sys.executable).with_name("edgeleuk")
 
 def _mosquitto() -> str:
     found = shutil.which("mosquitto") or (Path("/usr/sbin/mosquitto").is_file() and "/usr/sbin/mosquitto")
-    if not found and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto"],
-                       capture_output=True, timeout=900)
-        found = shutil.which("mosquitto") or (Path("/usr/sbin/mosquitto").is_file() and "/usr/sbin/mosquitto")
     if not found:
-        pytest.skip("needs Eclipse Mosquitto (apt-get install mosquitto; CI installs it as root)")
+        pytest.skip("needs Eclipse Mosquitto: sh tests/system-packages.sh (as root) installs it")
     return str(found)
 
 
@@ -150,6 +145,17 @@ def _frame_lines(log: Path) -> int:
     return sum('"frame"' in line and '"event"' not in line for line in log.read_text().splitlines())
 
 
+def _every_frame_arrives_once(device, collector, tmp_path: Path) -> tuple[list[str], int]:
+    """The device ends cleanly, and the collector holds each of its logged frames exactly once."""
+    out, err = device.communicate(timeout=60)
+    assert device.returncode == 0, err
+    frames = _frame_lines(tmp_path / "run.jsonl")
+    ids = _wait_for(tmp_path / "fleet.sqlite", frames)
+    collector.stop()
+    assert len(ids) == len(set(ids)) == frames
+    return ids, frames
+
+
 def test_broker_stopped_and_restarted_mid_run_loses_and_duplicates_nothing(converted, clip, broker, tmp_path):
     collector = CollectorProcess(broker.url, tmp_path / "fleet.sqlite")
     device = _run(converted, clip, tmp_path, broker.url)
@@ -157,12 +163,7 @@ def test_broker_stopped_and_restarted_mid_run_loses_and_duplicates_nothing(conve
     broker.stop()
     time.sleep(2.0)  # frames go on being classified and queued
     broker.start()
-    out, err = device.communicate(timeout=60)
-    assert device.returncode == 0, err
-    frames = _frame_lines(tmp_path / "run.jsonl")
-    ids = _wait_for(tmp_path / "fleet.sqlite", frames)
-    collector.stop()
-    assert len(ids) == len(set(ids)) == frames
+    ids, frames = _every_frame_arrives_once(device, collector, tmp_path)
     assert sorted(int(i.rsplit(":f", 1)[1]) for i in ids) == list(range(1, frames + 1))
     assert len(_ids(tmp_path / "fleet.sqlite", "verdict")) == 1
 
@@ -209,12 +210,7 @@ def test_collector_restarted_mid_run_misses_nothing(converted, clip, broker, tmp
     collector.stop(kill=True)  # the broker keeps its session's messages
     time.sleep(2.0)
     collector = CollectorProcess(broker.url, tmp_path / "fleet.sqlite")
-    out, err = device.communicate(timeout=60)
-    assert device.returncode == 0, err
-    frames = _frame_lines(tmp_path / "run.jsonl")
-    ids = _wait_for(tmp_path / "fleet.sqlite", frames)
-    collector.stop()
-    assert len(ids) == len(set(ids)) == frames
+    ids, frames = _every_frame_arrives_once(device, collector, tmp_path)
 
 
 def test_ten_devices_for_a_fixed_time_and_the_collector_keeps_up(broker, tmp_path):

@@ -235,19 +235,15 @@ def test_twenty_viewers_for_a_bounded_time_and_the_loop_keeps_its_rate(converted
 
 
 def _chromium() -> tuple[str, str]:
-    """Debian's chromium and chromium-driver; installed here when missing and apt-get can (CI runs as root)."""
+    """Debian's chromium and chromium-driver (tests/system-packages.sh installs them; the test command runs it)."""
     import shutil
 
     def found():
         return shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
 
     browser, driver = found()
-    if not (browser and driver) and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver"],
-                       capture_output=True, timeout=900)
-        browser, driver = found()
     if not (browser and driver):
-        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; CI installs them as root)")
+        pytest.skip("needs Debian's chromium and chromium-driver: sh tests/system-packages.sh (as root) installs them")
     return browser, driver
 
 

@@ -316,16 +316,11 @@ async def _log_lines(path: Path, chunk: int = 1 << 16):
 
 
 def _authorised(scope, token: str) -> bool:
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-    offered = []
-    auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        offered.append(auth[7:].strip())
-    for part in headers.get("cookie", "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == COOKIE:
-            offered.append(value)
-    from urllib.parse import parse_qs
+    """The token from the Authorization header, the page's cookie or the printed address's query."""
+    from starlette.requests import Request
 
-    offered += parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [])
+    request = Request(scope)
+    auth = request.headers.get("authorization", "")
+    offered = [auth[7:].strip()] if auth.lower().startswith("bearer ") else []
+    offered += [v for v in (request.cookies.get(COOKIE), request.query_params.get("token")) if v]
     return any(hmac.compare_digest(o.encode(), token.encode()) for o in offered)
