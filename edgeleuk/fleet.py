@@ -2,9 +2,10 @@
 the per-device report a laboratory reads (last seen, model, verdicts, refusal share and its drift).
 
 The collector keeps a persistent MQTT session (a fixed client id, clean session off), so the broker
-holds QoS 1 messages while it is down; each message is stored (INSERT OR IGNORE on its id, which the
-device chose) and committed before it is acknowledged, so a redelivery after a crash or a lost
-acknowledgement changes nothing. SQLite by default (stdlib); no TensorFlow.
+holds QoS 1 messages while it is down; each message is stored (ON CONFLICT DO NOTHING on its id,
+which the device chose) and committed before it is acknowledged, so a redelivery after a crash or a
+lost acknowledgement changes nothing. A SQLite file by default (stdlib); PostgreSQL by URL through
+psycopg 3 (`edgeleuk[postgres]`). No TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,28 +16,79 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from edgeleuk.errors import UserError
+from edgeleuk.errors import UserError, missing_package
 from edgeleuk.runtime.publish import BrokerAddress, client, refusal
 
+# One dialect for both databases: `?` placeholders (turned into %s for psycopg), ON CONFLICT DO NOTHING,
+# DOUBLE PRECISION times (PostgreSQL's REAL is 4 bytes: seconds since 1970 would round to minutes).
 SCHEMA = """CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, device TEXT NOT NULL, run TEXT, sample INTEGER,
-    model TEXT, model_sha256 TEXT, edgeleuk TEXT, sent_at REAL, received_at REAL NOT NULL, topic TEXT NOT NULL,
-    payload TEXT NOT NULL)"""
+    model TEXT, model_sha256 TEXT, edgeleuk TEXT, sent_at DOUBLE PRECISION, received_at DOUBLE PRECISION NOT NULL,
+    topic TEXT NOT NULL, payload TEXT NOT NULL)"""
+INSERT = "INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING"
 
 
-def open_db(path: str | Path) -> sqlite3.Connection:
-    text = str(path)
-    if text.startswith(("postgres://", "postgresql://")):
-        raise UserError("PostgreSQL is not supported yet: use a SQLite file (--db fleet.sqlite)")
-    try:
-        Path(text).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(text, isolation_level=None, timeout=30, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(SCHEMA)
-    except (sqlite3.Error, OSError) as exc:
-        raise UserError(f"cannot open the database {text} ({exc})") from None
-    return db
+def is_postgres(target: str | Path) -> bool:
+    return str(target).startswith(("postgres://", "postgresql://"))
+
+
+def redacted(url: str) -> str:
+    """The URL as it may be printed: without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Store:
+    """The collector's database: a SQLite file, or PostgreSQL by URL. Autocommit: a stored message is
+    committed before the broker hears its acknowledgement."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = str(target)
+        self.postgres = is_postgres(target)
+        if self.postgres:
+            try:
+                import psycopg
+            except ImportError:
+                raise missing_package("psycopg (for a PostgreSQL --db)", "postgres") from None
+            self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
+            try:  # the password may also come from PGPASSWORD or ~/.pgpass, which libpq reads itself
+                self.db = psycopg.connect(self.target, autocommit=True, connect_timeout=10)
+                self.db.execute(SCHEMA)
+            except psycopg.Error as exc:
+                raise UserError(f"cannot open the database {redacted(self.target)} ({_first_line(exc)})") from None
+        else:
+            self.errors = (sqlite3.Error,)
+            try:
+                Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.target, isolation_level=None, timeout=30, check_same_thread=False)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute(SCHEMA)
+            except (sqlite3.Error, OSError) as exc:
+                raise UserError(f"cannot open the database {self.target} ({exc})") from None
+
+    @property
+    def name(self) -> str:
+        return redacted(self.target)
+
+    def execute(self, sql: str, params: tuple = ()):
+        return self.db.execute(sql.replace("?", "%s") if self.postgres else sql, params)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def open_db(target: str | Path) -> Store:
+    return Store(target)
 
 
 class Collector:
@@ -55,6 +107,7 @@ class Collector:
         self.stored = 0
         self.duplicates = 0
         self.refused: str | None = None
+        self.db_problem: str | None = None
         self.ready = threading.Event()
 
     def _on_connect(self, client, userdata, flags, reason, properties=None) -> None:
@@ -74,14 +127,25 @@ class Collector:
             row = (body["id"], body["kind"], body["device"], body.get("run"), body.get("sample"), body.get("model"),
                    body.get("model_sha256"), body.get("edgeleuk"), body.get("sent_at"), time.time(), message.topic,
                    message.payload.decode())
-            cursor = self.db.execute("INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row)
-            if cursor.rowcount:
+            stored = self._store(row)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            self.warn(f"collect: ignored a malformed message on {message.topic} ({exc})")
+        else:
+            if stored is None:  # not acknowledged: the broker keeps it for the next start
+                return
+            if stored:
                 self.stored += 1
             else:
                 self.duplicates += 1
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            self.warn(f"collect: ignored a malformed message on {message.topic} ({exc})")
         client.ack(message.mid, message.qos)
+
+    def _store(self, row: tuple) -> bool | None:
+        """True when new, False for a duplicate, None when the database failed (the collector stops)."""
+        try:
+            return bool(self.db.execute(INSERT, row).rowcount)
+        except self.db.errors as exc:
+            self.db_problem = f"the database {self.db.name} failed ({_first_line(exc)}); nothing acknowledged is lost"
+            return None
 
     def run(self, seconds: float | None = None) -> None:
         """Until Ctrl-C (or `seconds`); reconnects by itself."""
@@ -92,15 +156,22 @@ class Collector:
             raise UserError(f"collect: broker {self.address.host}:{self.address.port} unreachable ({exc.strerror or exc})") from None
         deadline = None if seconds is None else time.monotonic() + seconds
         try:
+            link = True
             while deadline is None or time.monotonic() < deadline:
-                self.client.loop(timeout=0.2)
-                if self.refused:
-                    raise UserError(f"collect: {self.refused}")
-                if not self.client.is_connected():
+                if not link:  # (not is_connected(): that is False until the CONNACK; a second CONNECT breaks the first)
                     try:
                         self.client.reconnect()
+                        link = True
                     except OSError:
                         time.sleep(1.0)
+                        continue
+                link = self.client.loop(timeout=0.2) == 0
+                if self.refused:
+                    raise UserError(f"collect: {self.refused}")
+                if self.db_problem:
+                    raise UserError(f"collect: {self.db_problem}")
+                if not link:
+                    time.sleep(0.5)
         finally:
             self.client.disconnect()
             self.db.close()

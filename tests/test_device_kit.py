@@ -34,6 +34,9 @@ def test_shipped_config_is_valid_and_strict(tmp_path):
     bad.write_text("[gpu]\nx = 1\n")
     with pytest.raises(UserError, match=r"\[gpu\]"):
         read_config(bad)
+    bad.write_text("[publish]\nresend_window = -5\n")
+    with pytest.raises(UserError, match="publish.resend_window = -5; expected 0"):
+        read_config(bad)
 
 
 def test_service_unit_runs_the_config_unprivileged():

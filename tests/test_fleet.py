@@ -6,6 +6,7 @@ ten devices at once, a wrong password and an unreachable broker."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -39,17 +40,24 @@ def _free_port() -> int:
 
 
 class Broker:
-    """A Mosquitto on 127.0.0.1 with persistence (a restart keeps the collector's session and queue)."""
+    """A Mosquitto on 127.0.0.1 with persistence (a restart keeps the collector's session and queue).
+    `tls`: the certificate folder of `certificates()`; clients must show a certificate, whose name is
+    their username, and the ACL of device/README.md keeps each device to its own topics."""
 
-    def __init__(self, folder: Path, password: tuple[str, str] | None = None):
+    def __init__(self, folder: Path, password: tuple[str, str] | None = None, autosave: int = 1, tls: Path | None = None):
         self.exe, self.folder, self.port = _mosquitto(), folder, _free_port()
+        self.tls = tls
         folder.mkdir(parents=True, exist_ok=True)
         import getpass
 
         # `user`: started as root, mosquitto would switch to its own user, which cannot read this folder
         lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}", "persistence true", f"persistence_location {folder}/",
-                 "max_queued_messages 100000", "autosave_interval 1"]
-        if password:
+                 "max_queued_messages 100000", f"autosave_interval {autosave}"]
+        if tls:
+            (folder / "acl").write_text(ACL)
+            lines += [f"cafile {tls}/ca.crt", f"certfile {tls}/broker.crt", f"keyfile {tls}/broker.key", "require_certificate true",
+                      "use_identity_as_username true", f"acl_file {folder}/acl"]
+        elif password:
             pw = folder / "passwd"
             subprocess.run([shutil.which("mosquitto_passwd") or "mosquitto_passwd", "-b", "-c", str(pw), *password], check=True)
             lines += ["allow_anonymous false", f"password_file {pw}"]
@@ -61,7 +69,7 @@ class Broker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}/lab"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}/lab"
 
     def start(self) -> None:
         self.proc = subprocess.Popen([self.exe, "-c", str(self.folder / "mosquitto.conf")], stdout=subprocess.DEVNULL,
@@ -75,10 +83,45 @@ class Broker:
                 time.sleep(0.05)
         raise AssertionError("mosquitto did not start")
 
-    def stop(self) -> None:
+    def stop(self, crash: bool = False) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: it writes its persistence file, as a service stop does
+            # SIGTERM: it writes its persistence file, as a service stop does; SIGKILL: a crash or power cut
+            self.proc.send_signal(signal.SIGKILL if crash else signal.SIGTERM)
             self.proc.wait(timeout=10)
+
+
+# The ACL device/README.md documents (there with the prefix `lab` too)
+ACL = """pattern write lab/%u/#
+user collector
+topic read lab/#
+"""
+
+
+def certificates(folder: Path) -> Path:
+    """A laboratory CA, the broker's certificate for 127.0.0.1 and client certificates (openssl)."""
+    openssl = shutil.which("openssl") or pytest.skip("needs the openssl command to make test certificates")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=folder)
+
+    for ca in ("ca", "other-ca"):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=edgeleuk test {ca}",
+            "-keyout", f"{ca}.key", "-out", f"{ca}.crt")
+    for name in ("broker", "scope-a", "scope-b", "collector"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name if name != 'broker' else '127.0.0.1'}",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        (folder / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n" if name == "broker" else "extendedKeyUsage=clientAuth\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", f"{name}.ext", "-out", f"{name}.crt")
+    return folder
+
+
+def tls_config(path: Path, certs: Path, name: str, ca: str = "ca") -> Path:
+    path.write_text(f'[publish]\nca_file = "{certs}/{ca}.crt"\ncertfile = "{certs}/{name}.crt"\nkeyfile = "{certs}/{name}.key"\n'
+                    f'queue = "{path.with_suffix(".outbox")}"\n')  # each its own device
+    path.chmod(0o600)
+    return path
 
 
 @pytest.fixture
@@ -279,3 +322,212 @@ def test_bad_publish_urls_are_clear_errors(url, message):
 
     with pytest.raises(UserError, match=message):
         BrokerAddress.parse(url)
+
+
+@pytest.mark.parametrize("window", [300, 0])
+def test_a_broker_crash_loses_nothing_the_resend_window_covers(converted, clip, tmp_path, window):
+    """Mosquitto acknowledges a message before it saves it: killed before its next autosave, it loses
+    what it held for an offline collector. The device keeps what was acknowledged for `resend_window`
+    seconds and sends it again on the reconnect; window 0 (the control) shows the loss is real."""
+    db = tmp_path / "fleet.sqlite"
+    broker = Broker(tmp_path / "broker", autosave=3600)
+    try:
+        CollectorProcess(broker.url, db).stop()  # its session exists from here
+        broker.stop()
+        broker.start()  # SIGTERM saved that session; nothing after this point is saved before the crash
+        config = tmp_path / "edgeleuk.toml"
+        config.write_text(f'[publish]\nresend_window = {window}\nqueue = "{tmp_path / "outbox.sqlite"}"\n')
+        device = _run(converted, clip, tmp_path, broker.url, "--config", str(config))
+        time.sleep(3.0)  # ~90 frames acknowledged, waiting in the broker for the offline collector
+        broker.stop(crash=True)
+        time.sleep(1.0)
+        broker.start()
+        out, err = device.communicate(timeout=60)
+        assert device.returncode == 0, err
+        frames = _frame_lines(tmp_path / "run.jsonl")
+        collector = CollectorProcess(broker.url, db)
+        ids = _wait_for(db, frames, seconds=20 if window else 5)
+        collector.stop()
+    finally:
+        broker.stop()
+    assert len(ids) == len(set(ids))
+    if window:
+        assert len(ids) == frames
+    else:
+        assert len(ids) < frames - 30  # the frames acknowledged before the crash are gone
+
+
+def test_tls_client_certificates_and_the_acl_keep_each_device_to_its_own_topics(converted, tmp_path):
+    certs = certificates(tmp_path / "certs")
+    broker = Broker(tmp_path / "broker", tls=certs)
+    folder = smear_folder(tmp_path)
+    db = tmp_path / "fleet.sqlite"
+
+    def device(name: str, ca: str = "ca") -> subprocess.CompletedProcess:
+        config = tls_config(tmp_path / f"{name}-{ca}.toml", certs, name, ca)
+        return cli("run", "--model", str(converted), "--source", str(folder), "--min-focus", "0", "--publish", broker.url,
+                   "--publish-frames", "--device-id", "scope-a", "--config", str(config), "--log", str(tmp_path / f"{name}.jsonl"),
+                   check_rc=0)
+
+    try:
+        collector = CollectorProcess(broker.url, db, config=tls_config(tmp_path / "collector.toml", certs, "collector"))
+        device("scope-a")  # its own certificate, its own topics
+        device("scope-b")  # scope-b's certificate trying to write scope-a's topics: the ACL drops it
+        wrong = device("scope-a", ca="other-ca")  # a broker this device's CA did not sign
+        ids = _wait_for(db, 2)
+        time.sleep(1.5)
+        collector.stop()
+        out, err = collector.proc.communicate()
+    finally:
+        broker.stop()
+    assert f"publish: broker 127.0.0.1:{broker.port} unreachable (" in wrong.stderr and "CERTIFICATE_VERIFY_FAILED" in wrong.stderr
+    assert "verdict:" in wrong.stdout and "kept in the queue for the next start" in wrong.stderr
+    assert "stored 3 message(s)" in out  # scope-a's two frames and its verdict, nothing of scope-b's
+    assert len(ids) == 2 and len(_ids(db, "verdict")) == 1
+
+
+class Postgres:
+    """A PostgreSQL server of its own on 127.0.0.1 (Debian's postgresql, which tests/system-packages.sh
+    installs), with password authentication; as root it runs as the `postgres` user, as it must."""
+
+    password = "pg-test-password-789"
+
+    def __init__(self) -> None:
+        import pwd
+        import tempfile
+
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+        if not found:
+            pytest.skip("needs a PostgreSQL server: sh tests/system-packages.sh (as root) installs Debian's postgresql")
+        bin_dir = found[-1].parent
+        self.folder = Path(tempfile.mkdtemp(prefix="edgeleuk-pg-"))
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                user = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.skip("PostgreSQL refuses to run as root and there is no postgres user")
+            os.chown(self.folder, user.pw_uid, user.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        pwfile = self.folder / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self.prefix:
+            os.chown(pwfile, user.pw_uid, user.pw_gid)
+        subprocess.run([*self.prefix, str(bin_dir / "initdb"), "-D", str(self.folder / "data"), "-U", "edgeleuk", "-E", "UTF8",
+                        "--auth=scram-sha-256", f"--pwfile={pwfile}", "--no-sync"], check=True, capture_output=True)
+        self.port = _free_port()
+        self.proc = subprocess.Popen([*self.prefix, str(bin_dir / "postgres"), "-D", str(self.folder / "data"), "-h", "127.0.0.1",
+                                      "-p", str(self.port), "-k", str(self.folder), "-F"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import psycopg
+
+        deadline = time.time() + 20
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise AssertionError("postgres did not start")
+                time.sleep(0.2)
+
+    def url(self, password: str | None = None) -> str:
+        return f"postgresql://edgeleuk:{password or self.password}@127.0.0.1:{self.port}/postgres"
+
+    def ids(self, kind: str = "frame") -> list[str]:
+        import psycopg
+
+        with psycopg.connect(self.url()) as con:
+            return [r[0] for r in con.execute("SELECT id FROM messages WHERE kind = %s", (kind,))]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres():
+    pytest.importorskip("psycopg", reason="a PostgreSQL --db needs edgeleuk[postgres] (psycopg)")
+    server = Postgres()
+    yield server
+    server.stop()
+
+
+def test_the_collector_stores_into_postgresql_once_each_across_restarts(converted, clip, broker, postgres, tmp_path):
+    """The same guarantees with PostgreSQL by URL: the collector killed and restarted mid-run, a
+    redelivered message ignored, and the fleet report read from the server."""
+    url = f"postgresql://edgeleuk@127.0.0.1:{postgres.port}/postgres"  # the password from PGPASSWORD, as libpq reads it
+    env = {"PGPASSWORD": postgres.password}
+
+    def collector() -> subprocess.Popen:
+        proc = subprocess.Popen([str(EXE), "collect", broker.url, "--db", url, "--seconds", "120"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+        time.sleep(1.5)
+        return proc
+
+    first = collector()
+    device = _run(converted, clip, tmp_path, broker.url)
+    time.sleep(2.0)
+    first.kill()
+    first.wait(timeout=20)
+    second = collector()
+    out, err = device.communicate(timeout=60)
+    assert device.returncode == 0, err
+    frames = _frame_lines(tmp_path / "run.jsonl")
+    deadline = time.time() + 40
+    while len(postgres.ids()) < frames and time.time() < deadline:
+        time.sleep(0.2)
+    import paho.mqtt.client as mqtt
+    import psycopg
+
+    (verdict_id,) = postgres.ids("verdict")  # sent once more, as a lost PUBACK would make the device send it
+    with psycopg.connect(postgres.url()) as con:
+        topic, payload = con.execute("SELECT topic, payload FROM messages WHERE id = %s", (verdict_id,)).fetchone()
+    again = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="again")
+    again.connect("127.0.0.1", broker.port)
+    again.loop_start()
+    again.publish(topic, payload, qos=1).wait_for_publish(timeout=10)
+    again.loop_stop()
+    time.sleep(1.0)
+    second.send_signal(signal.SIGTERM)
+    out, err = second.communicate(timeout=20)
+    ids = postgres.ids()
+    assert len(ids) == len(set(ids)) == frames and postgres.ids("verdict") == [verdict_id]
+    assert f"into postgresql://edgeleuk@127.0.0.1:{postgres.port}/postgres" in out
+    assert "redelivered duplicate(s) ignored" in out and ", 0 redelivered" not in out
+    cli("fleet", "--db", postgres.url(), "--json", str(tmp_path / "fleet.json"), check_rc=0)
+    (report,) = json.loads((tmp_path / "fleet.json").read_text())
+    assert report["device"] == "scope-a" and report["frame_records"] == frames and report["samples"] == 1
+
+
+def test_a_wrong_database_password_is_a_clear_error_that_does_not_print_it(broker, postgres):
+    for command in (["collect", broker.url, "--seconds", "1"], ["fleet"]):
+        proc = cli(*command, "--db", postgres.url("wrong-pg-password"), check_rc=1)
+        assert f"cannot open the database postgresql://edgeleuk:***@127.0.0.1:{postgres.port}/postgres (" in proc.stderr
+        assert "password authentication failed" in proc.stderr and "wrong-pg-password" not in proc.stderr + proc.stdout
+        assert "Traceback" not in proc.stderr
+
+
+def test_the_outbox_keeps_acknowledged_messages_for_the_window_and_reads_an_old_queue(tmp_path):
+    from edgeleuk.runtime.publish import Outbox
+
+    old = tmp_path / "old.sqlite"  # a queue written before the resend window existed
+    con = sqlite3.connect(str(old))
+    con.execute("CREATE TABLE outbox (id TEXT PRIMARY KEY, topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL)")
+    con.execute("INSERT INTO outbox VALUES ('d:r:f1', 'lab/d/frame', '{}', 1.0)")
+    con.commit()
+    con.close()
+    box = Outbox(old, resend_window=60)
+    assert [r[0] for r in box.pending(set())] == ["d:r:f1"] and box.count() == 1
+    box.put("d:r:f2", "lab/d/frame", "{}")
+    box.acknowledged("d:r:f1")
+    assert [r[0] for r in box.pending(set())] == ["d:r:f2"] and box.count() == 1
+    assert box.resend_recent() == 1 and box.count() == 2  # a reconnect: the acknowledged one goes out again
+    box.acknowledged("d:r:f1")
+    box.db.execute("UPDATE outbox SET acked = acked - 61 WHERE id = 'd:r:f1'")
+    box.forget_old()
+    assert box.resend_recent() == 0 and [r[0] for r in box.pending(set())] == ["d:r:f2"]  # past the window: gone
+    box.close()

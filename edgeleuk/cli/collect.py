@@ -1,4 +1,4 @@
-"""edgeleuk collect: subscribe to the devices' MQTT topics and store every message once (SQLite)."""
+"""edgeleuk collect: subscribe to the devices' MQTT topics and store every message once (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import argparse
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeleuk collect", description=__doc__)
     p.add_argument("url", help="mqtt://HOST[:PORT]/PREFIX (mqtts:// for TLS), as the devices publish to")
-    p.add_argument("--db", default="fleet.sqlite", help="SQLite file (default: fleet.sqlite)")
+    p.add_argument("--db", default="fleet.sqlite",
+                   help="SQLite file (default: fleet.sqlite) or postgresql://USER@HOST[:PORT]/DB (password from PGPASSWORD or "
+                        "~/.pgpass; needs edgeleuk[postgres])")
     p.add_argument("--config", help="TOML with [publish] username, password, ca_file, certfile, keyfile (kept private: chmod 600)")
     p.add_argument("--client-id", default="edgeleuk-collector", help="fixed, so the broker keeps the session while the collector is down")
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
@@ -25,7 +27,7 @@ def main(argv: list[str]) -> int:
     sigterm_as_interrupt()
     collector = Collector(args.url, args.db, args.client_id, conf.get("username"), conf.get("password"), conf.get("ca_file"),
                           conf.get("certfile"), conf.get("keyfile"))
-    print(f"collecting {collector.address.prefix}/+/verdict and /frame from {collector.address.host}:{collector.address.port} into {args.db}",
+    print(f"collecting {collector.address.prefix}/+/verdict and /frame from {collector.address.host}:{collector.address.port} into {collector.db.name}",
           flush=True)
     try:
         collector.run(args.seconds)

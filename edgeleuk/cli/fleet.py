@@ -11,7 +11,7 @@ import json
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeleuk fleet", description=__doc__)
-    p.add_argument("--db", default="fleet.sqlite", help="the collector's SQLite file")
+    p.add_argument("--db", default="fleet.sqlite", help="the collector's SQLite file or postgresql:// URL")
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--csv", help="also write one row per device as CSV here")
     p.add_argument("--window", type=int, default=5, help="recent samples compared with the device's history (default 5)")
@@ -25,9 +25,9 @@ def main(argv: list[str]) -> int:
 
     from edgeleuk.errors import UserError
     from edgeleuk.files import atomic_write_text
-    from edgeleuk.fleet import fleet_report, format_report
+    from edgeleuk.fleet import fleet_report, format_report, is_postgres
 
-    if not Path(args.db).is_file():
+    if not is_postgres(args.db) and not Path(args.db).is_file():
         raise UserError(f"no database {args.db} (edgeleuk collect writes it)")
     report = fleet_report(args.db, args.window, args.drift)
     print(format_report(report))

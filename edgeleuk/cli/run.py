@@ -168,7 +168,7 @@ def _publisher(url: str, args, conf: dict, classifier, log):
                           {"name": classifier.name, "sha256": sha}, frames=args.publish_frames or conf.get("frames", False),
                           username=conf.get("username"), password=conf.get("password"), ca_file=conf.get("ca_file"),
                           certfile=conf.get("certfile"), keyfile=conf.get("keyfile"),
-                          warn=lambda text: print(text, file=sys.stderr, flush=True))
+                          resend_window=float(conf.get("resend_window", 300.0)), warn=lambda text: print(text, file=sys.stderr, flush=True))
     print(f"publishing to {publisher.address.host}:{publisher.address.port} as {publisher.topic_base}/… "
           f"(queue {queue}; {publisher.outbox.count()} waiting from before)", flush=True)
     return publisher

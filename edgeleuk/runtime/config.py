@@ -41,7 +41,10 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple, str]]] = {
                 "frames": (bool, "also publish every frame's record (default: only each sample's verdict)"),
                 "queue": (str, "the durable outbox (SQLite; default: beside the logs, or ~/.local/state/edgeleuk)"),
                 "username": (str, ""), "password": (str, ""), "ca_file": (str, "TLS: the broker's CA"),
-                "certfile": (str, "TLS client certificate"), "keyfile": (str, "TLS client key")},
+                "certfile": (str, "TLS client certificate"), "keyfile": (str, "TLS client key"),
+                "resend_window": ((int, float), "seconds an acknowledged message stays queued and is sent again after a "
+                                  "reconnect, in case the broker crashed before saving it (default 300; keep it above "
+                                  "the broker's autosave_interval; 0: off)")},
     "serve": {"address": ((int, str), "[HOST:]PORT of the live view (run --serve); empty: none"),
               "token": (str, "the live view's token (default: a new one per run when the host is not loopback)")},
 }
@@ -91,6 +94,9 @@ def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
     error = doc.get("quality", {}).get("max_scale_error")
     if error is not None and not (math.isfinite(error) and error > 1):
         raise UserError(f"{path}: quality.max_scale_error = {error}; expected a number above 1")
+    window = doc.get("publish", {}).get("resend_window")
+    if window is not None and not (math.isfinite(window) and 0 <= window <= 7 * 86400):
+        raise UserError(f"{path}: publish.resend_window = {window}; expected 0 … 604800 seconds")
     threads = doc.get("model", {}).get("threads")
     if threads is not None and not 1 <= threads <= 256:
         raise UserError(f"{path}: model.threads = {threads}; expected 1 … 256")

@@ -7,6 +7,11 @@ minutes, a reboot or a Ctrl-C in between leaves the message in the outbox; the n
 A message may reach the broker twice (an acknowledgement lost on the way back): each carries an id
 that the collector stores once. The run loop never waits on the network.
 
+A broker that crashes (killed, power cut) loses what it acknowledged since its last autosave. So an
+acknowledged message stays in the outbox for `resend_window` seconds, and every (re)connect sends
+that window again: harmless duplicates, which the collector ignores. Keep the window above the
+broker's `autosave_interval` (device/README.md).
+
 Topics are per device: PREFIX/DEVICE/verdict and PREFIX/DEVICE/frame (device/README.md gives a
 Mosquitto ACL that keeps each device to its own). paho-mqtt, the Eclipse client.
 """
@@ -54,36 +59,58 @@ class BrokerAddress:
 
 
 class Outbox:
-    """Messages not yet acknowledged by the broker, on disk: a row is deleted only after PUBACK."""
+    """Messages on disk until the broker has acknowledged them, and for `resend_window` seconds after."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, resend_window: float = 300.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.resend_window = resend_window
         try:
             self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a committed row survives a killed process
             self.db.execute("CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, topic TEXT NOT NULL, "
-                            "payload TEXT NOT NULL, created REAL NOT NULL)")
+                            "payload TEXT NOT NULL, created REAL NOT NULL, due INTEGER NOT NULL DEFAULT 1, acked REAL)")
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(outbox)")}
+            if "due" not in columns:  # a queue written before the resend window: every row is still due
+                self.db.execute("ALTER TABLE outbox ADD COLUMN due INTEGER NOT NULL DEFAULT 1")
+                self.db.execute("ALTER TABLE outbox ADD COLUMN acked REAL")
+            self.db.execute("CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due, created)")
         except sqlite3.Error as exc:
             raise UserError(f"cannot open the publish queue {path} ({exc})") from None
         self.lock = threading.Lock()
 
     def put(self, message_id: str, topic: str, payload: str) -> None:
         with self.lock:
-            self.db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?)", (message_id, topic, payload, time.time()))
+            self.db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, 1, NULL)", (message_id, topic, payload, time.time()))
 
     def pending(self, exclude: set[str], limit: int = 200) -> list[tuple[str, str, str]]:
         with self.lock:
-            rows = self.db.execute("SELECT id, topic, payload FROM outbox ORDER BY created LIMIT ?", (limit + len(exclude),)).fetchall()
+            rows = self.db.execute("SELECT id, topic, payload FROM outbox WHERE due = 1 ORDER BY created LIMIT ?",
+                                   (limit + len(exclude),)).fetchall()
         return [r for r in rows if r[0] not in exclude][:limit]
 
-    def delete(self, message_id: str) -> None:
+    def acknowledged(self, message_id: str) -> None:
         with self.lock:
-            self.db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+            if self.resend_window > 0:
+                # the first acknowledgement's time: a resent message does not stretch its window
+                self.db.execute("UPDATE outbox SET due = 0, acked = COALESCE(acked, ?) WHERE id = ?", (time.time(), message_id))
+            else:
+                self.db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+
+    def resend_recent(self) -> int:
+        """After a (re)connect: what the broker acknowledged within the window goes out again."""
+        with self.lock:
+            self.db.execute("DELETE FROM outbox WHERE acked < ?", (time.time() - self.resend_window,))
+            return self.db.execute("UPDATE outbox SET due = 1 WHERE due = 0").rowcount
+
+    def forget_old(self) -> None:
+        with self.lock:
+            self.db.execute("DELETE FROM outbox WHERE due = 0 AND acked < ?", (time.time() - self.resend_window,))
 
     def count(self) -> int:
+        """Messages the broker has not acknowledged yet."""
         with self.lock:
-            return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE due = 1").fetchone()[0])
 
     def close(self) -> None:
         with self.lock:
@@ -125,12 +152,12 @@ class Publisher:
     def __init__(self, url: str, queue: Path, device_id: str, model: dict[str, Any], frames: bool = False,
                  username: str | None = None, password: str | None = None, ca_file: str | None = None,
                  certfile: str | None = None, keyfile: str | None = None, drain_seconds: float = 5.0,
-                 warn=print) -> None:
+                 resend_window: float = 300.0, warn=print) -> None:
         self.address = BrokerAddress.parse(url)
         self.device_id = _check_id(device_id)
         self.model, self.frames, self.drain_seconds, self.warn = model, frames, drain_seconds, warn
         self.run_id = uuid.uuid4().hex[:12]
-        self.outbox = Outbox(queue)
+        self.outbox = Outbox(queue, resend_window)
         self.client = client(f"edgeleuk-{self.device_id}", self.address, username, password, ca_file, certfile, keyfile)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -143,6 +170,7 @@ class Publisher:
         self.retry_after = 0.0
         self.refusal_warned = False
         self.sent = 0
+        self.resent = 0
         self.frame_count = 0
         self.thread = threading.Thread(target=self._loop, name="edgeleuk-publish", daemon=True)
         self.thread.start()
@@ -174,7 +202,8 @@ class Publisher:
         self._put("verdict", {"sample": record.get("sample", 1), "summary": record, "final": True},
                   f"{self.device_id}:{self.run_id}:s{record.get('sample', 1)}")
         deadline = time.monotonic() + self.drain_seconds
-        while self.outbox.count() and time.monotonic() < deadline and self.connected.is_set():
+        # still connecting (a TLS handshake) is worth the wait; a refusal or an unreachable broker is not
+        while self.outbox.count() and time.monotonic() < deadline and self.last_problem is None:
             time.sleep(0.05)
         self.stop.set()
         self.thread.join(timeout=5)
@@ -193,6 +222,7 @@ class Publisher:
                 self.refusal_warned = True
             return
         self.last_problem = None
+        self.resent += self.outbox.resend_recent()
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason, properties=None) -> None:
@@ -204,17 +234,21 @@ class Publisher:
         with self.inflight_lock:
             message_id = self.inflight.pop(mid, None)
         if message_id is not None:
-            self.outbox.delete(message_id)
+            self.outbox.acknowledged(message_id)
             self.sent += 1
 
     def _loop(self) -> None:
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
-        warned = False
+        warned, link = False, False
+        tidied = time.monotonic()
         while not self.stop.is_set():
+            if time.monotonic() - tidied > 10:
+                self.outbox.forget_old()
+                tidied = time.monotonic()
             if time.monotonic() < self.retry_after:
                 self.stop.wait(0.2)
                 continue
-            if not self.client.is_connected():
+            if not link:  # (not is_connected(): that is False until the CONNACK, and a second CONNECT breaks the first)
                 try:
                     self.client.connect(self.address.host, self.address.port, keepalive=30)
                 except (OSError, socket.error) as exc:
@@ -224,8 +258,11 @@ class Publisher:
                         warned = True
                     self.stop.wait(1.0)
                     continue
-                warned = False
-            self.client.loop(timeout=0.05)
+                warned, link = False, True
+            if self.client.loop(timeout=0.05) != 0:  # the socket is gone (paho has called on_disconnect)
+                link = False
+                self.stop.wait(0.5)
+                continue
             if not self.connected.is_set():
                 continue
             with self.inflight_lock:
