@@ -179,8 +179,8 @@ class Collector:
 
 def fleet_report(db_path: str | Path, window: int = 5, drift: float = 0.2) -> list[dict[str, Any]]:
     """Per device: last seen, models, samples and their verdicts, refused and out-of-distribution share
-    per sample, and a drift flag when the last `window` samples' refused share departs from the
-    device's own earlier history by more than `drift`."""
+    per sample (with each sample's time), and a drift flag when the last `window` samples' refused or
+    out-of-distribution share departs from the device's own earlier history by more than `drift`."""
     db = open_db(db_path)
     try:
         devices = [r[0] for r in db.execute("SELECT DISTINCT device FROM messages ORDER BY device")]
@@ -201,15 +201,18 @@ def fleet_report(db_path: str | Path, window: int = 5, drift: float = 0.2) -> li
             for s in samples:
                 verdicts[s["decision"]] = verdicts.get(s["decision"], 0) + 1
             recent, history = samples[-window:], samples[:-window]
-            flag = None
-            if history and recent:
-                before = sum(s["refused_share"] for s in history) / len(history)
-                now = sum(s["refused_share"] for s in recent) / len(recent)
-                if abs(now - before) > drift:
-                    flag = f"refused share {now:.0%} over the last {len(recent)} samples, {before:.0%} before"
+            flags = []
+            for key, what in (("refused_share", "refused"), ("ood_share", "out-of-distribution")):
+                if history and recent:
+                    before = sum(s[key] for s in history) / len(history)
+                    now = sum(s[key] for s in recent) / len(recent)
+                    if abs(now - before) > drift:
+                        flags.append(f"{what} share {now:.0%} over the last {len(recent)} samples, {before:.0%} before")
+            flag = "; ".join(flags) or None
             report.append({"device": device, "last_seen": last_seen, "model_sha256": models, "samples": len(samples),
                            "verdicts": verdicts, "refused_share_by_sample": [s["refused_share"] for s in samples],
-                           "ood_share_by_sample": [s["ood_share"] for s in samples], "drift": flag,
+                           "ood_share_by_sample": [s["ood_share"] for s in samples],
+                           "sample_times": [s["time"] for s in samples], "drift": flag,
                            "frame_records": db.execute("SELECT COUNT(*) FROM messages WHERE device = ? AND kind = 'frame'",
                                                        (device,)).fetchone()[0]})
         return report

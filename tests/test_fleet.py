@@ -531,3 +531,34 @@ def test_the_outbox_keeps_acknowledged_messages_for_the_window_and_reads_an_old_
     box.forget_old()
     assert box.resend_recent() == 0 and [r[0] for r in box.pending(set())] == ["d:r:f2"]  # past the window: gone
     box.close()
+
+
+def test_the_fleet_report_flags_a_device_whose_refusals_or_ood_share_depart_from_its_own_history(tmp_path):
+    import csv
+
+    from edgeleuk.fleet import INSERT, Store
+
+    db = tmp_path / "fleet.sqlite"
+    store = Store(db)
+
+    def sample(device: str, k: int, refused: int, ood: int) -> None:
+        summary = {"time": 1000.0 + k, "frames_seen": 100, "frames_rejected": {"out of focus": refused},
+                   "frames_out_of_distribution": ood, "verdict": {"decision": "Pre"}}
+        store.execute(INSERT, (f"{device}:r:s{k}", "verdict", device, "r", k, "m", "ab" * 32, "0", 1000.0 + k, 2000.0 + k,
+                               f"lab/{device}/verdict", json.dumps({"summary": summary})))
+
+    for k in range(10):
+        sample("steady", k, 5, 1)
+        sample("dirty-lens", k, 5 if k < 5 else 60, 1)
+        sample("new-stain", k, 5, 1 if k < 5 else 40)
+    store.close()
+    proc = cli("fleet", "--db", str(db), "--csv", str(tmp_path / "fleet.csv"), "--json", str(tmp_path / "fleet.json"), check_rc=0)
+    report = {r["device"]: r for r in json.loads((tmp_path / "fleet.json").read_text())}
+    assert report["steady"]["drift"] is None
+    assert report["dirty-lens"]["drift"] == "refused share 60% over the last 5 samples, 5% before"
+    assert report["new-stain"]["drift"] == "out-of-distribution share 40% over the last 5 samples, 1% before"
+    assert report["steady"]["sample_times"] == [1000.0 + k for k in range(10)] and report["steady"]["verdicts"] == {"Pre": 10}
+    rows = {r["device"]: r for r in csv.DictReader((tmp_path / "fleet.csv").open())}
+    assert rows["dirty-lens"]["last_refused_share"] == "0.6" and rows["new-stain"]["last_ood_share"] == "0.4"
+    assert rows["steady"]["drift"] == ""
+    assert "| dirty-lens |" in proc.stdout

@@ -1,5 +1,6 @@
 """edgeleuk fleet: per device, from the collected database: last seen, model sha256, samples and their
-verdicts, the refused share per sample and a drift flag (a device whose refusals depart from its own history)."""
+verdicts, the refused and out-of-distribution shares per sample and a drift flag (a device whose shares
+depart from its own history)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,10 @@ def main(argv: list[str]) -> int:
     if args.csv:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["device", "last_seen", "model_sha256", "samples", "verdicts", "last_refused_share", "drift"])
+        writer.writerow(["device", "last_seen", "model_sha256", "samples", "verdicts", "last_refused_share", "last_ood_share", "drift"])
         for r in report:
             writer.writerow([r["device"], r["last_seen"], " ".join(r["model_sha256"]), r["samples"], json.dumps(r["verdicts"]),
-                             r["refused_share_by_sample"][-1] if r["refused_share_by_sample"] else "", r["drift"] or ""])
+                             r["refused_share_by_sample"][-1] if r["refused_share_by_sample"] else "",
+                             r["ood_share_by_sample"][-1] if r["ood_share_by_sample"] else "", r["drift"] or ""])
         atomic_write_text(args.csv, out.getvalue())
     return 0
