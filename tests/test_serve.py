@@ -225,13 +225,16 @@ def test_twenty_viewers_for_a_bounded_time_and_the_loop_keeps_its_rate(converted
     for t in threads:
         t.start()
     time.sleep(5)
-    seen = run.status()["counts"]["seen"] - start
+    status = run.status()
+    seen = status["counts"]["seen"] - start
+    streamed, got = status["frames_streamed"], sum(received[0::2])  # sent by the view, read by the viewers, now
     stop.set()
     for t in threads:
         t.join(timeout=15)
     run.stop()
     assert seen >= 0.85 * FPS * 5, f"the loop classified {seen} frames in 5 s with 20 viewers (the clip plays {FPS * 5})"
     assert min(received[0::2]) >= 10 and min(received[1::2]) >= 10, received  # every viewer was served
+    assert got > 0 and abs(streamed - got) <= 20, (streamed, got)  # the view's own count agrees, up to a frame or two in flight each
 
 
 def _chromium() -> tuple[str, str]:

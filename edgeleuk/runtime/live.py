@@ -173,7 +173,7 @@ class LiveView:
         with self._lock:
             history = [[round(t - self._started, 2), c, lat] for t, c, lat in self._history]
             return {**self._status, "model": self.model, "log": self.log is not None, "history": history,
-                    "history_seconds": HISTORY_SECONDS}
+                    "history_seconds": HISTORY_SECONDS, "frames_streamed": self.frames_streamed}
 
     def _jpeg(self) -> tuple[int, bytes | None]:
         with self._lock:

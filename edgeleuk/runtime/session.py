@@ -378,7 +378,7 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
         for frame in source.frames():
             if control.take_new_sample():
                 ended = {"time": _now(), "event": "sample_end", "sample": sample, **summary.as_dict(verdict)}
-                ended["event"] = "sample_end"
+                ended["event"] = "sample_end"  # as_dict's own "event" (summary) would win; the key keeps its place
                 sample += 1
                 summary, verdict = Summary(), new_verdict()
                 for sink in everyone:
