@@ -400,9 +400,10 @@ class Postgres:
         if not found:
             pytest.skip("needs a PostgreSQL server: sh tests/system-packages.sh (as root) installs Debian's postgresql")
         bin_dir = found[-1].parent
-        self.folder = Path(tempfile.mkdtemp(prefix="edgeleuk-pg-"))
+        root = os.geteuid() == 0  # then postgres runs as its own user, which must reach the folder: under /tmp, not $TMPDIR
+        self.folder = Path(tempfile.mkdtemp(prefix="edgeleuk-pg-", dir="/tmp" if root else None))
         self.prefix: list[str] = []
-        if os.geteuid() == 0:
+        if root:
             try:
                 user = pwd.getpwnam("postgres")
             except KeyError:
