@@ -87,10 +87,6 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def open_db(target: str | Path) -> Store:
-    return Store(target)
-
-
 class Collector:
     """Subscribes to PREFIX/+/verdict and PREFIX/+/frame and stores each message once."""
 
@@ -98,7 +94,7 @@ class Collector:
                  password: str | None = None, ca_file: str | None = None, certfile: str | None = None,
                  keyfile: str | None = None, warn=print) -> None:
         self.address = BrokerAddress.parse(url)
-        self.db = open_db(db_path)
+        self.db = Store(db_path)
         self.warn = warn
         self.client = client(client_id, self.address, username, password, ca_file, certfile, keyfile, clean=False)
         self.client.manual_ack_set(True)  # acknowledged only once stored
@@ -181,7 +177,7 @@ def fleet_report(db_path: str | Path, window: int = 5, drift: float = 0.2) -> li
     """Per device: last seen, models, samples and their verdicts, refused and out-of-distribution share
     per sample (with each sample's time), and a drift flag when the last `window` samples' refused or
     out-of-distribution share departs from the device's own earlier history by more than `drift`."""
-    db = open_db(db_path)
+    db = Store(db_path)
     try:
         devices = [r[0] for r in db.execute("SELECT DISTINCT device FROM messages ORDER BY device")]
         report = []
