@@ -69,10 +69,15 @@ def color_cast(image, level, rng):
     return _u8(_f32(image) * gains[None, None, :])
 
 
+def stain_factor(level: float) -> float:
+    """How many times stronger (or weaker) `stain_intensity` stains at this level: 1.42 at severity 3."""
+    return 1.0 + 0.7 * level
+
+
 def stain_intensity(image, level, rng):
     """Stronger or weaker staining: scale optical density (Beer-Lambert), lighter or darker at random."""
     od = -np.log((_f32(image) + 1.0) / 256.0)
-    factor = 1.0 + 0.7 * level if rng.random() < 0.5 else 1.0 / (1.0 + 0.7 * level)
+    factor = stain_factor(level) if rng.random() < 0.5 else 1.0 / stain_factor(level)
     return _u8(256.0 * np.exp(-od * factor) - 1.0)
 
 

@@ -76,6 +76,25 @@ class OODComponent:
 
 
 @dataclass(frozen=True)
+class StainStats:
+    """How strongly each class's training fields are stained (log of the leukocytes' median optical
+    density over the background; `runtime.quality.stain_strength`). A frame stained beyond its class's
+    limit is out of distribution: the limit is the class's natural spread times the strongest stain
+    the training policy simulated, so every stain the model was trained to read stays inside."""
+
+    log_limit: tuple[float, ...]  # per class, in label order
+    log_mean: tuple[float, ...]
+    log_sd: tuple[float, ...]
+    calibration: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.log_limit or not len(self.log_limit) == len(self.log_mean) == len(self.log_sd):
+            raise UserError("manifest: ood.stain: log_limit, log_mean and log_sd need one value per class")
+        if not all(math.isfinite(v) for v in (*self.log_limit, *self.log_mean, *self.log_sd)):
+            raise UserError("manifest: ood.stain: every value must be a finite number")
+
+
+@dataclass(frozen=True)
 class OODStats:
     """What the runtime needs to judge a frame; travels in the manifest. A frame is out of
     distribution when any component's distance passes that component's threshold."""
@@ -85,6 +104,7 @@ class OODStats:
     target_flagged: float = TARGET_FLAGGED
     max_ood_fraction: float = MAX_OOD_FRACTION
     calibration: str = ""
+    stain: StainStats | None = None  # None: the stain's strength is not judged (models converted before it)
 
     def __post_init__(self) -> None:
         if self.method != OOD_METHOD:
@@ -259,6 +279,9 @@ def read_ood(data: dict[str, Any]) -> OODStats:
                 item[key] = tuple(tuple(float(v) for v in row) for row in item.get(key, ()))
             components.append(OODComponent(**item))
         ood["components"] = tuple(components)
+        if ood.get("stain") is not None and not isinstance(ood["stain"], StainStats):
+            stain = dict(_strict(StainStats, ood["stain"], "ood.stain"))
+            ood["stain"] = StainStats(**{k: tuple(float(x) for x in v) if k != "calibration" else v for k, v in stain.items()})
         return OODStats(**ood)
     except (TypeError, ValueError) as exc:
         raise UserError(f"manifest: ood: {exc}") from None

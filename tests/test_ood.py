@@ -389,3 +389,102 @@ def test_write_gate_puts_this_models_limits_into_its_manifest(converted, dataset
     assert load(model).quality == after  # the runtime reads them
     bad = cli("evaluate", str(converted / "model_int8.tflite"), "--data", str(dataset), "--robustness", "--write-gate", check_rc=1)
     assert "--write-gate needs --robustness and a conversion folder" in bad.stderr
+
+
+def _stained_field(seed: int, od_scale: float = 1.0, strength: float = 1.0) -> np.ndarray:
+    """RGB: a light background with red cells and one purple leukocyte, its stain `strength` × a base."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((224, 224, 3), np.float32)
+    image[:] = (236, 226, 232)
+    for _ in range(6):  # pale enough to stay out of the leukocyte mask when stained 3× (a real field's may not)
+        cv2.circle(image, (int(rng.integers(10, 214)), int(rng.integers(10, 214))), 14, (228, 196, 186), -1)
+    od = -np.log(np.array([150.0, 60.0, 160.0]) / 236.0) * strength  # the leukocyte's colour as optical density
+    colour = tuple(float(v) for v in 236.0 * np.exp(-od))
+    cv2.circle(image, (112 + int(rng.integers(-20, 21)), 112 + int(rng.integers(-20, 21))), 30, colour, -1)
+    image = np.clip(image + rng.normal(0, 2, image.shape), 0, 255)
+    if od_scale != 1.0:  # the whole field stained more strongly (Beer-Lambert), as degrade.stain_intensity does
+        image = 256.0 * np.exp(-od_scale * -np.log((image + 1.0) / 256.0)) - 1.0
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_stain_strength_reads_a_stronger_stain_and_not_exposure_or_white_balance():
+    from edgeleuk.runtime.quality import stain_strength
+
+    base = stain_strength(_stained_field(1))
+    assert abs(stain_strength(_stained_field(1, od_scale=2.0)) - base - np.log(2.0)) < 0.15
+    darker = np.clip(_stained_field(1).astype(np.float32) * 0.85, 0, 255).astype(np.uint8)
+    cast = np.clip(_stained_field(1).astype(np.float32) * np.array([0.92, 1.0, 1.06]), 0, 255).astype(np.uint8)
+    assert abs(stain_strength(darker) - base) < 0.06 and abs(stain_strength(cast) - base) < 0.06
+    for side in (160, 96, 64):  # the smaller models' inputs read the same (not only multiples of the 56×56 copy)
+        assert abs(stain_strength(cv2.resize(_stained_field(1), (side, side), interpolation=cv2.INTER_AREA)) - base) < 0.05
+    red_cells_only = np.full((224, 224, 3), (236, 226, 232), np.uint8)
+    cv2.circle(red_cells_only, (100, 100), 14, (228, 196, 186), -1)
+    assert stain_strength(red_cells_only) is None
+
+
+def test_stain_limits_refer_a_far_stronger_stain_of_the_named_class_only():
+    from edgeleuk.export.domain import fit_stain
+    from edgeleuk.manifest import OODComponent, OODStats
+
+    rng = np.random.default_rng(0)
+    strengths = {0: 0.7, 1: 1.2}  # class 0 stained paler than class 1, as Pro is in the real data
+    labels = np.array([c for c in (0, 1) for _ in range(30)])
+    images = np.stack([_stained_field(i, strength=strengths[c] * rng.uniform(0.95, 1.05)) for i, c in enumerate(labels)])
+    stain = fit_stain(images[::2], labels[::2], images[1::2], labels[1::2], classes=2)
+    assert stain is not None and stain.log_limit[0] < stain.log_limit[1] and "severity-3 stain" in stain.calibration
+    scorer = OODScorer(OODStats(components=(OODComponent("head", ((0.0,),), ((1.0,),), 1.0),), stain=stain))
+    from edgeleuk.runtime.quality import stain_strength
+
+    pale = _stained_field(99, strength=0.7)
+    assert scorer.stain_score(stain_strength(pale), 0) < 1.0  # like its class's training fields
+    assert scorer.stain_score(stain_strength(_stained_field(99, strength=0.7, od_scale=1.3)), 0) < 1.0  # within severity 3
+    assert scorer.stain_score(stain_strength(_stained_field(99, strength=0.7, od_scale=3.0)), 0) > 1.0  # far stronger
+    assert scorer.stain_score(stain_strength(pale), 1) < 1.0  # paler than the named class: not this check's to judge
+    assert scorer.stain_score(None, 0) == 0.0
+
+
+def test_the_run_loop_refers_a_stain_beyond_the_named_class_limit(converted, tmp_path):
+    """The manifest's stain limits, set here around a field's own strength: the same field stained 3×
+    is referred (its ood_score is the larger of the features' score and the stain's ratio to the
+    named class's limit, as logged), while the field as it is passes the stain check."""
+    from edgeleuk.runtime.quality import stain_strength
+
+    manifest = read_manifest(converted)
+    normal = stain_strength(preprocess(cv2.cvtColor(_stained_field(5), cv2.COLOR_RGB2BGR), manifest.preprocess))
+    model = tmp_path / "model"
+    shutil.copytree(converted, model)
+    data = json.loads((model / "manifest.json").read_text())
+    limit = round(normal + float(np.log(1.42)) + 0.1, 4)
+    data["ood"]["stain"] = {"log_limit": [limit] * 4, "log_mean": [normal] * 4, "log_sd": [0.05] * 4, "calibration": "test"}
+    (model / "manifest.json").write_text(json.dumps(data))
+    logs = {}
+    for name, scale in (("as_is", 1.0), ("strong", 3.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(6):
+            cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(_stained_field(i, od_scale=scale), cv2.COLOR_RGB2BGR))
+        log = tmp_path / f"{name}.jsonl"
+        cli("run", "--model", str(model), "--source", str(folder), "--min-focus", "0", "--log", str(log), check_rc=0)
+        logs[name] = [json.loads(x) for x in log.read_text().splitlines()]
+    for name, records in logs.items():
+        frames = [r for r in records if "class" in r]
+        assert len(frames) == 6, name
+        ratios = [float(np.exp(r["quality"]["stain"] - limit)) for r in frames]
+        assert all(r["ood_score"] >= ratio - 1e-3 for r, ratio in zip(frames, ratios))
+        if name == "as_is":
+            assert max(ratios) < 1.0  # the stain check passes them (the features judge them on their own)
+        else:
+            assert min(ratios) > 1.0 and not any(r["in_distribution"] for r in frames)
+            assert records[-1]["verdict"]["decision"] == OOD_DECISION
+
+
+def test_manifest_stain_limits_are_strict(converted):
+    data = json.loads(json.dumps(manifest_to_dict(read_manifest(converted))))
+    data["ood"]["stain"] = {"log_limit": [1.0] * 4, "log_mean": [0.5] * 4, "log_sd": [0.1] * 4, "by": "x"}
+    with pytest.raises(UserError, match=r"unknown key ood\.stain\.'by'"):
+        manifest_from_dict(data)
+    data["ood"]["stain"] = {"log_limit": [1.0] * 3, "log_mean": [0.5] * 4, "log_sd": [0.1] * 4}
+    with pytest.raises(UserError, match="one value per class"):
+        manifest_from_dict(data)
+    data["ood"]["stain"] = {"log_limit": [1.0] * 4, "log_mean": [0.5] * 4, "log_sd": [0.1] * 4}
+    assert manifest_from_dict(data).ood.stain.log_limit == (1.0,) * 4

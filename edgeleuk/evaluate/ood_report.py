@@ -52,7 +52,7 @@ def ood_evaluation(classifier, parts: dict[str, tuple[np.ndarray, np.ndarray]], 
     for name, (images, labels) in parts.items():
         row = run_sample(classifier, images, name)
         probs, features = infer_all(classifier, images)
-        scores = classifier.judge(features)
+        scores = classifier.judge(features, images, probs)
         if scores is not None:
             answered = classifier.ood.in_distribution(scores)
             row["accuracy_answered"] = float((probs.argmax(1) == labels)[answered].mean()) if answered.any() else None

@@ -30,7 +30,7 @@ class Loaded:
         from edgeleuk.export.parity import infer_all
 
         probs, features = infer_all(self.classifier, images)
-        return probs, self.classifier.ood.in_distribution(self.classifier.judge(features))
+        return probs, self.classifier.ood.in_distribution(self.classifier.judge(features, images, probs))
 
 
 def load_predictor(model: str | Path | None, variant: str | None = None, threads: int | None = None) -> Loaded:

@@ -1,16 +1,17 @@
 """What the device needs to know about the training data, learned at conversion: the statistics of
-the out-of-distribution score, the red-cell ruler and the quality gate's leukocyte check. Fitted on the training part, thresholds on
+the out-of-distribution score (features and stain strength), the red-cell ruler and the quality gate's leukocyte check. Fitted on the training part, thresholds on
 the validation part; the test part is never used here."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgeleuk.manifest import TARGET_FLAGGED, OODStats, QualityLimits
+from edgeleuk.manifest import TARGET_FLAGGED, OODStats, QualityLimits, StainStats
 from edgeleuk.ood import OODScorer, fit_ood
-from edgeleuk.runtime.quality import leukocyte_fraction
+from edgeleuk.runtime.quality import leukocyte_fraction, stain_strength
 from edgeleuk.runtime.scale import measure_cells
 
 LEUKOCYTE_MARGIN = 0.25  # the gate refuses fields with under a quarter of the leukocyte area of the sparsest training fields
@@ -43,8 +44,41 @@ def cell_diameter(images: np.ndarray) -> float | None:
     return round(float(np.median(readings)), 3) if len(readings) >= max(3, len(images) // 10) else None
 
 
+def fit_stain(train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, val_labels: np.ndarray, classes: int) -> StainStats | None:
+    """Each class's stain strength in its training fields, and its limit: the class's own spread out to
+    the validation part's 99% quantile of |z|, times the suite's severity-3 stain (1.42×), which the
+    model must read (a frame stained beyond it is referred, not guessed). One-sided: a paler stain
+    reads like exposure and contrast, which the gate and the features judge. None when the images
+    show too few leukocytes to fit it."""
+    from edgeleuk.degrade import level_of, stain_factor
+
+    def strengths(images: np.ndarray) -> np.ndarray:
+        return np.array([np.nan if (v := stain_strength(img)) is None else v for img in images])
+
+    s, v = strengths(train), strengths(val)
+    known = ~np.isnan(s)
+    if known.sum() < 10 or (~np.isnan(v)).sum() < 3:
+        return None
+    pooled_mean, pooled_sd = float(np.mean(s[known])), float(np.std(s[known]))
+    means, sds = [], []
+    for c in range(classes):
+        own = s[known & (train_labels == c)]
+        means.append(float(own.mean()) if len(own) >= 3 else pooled_mean)
+        sds.append(max(float(own.std()), 0.02) if len(own) >= 3 else max(pooled_sd, 0.02))
+    means_a, sds_a = np.array(means), np.array(sds)
+    seen = ~np.isnan(v)
+    z = np.abs(v[seen] - means_a[val_labels[seen]]) / sds_a[val_labels[seen]]
+    spread = float(np.quantile(z, 0.99))
+    envelope = stain_factor(level_of(3))
+    limits = means_a + spread * sds_a + np.log(envelope)
+    return StainStats(log_limit=tuple(round(float(x), 5) for x in limits), log_mean=tuple(round(x, 5) for x in means),
+                      log_sd=tuple(round(x, 5) for x in sds), calibration=(
+                          f"per class: the mean and sd of {int(known.sum())} training fields, out to z {spread:.2f} (99% of "
+                          f"{int(seen.sum())} validation fields), times {envelope:.2f} (the suite's severity-3 stain)"))
+
+
 def fit_domain(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, classes: int,
-               target_flagged: float = TARGET_FLAGGED) -> Domain:
+               target_flagged: float = TARGET_FLAGGED, val_labels: np.ndarray | None = None) -> Domain:
     from edgeleuk.train.model import FEATURE_NAMES
 
     views = dihedral(val)
@@ -55,6 +89,8 @@ def fit_domain(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarr
     # variation flagged fewer noisy and dim frames but 2.3% of the test part and 84-91% of two OOD sets (model card)
     stats = fit_ood(features_of(model, train), train_labels, val_features, classes, list(FEATURE_NAMES),
                     target_flagged, calibration=note)
+    if val_labels is not None:
+        stats = dataclasses.replace(stats, stain=fit_stain(train, train_labels, val, val_labels, classes))
     return Domain(stats, cell_diameter(train), OODScorer(stats).score(val_features), quality_limits(train))
 
 

@@ -53,6 +53,7 @@ class Images:
     train_labels: np.ndarray | None = None
     val: np.ndarray | None = None  # the validation part: the OOD threshold
     split_sha256: str | None = None  # the split file the parts came from (None: made anew)
+    val_labels: np.ndarray | None = None
 
 
 def _load_keras(path: Path):
@@ -102,10 +103,10 @@ def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calib
     test_images, test_labels = load_arrays(test, spec)
     train_images, train_labels = load_arrays(list(train), spec)
     val = split.part(found.samples, "val")
-    val_images = load_arrays(val, spec)[0] if val else None
+    val_images, val_labels = load_arrays(val, spec) if val else (None, None)
     return Images(calib_images, test_images, test_labels, f"{note}; calibration: {len(calib_images)} training images; "
                   f"evaluation: {len(test)} {config.part} images", [str(s.path.relative_to(found.root)) for s in test],
-                  train_images, train_labels, val_images, sha256_file(split_file) if split_file.is_file() else None)
+                  train_images, train_labels, val_images, sha256_file(split_file) if split_file.is_file() else None, val_labels)
 
 
 def _versions() -> dict[str, str]:
@@ -303,8 +304,10 @@ def _domain(exported, images: Images, classes: int):
     if images.train is None or images.val is None or not len(images.val):
         print("no --data (or no validation part): the variants carry no out-of-distribution statistics and cannot judge frames")
         return None
-    domain = fit_domain(exported, images.train, images.train_labels, images.val, classes)
+    domain = fit_domain(exported, images.train, images.train_labels, images.val, classes, val_labels=images.val_labels)
     limits = ", ".join(f"{c.features} {c.threshold:.3f}" for c in domain.ood.components)
+    if domain.ood.stain is not None:
+        limits += f"; stain limits {domain.ood.stain.log_limit} ({domain.ood.stain.calibration})"
     print(f"out-of-distribution score: thresholds {limits} ({domain.ood.calibration}); red cells {domain.cell_diameter_px} px")
     return domain
 

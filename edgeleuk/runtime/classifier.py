@@ -86,11 +86,18 @@ class Classifier:
         """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities."""
         return self.infer(images)[0]
 
-    def judge(self, features: list[np.ndarray]) -> np.ndarray | None:
-        """Out-of-distribution scores (above 1: out of distribution) of `infer`'s features; None: cannot judge."""
+    def judge(self, features: list[np.ndarray], images: np.ndarray | None = None, probs: np.ndarray | None = None) -> np.ndarray | None:
+        """Out-of-distribution scores (above 1: out of distribution) of `infer`'s features, and with the
+        images and probabilities, of their stain too (as the run loop judges); None: cannot judge."""
         if self.ood is None:
             return None
-        return self.ood.score(features)
+        scores = self.ood.score(features)
+        if images is not None and probs is not None and self.ood.judges_stain:
+            from edgeleuk.runtime.quality import stain_strength
+
+            stain = [self.ood.stain_score(stain_strength(img), int(top)) for img, top in zip(images, np.asarray(probs).argmax(1))]
+            scores = np.maximum(scores, np.asarray(stain, dtype=scores.dtype))
+        return scores
 
     def classify(self, frame: np.ndarray, color_order: str = "BGR", roi=None) -> np.ndarray:
         """A raw frame (any size, BGR from OpenCV by default) → probabilities for it."""

@@ -171,7 +171,7 @@ class Processor:
             return FrameResult(frame, {**record, "error": str(exc)}, error=str(exc))
         region = model_region(frame.image.shape[0], frame.image.shape[1], clf.spec, roi)
         t1 = time.perf_counter()
-        quality = assess(x, self.limits)
+        quality = assess(x, self.limits, stain=clf.ood is not None and clf.ood.judges_stain)
         if quality.usable and self.scale is not None:
             quality = _check_scale(quality, self.scale.update(x), options.max_scale_error)
         t2 = time.perf_counter()
@@ -181,11 +181,11 @@ class Processor:
         probs, features = clf.infer(x)
         probs = probs[0]
         t3 = time.perf_counter()
+        top = int(probs.argmax())
         scores = clf.judge(features)
-        ood_score = float(scores[0]) if scores is not None else None
+        ood_score = None if scores is None else max(float(scores[0]), clf.ood.stain_score(quality.stain, top))
         in_distribution = None if ood_score is None else bool(ood_score <= clf.ood.threshold)
         t4 = time.perf_counter()
-        top = int(probs.argmax())
         timing = {"handoff": frame.handoff_ms, "preprocess": (t1 - t0) * 1e3, "quality": (t2 - t1) * 1e3,
                   "inference": (t3 - t2) * 1e3, "ood": (t4 - t3) * 1e3, "postprocess": 0.0}  # the loop fills in the last
         total = sum(timing.values())
