@@ -32,7 +32,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from edgeleuk.errors import UserError, missing_package  # noqa: E402
 from edgeleuk.files import atomic_path  # noqa: E402
-from edgeleuk.manifest import atomic_write_text, read_manifest, sha256_file  # noqa: E402
+from edgeleuk.files import atomic_write_text  # noqa: E402
+from edgeleuk.manifest import read_manifest, sha256_file  # noqa: E402
 from edgeleuk.runtime.backends import default_threads  # noqa: E402
 from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR  # noqa: E402
 

@@ -42,7 +42,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from edgeleuk.manifest import atomic_write_text  # noqa: E402
+from edgeleuk.files import atomic_write_text  # noqa: E402
 from edgeleuk.runtime import load  # noqa: E402
 from edgeleuk.runtime.backends import default_threads  # noqa: E402
 

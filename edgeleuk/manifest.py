@@ -18,7 +18,7 @@ from typing import Any
 
 from edgeleuk import LABELS
 from edgeleuk.errors import UserError
-from edgeleuk.files import atomic_write_text  # noqa: F401  (re-exported: stages import it from here)
+from edgeleuk.files import atomic_write_text
 from edgeleuk.strict import checked
 
 SCHEMA_VERSION = 3  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler; 3: `quality`
@@ -78,9 +78,9 @@ class OODComponent:
 @dataclass(frozen=True)
 class StainStats:
     """How strongly each class's training fields are stained (log of the leukocytes' median optical
-    density over the background; `runtime.quality.stain_strength`). A frame stained beyond its class's
-    limit is out of distribution: the limit is the class's natural spread times the strongest stain
-    the training policy simulated, so every stain the model was trained to read stays inside."""
+    density over the background; `runtime.quality.stain_strength`). A frame stained beyond the limit
+    of the class the model names is out of distribution: the limit is the class's natural spread
+    times the suite's severity-3 stain, which the model must still read (`export.domain.fit_stain`)."""
 
     log_limit: tuple[float, ...]  # per class, in label order
     log_mean: tuple[float, ...]

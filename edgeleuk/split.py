@@ -20,7 +20,7 @@ import numpy as np
 from edgeleuk import LABELS
 from edgeleuk.dataset import Sample
 from edgeleuk.errors import UserError
-from edgeleuk.manifest import atomic_write_text
+from edgeleuk.files import atomic_write_text
 
 PARTS = ("train", "test", "val")
 FRACTIONS = {"train": 0.7, "test": 0.2, "val": 0.1}

@@ -1,13 +1,15 @@
 #!/bin/sh
 # The Debian packages the tests drive for real: a headless browser (chromium, chromium-driver), an MQTT
 # broker (mosquitto), a PostgreSQL server (postgresql) and openssl for the TLS test's certificates.
-# Installs what is missing with apt-get (as root, or through passwordless sudo); where it cannot, says
-# so and the tests that need them skip with the reason. Always exits 0.
+# Installs what is missing with apt-get, as root or through passwordless sudo (CI's fresh machine).
+# Where nothing can install them (no root, no sudo, no apt-get) it says so and exits 0: those tests
+# then skip with the reason. Where apt-get was there and failed, it exits 1: CI must not pass by skipping.
+root="${EDGELEUK_SYSTEM_ROOT:-}"  # tests point this at an empty folder to see what a fresh machine gets
 need=""
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need="$need chromium"
 command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need="$need mosquitto"
-ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$need postgresql"
+command -v mosquitto >/dev/null 2>&1 || [ -x "$root/usr/sbin/mosquitto" ] || need="$need mosquitto"
+ls "$root"/usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$need postgresql"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ]; then
@@ -23,6 +25,8 @@ if ! command -v apt-get >/dev/null 2>&1; then
   exit 0
 fi
 echo "system-packages: installing$need"
-$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $need >/dev/null \
-  || echo "system-packages: apt-get could not install$need: the browser, broker and database tests will skip"
+if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $need >/dev/null; }; then
+  echo "system-packages: apt-get could not install$need" >&2
+  exit 1
+fi
 exit 0

@@ -198,3 +198,42 @@ def test_the_device_tests_pass_in_an_environment_without_tensorflow(converted, t
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     passed = int(re.search(r"(\d+) passed", run.stdout).group(1))
     assert passed >= 150, run.stdout[-2000:]
+
+
+def _fake_machine(tmp_path: Path, uid: int, apt_rc: int = 0, present: tuple[str, ...] = ()) -> tuple[Path, dict]:
+    """A PATH of stand-ins: `id`, an `apt-get` that logs its arguments, and the named commands."""
+    import shutil as sh
+
+    fake = tmp_path / f"bin-{uid}-{apt_rc}-{len(present)}"
+    fake.mkdir()
+    (fake / "ls").symlink_to(sh.which("ls"))
+    scripts = {"id": f"echo {uid}", "apt-get": f'echo "$@" >> "{fake}/apt.log"; exit {apt_rc}'}
+    scripts.update({name: "exit 0" for name in present})
+    for name, body in scripts.items():
+        (fake / name).write_text(f"#!/bin/sh\n{body}\n")
+        (fake / name).chmod(0o755)
+    return fake, {"PATH": str(fake), "EDGELEUK_SYSTEM_ROOT": str(tmp_path / "root")}
+
+
+def test_system_packages_installs_what_a_fresh_machine_lacks_and_fails_when_apt_does(tmp_path):
+    script = ROOT / "tests" / "system-packages.sh"
+
+    def run(fake_env: dict) -> subprocess.CompletedProcess:
+        return subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, env=fake_env, timeout=30)
+
+    fake, env = _fake_machine(tmp_path, uid=0)  # CI: a fresh machine, as root
+    proc = run(env)
+    assert proc.returncode == 0, proc.stderr
+    assert (fake / "apt.log").read_text().splitlines() == ["update -qq", "install -y -qq chromium chromium-driver mosquitto postgresql openssl"]
+    fake, env = _fake_machine(tmp_path, uid=0, apt_rc=100)  # no network: CI fails instead of skipping those tests
+    proc = run(env)
+    assert proc.returncode == 1 and "apt-get could not install chromium" in proc.stderr
+    fake, env = _fake_machine(tmp_path, uid=1000)  # a developer without root or sudo: the tests skip, saying why
+    proc = run(env)
+    assert proc.returncode == 0 and "not root, no passwordless sudo" in proc.stdout and not (fake / "apt.log").exists()
+    fake, env = _fake_machine(tmp_path, uid=0, present=("chromium", "chromedriver", "mosquitto", "openssl"))
+    postgres = tmp_path / "root" / "usr" / "lib" / "postgresql" / "15" / "bin" / "postgres"
+    postgres.parent.mkdir(parents=True)
+    postgres.write_text("")
+    proc = run(env)
+    assert proc.returncode == 0 and proc.stdout == "" and not (fake / "apt.log").exists()  # everything there: nothing to do

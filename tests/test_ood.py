@@ -488,3 +488,13 @@ def test_manifest_stain_limits_are_strict(converted):
         manifest_from_dict(data)
     data["ood"]["stain"] = {"log_limit": [1.0] * 4, "log_mean": [0.5] * 4, "log_sd": [0.1] * 4}
     assert manifest_from_dict(data).ood.stain.log_limit == (1.0,) * 4
+
+
+def test_stain_limits_for_another_number_of_classes_are_refused_at_load(converted, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(converted, model)
+    data = json.loads((model / "manifest.json").read_text())
+    data["ood"]["stain"] = {"log_limit": [1.0] * 3, "log_mean": [0.5] * 3, "log_sd": [0.1] * 3}
+    (model / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="ood.stain has 3 limits for 4 labels"):
+        load(model)

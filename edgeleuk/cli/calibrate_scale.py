@@ -52,7 +52,7 @@ def measure(source, roi, frames: int) -> tuple[float | None, int, int]:
 
 def write_scale(path: Path, scale: float) -> None:
     """Set camera.scale in a TOML file, keeping every other line and comment as it was."""
-    from edgeleuk.manifest import atomic_write_text
+    from edgeleuk.files import atomic_write_text
 
     lines = path.read_text().splitlines(keepends=True)
     section, camera_at, done = None, None, False

@@ -10,7 +10,8 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeleuk.errors import UserError
-from edgeleuk.manifest import PreprocessSpec, atomic_write_text
+from edgeleuk.files import atomic_write_text
+from edgeleuk.manifest import PreprocessSpec
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 

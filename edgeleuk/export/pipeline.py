@@ -20,8 +20,9 @@ from edgeleuk import __version__
 from edgeleuk.errors import UserError
 from edgeleuk.export.quiet import quiet
 from edgeleuk.export.recipes import QuantizationConfig, load_recipes
-from edgeleuk.manifest import (MANIFEST_NAME, Manifest, PreprocessSpec, Variant, atomic_write_text, embedded_info, read_manifest,
-                               sha256_file, write_manifest)
+from edgeleuk.files import atomic_write_text
+from edgeleuk.manifest import (MANIFEST_NAME, Manifest, PreprocessSpec, Variant, embedded_info, read_manifest, sha256_file,
+                               write_manifest)
 from edgeleuk.runtime.embedded import EMBEDDED_NAME
 from edgeleuk.train.model import with_features
 

@@ -15,6 +15,7 @@ from edgeleuk.preprocess import preprocess
 from edgeleuk.ood import OODScorer
 from edgeleuk.runtime.backends import open_backend, output_roles
 from edgeleuk.runtime.embedded import read_embedded
+from edgeleuk.runtime.quality import stain_strength
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 PREFERENCE = ("tflite-int8", "onnx-int8", "tflite-fp32", "onnx-fp32", "tflite-fp16", "tflite-dynamic")
@@ -40,6 +41,9 @@ class Classifier:
         self.probs_index, self.features_indices = output_roles(list(self.backend.output_sizes), len(self.labels), expected, self.path)
         self.output_quantization = self.backend.output_quantizations[self.probs_index]
         self.output_dtype = self.backend.output_dtypes[self.probs_index]
+        stain = self.ood.stats.stain if self.ood is not None else None
+        if stain is not None and len(stain.log_limit) != len(self.labels):  # checked at load, not at the first frame
+            raise UserError(f"{self.path}: the manifest's ood.stain has {len(stain.log_limit)} limits for {len(self.labels)} labels")
 
     def _check_input(self) -> None:
         """The file's input against the preprocessing it will be fed: one clear error at load, not at the first frame."""
@@ -93,8 +97,6 @@ class Classifier:
             return None
         scores = self.ood.score(features)
         if images is not None and probs is not None and self.ood.judges_stain:
-            from edgeleuk.runtime.quality import stain_strength
-
             stain = [self.ood.stain_score(stain_strength(img), int(top)) for img, top in zip(images, np.asarray(probs).argmax(1))]
             scores = np.maximum(scores, np.asarray(stain, dtype=scores.dtype))
         return scores

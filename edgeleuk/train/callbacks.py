@@ -8,7 +8,7 @@ from pathlib import Path
 
 import keras
 
-from edgeleuk.manifest import atomic_write_text
+from edgeleuk.files import atomic_write_text
 
 
 class BestWeights(keras.callbacks.Callback):

@@ -16,8 +16,8 @@ import numpy as np
 from edgeleuk import LABELS, __version__
 from edgeleuk.dataset import load_arrays, scan
 from edgeleuk.errors import UserError
-from edgeleuk.files import atomic_path, writable_folder
-from edgeleuk.manifest import Manifest, PreprocessSpec, atomic_write_text, sha256_file, write_manifest
+from edgeleuk.files import atomic_path, atomic_write_text, writable_folder
+from edgeleuk.manifest import Manifest, PreprocessSpec, sha256_file, write_manifest
 from edgeleuk.evaluate.metrics import classification_metrics, format_metrics
 from edgeleuk.split import make_split, near_duplicates_across, read_split, write_split
 
