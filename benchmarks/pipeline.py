@@ -16,6 +16,10 @@ Three conditions:
   back to back through the same capture thread and run loop, in this process: the conditions of the
   bare back-to-back invoke() loop, so the ratio is what the toolkit adds.
 
+--score-cost: what the out-of-distribution score adds. Decoded frames as above, alternating the
+model as it is with a copy whose manifest carries no `ood` statistics (no feature score, no stain
+check), --pairs times; reports the quality-gate and score steps' p50 of each and their difference.
+
 --serve: the same run with the live view (`run --serve`) and one browser-like viewer attached (the
 MJPEG stream read as fast as it comes, the status polled twice a second, as the page does),
 alternated with runs without it, so the ratio of the frame path's p50 comes from one session.
@@ -29,6 +33,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -121,6 +126,39 @@ def run_decoded(clip: Path, log: Path, frames: int, model: str | None, threads: 
 
     classifier = load(model, threads=threads)
     run(classifier, VideoSource(clip, capture=DecodedClip(clip, frames)), RunOptions(log=log, status="off"))
+
+
+def score_cost(clip: Path, log: Path, args, out: Path) -> int:
+    """The model with and without its `ood` statistics, alternated on the same decoded frames."""
+    from edgeleuk.runtime.classifier import packaged_model
+
+    folder = Path(args.model) if args.model else packaged_model("default")
+    if folder is None or not (folder / "manifest.json").is_file():
+        raise SystemExit("--score-cost needs a conversion folder (--model DIR with a manifest.json)")
+    steps = ("quality", "inference", "ood", "total")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = Path(tmp) / "no-score"
+        shutil.copytree(folder, bare, ignore=shutil.ignore_patterns("*.keras", "*.png"))
+        manifest = json.loads((bare / "manifest.json").read_text())
+        manifest.pop("ood", None)
+        (bare / "manifest.json").write_text(json.dumps(manifest))
+        for i in range(args.pairs):
+            for scored, model in ((False, bare), (True, folder)):
+                log.unlink(missing_ok=True)
+                run_decoded(clip, log, args.frames, str(model), args.threads)
+                frames = [r for r in map(json.loads, log.read_text().splitlines()) if "latency_ms" in r]
+                row = {"score": scored, **{k: float(np.median([f["latency_ms"][k] for f in frames])) for k in steps}}
+                rows.append(row)
+                print(f"pair {i + 1} {'with' if scored else 'without'} the score: " + ", ".join(f"{k} {row[k]:.3f}" for k in steps) + " ms (p50)")
+    added = [w["quality"] + w["ood"] - (wo["quality"] + wo["ood"]) for wo, w in zip(rows[::2], rows[1::2])]
+    result = {"threads": args.threads, "frames": args.frames, "runs": rows, "added_ms_per_pair": added,
+              "added_ms_median": float(np.median(added)), "model": str(folder)}
+    atomic_write_text(out / "pipeline-score-cost.json", json.dumps(result, indent=2) + "\n")
+    print("the score adds (quality-gate step + score step, with minus without), per pair: "
+          + ", ".join(f"{a:.3f}" for a in added) + f" ms; median {result['added_ms_median']:.3f} ms")
+    print(f"wrote {out / 'pipeline-score-cost.json'}")
+    return 0
 
 
 def _env() -> dict:
@@ -216,7 +254,8 @@ def main() -> int:
     p.add_argument("--serve", action="store_true", help="compare runs with the live view and one viewer against runs without (see above)")
     p.add_argument("--publish", metavar="URL", help="compare runs publishing every frame's record to this MQTT broker (mqtt://127.0.0.1:1883/bench) "
                    "against runs without")
-    p.add_argument("--pairs", type=int, default=3, help="--serve: runs with and without, alternated (default 3 each)")
+    p.add_argument("--score-cost", action="store_true", help="compare the model with and without its out-of-distribution statistics (see above)")
+    p.add_argument("--pairs", type=int, default=3, help="--serve, --publish, --score-cost: runs with and without, alternated (default 3 each)")
     p.add_argument("--size", default="1280x720", help="frame size WxH of the recorded clip (default 1280x720)")
     p.add_argument("--out", default="runs/pipeline")
     args = p.parse_args()
@@ -231,6 +270,8 @@ def main() -> int:
         record_clip(clip, args.frames, args.data, width, height)
         if args.serve or args.publish:
             return compare_serve(clip, log, args, out, width, height)
+        if args.score_cost:
+            return score_cost(clip, log, args, out)
         first, peak_rss_mb = None, None
         start = time.perf_counter()
         if args.decoded:

@@ -78,19 +78,26 @@ class OODComponent:
 @dataclass(frozen=True)
 class StainStats:
     """How strongly each class's training fields are stained (log of the leukocytes' median optical
-    density over the background; `runtime.quality.stain_strength`). A frame stained beyond the limit
-    of the class the model names is out of distribution: the limit is the class's natural spread
-    times the suite's severity-3 stain, which the model must still read (`export.domain.fit_stain`)."""
+    density over the background, and of the red cells'; `runtime.quality.stain_strength`). A frame
+    stained beyond either limit of the class the model names is out of distribution: the limit is
+    the class's natural spread times the suite's severity-3 stain, which the model must still read
+    (`export.domain.fit_stain`). The red-cell fields are absent in models converted before them."""
 
-    log_limit: tuple[float, ...]  # per class, in label order
+    log_limit: tuple[float, ...]  # leukocytes, per class, in label order
     log_mean: tuple[float, ...]
     log_sd: tuple[float, ...]
     calibration: str = ""
+    red_log_limit: tuple[float, ...] | None = None  # red cells, per class; None: not judged
+    red_log_mean: tuple[float, ...] | None = None
+    red_log_sd: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.log_limit or not len(self.log_limit) == len(self.log_mean) == len(self.log_sd):
             raise UserError("manifest: ood.stain: log_limit, log_mean and log_sd need one value per class")
-        if not all(math.isfinite(v) for v in (*self.log_limit, *self.log_mean, *self.log_sd)):
+        red = (self.red_log_limit, self.red_log_mean, self.red_log_sd)
+        if any(r is not None for r in red) and not all(r is not None and len(r) == len(self.log_limit) for r in red):
+            raise UserError("manifest: ood.stain: red_log_limit, red_log_mean and red_log_sd need one value per class, all three or none")
+        if not all(math.isfinite(v) for v in (*self.log_limit, *self.log_mean, *self.log_sd, *(v for r in red if r for v in r))):
             raise UserError("manifest: ood.stain: every value must be a finite number")
 
 
@@ -281,7 +288,7 @@ def read_ood(data: dict[str, Any]) -> OODStats:
         ood["components"] = tuple(components)
         if ood.get("stain") is not None and not isinstance(ood["stain"], StainStats):
             stain = dict(_strict(StainStats, ood["stain"], "ood.stain"))
-            ood["stain"] = StainStats(**{k: tuple(float(x) for x in v) if k != "calibration" else v for k, v in stain.items()})
+            ood["stain"] = StainStats(**{k: v if k == "calibration" or v is None else tuple(float(x) for x in v) for k, v in stain.items()})
         return OODStats(**ood)
     except (TypeError, ValueError) as exc:
         raise UserError(f"manifest: ood: {exc}") from None

@@ -7,7 +7,8 @@ divided by √dims. The two spaces are the head's 128 features (what the classif
 block 12's pooled 96 channels (the field: stain, texture, cell size, which the head was trained to
 ignore). Fitting needs numpy only; the runtime computes it per frame from the statistics in the
 manifest (two small matrix products, a few µs). Beside them, the stain's strength against the
-named class's limit (`stain_score`): a smear stained far more strongly than training is referred.
+named class's limits, in its leukocytes and its red cells (`stain_score`): a smear stained far more
+strongly than training is referred.
 `edgeleuk evaluate --ood` compares it with other scores (max softmax, energy, k-nearest neighbours,
 a Gaussian mixture) on the same data; benchmarks/README.md says why this one ships.
 """
@@ -59,18 +60,24 @@ class OODScorer:
         for k, c in enumerate(stats.components):
             self._sum[start[k]:start[k + 1], k] = 1.0 / (c.dims * c.threshold ** 2)
         self._centres = np.concatenate([s.centres for s in self.spaces], axis=1)  # classes × total
-        self._stain_limit = None if stats.stain is None else np.asarray(stats.stain.log_limit, dtype=np.float64)
+        stain = stats.stain
+        self._stain_limit = None if stain is None else np.asarray(stain.log_limit, dtype=np.float64)
+        self._red_limit = None if stain is None or stain.red_log_limit is None else np.asarray(stain.red_log_limit, dtype=np.float64)
 
     @property
     def judges_stain(self) -> bool:
         return self._stain_limit is not None
 
-    def stain_score(self, strength: float | None, top: int) -> float:
-        """The stain's strength over the limit of the class the model names (above 1: stained more
-        strongly than that class's training fields and the suite's severity 3); 0 when not judged."""
-        if self._stain_limit is None or strength is None:
-            return 0.0
-        return float(np.exp(strength - self._stain_limit[top]))
+    def stain_score(self, strength: float | None, top: int, red: float | None = None) -> float:
+        """The stain's strength over the limit of the class the model names, in the leukocytes and in
+        the red cells, whichever is further (above 1: stained more strongly than that class's
+        training fields and the suite's severity 3); 0 when not judged."""
+        score = 0.0
+        if self._stain_limit is not None and strength is not None:
+            score = float(np.exp(strength - self._stain_limit[top]))
+        if self._red_limit is not None and red is not None:
+            score = max(score, float(np.exp(red - self._red_limit[top])))
+        return score
 
     def distances(self, features: list[np.ndarray]) -> list[np.ndarray]:
         if len(features) != len(self.spaces):

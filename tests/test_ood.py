@@ -391,13 +391,15 @@ def test_write_gate_puts_this_models_limits_into_its_manifest(converted, dataset
     assert "--write-gate needs --robustness and a conversion folder" in bad.stderr
 
 
-def _stained_field(seed: int, od_scale: float = 1.0, strength: float = 1.0) -> np.ndarray:
-    """RGB: a light background with red cells and one purple leukocyte, its stain `strength` × a base."""
+def _stained_field(seed: int, od_scale: float = 1.0, strength: float = 1.0, red: float = 1.0) -> np.ndarray:
+    """RGB: a light background with red cells and one purple leukocyte, its stain `strength` × a base
+    (the red cells' `red` × theirs)."""
     rng = np.random.default_rng(seed)
     image = np.empty((224, 224, 3), np.float32)
     image[:] = (236, 226, 232)
+    red_colour = tuple(float(v) for v in np.array([236.0, 226.0, 232.0]) * (np.array([228.0, 196.0, 186.0]) / (236, 226, 232)) ** red)
     for _ in range(6):  # pale enough to stay out of the leukocyte mask when stained 3× (a real field's may not)
-        cv2.circle(image, (int(rng.integers(10, 214)), int(rng.integers(10, 214))), 14, (228, 196, 186), -1)
+        cv2.circle(image, (int(rng.integers(10, 214)), int(rng.integers(10, 214))), 14, red_colour, -1)
     od = -np.log(np.array([150.0, 60.0, 160.0]) / 236.0) * strength  # the leukocyte's colour as optical density
     colour = tuple(float(v) for v in 236.0 * np.exp(-od))
     cv2.circle(image, (112 + int(rng.integers(-20, 21)), 112 + int(rng.integers(-20, 21))), 30, colour, -1)
@@ -410,16 +412,22 @@ def _stained_field(seed: int, od_scale: float = 1.0, strength: float = 1.0) -> n
 def test_stain_strength_reads_a_stronger_stain_and_not_exposure_or_white_balance():
     from edgeleuk.runtime.quality import stain_strength
 
-    base = stain_strength(_stained_field(1))
-    assert abs(stain_strength(_stained_field(1, od_scale=2.0)) - base - np.log(2.0)) < 0.15
+    base = np.array(stain_strength(_stained_field(1)))  # leukocytes, red cells
+    assert np.all(np.abs(np.array(stain_strength(_stained_field(1, od_scale=2.0))) - base - np.log(2.0)) < 0.15)
     darker = np.clip(_stained_field(1).astype(np.float32) * 0.85, 0, 255).astype(np.uint8)
     cast = np.clip(_stained_field(1).astype(np.float32) * np.array([0.92, 1.0, 1.06]), 0, 255).astype(np.uint8)
-    assert abs(stain_strength(darker) - base) < 0.06 and abs(stain_strength(cast) - base) < 0.06
+    assert np.all(np.abs(np.array(stain_strength(darker)) - base) < 0.06) and np.all(np.abs(np.array(stain_strength(cast)) - base) < 0.06)
     for side in (160, 96, 64):  # the smaller models' inputs read the same (not only multiples of the 56×56 copy)
-        assert abs(stain_strength(cv2.resize(_stained_field(1), (side, side), interpolation=cv2.INTER_AREA)) - base) < 0.05
+        small = cv2.resize(_stained_field(1), (side, side), interpolation=cv2.INTER_AREA)
+        assert np.all(np.abs(np.array(stain_strength(small)) - base) < 0.05)
+    red_cells = np.array(stain_strength(_stained_field(1, red=2.0)))  # only the red cells stained more strongly
+    assert abs(red_cells[0] - base[0]) < 0.02 and abs(red_cells[1] - base[1] - np.log(2.0)) < 0.15
     red_cells_only = np.full((224, 224, 3), (236, 226, 232), np.uint8)
-    cv2.circle(red_cells_only, (100, 100), 14, (228, 196, 186), -1)
-    assert stain_strength(red_cells_only) is None
+    for centre in ((60, 60), (100, 150), (170, 90)):
+        cv2.circle(red_cells_only, centre, 14, (228, 196, 186), -1)
+    leukocytes, red = stain_strength(red_cells_only)
+    assert leukocytes is None and red is not None
+    assert stain_strength(np.full((224, 224, 3), (236, 226, 232), np.uint8)) == (None, None)
 
 
 def test_stain_limits_refer_a_far_stronger_stain_of_the_named_class_only():
@@ -433,14 +441,22 @@ def test_stain_limits_refer_a_far_stronger_stain_of_the_named_class_only():
     stain = fit_stain(images[::2], labels[::2], images[1::2], labels[1::2], classes=2)
     assert stain is not None and stain.log_limit[0] < stain.log_limit[1] and "severity-3 stain" in stain.calibration
     scorer = OODScorer(OODStats(components=(OODComponent("head", ((0.0,),), ((1.0,),), 1.0),), stain=stain))
+    pale = _stained_field(99, strength=0.7)
+    assert stain.red_log_limit is not None and "red cells" in stain.calibration
+    assert scorer.stain_score(*_reading(pale, 0)) < 1.0  # like its class's training fields
+    assert scorer.stain_score(*_reading(_stained_field(99, strength=0.7, od_scale=1.3), 0)) < 1.0  # within severity 3
+    assert scorer.stain_score(*_reading(_stained_field(99, strength=0.7, od_scale=3.0), 0)) > 1.0  # far stronger
+    assert scorer.stain_score(*_reading(_stained_field(99, strength=0.7, red=3.0), 0)) > 1.0  # its red cells far stronger
+    assert scorer.stain_score(*_reading(pale, 1)) < 1.0  # paler than the named class: not this check's to judge
+    assert scorer.stain_score(None, 0) == 0.0 and scorer.stain_score(None, 0, None) == 0.0
+
+
+def _reading(image: np.ndarray, top: int) -> tuple:
+    """stain_score's arguments for `image` named class `top`."""
     from edgeleuk.runtime.quality import stain_strength
 
-    pale = _stained_field(99, strength=0.7)
-    assert scorer.stain_score(stain_strength(pale), 0) < 1.0  # like its class's training fields
-    assert scorer.stain_score(stain_strength(_stained_field(99, strength=0.7, od_scale=1.3)), 0) < 1.0  # within severity 3
-    assert scorer.stain_score(stain_strength(_stained_field(99, strength=0.7, od_scale=3.0)), 0) > 1.0  # far stronger
-    assert scorer.stain_score(stain_strength(pale), 1) < 1.0  # paler than the named class: not this check's to judge
-    assert scorer.stain_score(None, 0) == 0.0
+    leukocytes, red = stain_strength(image)
+    return leukocytes, top, red
 
 
 def test_the_run_loop_refers_a_stain_beyond_the_named_class_limit(converted, tmp_path):
@@ -450,7 +466,7 @@ def test_the_run_loop_refers_a_stain_beyond_the_named_class_limit(converted, tmp
     from edgeleuk.runtime.quality import stain_strength
 
     manifest = read_manifest(converted)
-    normal = stain_strength(preprocess(cv2.cvtColor(_stained_field(5), cv2.COLOR_RGB2BGR), manifest.preprocess))
+    normal = stain_strength(preprocess(cv2.cvtColor(_stained_field(5), cv2.COLOR_RGB2BGR), manifest.preprocess))[0]
     model = tmp_path / "model"
     shutil.copytree(converted, model)
     data = json.loads((model / "manifest.json").read_text())
@@ -469,6 +485,7 @@ def test_the_run_loop_refers_a_stain_beyond_the_named_class_limit(converted, tmp
     for name, records in logs.items():
         frames = [r for r in records if "class" in r]
         assert len(frames) == 6, name
+        assert all(r["quality"]["red_stain"] is not None for r in frames)  # logged, not judged: these limits have no red cells'
         ratios = [float(np.exp(r["quality"]["stain"] - limit)) for r in frames]
         assert all(r["ood_score"] >= ratio - 1e-3 for r, ratio in zip(frames, ratios))
         if name == "as_is":
@@ -487,7 +504,13 @@ def test_manifest_stain_limits_are_strict(converted):
     with pytest.raises(UserError, match="one value per class"):
         manifest_from_dict(data)
     data["ood"]["stain"] = {"log_limit": [1.0] * 4, "log_mean": [0.5] * 4, "log_sd": [0.1] * 4}
-    assert manifest_from_dict(data).ood.stain.log_limit == (1.0,) * 4
+    assert manifest_from_dict(data).ood.stain.log_limit == (1.0,) * 4  # converted before the red cells were read
+    assert manifest_from_dict(data).ood.stain.red_log_limit is None
+    data["ood"]["stain"].update(red_log_limit=[0.2] * 4, red_log_mean=[-0.4] * 4)
+    with pytest.raises(UserError, match="all three or none"):
+        manifest_from_dict(data)
+    data["ood"]["stain"]["red_log_sd"] = [0.1] * 4
+    assert manifest_from_dict(data).ood.stain.red_log_limit == (0.2,) * 4
 
 
 def test_stain_limits_for_another_number_of_classes_are_refused_at_load(converted, tmp_path):

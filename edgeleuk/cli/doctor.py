@@ -94,8 +94,9 @@ def main(argv: list[str]) -> int:
         if clf.ood is not None:
             spaces = ", ".join(f"{c.features} ({c.dims} features, threshold {c.threshold:.3f})" for c in clf.ood.stats.components)
             stain = clf.ood.stats.stain
-            stain_text = ("stain strength judged per class (limits " + ", ".join(f"{v:.2f}" for v in stain.log_limit) + ")"
-                          if stain is not None else "stain strength not judged (converted before the check)")
+            stain_text = ("stain strength judged per class (limits " + ", ".join(f"{v:.2f}" for v in stain.log_limit)
+                          + ("" if stain.red_log_limit is None else "; red cells " + ", ".join(f"{v:.2f}" for v in stain.red_log_limit))
+                          + ")" if stain is not None else "stain strength not judged (converted before the check)")
             print(f"  out-of-distribution score: {spaces}; {stain_text}; red-cell ruler {clf.cell_diameter_px or 'absent'} px")
         else:
             print("  out-of-distribution score: absent (this model cannot tell frames unlike its training images; "

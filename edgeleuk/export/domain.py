@@ -45,19 +45,44 @@ def cell_diameter(images: np.ndarray) -> float | None:
 
 
 def fit_stain(train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, val_labels: np.ndarray, classes: int) -> StainStats | None:
-    """Each class's stain strength in its training fields, and its limit: the class's own spread out to
-    the validation part's 99% quantile of |z|, times the suite's severity-3 stain (1.42×), which the
-    model must read (a frame stained beyond it is referred, not guessed). One-sided: a paler stain
-    reads like exposure and contrast, which the gate and the features judge. None when the images
-    show too few leukocytes to fit it."""
+    """Each class's stain strength in its training fields, in the leukocytes and in the red cells, and
+    its limits: the class's own spread out to the validation part's 99% quantile of |z|, times the
+    suite's severity-3 stain (1.42×), which the model must read (a frame stained beyond it is
+    referred, not guessed). One-sided: a paler stain reads like exposure and contrast, which the gate
+    and the features judge. None when the images show too few leukocytes to fit it; the red cells'
+    limits are left out when too few show red cells."""
+    readings = [np.array([[np.nan if v is None else v for v in stain_strength(img)] for img in images]).reshape(-1, 2)
+                for images in (train, val)]
+    leukocytes = _class_limits(readings[0][:, 0], train_labels, readings[1][:, 0], val_labels, classes)
+    if leukocytes is None:
+        return None
+    red = _class_limits(readings[0][:, 1], train_labels, readings[1][:, 1], val_labels, classes)
+    limits, means, sds, spread, fields, seen = leukocytes
+    envelope = _envelope()
+    note = (f"per class: the mean and sd of {fields} training fields, out to z {spread:.2f} (99% of {seen} validation "
+            f"fields), times {envelope:.2f} (the suite's severity-3 stain)")
+    extra = {}
+    if red is not None:
+        extra = dict(zip(("red_log_limit", "red_log_mean", "red_log_sd"), map(_rounded, red[:3])))
+        note += f"; red cells likewise ({red[4]} training fields, z {red[3]:.2f})"
+    return StainStats(log_limit=_rounded(limits), log_mean=_rounded(means), log_sd=_rounded(sds), calibration=note, **extra)
+
+
+def _envelope() -> float:
     from edgeleuk.degrade import level_of, stain_factor
 
-    def strengths(images: np.ndarray) -> np.ndarray:
-        return np.array([np.nan if (v := stain_strength(img)) is None else v for img in images])
+    return stain_factor(level_of(3))
 
-    s, v = strengths(train), strengths(val)
-    known = ~np.isnan(s)
-    if known.sum() < 10 or (~np.isnan(v)).sum() < 3:
+
+def _rounded(values) -> tuple[float, ...]:
+    return tuple(round(float(x), 5) for x in values)
+
+
+def _class_limits(s: np.ndarray, train_labels: np.ndarray, v: np.ndarray, val_labels: np.ndarray, classes: int):
+    """Per-class (limits, means, sds) of one log strength, with the z spread and the counts; None
+    when too few fields give a reading."""
+    known, seen = ~np.isnan(s), ~np.isnan(v)
+    if known.sum() < 10 or seen.sum() < 3:
         return None
     pooled_mean, pooled_sd = float(np.mean(s[known])), float(np.std(s[known]))
     means, sds = [], []
@@ -66,15 +91,9 @@ def fit_stain(train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, val_
         means.append(float(own.mean()) if len(own) >= 3 else pooled_mean)
         sds.append(max(float(own.std()), 0.02) if len(own) >= 3 else max(pooled_sd, 0.02))
     means_a, sds_a = np.array(means), np.array(sds)
-    seen = ~np.isnan(v)
     z = np.abs(v[seen] - means_a[val_labels[seen]]) / sds_a[val_labels[seen]]
     spread = float(np.quantile(z, 0.99))
-    envelope = stain_factor(level_of(3))
-    limits = means_a + spread * sds_a + np.log(envelope)
-    return StainStats(log_limit=tuple(round(float(x), 5) for x in limits), log_mean=tuple(round(x, 5) for x in means),
-                      log_sd=tuple(round(x, 5) for x in sds), calibration=(
-                          f"per class: the mean and sd of {int(known.sum())} training fields, out to z {spread:.2f} (99% of "
-                          f"{int(seen.sum())} validation fields), times {envelope:.2f} (the suite's severity-3 stain)"))
+    return means_a + spread * sds_a + np.log(_envelope()), means_a, sds_a, spread, int(known.sum()), int(seen.sum())
 
 
 def fit_domain(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, classes: int,

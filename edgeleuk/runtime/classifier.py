@@ -97,7 +97,8 @@ class Classifier:
             return None
         scores = self.ood.score(features)
         if images is not None and probs is not None and self.ood.judges_stain:
-            stain = [self.ood.stain_score(stain_strength(img), int(top)) for img, top in zip(images, np.asarray(probs).argmax(1))]
+            stain = [self.ood.stain_score(leukocytes, int(top), red)
+                     for (leukocytes, red), top in zip(map(stain_strength, images), np.asarray(probs).argmax(1))]
             scores = np.maximum(scores, np.asarray(stain, dtype=scores.dtype))
         return scores
 

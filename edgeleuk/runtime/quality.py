@@ -57,27 +57,33 @@ _KERNEL = np.ones((3, 3), np.uint8)
 
 _OD = (-np.log((np.arange(256, dtype=np.float64) + 1.0) / 256.0)).astype(np.float32)  # optical density per grey level
 _ONES = np.ones((1, 3), np.float32)
-STAIN_SIDE = 56  # the statistic is read on a 56×56 copy of the crop (about 0.04 ms), the same in fitting and on the device
+STAIN_SIDE = 56  # the statistics are read on a 56×56 copy of the crop, the same in fitting and on the device
 MIN_STAIN_PIXELS = 8
+RED_CELL_OD = 0.3  # a red cell's pixel: not a leukocyte's, and this far above the background's optical density
 
 
-def stain_strength(image_rgb: np.ndarray, mask: np.ndarray | None = None) -> float | None:
-    """How strongly the leukocytes are stained: the log of their pixels' median optical density
-    (summed over R, G, B) over the background's (each channel's brightest tenth). Relative to the
-    background, so exposure and white balance cancel; a stain twice as strong adds about log 2.
-    `mask`: `leukocyte_mask` of the same image (computed when not given). None when fewer than 8
-    leukocyte pixels show in the 56×56 copy."""
+def stain_strength(image_rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[float | None, float | None]:
+    """How strongly the leukocytes and the red cells are stained: the log of each one's median
+    optical density (summed over R, G, B) over the background's (the tenth of pixels that absorb
+    least). Relative to the background, so exposure and white balance cancel; a stain twice as
+    strong adds about log 2 to both. The red cells are read too because a stronger stain pushes some
+    of them over the leukocyte mask's colour margin, which dilutes the leukocytes' reading.
+    `mask`: `leukocyte_mask` of the same image (computed when not given). Each is None when fewer
+    than 8 of its pixels show in the 56×56 copy."""
     mask = leukocyte_mask(image_rgb) if mask is None else mask
     small = cv2.resize(image_rgb, (STAIN_SIDE, STAIN_SIDE), interpolation=cv2.INTER_NEAREST)
-    picked = cv2.transform(cv2.LUT(small, _OD), _ONES)[
-        cv2.resize(mask, (STAIN_SIDE, STAIN_SIDE), interpolation=cv2.INTER_NEAREST).view(bool)]  # the same pixels, any input size
-    if len(picked) < MIN_STAIN_PIXELS:
+    od = cv2.transform(cv2.LUT(small, _OD), _ONES)
+    k = od.size // 10
+    od -= np.partition(od.ravel(), k)[k]
+    leukocytes = cv2.resize(mask, (STAIN_SIDE, STAIN_SIDE), interpolation=cv2.INTER_NEAREST).view(bool)  # the same pixels, any input size
+    return _log_median(od[leukocytes]), _log_median(od[(od > RED_CELL_OD) & ~leukocytes])
+
+
+def _log_median(values: np.ndarray) -> float | None:
+    if len(values) < MIN_STAIN_PIXELS:
         return None
-    k = int(0.9 * (STAIN_SIDE * STAIN_SIDE - 1))  # each channel's k-th smallest grey level, from its histogram
-    counts = np.stack([cv2.calcHist([small], [c], None, [256], [0, 256]).ravel() for c in range(3)])
-    background = np.argmax(np.cumsum(counts, axis=1) > k, axis=1)
-    median = float(np.partition(picked, len(picked) // 2)[len(picked) // 2]) - float(_OD[background].sum())
-    return float(np.log(max(median, 1e-3)))
+    m = len(values) // 2
+    return float(np.log(max(float(np.partition(values, m)[m]), 1e-3)))
 
 
 def leukocyte_fraction(image_rgb: np.ndarray) -> float:
@@ -95,14 +101,16 @@ class Quality:
     reason: str | None
     scale: float | None = None  # red cells now / in the training images (the run's running estimate)
     leukocytes: float | None = None  # leukocyte_fraction, measured when the limits ask for it
-    stain: float | None = None  # stain_strength, measured for a usable frame when the model judges it
+    stain: float | None = None  # stain_strength of the leukocytes, measured for a usable frame when the model judges it
+    red_stain: float | None = None  # and of the red cells
 
     def as_dict(self) -> dict:
         return {"focus": round(self.focus, 1), "brightness": round(self.brightness, 1),
                 "dark_fraction": round(self.dark_fraction, 4), "bright_fraction": round(self.bright_fraction, 4),
                 "scale": None if self.scale is None else round(self.scale, 3),
                 "leukocytes": None if self.leukocytes is None else round(self.leukocytes, 4),
-                "stain": None if self.stain is None else round(self.stain, 3), "usable": self.usable, "reason": self.reason}
+                "stain": None if self.stain is None else round(self.stain, 3),
+                "red_stain": None if self.red_stain is None else round(self.red_stain, 3), "usable": self.usable, "reason": self.reason}
 
 
 def assess(image_rgb: np.ndarray, thresholds: QualityThresholds | None = None, stain: bool = False) -> Quality:
@@ -124,12 +132,13 @@ def assess(image_rgb: np.ndarray, thresholds: QualityThresholds | None = None, s
         reason = "overexposed"
     elif focus < t.min_focus:
         reason = "out of focus"
-    leukocytes = strength = mask = None
+    leukocytes = mask = None
+    strength = red = None
     if t.min_leukocyte_fraction > 0 or stain:
         mask = leukocyte_mask(image_rgb)
         leukocytes = cv2.countNonZero(mask) / pixels
         if reason is None and leukocytes < t.min_leukocyte_fraction:
             reason = "no leukocyte"
     if stain and reason is None:
-        strength = stain_strength(image_rgb, mask)
-    return Quality(focus, brightness, dark, bright, reason is None, reason, leukocytes=leukocytes, stain=strength)
+        strength, red = stain_strength(image_rgb, mask)
+    return Quality(focus, brightness, dark, bright, reason is None, reason, leukocytes=leukocytes, stain=strength, red_stain=red)

@@ -183,7 +183,7 @@ class Processor:
         t3 = time.perf_counter()
         top = int(probs.argmax())
         scores = clf.judge(features)
-        ood_score = None if scores is None else max(float(scores[0]), clf.ood.stain_score(quality.stain, top))
+        ood_score = None if scores is None else max(float(scores[0]), clf.ood.stain_score(quality.stain, top, quality.red_stain))
         in_distribution = None if ood_score is None else bool(ood_score <= clf.ood.threshold)
         t4 = time.perf_counter()
         timing = {"handoff": frame.handoff_ms, "preprocess": (t1 - t0) * 1e3, "quality": (t2 - t1) * 1e3,
