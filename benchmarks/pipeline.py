@@ -2,7 +2,7 @@
 """What `edgeleuk run` costs over the bare interpreter, on a recorded slide video (720p by default).
 
     python benchmarks/pipeline.py [--model DIR] [--data ../shared/data/all4] [--frames 600] [--threads N] [--size 640x480]
-                                  [--realtime | --decoded] [--serve]
+                                  [--realtime | --decoded] [--serve] [--score-cost]
 
 Records an MJPG clip, 1280×720 unless --size says otherwise (real test images when --data is given, else synthetic cells), runs
 `edgeleuk run --source clip` in a fresh process, and reports: per-frame path (hand-off,
@@ -16,9 +16,11 @@ Three conditions:
   back to back through the same capture thread and run loop, in this process: the conditions of the
   bare back-to-back invoke() loop, so the ratio is what the toolkit adds.
 
---score-cost: what the out-of-distribution score adds. Decoded frames as above, alternating the
-model as it is with a copy whose manifest carries no `ood` statistics (no feature score, no stain
-check), --pairs times; reports the quality-gate and score steps' p50 of each and their difference.
+--score-cost: what the out-of-distribution score adds. Decoded frames as above, alternating three
+copies of the model, --pairs rounds: its manifest without `ood` (no score), with the features'
+statistics only (no stain check), and as it is; reports the quality-gate and score steps' p50 of
+each and what each adds over the first in the same round, and, in the last arm, the p50 of the
+score's own calls (timers around them inside the loop).
 
 --serve: the same run with the live view (`run --serve`) and one browser-like viewer attached (the
 MJPEG stream read as fast as it comes, the status polled twice a second, as the page does),
@@ -28,6 +30,7 @@ alternated with runs without it, so the ratio of the frame path's p50 comes from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -128,8 +131,37 @@ def run_decoded(clip: Path, log: Path, frames: int, model: str | None, threads: 
     run(classifier, VideoSource(clip, capture=DecodedClip(clip, frames)), RunOptions(log=log, status="off"))
 
 
+@contextlib.contextmanager
+def call_timers():
+    """Seconds spent in the score's own calls (and the gate's leukocyte mask), timed where the run loop calls them."""
+    import edgeleuk.runtime.quality as quality
+    from edgeleuk.ood import OODScorer
+
+    spent: dict[str, list[float]] = {"stain_strength": [], "leukocyte_mask": [], "OODScorer.score": []}
+    targets = [(quality, "stain_strength"), (quality, "leukocyte_mask"), (OODScorer, "score")]
+    originals = [getattr(owner, name) for owner, name in targets]
+
+    def timed(function, key):
+        def call(*a, **k):
+            start = time.perf_counter()
+            try:
+                return function(*a, **k)
+            finally:
+                spent[key].append(time.perf_counter() - start)
+        return call
+
+    for (owner, name), function in zip(targets, originals):
+        setattr(owner, name, timed(function, "OODScorer.score" if name == "score" else name))
+    try:
+        yield spent
+    finally:
+        for (owner, name), function in zip(targets, originals):
+            setattr(owner, name, function)
+
+
 def score_cost(clip: Path, log: Path, args, out: Path) -> int:
-    """The model with and without its `ood` statistics, alternated on the same decoded frames."""
+    """The model without its `ood` statistics, with the features' statistics only, and as it is,
+    alternated on the same decoded frames."""
     from edgeleuk.runtime.classifier import packaged_model
 
     folder = Path(args.model) if args.model else packaged_model("default")
@@ -138,25 +170,38 @@ def score_cost(clip: Path, log: Path, args, out: Path) -> int:
     steps = ("quality", "inference", "ood", "total")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        bare = Path(tmp) / "no-score"
-        shutil.copytree(folder, bare, ignore=shutil.ignore_patterns("*.keras", "*.png"))
-        manifest = json.loads((bare / "manifest.json").read_text())
-        manifest.pop("ood", None)
-        (bare / "manifest.json").write_text(json.dumps(manifest))
+        arms = {}
+        for arm in ("none", "features"):
+            arms[arm] = Path(tmp) / arm
+            shutil.copytree(folder, arms[arm], ignore=shutil.ignore_patterns("*.keras", "*.png"))
+            manifest = json.loads((arms[arm] / "manifest.json").read_text())
+            if arm == "none":
+                manifest.pop("ood", None)
+            else:
+                manifest.get("ood", {}).pop("stain", None)
+            (arms[arm] / "manifest.json").write_text(json.dumps(manifest))
+        arms["full"] = folder
         for i in range(args.pairs):
-            for scored, model in ((False, bare), (True, folder)):
+            for arm, model in arms.items():
                 log.unlink(missing_ok=True)
-                run_decoded(clip, log, args.frames, str(model), args.threads)
+                with call_timers() if arm == "full" else contextlib.nullcontext({}) as spent:
+                    run_decoded(clip, log, args.frames, str(model), args.threads)
                 frames = [r for r in map(json.loads, log.read_text().splitlines()) if "latency_ms" in r]
-                row = {"score": scored, **{k: float(np.median([f["latency_ms"][k] for f in frames])) for k in steps}}
+                row = {"arm": arm, "round": i, **{k: float(np.median([f["latency_ms"][k] for f in frames])) for k in steps},
+                       **{f"{k} p50": float(np.median(v)) * 1e3 for k, v in spent.items() if v}}
                 rows.append(row)
-                print(f"pair {i + 1} {'with' if scored else 'without'} the score: " + ", ".join(f"{k} {row[k]:.3f}" for k in steps) + " ms (p50)")
-    added = [w["quality"] + w["ood"] - (wo["quality"] + wo["ood"]) for wo, w in zip(rows[::2], rows[1::2])]
-    result = {"threads": args.threads, "frames": args.frames, "runs": rows, "added_ms_per_pair": added,
-              "added_ms_median": float(np.median(added)), "model": str(folder)}
+                print(f"round {i + 1}, score {arm}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("arm", "round")) + " ms (p50)")
+
+    def added(arm: str) -> list[float]:  # quality-gate step + score step, against the same round's run without the score
+        base = {r["round"]: r["quality"] + r["ood"] for r in rows if r["arm"] == "none"}
+        return [r["quality"] + r["ood"] - base[r["round"]] for r in rows if r["arm"] == arm]
+
+    result = {"threads": args.threads, "frames": args.frames, "model": str(folder), "runs": rows,
+              "added_ms": {arm: added(arm) for arm in ("features", "full")},
+              "added_ms_median": {arm: float(np.median(added(arm))) for arm in ("features", "full")}}
     atomic_write_text(out / "pipeline-score-cost.json", json.dumps(result, indent=2) + "\n")
-    print("the score adds (quality-gate step + score step, with minus without), per pair: "
-          + ", ".join(f"{a:.3f}" for a in added) + f" ms; median {result['added_ms_median']:.3f} ms")
+    for arm, what in (("features", "the features' distances"), ("full", "the whole score (distances and stain check)")):
+        print(f"{what} add per round: " + ", ".join(f"{a:.3f}" for a in added(arm)) + f" ms; median {result['added_ms_median'][arm]:.3f} ms")
     print(f"wrote {out / 'pipeline-score-cost.json'}")
     return 0
 
@@ -255,7 +300,7 @@ def main() -> int:
     p.add_argument("--publish", metavar="URL", help="compare runs publishing every frame's record to this MQTT broker (mqtt://127.0.0.1:1883/bench) "
                    "against runs without")
     p.add_argument("--score-cost", action="store_true", help="compare the model with and without its out-of-distribution statistics (see above)")
-    p.add_argument("--pairs", type=int, default=3, help="--serve, --publish, --score-cost: runs with and without, alternated (default 3 each)")
+    p.add_argument("--pairs", type=int, default=3, help="--serve, --publish, --score-cost: rounds of runs with and without, alternated (default 3)")
     p.add_argument("--size", default="1280x720", help="frame size WxH of the recorded clip (default 1280x720)")
     p.add_argument("--out", default="runs/pipeline")
     args = p.parse_args()

@@ -123,6 +123,23 @@ def test_pipeline_benchmark_reports_the_path_against_invoke(converted, tmp_path,
     assert (result["peak_rss_mb"] is None) == bool(mode)
 
 
+def test_score_cost_alternates_the_model_without_its_score_with_features_only_and_as_is(converted, tmp_path):
+    """pipeline.py --score-cost: three arms per round, the score step empty without statistics, and
+    the model's own folder left as it was (the arms are copies)."""
+    before = (converted / "manifest.json").read_bytes()
+    out = tmp_path / "cost"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pipeline.py"), "--model", str(converted), "--score-cost",
+                           "--pairs", "2", "--frames", "20", "--size", "320x240", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "pipeline-score-cost.json").read_text())
+    assert [(r["arm"], r["round"]) for r in result["runs"]] == [(a, i) for i in range(2) for a in ("none", "features", "full")]
+    assert len(result["added_ms"]["features"]) == len(result["added_ms"]["full"]) == 2
+    scored = [r["ood"] for r in result["runs"] if r["arm"] != "none"]
+    assert max(r["ood"] for r in result["runs"] if r["arm"] == "none") < min(scored)  # no statistics, no distances
+    assert (converted / "manifest.json").read_bytes() == before
+
+
 def test_every_configuration_failing_is_a_non_zero_exit(converted, tmp_path):
     """A folder whose variant files load in no runtime (hashes kept consistent, so only loading fails)."""
     import shutil
