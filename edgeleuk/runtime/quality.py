@@ -29,6 +29,7 @@ The training images themselves have a Laplacian variance of 47…1,576 and a mea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -76,14 +77,15 @@ def stain_strength(image_rgb: np.ndarray, mask: np.ndarray | None = None) -> tup
     k = od.size // 10
     od -= np.partition(od.ravel(), k)[k]
     leukocytes = cv2.resize(mask, (STAIN_SIDE, STAIN_SIDE), interpolation=cv2.INTER_NEAREST).view(bool)  # the same pixels, any input size
-    return _log_median(od[leukocytes]), _log_median(od[(od > RED_CELL_OD) & ~leukocytes])
+    red_cells = (od > RED_CELL_OD) > leukocytes  # and not a leukocyte's (booleans: a > b is a and not b)
+    return _log_median(od[leukocytes]), _log_median(od[red_cells])
 
 
 def _log_median(values: np.ndarray) -> float | None:
     if len(values) < MIN_STAIN_PIXELS:
         return None
     m = len(values) // 2
-    return float(np.log(max(float(np.partition(values, m)[m]), 1e-3)))
+    return math.log(max(float(np.partition(values, m)[m]), 1e-3))  # few calls: each one is slow with caches cold after inference
 
 
 def leukocyte_fraction(image_rgb: np.ndarray) -> float:
