@@ -308,7 +308,9 @@ def _domain(exported, images: Images, classes: int):
     domain = fit_domain(exported, images.train, images.train_labels, images.val, classes, val_labels=images.val_labels)
     limits = ", ".join(f"{c.features} {c.threshold:.3f}" for c in domain.ood.components)
     if domain.ood.stain is not None:
-        limits += f"; stain limits {domain.ood.stain.log_limit} ({domain.ood.stain.calibration})"
+        stain = domain.ood.stain
+        red = "" if stain.red_log_limit is None else f", red cells {stain.red_log_limit}"
+        limits += f"; stain limits: leukocytes {stain.log_limit}{red} ({stain.calibration})"
     print(f"out-of-distribution score: thresholds {limits} ({domain.ood.calibration}); red cells {domain.cell_diameter_px} px")
     return domain
 
