@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,15 +58,24 @@ def fit_stain(train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, val_
     if leukocytes is None:
         return None
     red = _class_limits(readings[0][:, 1], train_labels, readings[1][:, 1], val_labels, classes)
-    limits, means, sds, spread, fields, seen = leukocytes
-    envelope = _envelope()
-    note = (f"per class: the mean and sd of {fields} training fields, out to z {spread:.2f} (99% of {seen} validation "
-            f"fields), times {envelope:.2f} (the suite's severity-3 stain)")
+    note = (f"per class: the mean and sd of {leukocytes.fields} training fields, out to z {leukocytes.spread:.2f} (99% of "
+            f"{leukocytes.seen} validation fields), times {_envelope():.2f} (the suite's severity-3 stain)")
     extra = {}
     if red is not None:
-        extra = dict(zip(("red_log_limit", "red_log_mean", "red_log_sd"), map(_rounded, red[:3])))
-        note += f"; red cells likewise ({red[4]} training fields, z {red[3]:.2f})"
-    return StainStats(log_limit=_rounded(limits), log_mean=_rounded(means), log_sd=_rounded(sds), calibration=note, **extra)
+        extra = {"red_log_limit": _rounded(red.limits), "red_log_mean": _rounded(red.means), "red_log_sd": _rounded(red.sds)}
+        note += f"; red cells likewise ({red.fields} training fields, z {red.spread:.2f})"
+    return StainStats(log_limit=_rounded(leukocytes.limits), log_mean=_rounded(leukocytes.means), log_sd=_rounded(leukocytes.sds),
+                      calibration=note, **extra)
+
+
+class _Limits(NamedTuple):
+    """One log strength's per-class limits, means and sds, the validation z spread and the counts."""
+    limits: np.ndarray
+    means: np.ndarray
+    sds: np.ndarray
+    spread: float
+    fields: int
+    seen: int
 
 
 def _envelope() -> float:
@@ -78,9 +88,8 @@ def _rounded(values) -> tuple[float, ...]:
     return tuple(round(float(x), 5) for x in values)
 
 
-def _class_limits(s: np.ndarray, train_labels: np.ndarray, v: np.ndarray, val_labels: np.ndarray, classes: int):
-    """Per-class (limits, means, sds) of one log strength, with the z spread and the counts; None
-    when too few fields give a reading."""
+def _class_limits(s: np.ndarray, train_labels: np.ndarray, v: np.ndarray, val_labels: np.ndarray, classes: int) -> _Limits | None:
+    """One log strength's limits per class (None when too few fields give a reading)."""
     known, seen = ~np.isnan(s), ~np.isnan(v)
     if known.sum() < 10 or seen.sum() < 3:
         return None
@@ -93,7 +102,7 @@ def _class_limits(s: np.ndarray, train_labels: np.ndarray, v: np.ndarray, val_la
     means_a, sds_a = np.array(means), np.array(sds)
     z = np.abs(v[seen] - means_a[val_labels[seen]]) / sds_a[val_labels[seen]]
     spread = float(np.quantile(z, 0.99))
-    return means_a + spread * sds_a + np.log(_envelope()), means_a, sds_a, spread, int(known.sum()), int(seen.sum())
+    return _Limits(means_a + spread * sds_a + np.log(_envelope()), means_a, sds_a, spread, int(known.sum()), int(seen.sum()))
 
 
 def fit_domain(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, classes: int,

@@ -100,12 +100,15 @@ class Outbox:
     def resend_recent(self) -> int:
         """After a (re)connect: what the broker acknowledged within the window goes out again."""
         with self.lock:
-            self.db.execute("DELETE FROM outbox WHERE acked < ?", (time.time() - self.resend_window,))
+            self._forget_old()
             return self.db.execute("UPDATE outbox SET due = 1 WHERE due = 0").rowcount
 
     def forget_old(self) -> None:
         with self.lock:
-            self.db.execute("DELETE FROM outbox WHERE due = 0 AND acked < ?", (time.time() - self.resend_window,))
+            self._forget_old()
+
+    def _forget_old(self) -> None:
+        self.db.execute("DELETE FROM outbox WHERE due = 0 AND acked < ?", (time.time() - self.resend_window,))
 
     def count(self) -> int:
         """Messages the broker has not acknowledged yet."""

@@ -373,55 +373,53 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
         built.append(DisplaySink(display, classifier.labels, control))
     everyone = built + list(sinks or [])
     sample = 1
-    shield = _Shield().__enter__()
     try:
-        for frame in source.frames():
-            if control.take_new_sample():
-                ended = {"time": _now(), "event": "sample_end", "sample": sample, **summary.as_dict(verdict)}
-                ended["event"] = "sample_end"  # as_dict's own "event" (summary) would win; the key keeps its place
-                sample += 1
-                summary, verdict = Summary(), new_verdict()
+        with _Shield() as shield:  # from hold() to release(), Ctrl-C and SIGTERM wait
+            for frame in source.frames():
+                if control.take_new_sample():
+                    ended = {"time": _now(), "event": "sample_end", "sample": sample, **summary.as_dict(verdict)}
+                    ended["event"] = "sample_end"  # as_dict's own "event" (summary) would win; the key keeps its place
+                    sample += 1
+                    summary, verdict = Summary(), new_verdict()
+                    for sink in everyone:
+                        sink.sample(ended)
+                        sink.sample({"time": _now(), "event": "sample_start", "sample": sample})
+                result = processor.process(frame)
+                done = time.perf_counter()
+                shield.hold()  # from here to the sinks' end, a signal waits (the frame is counted and logged, or neither)
+                result.record["sample"] = sample
+                summary.seen += 1
+                if result.quality is None:
+                    summary.errors += 1
+                elif result.probs is None:
+                    summary.rejected[result.quality.reason] += 1
+                elif result.in_distribution is False:
+                    verdict.add_out_of_distribution()
+                    summary.out_of_distribution += 1
+                else:
+                    verdict.add(result.probs)
+                    summary.accepted += 1
+                if result.total_ms is not None:  # the verdict's bookkeeping is the path's last step
+                    post = (time.perf_counter() - done) * 1e3
+                    result.total_ms += post
+                    result.record["latency_ms"].update(postprocess=round(post, 3), total=round(result.total_ms, 3))
+                    summary.latency_ms.append(result.total_ms)
+                    summary.inference_ms.append(result.record["latency_ms"]["inference"])
                 for sink in everyone:
-                    sink.sample(ended)
-                    sink.sample({"time": _now(), "event": "sample_start", "sample": sample})
-            result = processor.process(frame)
-            done = time.perf_counter()
-            shield.hold()  # from here to the sinks' end, a signal waits (the frame is counted and logged, or neither)
-            result.record["sample"] = sample
-            summary.seen += 1
-            if result.quality is None:
-                summary.errors += 1
-            elif result.probs is None:
-                summary.rejected[result.quality.reason] += 1
-            elif result.in_distribution is False:
-                verdict.add_out_of_distribution()
-                summary.out_of_distribution += 1
+                    sink.frame(result, verdict, summary)
+                shield.release()
+                if control.stopping:
+                    summary.stopped_by = control.stop_reason
+                    break
+                if options.frames and summary.accepted >= options.frames:
+                    summary.stopped_by = f"{options.frames} accepted frames"
+                    break
             else:
-                verdict.add(result.probs)
-                summary.accepted += 1
-            if result.total_ms is not None:  # the verdict's bookkeeping is the path's last step
-                post = (time.perf_counter() - done) * 1e3
-                result.total_ms += post
-                result.record["latency_ms"].update(postprocess=round(post, 3), total=round(result.total_ms, 3))
-                summary.latency_ms.append(result.total_ms)
-                summary.inference_ms.append(result.record["latency_ms"]["inference"])
-            for sink in everyone:
-                sink.frame(result, verdict, summary)
-            shield.release()
-            if control.stopping:
-                summary.stopped_by = control.stop_reason
-                break
-            if options.frames and summary.accepted >= options.frames:
-                summary.stopped_by = f"{options.frames} accepted frames"
-                break
-        else:
-            summary.stopped_by = "end of source"
+                summary.stopped_by = "end of source"
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.stopped_by = "interrupted"
     finally:
-        shield.active = False
-        shield.__exit__()
         final = {"time": _now(), **summary.as_dict(verdict), "sample": sample}
         for sink in everyone:
             try:
