@@ -74,11 +74,15 @@ def stain_factor(level: float) -> float:
     return 1.0 + 0.7 * level
 
 
-def stain_intensity(image, level, rng):
-    """Stronger or weaker staining: scale optical density (Beer-Lambert), lighter or darker at random."""
+def scale_stain(image: np.ndarray, factor: float) -> np.ndarray:
+    """The field stained `factor` times as strongly: its optical density scaled (Beer-Lambert)."""
     od = -np.log((_f32(image) + 1.0) / 256.0)
-    factor = stain_factor(level) if rng.random() < 0.5 else 1.0 / stain_factor(level)
     return _u8(256.0 * np.exp(-od * factor) - 1.0)
+
+
+def stain_intensity(image, level, rng):
+    """Stronger or weaker staining, at random."""
+    return scale_stain(image, stain_factor(level) if rng.random() < 0.5 else 1.0 / stain_factor(level))
 
 
 def stain_hue(image, level, rng):
