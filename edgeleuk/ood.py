@@ -16,6 +16,7 @@ a Gaussian mixture) on the same data; benchmarks/README.md says why this one shi
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -50,19 +51,22 @@ class OODScorer:
     def __init__(self, stats: OODStats):
         self.stats = stats
         self.spaces = [_Space(c) for c in stats.components]
-        # few numpy calls per frame: each space whitened on its own (a block-diagonal matrix would read
-        # twice the memory, which is cold at the camera's pace), then every class's centres side by
-        # side and one matrix summing each space's squared differences, already divided by its dims
-        # and squared threshold (so the score is one sqrt of a max of mins)
+        # few numpy calls per frame, since each one is slow with caches cold after inference: the spaces
+        # side by side, whitened by one block-diagonal matrix (one product instead of one per space: 13
+        # against 18 µs in the run loop), then every class's centres at once and one matrix summing each
+        # space's squared differences, already divided by its dims and squared threshold (so the score
+        # is one sqrt of a max of mins)
         dims = [c.dims for c in stats.components]
         total, start = sum(dims), np.cumsum([0] + dims)
+        self._whitening = np.zeros((total, total), np.float32)
         self._sum = np.zeros((total, len(dims)), np.float32)
-        for k, c in enumerate(stats.components):
+        for k, (c, s) in enumerate(zip(stats.components, self.spaces)):
+            self._whitening[start[k]:start[k + 1], start[k]:start[k + 1]] = s.whitening
             self._sum[start[k]:start[k + 1], k] = 1.0 / (c.dims * c.threshold ** 2)
         self._centres = np.concatenate([s.centres for s in self.spaces], axis=1)  # classes × total
-        stain = stats.stain
-        self._stain_limit = None if stain is None else np.asarray(stain.log_limit, dtype=np.float64)
-        self._red_limit = None if stain is None or stain.red_log_limit is None else np.asarray(stain.red_log_limit, dtype=np.float64)
+        stain = stats.stain  # the limits as Python floats: math.exp on them takes 1.5 µs in the run loop, numpy's 2.7
+        self._stain_limit = None if stain is None else tuple(float(v) for v in stain.log_limit)
+        self._red_limit = None if stain is None or stain.red_log_limit is None else tuple(float(v) for v in stain.red_log_limit)
 
     @property
     def judges_stain(self) -> bool:
@@ -74,9 +78,9 @@ class OODScorer:
         training fields and the suite's severity 3); 0 when not judged."""
         score = 0.0
         if self._stain_limit is not None and strength is not None:
-            score = float(np.exp(strength - self._stain_limit[top]))
+            score = math.exp(strength - self._stain_limit[top])
         if self._red_limit is not None and red is not None:
-            score = max(score, float(np.exp(red - self._red_limit[top])))
+            score = max(score, math.exp(red - self._red_limit[top]))
         return score
 
     def distances(self, features: list[np.ndarray]) -> list[np.ndarray]:
@@ -88,9 +92,8 @@ class OODScorer:
         """One (N, dims) array per component, in the manifest's order → (N,) scores (1: the threshold)."""
         if len(features) != len(self.spaces):
             raise ValueError(f"{len(features)} feature arrays for {len(self.spaces)} components")
-        z = np.concatenate([np.atleast_2d(f) @ s.whitening for f, s in zip(features, self.spaces)], axis=1)
-        diff = z[:, None, :] - self._centres[None]  # N × classes × total
-        d2 = np.square(diff) @ self._sum  # N × classes × spaces, each already over dims × threshold²
+        z = np.concatenate(features, axis=1) @ self._whitening
+        d2 = np.square(z[:, None, :] - self._centres) @ self._sum  # N × classes × spaces, each already over dims × threshold²
         return np.sqrt(d2.min(1).max(1))
 
     def in_distribution(self, scores: np.ndarray) -> np.ndarray:

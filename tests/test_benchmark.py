@@ -124,8 +124,8 @@ def test_pipeline_benchmark_reports_the_path_against_invoke(converted, tmp_path,
 
 
 def test_score_cost_alternates_the_model_without_its_score_with_features_only_and_as_is(converted, tmp_path):
-    """pipeline.py --score-cost: three arms per round, the score step empty without statistics, and
-    the model's own folder left as it was (the arms are copies)."""
+    """pipeline.py --score-cost: three compared arms per round and a fourth with timers, the score
+    step empty without statistics, and the model's own folder left as it was (the arms are copies)."""
     before = (converted / "manifest.json").read_bytes()
     out = tmp_path / "cost"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pipeline.py"), "--model", str(converted), "--score-cost",
@@ -133,8 +133,11 @@ def test_score_cost_alternates_the_model_without_its_score_with_features_only_an
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "pipeline-score-cost.json").read_text())
-    assert [(r["arm"], r["round"]) for r in result["runs"]] == [(a, i) for i in range(2) for a in ("none", "features", "full")]
+    assert [(r["arm"], r["round"]) for r in result["runs"]] == [(a, i) for i in range(2) for a in ("none", "features", "full", "timed")]
     assert len(result["added_ms"]["features"]) == len(result["added_ms"]["full"]) == 2
+    timers = {k for r in result["runs"] for k in r if k.endswith(" p50")}
+    assert timers == {"stain_strength p50", "leukocyte_mask p50", "OODScorer.score p50"}
+    assert all(("OODScorer.score p50" in r) == (r["arm"] == "timed") for r in result["runs"])  # the compared arms run without timers
     scored = [r["ood"] for r in result["runs"] if r["arm"] != "none"]
     assert max(r["ood"] for r in result["runs"] if r["arm"] == "none") < min(scored)  # no statistics, no distances
     assert (converted / "manifest.json").read_bytes() == before
