@@ -17,10 +17,13 @@ Three conditions:
   bare back-to-back invoke() loop, so the ratio is what the toolkit adds.
 
 --score-cost: what the out-of-distribution score adds. Decoded frames as above, alternating three
-copies of the model, --pairs rounds: its manifest without `ood` (no score), with the features'
-statistics only (no stain check), and as it is; reports the quality-gate and score steps' p50 of
-each and what each adds over the first in the same round. A fourth run per round, not compared,
-times the score's own calls inside the loop (the timers themselves cost a few µs).
+copies of the model, --pairs rounds: its manifest without `ood` and its TFLite files without their
+score layers (no score), with the features' statistics only (no stain check), and as it is. What
+each adds over the first in the same round: the frame's path except the interpreter itself (the
+gate, the code around invoke(), the score step), plus what the score layers add to invoke(),
+measured apart by alternating the two files call by call (the interpreter's drift between runs is
+far larger than the layers). A fourth run per round, not compared, times the score's own numpy
+calls inside the loop (the timers themselves cost a few µs).
 
 --serve: the same run with the live view (`run --serve`) and one browser-like viewer attached (the
 MJPEG stream read as fast as it comes, the status polled twice a second, as the page does),
@@ -159,15 +162,54 @@ def call_timers():
             setattr(owner, name, function)
 
 
+def _strip_score_layers(folder: Path) -> None:
+    """The folder's TFLite files without their score layers (and the manifest's hashes to match): the
+    model as it would be without the score."""
+    from edgeleuk.export.score_layers import strip_tflite
+    from edgeleuk.manifest import sha256_file
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for variant in manifest.get("variants", []):
+        path = folder / variant["file"]
+        if path.suffix == ".tflite" and path.is_file():
+            path.write_bytes(strip_tflite(path.read_bytes()))
+            variant["sha256"], variant["size_bytes"] = sha256_file(path), path.stat().st_size
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def layers_cost_us(with_layers: str, without: str, threads: int, clip: Path, runs: int = 3000) -> float | None:
+    """µs the score layers add to invoke(): the two files' interpreters alternated call by call, each
+    call after a frame's preprocessing and gate as in the run loop (the interpreter's own noise
+    between runs is far larger than the layers, so the run loop's timings cannot show them)."""
+    from edgeleuk.preprocess import preprocess
+    from edgeleuk.runtime.quality import assess
+
+    a, b = load(with_layers, threads=threads), load(without, threads=threads)
+    if a.score_index is None or not hasattr(a.backend, "interpreter"):
+        return None
+    frames = DecodedClip(clip, 60).frames
+    xs = [preprocess(f, a.spec) for f in frames]
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    for i in range(runs * 2):
+        x = xs[i % len(xs)]
+        assess(x[0] if x.ndim == 4 else x, a.quality, stain=True)
+        key, clf = ("with", a) if i % 2 == 0 else ("without", b)
+        clf.backend.set_input(clf.prepare(x if x.ndim == 4 else x[None]))
+        t0 = time.perf_counter()
+        clf.backend.interpreter.invoke()
+        times[key].append((time.perf_counter() - t0) * 1e6)
+    return float(np.median(times["with"][100:]) - np.median(times["without"][100:]))
+
+
 def score_cost(clip: Path, log: Path, args, out: Path) -> int:
-    """The model without its `ood` statistics, with the features' statistics only, and as it is,
-    alternated on the same decoded frames."""
+    """The model without its `ood` statistics (its files without the score layers), with the features'
+    statistics only, and as it is, alternated on the same decoded frames."""
     from edgeleuk.runtime.classifier import packaged_model
 
     folder = Path(args.model) if args.model else packaged_model("default")
     if folder is None or not (folder / "manifest.json").is_file():
         raise SystemExit("--score-cost needs a conversion folder (--model DIR with a manifest.json)")
-    steps = ("quality", "inference", "ood", "total")
+    steps = ("quality", "inference", "invoke", "ood", "total")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         arms = {}
@@ -180,6 +222,7 @@ def score_cost(clip: Path, log: Path, args, out: Path) -> int:
             else:
                 manifest.get("ood", {}).pop("stain", None)
             (arms[arm] / "manifest.json").write_text(json.dumps(manifest))
+        _strip_score_layers(arms["none"])
         arms["full"] = arms["timed"] = folder  # timed: the full score again, with timers around its calls (not in the comparison: they cost µs)
         for i in range(args.pairs):
             for arm, model in arms.items():
@@ -191,17 +234,29 @@ def score_cost(clip: Path, log: Path, args, out: Path) -> int:
                        **{f"{k} p50": float(np.median(v)) * 1e3 for k, v in spent.items() if v}}
                 rows.append(row)
                 print(f"round {i + 1}, score {arm}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("arm", "round")) + " ms (p50)")
+        layers = layers_cost_us(str(folder), str(arms["none"]), args.threads, clip)
 
-    def added(arm: str) -> list[float]:  # quality-gate step + score step, against the same round's run without the score
-        base = {r["round"]: r["quality"] + r["ood"] for r in rows if r["arm"] == "none"}
-        return [r["quality"] + r["ood"] - base[r["round"]] for r in rows if r["arm"] == arm]
+    def outside(r: dict) -> float:  # the frame's path but the interpreter: the gate, the toolkit around invoke(), the score step
+        return r["quality"] + r["inference"] - r["invoke"] + r["ood"]
 
-    result = {"threads": args.threads, "frames": args.frames, "model": str(folder), "runs": rows,
+    def added(arm: str) -> list[float]:  # against the same round's run without the score; the layers' share of invoke() from the bare loop
+        base = {r["round"]: outside(r) for r in rows if r["arm"] == "none"}
+        return [outside(r) - base[r["round"]] + (layers or 0.0) / 1e3 for r in rows if r["arm"] == arm]
+
+    def added_with_invoke(arm: str) -> list[float]:  # the same with the run loop's own invoke() timings (noisier by far)
+        base = {r["round"]: outside(r) + r["invoke"] for r in rows if r["arm"] == "none"}
+        return [outside(r) + r["invoke"] - base[r["round"]] for r in rows if r["arm"] == arm]
+
+    result = {"threads": args.threads, "frames": args.frames, "model": str(folder), "runs": rows, "layers_in_invoke_us": layers,
               "added_ms": {arm: added(arm) for arm in ("features", "full")},
-              "added_ms_median": {arm: float(np.median(added(arm))) for arm in ("features", "full")}}
+              "added_ms_median": {arm: float(np.median(added(arm))) for arm in ("features", "full")},
+              "added_ms_median_with_loop_invoke": {arm: float(np.median(added_with_invoke(arm))) for arm in ("features", "full")}}
     atomic_write_text(out / "pipeline-score-cost.json", json.dumps(result, indent=2) + "\n")
+    if layers is not None:
+        print(f"the score layers inside invoke(): {layers:.1f} µs (bare loop, the file with and without them alternated)")
     for arm, what in (("features", "the features' distances"), ("full", "the whole score (distances and stain check)")):
-        print(f"{what} add per round: " + ", ".join(f"{a:.3f}" for a in added(arm)) + f" ms; median {result['added_ms_median'][arm]:.3f} ms")
+        print(f"{what} add per round: " + ", ".join(f"{a:.3f}" for a in added(arm)) + f" ms; median {result['added_ms_median'][arm]:.3f} ms "
+              f"(with the loop's own invoke() timings instead: {result['added_ms_median_with_loop_invoke'][arm]:.3f} ms)")
     print(f"wrote {out / 'pipeline-score-cost.json'}")
     return 0
 

@@ -6,7 +6,8 @@ training features' own spread (class-conditional Mahalanobis distance, one share
 divided by √dims. The two spaces are the head's 128 features (what the classifier decides on) and
 block 12's pooled 96 channels (the field: stain, texture, cell size, which the head was trained to
 ignore). Fitting needs numpy only; the runtime computes it per frame from the statistics in the
-manifest (two small matrix products, a few µs). Beside them, the stain's strength against the
+manifest: TFLite files carry it as float layers after their features (export/score_layers.py, checked
+against this code at conversion), other files are scored here. Beside them, the stain's strength against the
 named class's limits, in its leukocytes and its red cells (`stain_score`): a smear stained far more
 strongly than training is referred.
 `edgeleuk evaluate --ood` compares it with other scores (max softmax, energy, k-nearest neighbours,
@@ -16,11 +17,27 @@ a Gaussian mixture) on the same data; benchmarks/README.md says why this one shi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 
 import numpy as np
 
 from edgeleuk.manifest import TARGET_FLAGGED, OODComponent, OODStats
+
+
+SCORE_OUTPUT = "ood_score"  # a file's own score output: this, "_", and the fingerprint of the statistics it was built from
+
+
+def fingerprint(stats: OODStats) -> str:
+    """12 hex digits of the sha256 of what the score reads (the components: centres, whitening,
+    thresholds), as the manifest writes them."""
+    text = json.dumps([dataclasses.asdict(c) for c in stats.components], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def score_output_name(stats: OODStats) -> str:
+    return f"{SCORE_OUTPUT}_{fingerprint(stats)}"
 
 
 class _Space:

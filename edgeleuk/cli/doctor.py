@@ -97,7 +97,8 @@ def main(argv: list[str]) -> int:
             stain_text = ("stain strength judged per class (limits " + ", ".join(f"{v:.2f}" for v in stain.log_limit)
                           + ("" if stain.red_log_limit is None else "; red cells " + ", ".join(f"{v:.2f}" for v in stain.red_log_limit))
                           + ")" if stain is not None else "stain strength not judged (converted before the check)")
-            print(f"  out-of-distribution score: {spaces}; {stain_text}; red-cell ruler {clf.cell_diameter_px or 'absent'} px")
+            where = ("computed by the file's own layers" if clf.score_index is not None else "computed with numpy from the features")
+            print(f"  out-of-distribution score: {spaces}, {where}; {stain_text}; red-cell ruler {clf.cell_diameter_px or 'absent'} px")
         else:
             print("  out-of-distribution score: absent (this model cannot tell frames unlike its training images; "
                   "convert it with --data to add the statistics)")

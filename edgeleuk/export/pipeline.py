@@ -120,21 +120,25 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _convert_one(model, cfg: QuantizationConfig, folder: Path, images: Images, info: dict, work: Path) -> tuple[Path, float]:
+def _convert_one(model, cfg: QuantizationConfig, folder: Path, images: Images, info: dict, work: Path, stats=None) -> tuple[Path, float]:
     start = time.perf_counter()
     calibration = (lambda: iter(images.calibration)) if images.calibration is not None else None
     target = folder / cfg.file_name
     with quiet(work / f"{cfg.name}.log"):
-        _write_variant(model, cfg, folder, target, calibration, info, work)
+        _write_variant(model, cfg, folder, target, calibration, info, work, stats)
     return target, time.perf_counter() - start
 
 
-def _write_variant(model, cfg, folder, target, calibration, info, work) -> None:
+def _write_variant(model, cfg, folder, target, calibration, info, work, stats=None) -> None:
+    """One variant's file; a TFLite file gets the out-of-distribution score as its own layers when
+    `stats` are given (ONNX files are scored with numpy from their features)."""
     from edgeleuk.export import onnx_export, tflite_export
+    from edgeleuk.export.score_layers import append_tflite
     from edgeleuk.runtime.embedded import embed_tflite
 
     if cfg.format == "tflite":
-        target.write_bytes(tflite_export.to_tflite(model, cfg, calibration))
+        data = tflite_export.to_tflite(model, cfg, calibration)
+        target.write_bytes(data if stats is None else append_tflite(data, stats))  # staging: published whole by _swap
         embed_tflite(target, info)
     else:
         fp32 = folder / "model_fp32.onnx"
@@ -320,11 +324,23 @@ def _ood_checks(domain, classifier, images: Images) -> dict[str, Any]:
     from edgeleuk.export.domain import dihedral, ood_agreement
     from edgeleuk.export.parity import infer_all
     from edgeleuk.ood import OODScorer
+    from edgeleuk.runtime.classifier import Classifier
 
     if domain is None or not classifier.features_indices:
         return {}
     scorer = OODScorer(domain.ood)
-    checks = {"ood_agreement_val": ood_agreement(scorer, domain.val_scores, infer_all(classifier, dihedral(images.val))[1])}
+    views = dihedral(images.val)
+    features = infer_all(classifier, views)[1]
+    checks = {"ood_agreement_val": ood_agreement(scorer, domain.val_scores, features)}
+    judged = Classifier(backend=classifier.backend, labels=classifier.labels, spec=classifier.spec, path=classifier.path, ood=scorer)
+    if judged.score_index is not None:  # the file's own score layers against numpy on the same features
+        own = np.concatenate([judged.infer_judged(views[i:i + 32])[1] for i in range(0, len(views), 32)])
+        numpy_scores = scorer.score(features)
+        diff = float(np.max(np.abs(own - numpy_scores) / np.maximum(numpy_scores, 1e-6)))
+        if not diff <= 1e-4:
+            raise UserError(f"{classifier.path.name}: its score layers differ from the numpy score by {diff:.2g} (relative); "
+                            "not published")
+        checks["score_layers_max_diff"] = diff
     if images.test is not None:
         scores = scorer.score(infer_all(classifier, images.test)[1])
         checks["ood_flagged_test"] = float(np.mean(~scorer.in_distribution(scores)))
@@ -343,7 +359,7 @@ def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, 
         for cfg in sorted(chosen, key=lambda c: (c.format, c.precision != "fp32")):
             print(f"converting {cfg.name} …", flush=True)
             try:
-                path, seconds = _convert_one(model, cfg, staging, images, info, Path(work))
+                path, seconds = _convert_one(model, cfg, staging, images, info, Path(work), domain.ood if domain is not None else None)
                 classifier = Classifier(backend=open_backend(path, threads=None), labels=labels, spec=spec, path=path)
             except UserError:
                 raise
@@ -357,7 +373,8 @@ def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, 
                 row.update(parity(predict_all(classifier, images.test), keras_probs, images.test_labels))
             row.update(_ood_checks(domain, classifier, images))
             rows.append(row)
-            checks = {k: row[k] for k in ("accuracy", "macro_f1", "agreement", "max_prob_diff", "ood_agreement_val", "ood_flagged_test") if k in row}
+            checks = {k: row[k] for k in ("accuracy", "macro_f1", "agreement", "max_prob_diff", "ood_agreement_val", "ood_flagged_test",
+                                          "score_layers_max_diff") if k in row}
             variants.append(_variant(cfg, path, classifier, seconds, checks))
     return variants
 

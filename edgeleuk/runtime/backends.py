@@ -80,6 +80,7 @@ class TFLiteBackend:
         self.input_dtype = np.dtype(self._input["dtype"]).name
         self.input_name = self._input["name"]
         self.input_quantization = _quant(self._input)
+        self.output_names = [d["name"] for d in self._outputs]
         self.output_sizes = [int(d["shape"][-1]) for d in self._outputs]
         self.output_dtypes = [np.dtype(d["dtype"]).name for d in self._outputs]
         self.output_quantizations = [_quant(d) for d in self._outputs]
@@ -97,13 +98,15 @@ class TFLiteBackend:
         self._resize(len(x))
         self.interpreter.set_tensor(self._input["index"], x)
 
-    def invoke(self, x: np.ndarray) -> list[np.ndarray]:
-        """Raw call: x already in the input dtype; returns every raw output tensor, in the file's order."""
+    def invoke(self, x: np.ndarray, outputs: tuple[int, ...] | None = None) -> list[np.ndarray]:
+        """Raw call: x already in the input dtype; returns the raw output tensors (all, or those at
+        `outputs`), in that order."""
         self.set_input(x)
         t0 = time.perf_counter()
         self.interpreter.invoke()
         self.invoke_ms = (time.perf_counter() - t0) * 1e3  # the interpreter alone, to show what the toolkit adds
-        return [self.interpreter.get_tensor(d["index"]) for d in self._outputs]
+        details = self._outputs if outputs is None else [self._outputs[i] for i in outputs]
+        return [self.interpreter.get_tensor(d["index"]) for d in details]
 
     @property
     def version(self) -> str:
@@ -147,16 +150,18 @@ class ONNXBackend:
         self.input_dtype = {"tensor(float)": "float32", "tensor(uint8)": "uint8"}.get(inp.type, inp.type)
         self.input_quantization = None
         outputs = self.session.get_outputs()
+        self.output_names = [d.name for d in outputs]
         self.output_sizes = [d.shape[-1] if d.shape and isinstance(d.shape[-1], int) else -1 for d in outputs]
         self.output_dtypes = [{"tensor(float)": "float32"}.get(d.type, d.type) for d in outputs]
         self.output_quantizations = [None] * len(outputs)
         self.version = ort.__version__
         self.invoke_ms = 0.0
 
-    def invoke(self, x: np.ndarray) -> list[np.ndarray]:
-        """Every output, in the file's order."""
+    def invoke(self, x: np.ndarray, outputs: tuple[int, ...] | None = None) -> list[np.ndarray]:
+        """Every output in the file's order, or those at `outputs`."""
+        names = None if outputs is None else [self.output_names[i] for i in outputs]
         t0 = time.perf_counter()
-        out = self.session.run(None, {self.input_name: x})
+        out = self.session.run(names, {self.input_name: x})
         self.invoke_ms = (time.perf_counter() - t0) * 1e3
         return out
 

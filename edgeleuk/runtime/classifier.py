@@ -12,7 +12,7 @@ from edgeleuk import LABELS
 from edgeleuk.errors import UserError
 from edgeleuk.manifest import MANIFEST_NAME, Manifest, PreprocessSpec, QualityLimits, Variant, manifest_from_dict, read_manifest, verify_variant
 from edgeleuk.preprocess import preprocess
-from edgeleuk.ood import OODScorer
+from edgeleuk.ood import SCORE_OUTPUT, OODScorer, score_output_name
 from edgeleuk.runtime.backends import open_backend, output_roles
 from edgeleuk.runtime.embedded import read_embedded
 from edgeleuk.runtime.quality import stain_strength
@@ -38,7 +38,16 @@ class Classifier:
     def __post_init__(self) -> None:
         self._check_input()
         expected = self.ood.stats.dims if self.ood is not None else None
-        self.probs_index, self.features_indices = output_roles(list(self.backend.output_sizes), len(self.labels), expected, self.path)
+        names = list(getattr(self.backend, "output_names", [""] * len(self.backend.output_sizes)))
+        scores = [i for i, n in enumerate(names) if n.startswith(SCORE_OUTPUT)]  # the file's own score layers (export/score_layers.py)
+        sizes = [-1 if i in scores else n for i, n in enumerate(self.backend.output_sizes)]
+        self.probs_index, features = output_roles(sizes, len(self.labels), expected, self.path)
+        self.features_indices = [i for i in features if i not in scores]
+        wanted = score_output_name(self.ood.stats) if self.ood is not None else None
+        self.score_index = names.index(wanted) if wanted in names else None
+        if scores and self.score_index is None and self.ood is not None:
+            print(f"note: {self.path.name}'s score layers were built from other statistics than its manifest's; "
+                  "scoring with numpy from its features", file=sys.stderr)
         self.output_quantization = self.backend.output_quantizations[self.probs_index]
         self.output_dtype = self.backend.output_dtypes[self.probs_index]
         stain = self.ood.stats.stain if self.ood is not None else None
@@ -71,20 +80,36 @@ class Classifier:
             return np.clip(np.round(images / q.scale + q.zero_point), info.min, info.max).astype(dtype)
         return images.astype(dtype, copy=False)
 
-    def infer(self, images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities and
-        the features the OOD score reads, one (N, dims) array each (none when the file has none)."""
+    def _run(self, images: np.ndarray, outputs: tuple[int, ...]) -> list[np.ndarray]:
+        """The outputs at `outputs` as float32, dequantized."""
         if images.ndim == 3:
             images = images[None]
         expected = (self.spec.size, self.spec.size, 3)
         if images.shape[1:] != expected:
             raise UserError(f"input of shape {images.shape[1:]}; the model expects {expected} (use preprocess())")
-        outputs = self.backend.invoke(self.prepare(images))
         values = []
-        for i in (self.probs_index, *self.features_indices):
+        for i, raw in zip(outputs, self.backend.invoke(self.prepare(images), outputs)):
             q = self.backend.output_quantizations[i]
-            values.append(q.dequantize(outputs[i]) if q is not None else outputs[i].astype(np.float32, copy=False))
+            values.append(q.dequantize(raw) if q is not None else raw.astype(np.float32, copy=False))
+        return values
+
+    def infer(self, images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities and
+        the features the OOD score reads, one (N, dims) array each (none when the file has none)."""
+        values = self._run(images, (self.probs_index, *self.features_indices))
         return values[0], values[1:]
+
+    def infer_judged(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """As `infer`, but → probabilities and the features' out-of-distribution scores (None: cannot
+        judge): the file's own score layers when they match the manifest (a few µs inside the
+        interpreter), else numpy on the features. The run loop's one call per frame."""
+        if self.ood is None:
+            return self._run(images, (self.probs_index,))[0], None
+        if self.score_index is None:
+            probs, features = self.infer(images)
+            return probs, self.ood.score(features)
+        probs, scores = self._run(images, (self.probs_index, self.score_index))
+        return probs, scores[:, 0]
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities."""

@@ -178,11 +178,10 @@ class Processor:
         record["quality"] = quality.as_dict()
         if not quality.usable:
             return FrameResult(frame, record, quality, region=region)
-        probs, features = clf.infer(x)
+        probs, scores = clf.infer_judged(x)  # the features' score too: inside the interpreter when the file has its layers
         probs = probs[0]
         t3 = time.perf_counter()
         top = int(probs.argmax())
-        scores = clf.judge(features)
         ood_score = None if scores is None else max(float(scores[0]), clf.ood.stain_score(quality.stain, top, quality.red_stain))
         in_distribution = None if ood_score is None else bool(ood_score <= clf.ood.threshold)
         t4 = time.perf_counter()

@@ -1,0 +1,147 @@
+"""The out-of-distribution score as layers of the exported TFLite file, so the interpreter computes
+it with the features: about 5 µs inside invoke(), against 15-20 µs of numpy calls made with caches
+cold after inference (benchmarks/README.md, "Fifth session").
+
+Float layers are appended after the file's own (quantized) feature outputs, which stay as they are:
+dequantize, concatenate, one block-diagonal whitening, the squared differences to every class
+centre, one matrix summing each space's share over its dims × threshold², then the min over
+classes, the max over spaces and a square root: `OODScorer.score`, op for op. The output's name
+carries the statistics' fingerprint (`ood.score_output_name`), so a runtime whose manifest holds
+other statistics scores with numpy instead. Uses the flatbuffer schema that ships with ai-edge-litert
+(no TensorFlow), which `strip_tflite` also needs on a device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeleuk.errors import UserError
+from edgeleuk.manifest import OODStats
+from edgeleuk.ood import SCORE_OUTPUT, OODScorer, score_output_name
+from edgeleuk.runtime.backends import output_roles
+
+PREFIX = "ood/"  # the appended tensors' names
+
+
+def _schema():
+    try:
+        import flatbuffers
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        raise UserError("the score layers need ai-edge-litert's flatbuffer schema: pip install ai-edge-litert") from None
+    return flatbuffers, schema
+
+
+def _read(data: bytes):
+    _, schema = _schema()
+    return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+
+
+def _write(model) -> bytes:
+    flatbuffers, _ = _schema()
+    builder = flatbuffers.Builder(len(model.buffers) * 64 + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+class _Graph:
+    """Appends tensors, constants and operators to a model's first subgraph."""
+
+    def __init__(self, model, schema):
+        self.model, self.schema, self.graph = model, schema, model.subgraphs[0]
+
+    def tensor(self, name: str, shape: list[int], constant: np.ndarray | None = None, batch: bool = True) -> int:
+        s = self.schema
+        t = s.TensorT()
+        t.name, t.type = (PREFIX + name).encode(), s.TensorType.FLOAT32
+        if constant is not None:
+            constant = constant if constant.dtype == np.int32 else constant.astype(np.float32)
+            t.type = s.TensorType.INT32 if constant.dtype == np.int32 else s.TensorType.FLOAT32
+        t.shape = np.array(shape, np.int32)
+        if batch and constant is None:
+            t.shapeSignature = np.array([-1, *shape[1:]], np.int32)  # any batch, as the input allows
+        buffer = s.BufferT()
+        if constant is not None:
+            buffer.data = np.frombuffer(np.ascontiguousarray(constant).tobytes(), np.uint8)
+        self.model.buffers.append(buffer)
+        t.buffer = len(self.model.buffers) - 1
+        self.graph.tensors.append(t)
+        return len(self.graph.tensors) - 1
+
+    def op(self, code: int, inputs: list[int], outputs: list[int], options_type: int = 0, options=None) -> None:
+        s = self.schema
+        opcode = s.OperatorCodeT()
+        opcode.builtinCode, opcode.deprecatedBuiltinCode, opcode.version = code, min(code, 127), 1
+        self.model.operatorCodes.append(opcode)
+        op = s.OperatorT()
+        op.opcodeIndex = len(self.model.operatorCodes) - 1
+        op.inputs, op.outputs = np.array(inputs, np.int32), np.array(outputs, np.int32)
+        op.builtinOptionsType, op.builtinOptions = options_type, options
+        self.graph.operators.append(op)
+
+
+def append_tflite(data: bytes, stats: OODStats) -> bytes:
+    """The TFLite flatbuffer `data` with the score as one more output, [batch, 1] float32."""
+    _, s = _schema()
+    model = _read(data)
+    g = _Graph(model, s)
+    outputs = [int(i) for i in g.graph.outputs]
+    sizes = [int(g.graph.tensors[i].shape[-1]) for i in outputs]
+    _, features = output_roles(sizes, len(stats.components[0].means), stats.dims, "the converted file")
+    scorer = OODScorer(stats)
+    total, classes, spaces = scorer._whitening.shape[0], scorer._centres.shape[0], len(stats.components)
+    B, O = s.BuiltinOperator, s.BuiltinOptions
+    parts = []
+    for k, i in enumerate(features):
+        if g.graph.tensors[outputs[i]].type == s.TensorType.FLOAT32:  # float variants: the features as they are
+            parts.append(outputs[i])
+            continue
+        parts.append(g.tensor(f"features{k}", [1, sizes[i]]))
+        g.op(B.DEQUANTIZE, [outputs[i]], [parts[-1]], O.DequantizeOptions, s.DequantizeOptionsT())
+    joined = g.tensor("features", [1, total])
+    concat = s.ConcatenationOptionsT()
+    concat.axis = 1
+    g.op(B.CONCATENATION, parts, [joined], O.ConcatenationOptions, concat)
+    whitened = g.tensor("whitened", [1, total])
+    g.op(B.FULLY_CONNECTED, [joined, g.tensor("whitening", [total, total], scorer._whitening.T.copy()), -1], [whitened],
+         O.FullyConnectedOptions, s.FullyConnectedOptionsT())  # FULLY_CONNECTED's weights are [out, in]
+    column = g.tensor("whitened_column", [1, 1, total])
+    g.op(B.RESHAPE, [whitened, g.tensor("column_shape", [3], np.array([-1, 1, total], np.int32))], [column],
+         O.ReshapeOptions, s.ReshapeOptionsT())
+    squared = g.tensor("squared", [1, classes, total])
+    g.op(B.SQUARED_DIFFERENCE, [column, g.tensor("centres", [classes, total], scorer._centres)], [squared],
+         O.SquaredDifferenceOptions, s.SquaredDifferenceOptionsT())
+    per_space = g.tensor("per_space", [1, classes, spaces])
+    keep = s.FullyConnectedOptionsT()
+    keep.keepNumDims = True
+    g.op(B.FULLY_CONNECTED, [squared, g.tensor("space_sum", [spaces, total], scorer._sum.T.copy()), -1], [per_space],
+         O.FullyConnectedOptions, keep)
+    axis = g.tensor("axis", [1], np.array([1], np.int32))
+    nearest = g.tensor("nearest", [1, spaces])
+    g.op(B.REDUCE_MIN, [per_space, axis], [nearest], O.ReducerOptions, s.ReducerOptionsT())
+    furthest = g.tensor("furthest", [1, 1])
+    reducer = s.ReducerOptionsT()
+    reducer.keepDims = True
+    g.op(B.REDUCE_MAX, [nearest, axis], [furthest], O.ReducerOptions, reducer)
+    score = g.tensor("score", [1, 1])
+    g.graph.tensors[score].name = score_output_name(stats).encode()
+    g.op(B.SQRT, [furthest], [score])
+    g.graph.outputs = np.append(g.graph.outputs, np.int32(score))
+    for signature in model.signatureDefs or []:
+        entry = s.TensorMapT()
+        entry.name, entry.tensorIndex = score_output_name(stats).encode(), score
+        signature.outputs.append(entry)
+    return _write(model)
+
+
+def strip_tflite(data: bytes) -> bytes:
+    """`data` without the score layers (what the file would be without the score): a baseline for
+    benchmarks. The embedded manifest after the flatbuffer is not kept."""
+    model = _read(data)
+    g = model.subgraphs[0]
+    appended = {i for i, t in enumerate(g.tensors) if t.name.decode().startswith((PREFIX, SCORE_OUTPUT))}
+    g.operators = [op for op in g.operators if not set(int(i) for i in op.outputs) & appended]
+    g.outputs = np.array([i for i in g.outputs if int(i) not in appended], np.int32)
+    for signature in model.signatureDefs or []:
+        signature.outputs = [t for t in signature.outputs if int(t.tensorIndex) not in appended]
+    return _write(model)
