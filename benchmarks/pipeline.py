@@ -19,11 +19,11 @@ Three conditions:
 --score-cost: what the out-of-distribution score adds. Decoded frames as above, alternating three
 copies of the model, --pairs rounds: its manifest without `ood` and its TFLite files without their
 score layers (no score), with the features' statistics only (no stain check), and as it is. What
-each adds over the first in the same round: the frame's path except the interpreter itself (the
-gate, the code around invoke(), the score step), plus what the score layers add to invoke(),
-measured apart by alternating the two files call by call (the interpreter's drift between runs is
-far larger than the layers). A fourth run per round, not compared, times the score's own numpy
-calls inside the loop (the timers themselves cost a few µs).
+each adds over the first in the same round: the gate and score steps, plus what the features'
+score adds to the inference step, measured apart by alternating call by call the file with its
+layers, the file without them scored with numpy, and the file without them reading the
+probabilities only (the interpreter's drift between runs is far larger than that share). A fourth
+run per round, not compared, times the stain reading inside the loop (the timers cost a few µs).
 
 --serve: the same run with the live view (`run --serve`) and one browser-like viewer attached (the
 MJPEG stream read as fast as it comes, the status polled twice a second, as the page does),
@@ -163,42 +163,52 @@ def call_timers():
 
 
 def _strip_score_layers(folder: Path) -> None:
-    """The folder's TFLite files without their score layers (and the manifest's hashes to match): the
+    """The file `load(folder)` runs, without its score layers (and the manifest's hash to match): the
     model as it would be without the score."""
-    from edgeleuk.export.score_layers import strip_tflite
+    from edgeleuk.export.score_layers import strip_onnx, strip_tflite
     from edgeleuk.manifest import sha256_file
 
+    chosen = load(str(folder)).path
     manifest = json.loads((folder / "manifest.json").read_text())
     for variant in manifest.get("variants", []):
-        path = folder / variant["file"]
-        if path.suffix == ".tflite" and path.is_file():
-            path.write_bytes(strip_tflite(path.read_bytes()))
-            variant["sha256"], variant["size_bytes"] = sha256_file(path), path.stat().st_size
+        if variant["file"] == chosen.name:
+            if chosen.suffix == ".tflite":
+                chosen.write_bytes(strip_tflite(chosen.read_bytes()))
+            else:
+                strip_onnx(chosen, chosen)
+            variant["sha256"], variant["size_bytes"] = sha256_file(chosen), chosen.stat().st_size
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-def layers_cost_us(with_layers: str, without: str, threads: int, clip: Path, runs: int = 3000) -> float | None:
-    """µs the score layers add to invoke(): the two files' interpreters alternated call by call, each
-    call after a frame's preprocessing and gate as in the run loop (the interpreter's own noise
-    between runs is far larger than the layers, so the run loop's timings cannot show them)."""
+def inference_step_cost_us(shipped: str, stripped: str, threads: int, clip: Path, runs: int = 3000) -> dict[str, float] | None:
+    """µs the features' score adds to the inference step (`infer_judged`: the interpreter, reading
+    its outputs, the score), over reading the probabilities only: with the file's own score layers,
+    and with numpy from the features of the file without them. The three alternated call by call,
+    each call after a frame's preprocessing and gate as in the run loop (the interpreter's drift
+    between runs is far larger than the difference, so the run loop's own timings cannot show it)."""
+    import dataclasses
+
     from edgeleuk.preprocess import preprocess
     from edgeleuk.runtime.quality import assess
 
-    a, b = load(with_layers, threads=threads), load(without, threads=threads)
-    if a.score_index is None or not hasattr(a.backend, "interpreter"):
+    layers, bare = load(shipped, threads=threads), load(stripped, threads=threads)
+    if layers.ood is None or layers.score_index is None:
         return None
-    frames = DecodedClip(clip, 60).frames
-    xs = [preprocess(f, a.spec) for f in frames]
-    times: dict[str, list[float]] = {"with": [], "without": []}
-    for i in range(runs * 2):
-        x = xs[i % len(xs)]
-        assess(x[0] if x.ndim == 4 else x, a.quality, stain=True)
-        key, clf = ("with", a) if i % 2 == 0 else ("without", b)
-        clf.backend.set_input(clf.prepare(x if x.ndim == 4 else x[None]))
+    numpy_path = dataclasses.replace(load(stripped, threads=threads), ood=layers.ood)  # the same statistics, scored with numpy
+    arms = {"probabilities only": bare, "layers": layers, "numpy": numpy_path}
+    xs = [preprocess(f, layers.spec) for f in DecodedClip(clip, 60).frames]
+    xs = [x.reshape(x.shape[-3:]) for x in xs]
+    times: dict[str, list[float]] = {k: [] for k in arms}
+    names = list(arms)
+    for i in range(runs * len(names)):
+        x = xs[(i // len(names)) % len(xs)]
+        assess(x, layers.quality, stain=True)
+        name = names[i % len(names)]
         t0 = time.perf_counter()
-        clf.backend.interpreter.invoke()
-        times[key].append((time.perf_counter() - t0) * 1e6)
-    return float(np.median(times["with"][100:]) - np.median(times["without"][100:]))
+        arms[name].infer_judged(x)
+        times[name].append((time.perf_counter() - t0) * 1e6)
+    base = float(np.median(times["probabilities only"][100:]))
+    return {k: float(np.median(times[k][100:])) - base for k in ("layers", "numpy")}
 
 
 def score_cost(clip: Path, log: Path, args, out: Path) -> int:
@@ -231,32 +241,32 @@ def score_cost(clip: Path, log: Path, args, out: Path) -> int:
                     run_decoded(clip, log, args.frames, str(model), args.threads)
                 frames = [r for r in map(json.loads, log.read_text().splitlines()) if "latency_ms" in r]
                 row = {"arm": arm, "round": i, **{k: float(np.median([f["latency_ms"][k] for f in frames])) for k in steps},
+                       "scored": float(np.mean([f.get("ood_score") is not None for f in frames])),
                        **{f"{k} p50": float(np.median(v)) * 1e3 for k, v in spent.items() if v}}
                 rows.append(row)
-                print(f"round {i + 1}, score {arm}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("arm", "round")) + " ms (p50)")
-        layers = layers_cost_us(str(folder), str(arms["none"]), args.threads, clip)
+                print(f"round {i + 1}, score {arm}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("arm", "round", "scored")) + " ms (p50)")
+        step = inference_step_cost_us(str(folder), str(arms["none"]), args.threads, clip)
+    inference_us = step["layers"] if step else 0.0  # the file as shipped scores in its layers, else numpy inside the step (timed here)
 
-    def outside(r: dict) -> float:  # the frame's path but the interpreter: the gate, the toolkit around invoke(), the score step
-        return r["quality"] + r["inference"] - r["invoke"] + r["ood"]
+    def added(arm: str) -> list[float]:  # the gate and score steps against the same round's run without the score, plus the inference step's share
+        base = {r["round"]: r["quality"] + r["ood"] for r in rows if r["arm"] == "none"}
+        return [r["quality"] + r["ood"] - base[r["round"]] + inference_us / 1e3 for r in rows if r["arm"] == arm]
 
-    def added(arm: str) -> list[float]:  # against the same round's run without the score; the layers' share of invoke() from the bare loop
-        base = {r["round"]: outside(r) for r in rows if r["arm"] == "none"}
-        return [outside(r) - base[r["round"]] + (layers or 0.0) / 1e3 for r in rows if r["arm"] == arm]
+    def added_with_invoke(arm: str) -> list[float]:  # the same with the run loop's own inference timings (noisier by far)
+        base = {r["round"]: r["quality"] + r["inference"] + r["ood"] for r in rows if r["arm"] == "none"}
+        return [r["quality"] + r["inference"] + r["ood"] - base[r["round"]] for r in rows if r["arm"] == arm]
 
-    def added_with_invoke(arm: str) -> list[float]:  # the same with the run loop's own invoke() timings (noisier by far)
-        base = {r["round"]: outside(r) + r["invoke"] for r in rows if r["arm"] == "none"}
-        return [outside(r) + r["invoke"] - base[r["round"]] for r in rows if r["arm"] == arm]
-
-    result = {"threads": args.threads, "frames": args.frames, "model": str(folder), "runs": rows, "layers_in_invoke_us": layers,
+    result = {"threads": args.threads, "frames": args.frames, "model": str(folder), "runs": rows, "inference_step_us": step,
               "added_ms": {arm: added(arm) for arm in ("features", "full")},
               "added_ms_median": {arm: float(np.median(added(arm))) for arm in ("features", "full")},
               "added_ms_median_with_loop_invoke": {arm: float(np.median(added_with_invoke(arm))) for arm in ("features", "full")}}
     atomic_write_text(out / "pipeline-score-cost.json", json.dumps(result, indent=2) + "\n")
-    if layers is not None:
-        print(f"the score layers inside invoke(): {layers:.1f} µs (bare loop, the file with and without them alternated)")
+    if step is not None:
+        print(f"the features' score in the inference step, over reading the probabilities only (alternated call by call): "
+              f"{step['layers']:.1f} µs with the file's own layers, {step['numpy']:.1f} µs with numpy from its features")
     for arm, what in (("features", "the features' distances"), ("full", "the whole score (distances and stain check)")):
         print(f"{what} add per round: " + ", ".join(f"{a:.3f}" for a in added(arm)) + f" ms; median {result['added_ms_median'][arm]:.3f} ms "
-              f"(with the loop's own invoke() timings instead: {result['added_ms_median_with_loop_invoke'][arm]:.3f} ms)")
+              f"(with the loop's own inference timings instead: {result['added_ms_median_with_loop_invoke'][arm]:.3f} ms)")
     print(f"wrote {out / 'pipeline-score-cost.json'}")
     return 0
 

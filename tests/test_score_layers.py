@@ -1,5 +1,5 @@
-"""The out-of-distribution score as the TFLite file's own layers: the same scores as numpy, used
-only when built from the manifest's statistics, and removable for a benchmark's baseline."""
+"""The out-of-distribution score as the TFLite and ONNX files' own layers: the same scores as numpy,
+used only when built from the manifest's statistics, and removable for a benchmark's baseline."""
 
 import dataclasses
 import json
@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from edgeleuk.export.score_layers import strip_tflite
+from edgeleuk.export.score_layers import strip_onnx, strip_tflite
 from edgeleuk.manifest import manifest_from_dict, manifest_to_dict, read_manifest, sha256_file, write_manifest
-from edgeleuk.ood import SCORE_OUTPUT, score_output_name
+from edgeleuk.ood import score_output_name
 from edgeleuk.runtime import load
 from test_ood import _far_images, _training_like
 
@@ -19,7 +19,7 @@ def _frames(spec) -> np.ndarray:
     return np.concatenate([_training_like(spec, 12), _far_images(spec.size, 12)])
 
 
-@pytest.mark.parametrize("variant", ["tflite-int8", "tflite-fp32"])
+@pytest.mark.parametrize("variant", ["tflite-int8", "tflite-fp32", "onnx-int8", "onnx-fp32"])
 def test_score_layers_give_the_numpy_score_and_decisions(converted, variant):
     clf = load(converted, variant=variant)
     assert clf.backend.output_names[clf.score_index] == score_output_name(clf.ood.stats)
@@ -35,13 +35,6 @@ def test_score_layers_give_the_numpy_score_and_decisions(converted, variant):
     np.testing.assert_allclose(one, reference[-1:], rtol=1e-5)
     listed = read_manifest(converted).variant(variant)
     assert listed.metrics["score_layers_max_diff"] <= 1e-4  # convert checked the same on its validation views
-
-
-def test_onnx_variants_score_with_numpy(converted):
-    clf = load(converted, variant="onnx-int8")
-    assert clf.score_index is None and not any(n.startswith(SCORE_OUTPUT) for n in clf.backend.output_names)
-    frames = _frames(clf.spec)
-    np.testing.assert_allclose(clf.infer_judged(frames)[1], clf.ood.score(clf.infer(frames)[1]), rtol=1e-6)
 
 
 def test_other_statistics_than_the_layers_score_with_numpy(converted, tmp_path, capfd):
@@ -71,18 +64,21 @@ def test_a_model_without_statistics_reads_neither_layers_nor_features(converted,
     assert scores is None and probs.shape == (24, 4)
 
 
-def test_strip_removes_only_the_score_layers(converted, tmp_path):
-    source = converted / "model_int8.tflite"
-    stripped = tmp_path / "model_int8.tflite"
-    stripped.write_bytes(strip_tflite(source.read_bytes()))
+@pytest.mark.parametrize("variant", ["tflite-int8", pytest.param("onnx-int8", marks=pytest.mark.host)])  # editing ONNX needs onnx: host side
+def test_strip_removes_only_the_score_layers(converted, tmp_path, variant):
     folder = tmp_path / "stripped"
     shutil.copytree(converted, folder)
-    shutil.copy(stripped, folder / "model_int8.tflite")
     manifest = read_manifest(folder)
-    variants = tuple(dataclasses.replace(v, sha256=sha256_file(stripped)) if v.file == "model_int8.tflite" else v for v in manifest.variants)
+    listed = manifest.variant(variant)
+    path = folder / listed.file
+    if path.suffix == ".tflite":
+        path.write_bytes(strip_tflite(path.read_bytes()))
+    else:
+        strip_onnx(path, path)
+    variants = tuple(dataclasses.replace(v, sha256=sha256_file(path)) if v.name == variant else v for v in manifest.variants)
     write_manifest(folder, dataclasses.replace(manifest, variants=variants))
-    before, after = load(converted, variant="tflite-int8"), load(folder, variant="tflite-int8")
+    before, after = load(converted, variant=variant), load(folder, variant=variant)
     assert after.score_index is None and len(after.backend.output_names) == len(before.backend.output_names) - 1
-    frames = _frames(before.spec)
-    assert all(np.array_equal(a, b) for a, b in zip(after.backend.invoke(frames[:1]), before.backend.invoke(frames[:1])))
-    np.testing.assert_allclose(after.infer_judged(frames)[1], before.infer_judged(frames)[1], rtol=1e-5)
+    frames = before.prepare(_frames(before.spec)[:1])
+    assert all(np.array_equal(a, b) for a, b in zip(after.backend.invoke(frames), before.backend.invoke(frames)))
+    np.testing.assert_allclose(after.infer_judged(_frames(before.spec))[1], before.infer_judged(_frames(before.spec))[1], rtol=1e-5)

@@ -130,23 +130,29 @@ def _convert_one(model, cfg: QuantizationConfig, folder: Path, images: Images, i
 
 
 def _write_variant(model, cfg, folder, target, calibration, info, work, stats=None) -> None:
-    """One variant's file; a TFLite file gets the out-of-distribution score as its own layers when
-    `stats` are given (ONNX files are scored with numpy from their features)."""
+    """One variant's file (in staging: published whole by _swap); with `stats`, it gets the
+    out-of-distribution score as its own layers."""
     from edgeleuk.export import onnx_export, tflite_export
-    from edgeleuk.export.score_layers import append_tflite
+    from edgeleuk.export.score_layers import append_onnx, append_tflite
     from edgeleuk.runtime.embedded import embed_tflite
 
     if cfg.format == "tflite":
         data = tflite_export.to_tflite(model, cfg, calibration)
-        target.write_bytes(data if stats is None else append_tflite(data, stats))  # staging: published whole by _swap
+        target.write_bytes(data if stats is None else append_tflite(data, stats))
         embed_tflite(target, info)
     else:
-        fp32 = folder / "model_fp32.onnx"
-        if cfg.precision == "fp32" or not fp32.exists():
-            onnx_export.to_onnx(model, cfg, fp32 if cfg.precision == "fp32" else work / "fp32.onnx")
+        fp32 = work / "fp32.onnx"  # without the layers: int8 quantizes this one, so the layers stay float
+        if not fp32.exists():
+            onnx_export.to_onnx(model, cfg, fp32)
+        plain = work / f"{cfg.name}.onnx"
         if cfg.precision == "int8":
-            source = fp32 if fp32.exists() else work / "fp32.onnx"
-            onnx_export.quantize_onnx(source, target, calibration)
+            onnx_export.quantize_onnx(fp32, plain, calibration)
+        else:
+            shutil.copyfile(fp32, plain)
+        if stats is None:
+            shutil.copyfile(plain, target)
+        else:
+            append_onnx(plain, target, stats)
         onnx_export.embed_onnx(target, EMBEDDED_NAME, json.dumps(info))
 
 

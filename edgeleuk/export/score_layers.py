@@ -1,4 +1,4 @@
-"""The out-of-distribution score as layers of the exported TFLite file, so the interpreter computes
+"""The out-of-distribution score as layers of the exported TFLite and ONNX files, so the runtime computes
 it with the features: about 5 µs inside invoke(), against 15-20 µs of numpy calls made with caches
 cold after inference (benchmarks/README.md, "Fifth session").
 
@@ -8,10 +8,12 @@ centre, one matrix summing each space's share over its dims × threshold², then
 classes, the max over spaces and a square root: `OODScorer.score`, op for op. The output's name
 carries the statistics' fingerprint (`ood.score_output_name`), so a runtime whose manifest holds
 other statistics scores with numpy instead. Uses the flatbuffer schema that ships with ai-edge-litert
-(no TensorFlow), which `strip_tflite` also needs on a device.
+(no TensorFlow), which `strip_tflite` also needs on a device; ONNX files are edited with `onnx`.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -145,3 +147,66 @@ def strip_tflite(data: bytes) -> bytes:
     for signature in model.signatureDefs or []:
         signature.outputs = [t for t in signature.outputs if int(t.tensorIndex) not in appended]
     return _write(model)
+
+
+def append_onnx(source: Path, target: Path, stats: OODStats) -> None:
+    """The ONNX file `source` with the score as one more output, [batch, 1] float32, written to
+    `target`: the same operations on the file's float feature outputs (an int8 file's are already
+    dequantized, and the appended nodes are never quantized: this runs after quantization)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    outputs = list(graph.output)
+    sizes = [o.type.tensor_type.shape.dim[-1].dim_value or -1 for o in outputs]
+    _, features = output_roles(sizes, len(stats.components[0].means), stats.dims, source.name)
+    scorer = OODScorer(stats)
+    name = score_output_name(stats)
+    constants = {"whitening": scorer._whitening, "centres": scorer._centres, "space_sum": scorer._sum,
+                 "axis": np.array([1], np.int64)}
+    graph.initializer.extend(numpy_helper.from_array(v, PREFIX + k) for k, v in constants.items())
+
+    def reduce(op: str, source_name: str, out: str, keep: int):
+        if opset >= 18:  # axes became an input in opset 18
+            return helper.make_node(op, [source_name, PREFIX + "axis"], [out], keepdims=keep, name=out)
+        return helper.make_node(op, [source_name], [out], axes=[1], keepdims=keep, name=out)
+
+    p = PREFIX
+    graph.node.extend([
+        helper.make_node("Concat", [outputs[i].name for i in features], [p + "features"], axis=1, name=p + "features"),
+        helper.make_node("MatMul", [p + "features", p + "whitening"], [p + "whitened"], name=p + "whitened"),
+        helper.make_node("Unsqueeze", [p + "whitened", p + "axis"], [p + "whitened_column"], name=p + "whitened_column"),
+        helper.make_node("Sub", [p + "whitened_column", p + "centres"], [p + "difference"], name=p + "difference"),
+        helper.make_node("Mul", [p + "difference", p + "difference"], [p + "squared"], name=p + "squared"),
+        helper.make_node("MatMul", [p + "squared", p + "space_sum"], [p + "per_space"], name=p + "per_space"),
+        reduce("ReduceMin", p + "per_space", p + "nearest", 0),
+        reduce("ReduceMax", p + "nearest", p + "furthest", 1),
+        helper.make_node("Sqrt", [p + "furthest"], [name], name=name),
+    ])
+    graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", 1]))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(target))
+
+
+def strip_onnx(source: Path, target: Path) -> None:
+    """`source` without the score layers, written to `target` (a benchmark's baseline)."""
+    try:
+        import onnx
+    except ImportError:
+        raise UserError("removing an ONNX file's score layers needs onnx (pip install 'edgeleuk[convert]'), "
+                        "which the device environment does not carry") from None
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    keep = [n for n in graph.node if not any(o.startswith((PREFIX, SCORE_OUTPUT)) for o in n.output)]
+    del graph.node[:]
+    graph.node.extend(keep)
+    outputs = [o for o in graph.output if not o.name.startswith(SCORE_OUTPUT)]
+    del graph.output[:]
+    graph.output.extend(outputs)
+    initializers = [t for t in graph.initializer if not t.name.startswith(PREFIX)]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    onnx.save(model, str(target))
