@@ -1,6 +1,6 @@
 """The out-of-distribution score as layers of the exported TFLite and ONNX files, so the runtime computes
-it with the features: about 5 µs inside invoke(), against 15-20 µs of numpy calls made with caches
-cold after inference (benchmarks/README.md, "Fifth session").
+it with the features: 0.29-0.44× the time of reading the features and scoring them with numpy,
+whose many small calls run with caches cold after inference (benchmarks/README.md, "Fifth session").
 
 Float layers are appended after the file's own (quantized) feature outputs, which stay as they are:
 dequantize, concatenate, one block-diagonal whitening, the squared differences to every class
