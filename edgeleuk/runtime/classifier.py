@@ -101,8 +101,8 @@ class Classifier:
 
     def infer_judged(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """As `infer`, but → probabilities and the features' out-of-distribution scores (None: cannot
-        judge): the file's own score layers when they match the manifest (a few µs inside the
-        interpreter), else numpy on the features. The run loop's one call per frame."""
+        judge): the file's own score layers when they match the manifest (a third of numpy's time in the
+        run loop), else numpy on the features. The run loop's one call per frame."""
         if self.ood is None:
             return self._run(images, (self.probs_index,))[0], None
         if self.score_index is None:
@@ -112,8 +112,9 @@ class Classifier:
         return probs, scores[:, 0]
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities."""
-        return self.infer(images)[0]
+        """(N, H, W, 3) or (H, W, 3) uint8 RGB, already preprocessed → (N, classes) probabilities
+        (the only output read)."""
+        return self._run(images, (self.probs_index,))[0]
 
     def judge(self, features: list[np.ndarray], images: np.ndarray | None = None, probs: np.ndarray | None = None) -> np.ndarray | None:
         """Out-of-distribution scores (above 1: out of distribution) of `infer`'s features, and with the
