@@ -90,8 +90,8 @@ def append_tflite(data: bytes, stats: OODStats) -> bytes:
     outputs = [int(i) for i in g.graph.outputs]
     sizes = [int(g.graph.tensors[i].shape[-1]) for i in outputs]
     _, features = output_roles(sizes, len(stats.components[0].means), stats.dims, "the converted file")
-    scorer = OODScorer(stats)
-    total, classes, spaces = scorer._whitening.shape[0], scorer._centres.shape[0], len(stats.components)
+    whitening, centres, space_sum = OODScorer(stats).matrices
+    (classes, total), spaces = centres.shape, space_sum.shape[1]
     B, O = s.BuiltinOperator, s.BuiltinOptions
     parts = []
     for k, i in enumerate(features):
@@ -105,18 +105,18 @@ def append_tflite(data: bytes, stats: OODStats) -> bytes:
     concat.axis = 1
     g.op(B.CONCATENATION, parts, [joined], O.ConcatenationOptions, concat)
     whitened = g.tensor("whitened", [1, total])
-    g.op(B.FULLY_CONNECTED, [joined, g.tensor("whitening", [total, total], scorer._whitening.T.copy()), -1], [whitened],
+    g.op(B.FULLY_CONNECTED, [joined, g.tensor("whitening", [total, total], whitening.T.copy()), -1], [whitened],
          O.FullyConnectedOptions, s.FullyConnectedOptionsT())  # FULLY_CONNECTED's weights are [out, in]
     column = g.tensor("whitened_column", [1, 1, total])
     g.op(B.RESHAPE, [whitened, g.tensor("column_shape", [3], np.array([-1, 1, total], np.int32))], [column],
          O.ReshapeOptions, s.ReshapeOptionsT())
     squared = g.tensor("squared", [1, classes, total])
-    g.op(B.SQUARED_DIFFERENCE, [column, g.tensor("centres", [classes, total], scorer._centres)], [squared],
+    g.op(B.SQUARED_DIFFERENCE, [column, g.tensor("centres", [classes, total], centres)], [squared],
          O.SquaredDifferenceOptions, s.SquaredDifferenceOptionsT())
     per_space = g.tensor("per_space", [1, classes, spaces])
     keep = s.FullyConnectedOptionsT()
     keep.keepNumDims = True
-    g.op(B.FULLY_CONNECTED, [squared, g.tensor("space_sum", [spaces, total], scorer._sum.T.copy()), -1], [per_space],
+    g.op(B.FULLY_CONNECTED, [squared, g.tensor("space_sum", [spaces, total], space_sum.T.copy()), -1], [per_space],
          O.FullyConnectedOptions, keep)
     axis = g.tensor("axis", [1], np.array([1], np.int32))
     nearest = g.tensor("nearest", [1, spaces])
@@ -126,12 +126,13 @@ def append_tflite(data: bytes, stats: OODStats) -> bytes:
     reducer.keepDims = True
     g.op(B.REDUCE_MAX, [nearest, axis], [furthest], O.ReducerOptions, reducer)
     score = g.tensor("score", [1, 1])
-    g.graph.tensors[score].name = score_output_name(stats).encode()
+    name = score_output_name(stats).encode()
+    g.graph.tensors[score].name = name
     g.op(B.SQRT, [furthest], [score])
     g.graph.outputs = np.append(g.graph.outputs, np.int32(score))
     for signature in model.signatureDefs or []:
         entry = s.TensorMapT()
-        entry.name, entry.tensorIndex = score_output_name(stats).encode(), score
+        entry.name, entry.tensorIndex = name, score
         signature.outputs.append(entry)
     return _write(model)
 
@@ -162,9 +163,9 @@ def append_onnx(source: Path, target: Path, stats: OODStats) -> None:
     outputs = list(graph.output)
     sizes = [o.type.tensor_type.shape.dim[-1].dim_value or -1 for o in outputs]
     _, features = output_roles(sizes, len(stats.components[0].means), stats.dims, source.name)
-    scorer = OODScorer(stats)
+    whitening, centres, space_sum = OODScorer(stats).matrices
     name = score_output_name(stats)
-    constants = {"whitening": scorer._whitening, "centres": scorer._centres, "space_sum": scorer._sum,
+    constants = {"whitening": whitening, "centres": centres, "space_sum": space_sum,
                  "axis": np.array([1], np.int64)}
     graph.initializer.extend(numpy_helper.from_array(v, PREFIX + k) for k, v in constants.items())
 

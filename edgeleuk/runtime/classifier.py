@@ -38,7 +38,7 @@ class Classifier:
     def __post_init__(self) -> None:
         self._check_input()
         expected = self.ood.stats.dims if self.ood is not None else None
-        names = list(getattr(self.backend, "output_names", [""] * len(self.backend.output_sizes)))
+        names = list(self.backend.output_names)
         scores = [i for i, n in enumerate(names) if n.startswith(SCORE_OUTPUT)]  # the file's own score layers (export/score_layers.py)
         sizes = [-1 if i in scores else n for i, n in enumerate(self.backend.output_sizes)]
         self.probs_index, features = output_roles(sizes, len(self.labels), expected, self.path)
