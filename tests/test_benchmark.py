@@ -167,3 +167,33 @@ def _cuda_here() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+def test_stain_layers_stand_in_computes_what_numpy_does_and_is_timed(tmp_path):
+    """The stand-in for a stain reading inside the model file (benchmarks/stain_layers.py): the
+    script stops when its graph's outputs differ from numpy's, on the packaged model's file."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import stain_layers
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeleuk.preprocess import preprocess
+    from edgeleuk.runtime import load
+
+    classifier = load(None)
+    it = Interpreter(model_content=stain_layers.stand_in(classifier.path.read_bytes(), gather=True))
+    it.allocate_tensors()
+    x = preprocess(stain_layers.fields(None, 1)[0], classifier.spec).reshape(1, 224, 224, 3)
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    got = it.get_tensor(it.get_output_details()[-1]["index"]).reshape(-1)
+    want = stain_layers.stand_in_numpy(x[0])
+    assert want[1] > 100 and want[3] > 0  # the synthetic field shows leukocyte and red-cell pixels
+    assert got == pytest.approx(want, rel=1e-3)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stain_layers.py"), "--runs", "20", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "stain-layers.json").read_text())
+    assert set(result["invoke_us"]) == {"as is", "with the stand-in", "with its 56×56 copy only"} and result["stain_strength_after_invoke_us"] > 0

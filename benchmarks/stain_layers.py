@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Could the stain reading run inside the model file, as the features' score does? Times a stand-in.
+
+    python benchmarks/stain_layers.py [--model DIR] [--data ../shared/data/all4] [--threads 2] [--runs 2000] [--gather] [--out DIR]
+
+The shipped reading (`runtime.quality.stain_strength`) takes a quantile and two masked medians, which
+a TFLite graph can only get by sorting. The stand-in is cheaper than that: on the 56×56 copy of the
+input, the optical density (log, or with --gather a 256-entry table), the leukocyte colour margin,
+a background (the mean density of the pixels below the field's mean), and the sums and counts for
+the two masked means: 27 builtin operations. It is appended to the model's TFLite file and timed
+against the file as it is and against the file with the stand-in's first operation only, the
+56×56 copy (invoke only, the three alternated call by call, each on its own interpreter); in the same run, `stain_strength` is timed right after an invoke of the same file,
+as the run loop calls it, on real fields with --data (else synthetic ones: red cells and a
+leukocyte on blurred noise). Its four outputs are checked against numpy, so the timed graph computes
+what it says. Needs ai-edge-litert only (device-safe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from edgeleuk.export import score_layers  # noqa: E402
+from edgeleuk.files import atomic_write_text  # noqa: E402
+from edgeleuk.preprocess import preprocess  # noqa: E402
+from edgeleuk.runtime.quality import STAIN_MARGIN, STAIN_SIDE, leukocyte_mask, stain_strength  # noqa: E402
+
+
+def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> bytes:
+    """`data` (a TFLite file with a uint8 224×224 input) with the stand-in as one more output:
+    [leukocytes' density sum, their count, red cells' density sum, their count]; with `slice_only`,
+    its first operation alone (the 56×56 copy)."""
+    _, s = score_layers._schema()
+    model = score_layers._read(data)
+    g = score_layers._Graph(model, s)
+    B, O, T = s.BuiltinOperator, s.BuiltinOptions, s.TensorType
+    side, step = STAIN_SIDE, 224 // STAIN_SIDE
+    image = [1, side, side, 3]
+    plane = [1, side, side, 1]
+    one = [1, 1, 1, 1]
+
+    def t(name, shape, constant=None, dtype=None):
+        index = g.tensor("stand_in/" + name, shape, constant, batch=False)
+        if dtype is not None:
+            g.graph.tensors[index].type = dtype
+        return index
+
+    def op(code, inputs, shape, options_type=0, options=None, dtype=None):
+        out = t(f"op{len(g.graph.operators)}", shape, dtype=dtype)
+        g.op(code, inputs, [out], options_type, options)
+        return out
+
+    i32 = lambda *v: np.array(v, np.int32)  # noqa: E731
+    f32 = lambda *v: np.array(v, np.float32)  # noqa: E731
+    keep = s.ReducerOptionsT()
+    keep.keepDims = True
+    axes = t("axes", [3], i32(1, 2, 3))
+    channels = t("channels", [1], i32(3))
+    small = op(B.STRIDED_SLICE, [int(g.graph.inputs[0]), t("begin", [4], i32(0, 0, 0, 0)), t("end", [4], i32(1, 224, 224, 3)),
+                                 t("strides", [4], i32(1, step, step, 1))], image, O.StridedSliceOptions, s.StridedSliceOptionsT(), T.UINT8)
+    if slice_only:
+        g.graph.outputs = np.append(g.graph.outputs, np.int32(small))
+        model.signatureDefs = []
+        return score_layers._write(model)
+    values = op(B.CAST, [small], image)
+    if gather:
+        table = (-np.log((np.arange(256) + 1.0) / 256.0)).astype(np.float32)
+        gathered = s.GatherOptionsT()
+        per_channel = op(B.GATHER, [t("table", [256], table), op(B.CAST, [small], image, dtype=T.INT32)], image, O.GatherOptions, gathered)
+        od = op(B.SUM, [per_channel, channels], plane, O.ReducerOptions, keep)
+    else:
+        logs = op(B.LOG, [op(B.ADD, [values, t("one", [1], f32(1))], image, O.AddOptions, s.AddOptionsT())], image)
+        od = op(B.SUB, [t("log256", [1], f32(3 * np.log(256.0))), op(B.SUM, [logs, channels], plane, O.ReducerOptions, keep)],
+                plane, O.SubOptions, s.SubOptionsT())
+    purple = op(B.SUM, [op(B.MUL, [values, t("margin_weights", [3], f32(0.5, -1, 0.5))], image, O.MulOptions, s.MulOptionsT()), channels],
+                plane, O.ReducerOptions, keep)
+    leukocytes = op(B.CAST, [op(B.GREATER, [purple, t("margin", [1], f32(STAIN_MARGIN))], plane, dtype=T.BOOL)], plane)
+    below = op(B.CAST, [op(B.LESS, [od, op(B.MEAN, [od, axes], one, O.ReducerOptions, keep)], plane, dtype=T.BOOL)], plane)
+    background = op(B.DIV, [op(B.SUM, [op(B.MUL, [od, below], plane, O.MulOptions, s.MulOptionsT()), axes], one, O.ReducerOptions, keep),
+                            op(B.SUM, [below, axes], one, O.ReducerOptions, keep)], one, O.DivOptions, s.DivOptionsT())
+    relative = op(B.SUB, [od, background], plane, O.SubOptions, s.SubOptionsT())
+    dense = op(B.CAST, [op(B.GREATER, [relative, t("red_od", [1], f32(0.3))], plane, dtype=T.BOOL)], plane)
+    red = op(B.MUL, [dense, op(B.SUB, [t("ones", [1], f32(1)), leukocytes], plane, O.SubOptions, s.SubOptionsT())], plane, O.MulOptions, s.MulOptionsT())
+    sums = [op(B.SUM, [op(B.MUL, [relative, m], plane, O.MulOptions, s.MulOptionsT()), axes], one, O.ReducerOptions, keep)
+            for m in (leukocytes, red)]
+    counts = [op(B.SUM, [m, axes], one, O.ReducerOptions, keep) for m in (leukocytes, red)]
+    joined = s.ConcatenationOptionsT()
+    joined.axis = 3
+    out = op(B.CONCATENATION, [sums[0], counts[0], sums[1], counts[1]], [1, 1, 1, 4], O.ConcatenationOptions, joined)
+    g.graph.outputs = np.append(g.graph.outputs, np.int32(out))
+    model.signatureDefs = []  # the stand-in is read by index
+    return score_layers._write(model)
+
+
+def stand_in_numpy(image: np.ndarray) -> np.ndarray:
+    """What `stand_in` computes, in float64."""
+    small = image[::224 // STAIN_SIDE, ::224 // STAIN_SIDE].astype(np.float64)
+    od = (-np.log((small + 1.0) / 256.0)).sum(-1)
+    leukocytes = (small @ [0.5, -1.0, 0.5]) > STAIN_MARGIN
+    background = od[od < od.mean()].mean()
+    relative = od - background
+    red = (relative > 0.3) & ~leukocytes
+    return np.array([relative[leukocytes].sum(), leukocytes.sum(), relative[red].sum(), red.sum()])
+
+
+def fields(data: str | None, count: int = 16) -> list[np.ndarray]:
+    """Fields as decoded (BGR): every seventh image of `data`, else synthetic ones (red cells and a leukocyte on blurred noise)."""
+    if data:
+        paths = sorted(Path(data).glob("*/*.jpg"))[::7][:count]
+        if not paths:
+            raise SystemExit(f"{data}: no CLASS/*.jpg images")
+        return [cv2.imread(str(path)) for path in paths]
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(count):
+        field = cv2.GaussianBlur(rng.integers(150, 255, (224, 224, 3), dtype=np.uint8), (0, 0), 2)
+        for _ in range(6):  # red cells, pink (BGR): under the leukocyte colour margin
+            cv2.circle(field, (int(rng.integers(20, 204)), int(rng.integers(20, 204))), 16, (165, 160, 200), -1)
+        cv2.circle(field, (int(rng.integers(60, 164)), int(rng.integers(60, 164))), 40, (120, 60, 150), -1)  # a leukocyte, purple
+        out.append(field)
+    return out
+
+
+def main() -> int:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeleuk.runtime import load
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="conversion folder (default: the packaged model)")
+    p.add_argument("--data", help="an image folder (CLASS/*.jpg): real fields instead of synthetic ones")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=2000)
+    p.add_argument("--gather", action="store_true", help="optical density from a 256-entry table instead of LOG")
+    p.add_argument("--out", default="benchmarks/results")
+    args = p.parse_args()
+    classifier = load(args.model, threads=args.threads)
+    if classifier.path.suffix != ".tflite":
+        raise SystemExit(f"{classifier.path.name}: the stand-in is appended to TFLite files only")
+    data = classifier.path.read_bytes()
+    files = {"as is": data, "with the stand-in": stand_in(data, args.gather), "with its 56×56 copy only": stand_in(data, slice_only=True)}
+    interpreters = {}
+    for name, content in files.items():
+        interpreters[name] = Interpreter(model_content=content, num_threads=args.threads)
+        interpreters[name].allocate_tensors()
+    frames = [preprocess(image, classifier.spec).reshape(1, 224, 224, 3) for image in fields(args.data)]
+    checked = interpreters["with the stand-in"]
+    for x in frames:
+        checked.set_tensor(checked.get_input_details()[0]["index"], x)
+        checked.invoke()
+        got = checked.get_tensor(checked.get_output_details()[-1]["index"]).reshape(-1)
+        want = stand_in_numpy(x[0])
+        if not np.allclose(got, want, rtol=1e-3, atol=1e-2):
+            raise SystemExit(f"the stand-in's outputs {got} differ from numpy's {want}")
+    times: dict[str, list[float]] = {name: [] for name in (*files, "stain_strength after invoke")}
+    names = list(files)
+    for i in range(args.runs * len(names)):
+        name, x = names[i % len(names)], frames[(i // len(names)) % len(frames)]
+        it = interpreters[name]
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        t0 = time.perf_counter()
+        it.invoke()
+        times[name].append(time.perf_counter() - t0)
+        if name == "as is":
+            image = x[0]
+            mask = leukocyte_mask(image)
+            t0 = time.perf_counter()
+            stain_strength(image, mask)
+            times["stain_strength after invoke"].append(time.perf_counter() - t0)
+    p50 = {name: float(np.median(v[len(v) // 20:])) * 1e6 for name, v in times.items()}
+    result = {"model": str(classifier.path), "threads": args.threads, "runs": args.runs, "density": "table" if args.gather else "log",
+              "invoke_us": {name: p50[name] for name in files}, "stand_in_adds_us": p50["with the stand-in"] - p50["as is"],
+              "copy_alone_adds_us": p50["with its 56×56 copy only"] - p50["as is"],
+              "stain_strength_after_invoke_us": p50["stain_strength after invoke"]}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "stain-layers.json", json.dumps(result, indent=2) + "\n")
+    print(f"the stand-in adds {result['stand_in_adds_us']:.1f} µs to invoke ({p50['as is']:.0f} µs as is, p50), "
+          f"its first operation alone (the 56×56 copy) {result['copy_alone_adds_us']:.1f} µs; "
+          f"stain_strength right after an invoke: {result['stain_strength_after_invoke_us']:.1f} µs")
+    print(f"wrote {out / 'stain-layers.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
