@@ -146,6 +146,8 @@ def main() -> int:
     classifier = load(args.model, threads=args.threads)
     if classifier.path.suffix != ".tflite":
         raise SystemExit(f"{classifier.path.name}: the stand-in is appended to TFLite files only")
+    if classifier.spec.size != 224 or classifier.spec.dtype != "uint8":
+        raise SystemExit(f"{classifier.path.name}: the stand-in needs a uint8 224×224 input (this one: {classifier.spec.dtype} {classifier.spec.size})")
     data = classifier.path.read_bytes()
     files = {"as is": data, "with the stand-in": stand_in(data, args.gather), "with its 56×56 copy only": stand_in(data, slice_only=True)}
     interpreters = {}
