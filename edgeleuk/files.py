@@ -1,9 +1,11 @@
-"""Writing files safely: the one helper for atomic writes and the checks of output paths.
+"""Reading and writing files safely: the one helper for atomic writes, the checks of output paths
+and the one reader of the text files a user names.
 
 Stdlib only (the device imports it). Every file edgeleuk writes goes through `atomic_path`: a
 temporary name beside the target, renamed onto it only when the write finished, so a killed or
 failed command never leaves a half-written file; output folders and files are checked before any
-work starts, so a wrong path is one clear error instead of a traceback at the end.
+work starts, so a wrong path is one clear error instead of a traceback at the end. `read_text`
+turns a missing file, a folder, unreadable or non-UTF-8 bytes into one clear error each.
 """
 
 from __future__ import annotations
@@ -41,6 +43,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def read_text(path: str | os.PathLike, what: str, kind: str = "text") -> str:
+    """The UTF-8 text of the file at `path`; UserError naming `what` (e.g. "config file") when it is
+    missing, a folder, unreadable or not UTF-8 (`kind`: what the text should be, for that message)."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} {path} is a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text ({kind} is UTF-8)") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path} ({exc.strerror or exc})") from None
 
 
 def writable_folder(path: str | os.PathLike, what: str) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 
 from edgeleuk import LABELS
 from edgeleuk.errors import UserError
-from edgeleuk.files import atomic_write_text
+from edgeleuk.files import atomic_write_text, read_text
 from edgeleuk.strict import checked
 
 SCHEMA_VERSION = 3  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler; 3: `quality`
@@ -300,16 +300,13 @@ def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
 
 def read_manifest(folder: str | os.PathLike) -> Manifest:
     path = Path(folder) / MANIFEST_NAME if Path(folder).is_dir() else Path(folder)
+    if not path.exists():
+        raise UserError(f"no {MANIFEST_NAME} in {path.parent}")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a manifest file")
+    text = read_text(path, "manifest", "a manifest is JSON, which")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"no {MANIFEST_NAME} in {path.parent}") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a folder, not a manifest file") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text (a manifest is JSON)") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path} ({exc.strerror})") from None
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON: {exc}") from None
     try:

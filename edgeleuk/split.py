@@ -20,7 +20,7 @@ import numpy as np
 from edgeleuk import LABELS
 from edgeleuk.dataset import Sample
 from edgeleuk.errors import UserError
-from edgeleuk.files import atomic_write_text
+from edgeleuk.files import atomic_write_text, read_text
 
 PARTS = ("train", "test", "val")
 FRACTIONS = {"train": 0.7, "test": 0.2, "val": 0.1}
@@ -99,11 +99,10 @@ def write_split(path: str | Path, split: Split, samples: tuple[Sample, ...], roo
 def read_split(path: str | Path, samples: tuple[Sample, ...], root: Path) -> Split:
     """Reuse a split.json; every sample must be listed with the same class and content hash."""
     path = Path(path)
+    text = read_text(path, "split file", "a split.json")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(text)
         rows = {r["file"]: r for r in doc["files"]}
-    except FileNotFoundError:
-        raise UserError(f"split file {path} does not exist") from None
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise UserError(f"{path} is not an edgeleuk split.json ({exc})") from None
     assignment: dict[Path, str] = {}

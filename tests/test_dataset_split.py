@@ -101,3 +101,24 @@ def test_split_file_round_trip_and_mismatch(tmp_path):
     changed = scan(tmp_path / "d")
     with pytest.raises(UserError, match="differs"):
         read_split(tmp_path / "split.json", changed.samples, changed.root)
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing", "split file {p} does not exist"),
+    ("folder", "split file {p} is a folder, not a file"),
+    ("latin1", "{p}: not UTF-8 text (a split.json is UTF-8)"),
+    ("not json", "{p} is not an edgeleuk split.json"),
+])
+def test_unreadable_split_files_are_one_clear_error(tmp_path, kind, message):
+    make_dataset(tmp_path / "d", per_class=12)
+    found = scan(tmp_path / "d")
+    path = tmp_path / "split.json"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "latin1":
+        path.write_bytes('{"files": ["é"]}'.encode("latin-1"))
+    elif kind == "not json":
+        path.write_text("[1, 2")
+    with pytest.raises(UserError) as info:
+        read_split(path, found.samples, found.root)
+    assert str(info.value).startswith(message.format(p=path))

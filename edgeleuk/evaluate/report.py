@@ -65,11 +65,9 @@ def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, 
 
     found = scan(data)
     split_file = Path(split) if split else model_folder / "split.json"
-    if split_file.is_file():
+    if split or split_file.is_file():  # a named one must be readable: read_split says why not
         chosen = read_split(split_file, found.samples, found.root)
         note = f"{part} part of {split_file}"
-    elif split:
-        raise UserError(f"split file {split} does not exist")
     else:
         chosen = make_split(found.samples)
         note = f"{part} part of a new split (seed {chosen.seed}); pass --split to use the training run's"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeleuk.errors import UserError
+from edgeleuk.files import read_text
 from edgeleuk.strict import checked
 
 if sys.version_info >= (3, 11):
@@ -65,14 +66,9 @@ SECTIONS = {name: _section(name, keys) for name, keys in SCHEMA.items()}
 
 def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
+    text = read_text(path, "config file", "a TOML file")
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"config file {path} does not exist") from None
-    except IsADirectoryError:
-        raise UserError(f"config file {path} is a folder") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text (a TOML file is UTF-8)") from None
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
     for section, body in doc.items():
