@@ -123,14 +123,16 @@ def test_missing_camera_says_which_exist(converted):
     (["--source", "X", "--config", "LATIN1"], "not UTF-8 text"),
     (["--source", "X", "--config", "THREADS"], "model.threads = 100000000000000000000"),
     (["--source", "X", "--config", "NAN"], "quality.min_focus = nan; out of range"),
+    (["--source", "X", "--config", "SCALE"], "camera.scale = 'big' has the wrong type; expected a number (or leave the key out)"),
 ])
 def test_bad_run_input(converted, frames_dir, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "latin1.toml").write_bytes("[sample]\n# caf\xe9\n".encode("latin-1"))
     (tmp_path / "threads.toml").write_text("[model]\nthreads = 100000000000000000000\n")
     (tmp_path / "nan.toml").write_text("[quality]\nmin_focus = nan\n")
+    (tmp_path / "scale.toml").write_text('[camera]\nscale = "big"\n')
     files = {"EMPTY": tmp_path / "empty", "X": frames_dir, "DIR": tmp_path, "LATIN1": tmp_path / "latin1.toml",
-             "THREADS": tmp_path / "threads.toml", "NAN": tmp_path / "nan.toml"}
+             "THREADS": tmp_path / "threads.toml", "NAN": tmp_path / "nan.toml", "SCALE": tmp_path / "scale.toml"}
     args = [str(files[a]) if a in files else a for a in args]
     proc = cli("run", "--model", str(converted), *args)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
