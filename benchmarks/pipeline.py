@@ -17,7 +17,7 @@ Three conditions:
   bare back-to-back invoke() loop, so the ratio is what the toolkit adds.
 
 --score-cost: what the out-of-distribution score adds. Decoded frames as above, alternating three
-copies of the model, --pairs rounds: its manifest without `ood` and its TFLite files without their
+copies of the model, --pairs rounds: its manifest without `ood` and the file it runs without its
 score layers (no score), with the features' statistics only (no stain check), and as it is. What
 each adds over the first in the same round: the gate and score steps, plus what the features'
 score adds to the inference step, measured apart by alternating call by call the file with its

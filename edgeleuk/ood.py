@@ -6,8 +6,8 @@ training features' own spread (class-conditional Mahalanobis distance, one share
 divided by √dims. The two spaces are the head's 128 features (what the classifier decides on) and
 block 12's pooled 96 channels (the field: stain, texture, cell size, which the head was trained to
 ignore). Fitting needs numpy only; the runtime computes it per frame from the statistics in the
-manifest: TFLite files carry it as float layers after their features (export/score_layers.py, checked
-against this code at conversion), other files are scored here. Beside them, the stain's strength against the
+manifest: TFLite and ONNX files converted by edgeleuk carry it as float layers after their features
+(export/score_layers.py, checked against this code at conversion); other files are scored here. Beside them, the stain's strength against the
 named class's limits, in its leukocytes and its red cells (`stain_score`): a smear stained far more
 strongly than training is referred.
 `edgeleuk evaluate --ood` compares it with other scores (max softmax, energy, k-nearest neighbours,

@@ -31,9 +31,9 @@ def checked(cls: type, data: Any, where: str, source: str = "manifest") -> dict[
     hints = typing.get_type_hints(cls)
     for name, value in data.items():
         if not _matches(value, hints[name]):
-            expected = _name(hints[name])
-            if source.endswith(".toml"):  # TOML has no null: an optional key is left out
-                expected = expected.replace("null or ", "").replace(" or null", "") + " (or leave the key out)" if "null" in expected else expected
+            toml = source.endswith(".toml")  # TOML has no null: an optional key is left out instead
+            optional = toml and type(None) in typing.get_args(hints[name])
+            expected = _name(hints[name], null=not toml) + (" (or leave the key out)" if optional else "")
             raise UserError(f"{source}: {where}.{name} = {_short(value)} has the wrong type; expected {expected}")
     return dict(data)
 
@@ -72,18 +72,19 @@ def _matches(value: Any, hint: Any) -> bool:
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
 
 
-def _name(hint: Any) -> str:
-    """The type in a user's words ("a number or null", "a list, each an integer or null")."""
+def _name(hint: Any, null: bool = True) -> str:
+    """The type in a user's words ("a number or null", "a list, each an integer or null"); without
+    `null`, None is left out of unions."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint in _NAMES:
         return _NAMES[hint]
     if origin in (typing.Union, types.UnionType):
-        kinds = [a for a in args if not (a is int and float in args)]  # a number includes the integers
+        kinds = [a for a in args if not (a is int and float in args) and (null or a is not type(None))]  # a number includes the integers
         kinds.sort(key=lambda a: typing.get_origin(a) in (tuple, list))  # "null or a list, each …", not "a list, each … or null"
-        return " or ".join(dict.fromkeys(_name(a) for a in kinds))
+        return " or ".join(dict.fromkeys(_name(a, null) for a in kinds))
     if hint in (tuple, list) or origin in (tuple, list):
         if len(args) == 2 and args[1] is Ellipsis or origin is list and args:
-            return f"a list, each {_name(args[0])}"
+            return f"a list, each {_name(args[0], null)}"
         return f"a list of {len(args)} values" if args else "a list"
     if hint is dict or origin is dict or dataclasses.is_dataclass(hint):
         return "an object"
