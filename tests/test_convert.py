@@ -141,7 +141,17 @@ def test_sigterm_during_convert_leaves_no_staging_folder(trained, dataset, tmp_p
     while time.time() < deadline and not list(tmp_path.glob(".variants.staging-*")):
         time.sleep(0.05)
     assert list(tmp_path.glob(".variants.staging-*")), "convert never started writing"
-    time.sleep(1.0)
+    # signalled as soon as the first file is in staging, while the other variants are still to come (a
+    # fixed second's wait let a fast machine finish all six first: a race, once in four CI runs)
+    def written() -> bool:
+        try:
+            return any(next(p.iterdir(), None) is not None for p in tmp_path.glob(".variants.staging-*"))
+        except FileNotFoundError:  # convert removed its staging folder meanwhile
+            return False
+
+    while time.time() < deadline and proc.poll() is None and not written():
+        time.sleep(0.02)
+    assert proc.poll() is None, "convert ended before it could be signalled"
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
