@@ -460,9 +460,10 @@ def _reading(image: np.ndarray, top: int) -> tuple:
 
 
 def test_the_run_loop_refers_a_stain_beyond_the_named_class_limit(converted, tmp_path):
-    """The manifest's stain limits, set here around a field's own strength: the same field stained 3×
-    is referred (its ood_score is the larger of the features' score and the stain's ratio to the
-    named class's limit, as logged), while the field as it is passes the stain check."""
+    """The manifest's stain limits, set here around a field's own strength: the same fields stained 3×
+    are all referred, those read and those between readings (the stain is the slide's: read on every
+    8th usable frame, runtime/stain.py), while the fields as they are pass the stain check. Each
+    frame's ood_score is at least the running stain score of the readings so far, as logged."""
     from edgeleuk.runtime.quality import stain_strength
 
     manifest = read_manifest(converted)
@@ -477,22 +478,52 @@ def test_the_run_loop_refers_a_stain_beyond_the_named_class_limit(converted, tmp
     for name, scale in (("as_is", 1.0), ("strong", 3.0)):
         folder = tmp_path / name
         folder.mkdir()
-        for i in range(6):
+        for i in range(10):
             cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(_stained_field(i, od_scale=scale), cv2.COLOR_RGB2BGR))
         log = tmp_path / f"{name}.jsonl"
         cli("run", "--model", str(model), "--source", str(folder), "--min-focus", "0", "--log", str(log), check_rc=0)
         logs[name] = [json.loads(x) for x in log.read_text().splitlines()]
     for name, records in logs.items():
         frames = [r for r in records if "class" in r]
-        assert len(frames) == 6, name
-        assert all(r["quality"]["red_stain"] is not None for r in frames)  # logged, not judged: these limits have no red cells'
-        ratios = [float(np.exp(r["quality"]["stain"] - limit)) for r in frames]
-        assert all(r["ood_score"] >= ratio - 1e-3 for r, ratio in zip(frames, ratios))
+        assert len(frames) == 10, name
+        read = [i for i, r in enumerate(frames) if r["quality"]["stain"] is not None]
+        assert read == [0, 8] and all(frames[i]["quality"]["red_stain"] is not None for i in read)  # red cells read too, not judged here
+        ratios = [float(np.exp(frames[i]["quality"]["stain"] - limit)) for i in read]
+        assert all(r["ood_score"] >= ratios[0] - 1e-3 for r in frames[:8])
+        assert all(r["ood_score"] >= max(ratios) - 1e-3 for r in frames[8:])  # the larger of the two readings
         if name == "as_is":
             assert max(ratios) < 1.0  # the stain check passes them (the features judge them on their own)
         else:
             assert min(ratios) > 1.0 and not any(r["in_distribution"] for r in frames)
             assert records[-1]["verdict"]["decision"] == OOD_DECISION
+
+
+def test_stain_monitor_reads_every_nth_usable_frame_and_starts_afresh_for_a_new_sample():
+    from edgeleuk.manifest import OODComponent, OODStats, StainStats
+    from edgeleuk.runtime.quality import Quality
+    from edgeleuk.runtime.stain import StainMonitor
+
+    stain = StainStats(log_limit=(0.0, 1.0), log_mean=(0.0, 0.0), log_sd=(0.1, 0.1))
+    monitor = StainMonitor(OODScorer(OODStats(components=(OODComponent("head", ((0.0,),), ((1.0,),), 1.0),), stain=stain)),
+                           every=2, window=3)
+
+    def usable(reading=None, top=0):  # one usable frame after inference: its stain as `assess` read it (or not)
+        due = monitor.due
+        return due, monitor.update(Quality(50.0, 200.0, 0.0, 0.0, True, None, stain=reading), top)
+
+    assert usable() == (True, 0.0)  # its turn, but too few stained pixels: nothing read, the features judge alone
+    assert usable(9.0) == (False, 0.0)  # not its turn: a reading there is not counted
+    assert usable(np.log(2.0)) == (True, pytest.approx(2.0))  # against class 0's limit, e^0
+    usable()
+    assert usable(np.log(4.0)) == (True, pytest.approx(4.0))  # the largest reading
+    usable()
+    assert usable(np.log(0.5)) == (True, pytest.approx(4.0))  # a paler one does not clear it
+    usable()
+    assert usable(np.log(8.0), top=1) == (True, pytest.approx(4.0))  # against class 1's limit, e^1: 2.94
+    usable()
+    assert usable(0.0) == (True, pytest.approx(8.0 / np.e))  # three readings back, 4 has left the window
+    monitor.reset()
+    assert monitor.due and monitor.score == 0.0 and not monitor.readings
 
 
 def test_manifest_stain_limits_are_strict(converted):

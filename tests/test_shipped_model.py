@@ -71,7 +71,7 @@ def test_default_quality_gate_accepts_every_real_image():
 
 @pytest.mark.host  # the evaluate stage (scikit-learn)
 def test_packaged_model_judges_its_own_test_part_and_refuses_strangers():
-    """The OOD score and the gates on the real test part, and on four of `evaluate --ood`'s sets."""
+    """The OOD score and the gates on the real test part, and on five of `evaluate --ood`'s sets."""
     from edgeleuk.dataset import load_arrays, scan
     from edgeleuk.evaluate.ood_report import run_sample
     from edgeleuk.evaluate.ood_sets import build_ood_sets
@@ -91,3 +91,6 @@ def test_packaged_model_judges_its_own_test_part_and_refuses_strangers():
     for name, images in build_ood_sets(test[::3], names=["magnified_3x", "shrunk_0.33x", "photos", "empty_field"]).items():
         row = run_sample(clf, images, name)
         assert row["flagged_or_refused"] >= 0.95 and row["verdict"] not in clf.labels, (name, row)
+    # other stains on the whole test part (a third of it ranges 94-100%): the slide's stain, read on every 8th frame
+    row = run_sample(clf, build_ood_sets(test, names=["other_stain"])["other_stain"], "other_stain")
+    assert row["flagged_or_refused"] >= 0.95 and row["verdict"] not in clf.labels, row

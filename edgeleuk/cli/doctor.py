@@ -78,6 +78,7 @@ def main(argv: list[str]) -> int:
     print(f"  --display: OpenCV {gui}; desktop {'reachable' if desktop_reachable() else 'not reachable (DISPLAY unset or no X server)'}")
     try:
         from edgeleuk.runtime import load
+        from edgeleuk.runtime.stain import READ_EVERY
 
         clf = load(args.model)
         variant = clf.variant
@@ -94,9 +95,10 @@ def main(argv: list[str]) -> int:
         if clf.ood is not None:
             spaces = ", ".join(f"{c.features} ({c.dims} features, threshold {c.threshold:.3f})" for c in clf.ood.stats.components)
             stain = clf.ood.stats.stain
-            stain_text = ("stain strength judged per class (limits " + ", ".join(f"{v:.2f}" for v in stain.log_limit)
+            stain_text = (f"stain strength judged per class and per slide (read on every {READ_EVERY}th usable frame), limits "
+                          + ", ".join(f"{v:.2f}" for v in stain.log_limit)
                           + ("" if stain.red_log_limit is None else "; red cells " + ", ".join(f"{v:.2f}" for v in stain.red_log_limit))
-                          + ")" if stain is not None else "stain strength not judged (converted before the check)")
+                          if stain is not None else "stain strength not judged (converted before the check)")
             where = ("computed by the file's own layers" if clf.score_index is not None else "computed with numpy from the features")
             print(f"  out-of-distribution score: {spaces}, {where}; {stain_text}; red-cell ruler {clf.cell_diameter_px or 'absent'} px")
         else:

@@ -117,7 +117,7 @@ class Quality:
     reason: str | None
     scale: float | None = None  # red cells now / in the training images (the run's running estimate)
     leukocytes: float | None = None  # leukocyte_fraction, measured when the limits ask for it
-    stain: float | None = None  # stain_strength of the leukocytes, measured for a usable frame when the model judges it
+    stain: float | None = None  # stain_strength of the leukocytes, measured for a usable frame on the stain monitor's turn (runtime/stain.py)
     red_stain: float | None = None  # and of the red cells
 
     def as_dict(self) -> dict:

@@ -25,6 +25,7 @@ from edgeleuk.preprocess import ImageError, model_region, preprocess
 from edgeleuk.runtime.display import Display
 from edgeleuk.runtime.quality import Quality, QualityThresholds, assess
 from edgeleuk.runtime.scale import ScaleMonitor, scaled_region
+from edgeleuk.runtime.stain import StainMonitor
 from edgeleuk.runtime.verdict import Verdict
 
 
@@ -151,12 +152,19 @@ class Sink(Protocol):
 
 class Processor:
     """One frame in, one FrameResult out: preprocessing, the quality gate, the red-cell ruler,
-    inference and the out-of-distribution score, timed step by step."""
+    inference and the out-of-distribution score (the features' and the slide's stain), timed step by step."""
 
     def __init__(self, classifier, options: RunOptions) -> None:
         self.classifier, self.options = classifier, options
         self.limits = options.thresholds or classifier.quality or QualityThresholds()
         self.scale = ScaleMonitor(classifier.cell_diameter_px) if classifier.cell_diameter_px else None
+        ood = classifier.ood
+        self.stain = StainMonitor(ood) if ood is not None and ood.judges_stain else None
+
+    def new_sample(self) -> None:
+        """Another slide: the stain is read afresh (the magnification, the optics', carries over)."""
+        if self.stain is not None:
+            self.stain.reset()
 
     def process(self, frame) -> FrameResult:
         clf, options = self.classifier, self.options
@@ -171,7 +179,7 @@ class Processor:
             return FrameResult(frame, {**record, "error": str(exc)}, error=str(exc))
         region = model_region(frame.image.shape[0], frame.image.shape[1], clf.spec, roi)
         t1 = time.perf_counter()
-        quality = assess(x, self.limits, stain=clf.ood is not None and clf.ood.judges_stain)
+        quality = assess(x, self.limits, stain=self.stain is not None and self.stain.due)
         if quality.usable and self.scale is not None:
             quality = _check_scale(quality, self.scale.update(x), options.max_scale_error)
         t2 = time.perf_counter()
@@ -182,7 +190,7 @@ class Processor:
         probs = probs[0]
         t3 = time.perf_counter()
         top = int(probs.argmax())
-        ood_score = None if scores is None else max(float(scores[0]), clf.ood.stain_score(quality.stain, top, quality.red_stain))
+        ood_score = None if scores is None else max(float(scores[0]), self.stain.update(quality, top) if self.stain else 0.0)
         in_distribution = None if ood_score is None else bool(ood_score <= clf.ood.threshold)
         t4 = time.perf_counter()
         timing = {"handoff": frame.handoff_ms, "preprocess": (t1 - t0) * 1e3, "quality": (t2 - t1) * 1e3,
@@ -380,6 +388,7 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
                     ended["event"] = "sample_end"  # as_dict's own "event" (summary) would win; the key keeps its place
                     sample += 1
                     summary, verdict = Summary(), new_verdict()
+                    processor.new_sample()
                     for sink in everyone:
                         sink.sample(ended)
                         sink.sample({"time": _now(), "event": "sample_start", "sample": sample})
