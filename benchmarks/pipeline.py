@@ -21,9 +21,11 @@ copies of the model, --pairs rounds: its manifest without `ood` and the file it 
 score layers (no score), with the features' statistics only (no stain check), and as it is. What
 each adds over the first in the same round: the gate and score steps, plus what the features'
 score adds to the inference step, measured apart by alternating call by call the file with its
-layers, the file without them scored with numpy, and the file without them reading the
-probabilities only (the interpreter's drift between runs is far larger than that share). A fourth
-run per round, not compared, times the stain reading inside the loop (the timers cost a few µs).
+layers, and then the file without them scored with numpy, with the file without them reading the
+probabilities only (the interpreter's drift between runs is far larger than that share). Each from
+the steps' p50s and from their means over a run's frames: the stain is read on every 8th usable
+frame only (runtime/stain.py), so only the mean counts it. A fourth run per round, not compared,
+times the stain reading inside the loop (the timers cost a few µs).
 
 --serve: the same run with the live view (`run --serve`) and one browser-like viewer attached (the
 MJPEG stream read as fast as it comes, the status polled twice a second, as the page does),
@@ -180,37 +182,44 @@ def _strip_score_layers(folder: Path) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-def inference_step_cost_us(shipped: str, stripped: str, threads: int, clip: Path, runs: int = 3000) -> dict[str, float] | None:
+def inference_step_cost_us(shipped: str, stripped: str, threads: int, clip: Path, runs: int = 600, pairs: int = 8) -> dict[str, float] | None:
     """µs the features' score adds to the inference step (`infer_judged`: the interpreter, reading
     its outputs, the score), over reading the probabilities only: with the file's own score layers,
-    and with numpy from the features of the file without them. The three alternated call by call,
-    each call after a frame's preprocessing and gate as in the run loop (the interpreter's drift
-    between runs is far larger than the difference, so the run loop's own timings cannot show it)."""
+    and with numpy from the features of the file without them. Each alternated call by call with the
+    file without them reading the probabilities only, each call after a frame's preprocessing and gate
+    as in the run loop (the interpreter's drift between runs is far larger than the difference, so
+    the run loop's own timings cannot show it). An interpreter has a speed of its own (pairs of fresh
+    ones differed by -22 to +116 µs, seventh session), so each comparison runs on `pairs` fresh pairs
+    and gives the median of their differences and the pairs' range."""
     import dataclasses
 
     from edgeleuk.preprocess import preprocess
     from edgeleuk.runtime.quality import assess
 
-    layers, bare = load(shipped, threads=threads), load(stripped, threads=threads)
+    layers = load(shipped, threads=threads)
     if layers.ood is None or layers.score_index is None:
         return None
-    # the same statistics, scored with numpy, on an interpreter of its own: sharing `bare`'s made every
-    # "probabilities only" call follow a call of its own interpreter, weights still in cache (~100 µs faster)
-    numpy_path = dataclasses.replace(load(stripped, threads=threads), ood=layers.ood)
-    arms = {"probabilities only": bare, "layers": layers, "numpy": numpy_path}
     xs = [preprocess(f, layers.spec) for f in DecodedClip(clip, 60).frames]
     xs = [x.reshape(x.shape[-3:]) for x in xs]
-    times: dict[str, list[float]] = {k: [] for k in arms}
-    names = list(arms)
-    for i in range(runs * len(names)):
-        x = xs[(i // len(names)) % len(xs)]
-        assess(x, layers.quality, stain=True)
-        name = names[i % len(names)]
-        t0 = time.perf_counter()
-        arms[name].infer_judged(x)
-        times[name].append((time.perf_counter() - t0) * 1e6)
-    base = float(np.median(times["probabilities only"][100:]))
-    return {k: float(np.median(times[k][100:])) - base for k in ("layers", "numpy")}
+    result: dict[str, float] = {}
+    for arm in ("layers", "numpy"):
+        differences = []
+        for _ in range(pairs):
+            # interpreters of their own: sharing one made every other call follow a call of its own
+            # interpreter, weights still in cache (~100 µs faster)
+            bare = load(stripped, threads=threads)
+            other = load(shipped, threads=threads) if arm == "layers" else dataclasses.replace(load(stripped, threads=threads), ood=layers.ood)
+            times: list[list[float]] = [[], []]
+            for i in range(runs * 2):
+                x = xs[(i // 2) % len(xs)]
+                assess(x, layers.quality, stain=i % 16 < 2)  # the stain read on every 8th frame, as runtime/stain.py does
+                t0 = time.perf_counter()
+                (other if i % 2 else bare).infer_judged(x)
+                times[i % 2].append((time.perf_counter() - t0) * 1e6)
+            differences.append(float(np.median(times[1][50:]) - np.median(times[0][50:])))
+        result[arm] = float(np.median(differences))
+        result[f"{arm} range"] = [min(differences), max(differences)]
+    return result
 
 
 def score_cost(clip: Path, log: Path, args, out: Path) -> int:
@@ -244,15 +253,24 @@ def score_cost(clip: Path, log: Path, args, out: Path) -> int:
                 frames = [r for r in map(json.loads, log.read_text().splitlines()) if "latency_ms" in r]
                 row = {"arm": arm, "round": i, **{k: float(np.median([f["latency_ms"][k] for f in frames])) for k in steps},
                        "scored": float(np.mean([f.get("ood_score") is not None for f in frames])),
+                       # the mean as well: the stain is read on every 8th usable frame only (runtime/stain.py), which a p50 leaves out
+                       "gate and score mean": float(np.mean([f["latency_ms"]["quality"] + f["latency_ms"]["ood"] for f in frames])),
+                       "stain read": float(np.mean([f["quality"].get("stain") is not None or f["quality"].get("red_stain") is not None
+                                                    for f in frames])),
                        **{f"{k} p50": float(np.median(v)) * 1e3 for k, v in spent.items() if v}}
                 rows.append(row)
-                print(f"round {i + 1}, score {arm}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("arm", "round", "scored")) + " ms (p50)")
+                print(f"round {i + 1}, score {arm}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("arm", "round", "scored", "stain read"))
+                      + f" ms (p50); stain read on {row['stain read']:.1%} of frames")
         step = inference_step_cost_us(str(folder), str(arms["none"]), args.threads, clip)
     inference_us = step["layers"] if step else 0.0  # the file as shipped scores in its layers, else numpy inside the step (timed here)
 
     def added(arm: str) -> list[float]:  # the gate and score steps against the same round's run without the score, plus the inference step's share
         base = {r["round"]: r["quality"] + r["ood"] for r in rows if r["arm"] == "none"}
         return [r["quality"] + r["ood"] - base[r["round"]] + inference_us / 1e3 for r in rows if r["arm"] == arm]
+
+    def added_mean(arm: str) -> list[float]:  # as `added`, from each run's mean over its frames instead of its p50s
+        base = {r["round"]: r["gate and score mean"] for r in rows if r["arm"] == "none"}
+        return [r["gate and score mean"] - base[r["round"]] + inference_us / 1e3 for r in rows if r["arm"] == arm]
 
     def added_with_invoke(arm: str) -> list[float]:  # the same with the run loop's own inference timings (noisier by far)
         base = {r["round"]: r["quality"] + r["inference"] + r["ood"] for r in rows if r["arm"] == "none"}
@@ -261,14 +279,29 @@ def score_cost(clip: Path, log: Path, args, out: Path) -> int:
     result = {"threads": args.threads, "frames": args.frames, "model": str(folder), "runs": rows, "inference_step_us": step,
               "added_ms": {arm: added(arm) for arm in ("features", "full")},
               "added_ms_median": {arm: float(np.median(added(arm))) for arm in ("features", "full")},
+              "added_ms_mean": {arm: added_mean(arm) for arm in ("features", "full")},
+              "added_ms_mean_median": {arm: float(np.median(added_mean(arm))) for arm in ("features", "full")},
               "added_ms_median_with_loop_invoke": {arm: float(np.median(added_with_invoke(arm))) for arm in ("features", "full")}}
+    timed = [r for r in rows if r["arm"] == "timed" and "stain_strength p50" in r]
+    if timed:  # the steadiest estimate of the mean: the p50s (no reading on the median frame) plus the readings' share, timed
+        reading_ms = float(np.median([r["stain_strength p50"] for r in timed]))
+        share = float(np.median([r["stain read"] for r in timed]))
+        result["stain_reading_ms"], result["stain_read_share"] = reading_ms, share
+        result["added_ms_full_p50_plus_readings"] = result["added_ms_median"]["full"] + share * reading_ms
     atomic_write_text(out / "pipeline-score-cost.json", json.dumps(result, indent=2) + "\n")
     if step is not None:
-        print(f"the features' score in the inference step, over reading the probabilities only (alternated call by call): "
-              f"{step['layers']:.1f} µs with the file's own layers, {step['numpy']:.1f} µs with numpy from its features")
+        print(f"the features' score in the inference step, over reading the probabilities only (alternated call by call, "
+              f"median of fresh interpreter pairs): {step['layers']:.1f} µs with the file's own layers (pairs "
+              f"{step['layers range'][0]:.1f} to {step['layers range'][1]:.1f}), {step['numpy']:.1f} µs with numpy from its features "
+              f"({step['numpy range'][0]:.1f} to {step['numpy range'][1]:.1f})")
     for arm, what in (("features", "the features' distances"), ("full", "the whole score (distances and stain check)")):
         print(f"{what} add per round: " + ", ".join(f"{a:.3f}" for a in added(arm)) + f" ms; median {result['added_ms_median'][arm]:.3f} ms "
               f"(with the loop's own inference timings instead: {result['added_ms_median_with_loop_invoke'][arm]:.3f} ms)")
+        print("  from each run's mean over its frames instead: " + ", ".join(f"{a:.3f}" for a in added_mean(arm))
+              + f" ms; median {result['added_ms_mean_median'][arm]:.3f} ms")
+    if "stain_reading_ms" in result:
+        print(f"the stain reading, timed in the loop: {result['stain_reading_ms']:.3f} ms, on {result['stain_read_share']:.1%} of frames; "
+              f"the whole score's p50s plus that share: {result['added_ms_full_p50_plus_readings']:.3f} ms")
     print(f"wrote {out / 'pipeline-score-cost.json'}")
     return 0
 

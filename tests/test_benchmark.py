@@ -138,7 +138,9 @@ def test_score_cost_alternates_the_model_without_its_score_with_features_only_an
     timers = {k for r in result["runs"] for k in r if k.endswith(" p50")}
     assert timers == {"stain_strength p50", "leukocyte_mask p50"}  # no numpy feature score: the file's own layers compute it
     assert all(("stain_strength p50" in r) == (r["arm"] == "timed") for r in result["runs"])  # the compared arms run without timers
-    assert set(result["inference_step_us"]) == {"layers", "numpy"}  # the file with its score layers, and without them scored with numpy
+    assert set(result["inference_step_us"]) == {"layers", "numpy", "layers range", "numpy range"}  # with its score layers, and without them scored with numpy
+    assert len(result["added_ms_mean"]["full"]) == 2  # from the runs' means too: the stain is read on every 8th frame only
+    assert 0 < result["stain_read_share"] < 0.5 and result["stain_reading_ms"] > 0  # read on some frames only, and timed
     assert all(r["scored"] == (0.0 if r["arm"] == "none" else 1.0) for r in result["runs"])  # no statistics, no score
     assert (converted / "manifest.json").read_bytes() == before
 
