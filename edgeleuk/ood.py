@@ -87,10 +87,11 @@ class OODScorer:
         self._red_limit = None if stain is None or stain.red_log_limit is None else tuple(float(v) for v in stain.red_log_limit)
 
     @property
-    def matrices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """What `score` computes with, for the files' own layers: the block-diagonal whitening (total ×
-        total), the whitened class centres (classes × total) and the per-space sums (total × spaces)."""
-        return self._whitening, self._centres, self._sum
+    def matrices(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """What `score` computes with, for the files' own layers: each space's whitening (dims × dims,
+        the blocks of `score`'s block-diagonal one), the whitened class centres (classes × total) and
+        the per-space sums (total × spaces)."""
+        return [s.whitening for s in self.spaces], self._centres, self._sum
 
     @property
     def judges_stain(self) -> bool:
