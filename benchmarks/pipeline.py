@@ -195,6 +195,7 @@ def inference_step_cost_us(shipped: str, stripped: str, threads: int, clip: Path
 
     from edgeleuk.preprocess import preprocess
     from edgeleuk.runtime.quality import assess
+    from edgeleuk.runtime.stain import READ_EVERY
 
     layers = load(shipped, threads=threads)
     if layers.ood is None or layers.score_index is None:
@@ -212,7 +213,7 @@ def inference_step_cost_us(shipped: str, stripped: str, threads: int, clip: Path
             times: list[list[float]] = [[], []]
             for i in range(runs * 2):
                 x = xs[(i // 2) % len(xs)]
-                assess(x, layers.quality, stain=i % 16 < 2)  # the stain read on every 8th frame, as runtime/stain.py does
+                assess(x, layers.quality, stain=(i // 2) % READ_EVERY == 0)  # the stain read as the run loop reads it
                 t0 = time.perf_counter()
                 (other if i % 2 else bare).infer_judged(x)
                 times[i % 2].append((time.perf_counter() - t0) * 1e6)

@@ -7,7 +7,7 @@ The shipped reading (`runtime.quality.stain_strength`) takes a quantile and two 
 a TFLite graph can only get by sorting. The stand-in is cheaper than that: on the 56×56 copy of the
 input, the optical density (log, or with --gather a 256-entry table), the leukocyte colour margin,
 a background (the mean density of the pixels below the field's mean), and the sums and counts for
-the two masked means: 27 builtin operations. It is appended to the model's TFLite file and timed
+the two masked means: 29 builtin operations (28 with --gather). It is appended to the model's TFLite file and timed
 against the file as it is and against the file with the stand-in's first operation only, the
 56×56 copy (invoke only, the three alternated call by call, each on its own interpreter); in the same run, `stain_strength` is timed right after an invoke of the same file,
 as the run loop calls it, on real fields with --data (else synthetic ones: red cells and a

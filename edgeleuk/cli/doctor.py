@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
         if clf.ood is not None:
             spaces = ", ".join(f"{c.features} ({c.dims} features, threshold {c.threshold:.3f})" for c in clf.ood.stats.components)
             stain = clf.ood.stats.stain
-            stain_text = (f"stain strength judged per class and per slide (read on every {READ_EVERY}th usable frame), limits "
+            stain_text = (f"stain strength judged per class and per slide (read on one usable frame in {READ_EVERY}), limits "
                           + ", ".join(f"{v:.2f}" for v in stain.log_limit)
                           + ("" if stain.red_log_limit is None else "; red cells " + ", ".join(f"{v:.2f}" for v in stain.red_log_limit))
                           if stain is not None else "stain strength not judged (converted before the check)")

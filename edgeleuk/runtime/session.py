@@ -190,7 +190,7 @@ class Processor:
         probs = probs[0]
         t3 = time.perf_counter()
         top = int(probs.argmax())
-        ood_score = None if scores is None else max(float(scores[0]), self.stain.update(quality, top) if self.stain else 0.0)
+        ood_score = None if scores is None else max(float(scores[0]), self.stain.update(quality, top) if self.stain is not None else 0.0)
         in_distribution = None if ood_score is None else bool(ood_score <= clf.ood.threshold)
         t4 = time.perf_counter()
         timing = {"handoff": frame.handoff_ms, "preprocess": (t1 - t0) * 1e3, "quality": (t2 - t1) * 1e3,
