@@ -1,4 +1,4 @@
-"""The one exception type the CLI turns into a clear message and exit code 1 (no traceback)."""
+"""The exception types the CLI turns into a clear message: UserError exits 1 (bad input), UsageError 2 (bad usage)."""
 
 
 class UserError(Exception):
@@ -8,3 +8,7 @@ class UserError(Exception):
 def missing_package(module: str, extra: str) -> UserError:
     """Say exactly which install fixes a missing optional dependency (never install it ourselves)."""
     return UserError(f"{module} is not installed. Install it with: pip install 'edgeleuk[{extra}]'")
+
+
+class UsageError(UserError):
+    """A flag's value or a combination of flags is wrong: exit code 2, as for argparse's own usage errors."""

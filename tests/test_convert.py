@@ -115,7 +115,7 @@ def test_a_variant_beyond_max_drop_fails_and_is_never_published(trained, dataset
 @pytest.mark.parametrize("value", ["-5", "nan", "inf"])
 def test_max_drop_must_be_a_number_of_points(trained, value, tmp_path):
     proc = cli("convert", str(trained / "model.keras"), "--variants", "tflite-fp32", "--max-drop", value, "--out", str(tmp_path / "o"),
-               check_rc=1)
+               check_rc=2)  # bad usage
     assert f"Received: --max-drop {float(value)}; expected a number of accuracy points ≥ 0" in proc.stderr
     assert not (tmp_path / "o").exists()
 

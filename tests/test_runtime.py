@@ -135,7 +135,8 @@ def test_bad_run_input(converted, frames_dir, tmp_path, args, message):
              "THREADS": tmp_path / "threads.toml", "NAN": tmp_path / "nan.toml", "SCALE": tmp_path / "scale.toml"}
     args = [str(files[a]) if a in files else a for a in args]
     proc = cli("run", "--model", str(converted), *args)
-    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    usage = message.startswith("--") and "--config" not in args  # a flag's value: bad usage (2); a file or a frame: bad input (1)
+    assert proc.returncode == (2 if usage else 1) and message in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_hash_mismatch_and_unreadable_model(converted, tmp_path):

@@ -99,14 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not verbose:
         _quiet_native_logs()
-    from edgeleuk.errors import UserError
+    from edgeleuk.errors import UsageError, UserError
 
     try:
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.main(argv[1:]) or 0)
     except UserError as exc:
         print(f"edgeleuk {name}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     except KeyboardInterrupt:
         print(f"\nedgeleuk {name}: interrupted", file=sys.stderr)
         return 130

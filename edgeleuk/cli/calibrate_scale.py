@@ -77,7 +77,7 @@ def write_scale(path: Path, scale: float) -> None:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from edgeleuk.cli.run import _roi
-    from edgeleuk.errors import UserError
+    from edgeleuk.errors import UsageError, UserError
     from edgeleuk.runtime import load
     from edgeleuk.runtime.config import read_config
     from edgeleuk.runtime.sources import open_source
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
     if args.write and not args.config:
         raise UserError("--write needs --config FILE (the device config to write camera.scale into)")
     if args.frames < 3:
-        raise UserError(f"Received: --frames {args.frames}; expected at least 3")
+        raise UsageError(f"Received: --frames {args.frames}; expected at least 3")
     conf = read_config(args.config) if args.config else {}
     cam_c = conf.get("camera", {})
     classifier = load(args.model or conf.get("model", {}).get("path") or None)

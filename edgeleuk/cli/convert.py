@@ -24,7 +24,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from edgeleuk.cli import sigterm_as_interrupt
-    from edgeleuk.errors import UserError
+    from edgeleuk.errors import UsageError
     from edgeleuk.export.pipeline import ConvertConfig, convert
 
     sigterm_as_interrupt()  # a stopped conversion removes its staging folder, like Ctrl-C
@@ -33,9 +33,9 @@ def main(argv: list[str]) -> int:
     formats = [f.strip() for f in args.formats.split(",")] if args.formats else None
     for f in formats or []:
         if f not in ("tflite", "onnx"):
-            raise UserError(f"Received: --formats {f}; expected tflite and/or onnx")
+            raise UsageError(f"Received: --formats {f}; expected tflite and/or onnx")
     if args.calibration_size is not None and args.calibration_size < 1:
-        raise UserError(f"Received: --calibration-size {args.calibration_size}; expected at least 1")
+        raise UsageError(f"Received: --calibration-size {args.calibration_size}; expected at least 1")
     _, failed = convert(ConvertConfig(model=args.model, out=args.out, variants=[n.strip() for n in names], formats=formats,
                                       data=args.data, split=args.split, calibration_size=args.calibration_size,
                                       max_drop=args.max_drop, float_output=args.float_output))

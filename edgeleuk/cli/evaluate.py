@@ -29,12 +29,12 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from edgeleuk.evaluate.report import evaluate
 
-    from edgeleuk.errors import UserError
+    from edgeleuk.errors import UsageError, UserError
 
     try:
         severities = tuple(int(v) for v in args.severities.split(",")) if args.severities else None
     except ValueError:
-        raise UserError(f"Received: --severities {args.severities}; expected numbers 1-5 such as 1,3,5") from None
+        raise UsageError(f"Received: --severities {args.severities}; expected numbers 1-5 such as 1,3,5") from None
     conditions = args.conditions.split(",") if args.conditions else None
     if conditions or severities:
         from edgeleuk.degrade import CONDITIONS, level_of

@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _roi(text: str | None):
-    from edgeleuk.errors import UserError
+    from edgeleuk.errors import UsageError
 
     if not text:
         return None
@@ -56,7 +56,7 @@ def _roi(text: str | None):
     except ValueError:
         values = ()
     if len(values) != 4 or min(values) < 0 or values[2] == 0 or values[3] == 0:
-        raise UserError(f"Received: --roi {text}; expected x,y,w,h (non-negative integers, w and h > 0)")
+        raise UsageError(f"Received: --roi {text}; expected x,y,w,h (non-negative integers, w and h > 0)")
     return values
 
 
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     from dataclasses import replace
 
     from edgeleuk.cli import sigterm_as_interrupt
-    from edgeleuk.errors import UserError
+    from edgeleuk.errors import UsageError, UserError
     from edgeleuk.runtime import load
     from edgeleuk.runtime.config import read_config
     from edgeleuk.runtime.quality import QualityThresholds
@@ -81,22 +81,22 @@ def main(argv: list[str]) -> int:
     camera = args.camera if args.camera is not None else (None if args.source else cam_c.get("device"))
     source_path = args.source or (None if args.camera is not None else cam_c.get("source"))
     if args.camera is not None and args.source:
-        raise UserError("pass either --camera or --source, not both")
+        raise UsageError("pass either --camera or --source, not both")
     for name, value in (("min-confidence", args.min_confidence), ("max-ood-fraction", args.max_ood_fraction)):
         if value is not None and not 0 <= value <= 1:
-            raise UserError(f"Received: --{name} {value}; expected 0 … 1")
+            raise UsageError(f"Received: --{name} {value}; expected 0 … 1")
     if args.scale is not None and not 0.05 <= args.scale <= 50:
-        raise UserError(f"Received: --scale {args.scale}; expected 0.05 … 50 (frame pixels per training-image pixel)")
+        raise UsageError(f"Received: --scale {args.scale}; expected 0.05 … 50 (frame pixels per training-image pixel)")
     import math
 
     if args.min_focus is not None and not (math.isfinite(args.min_focus) and args.min_focus >= 0):
-        raise UserError(f"Received: --min-focus {args.min_focus}; expected a number ≥ 0")
+        raise UsageError(f"Received: --min-focus {args.min_focus}; expected a number ≥ 0")
     if args.threads is not None and args.threads > 256:
-        raise UserError(f"Received: --threads {args.threads}; expected 1 … 256")
+        raise UsageError(f"Received: --threads {args.threads}; expected 1 … 256")
     for name in ("frames", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            raise UserError(f"Received: --{name} {value}; expected at least 1")
+            raise UsageError(f"Received: --{name} {value}; expected at least 1")
     log = args.log
     if log is None and log_c.get("folder"):
         from datetime import datetime

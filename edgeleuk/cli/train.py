@@ -40,14 +40,14 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     import math
 
-    from edgeleuk.errors import UserError
+    from edgeleuk.errors import UsageError, UserError
 
     if not 0 <= args.outliers <= 1:
-        raise UserError(f"Received: --outliers {args.outliers}; expected 0 … 1")
+        raise UsageError(f"Received: --outliers {args.outliers}; expected 0 … 1")
     if not (math.isfinite(args.temperature) and args.temperature > 0):
-        raise UserError(f"Received: --temperature {args.temperature}; expected a number > 0")
+        raise UsageError(f"Received: --temperature {args.temperature}; expected a number > 0")
     if not 0 <= args.distill_weight <= 1:
-        raise UserError(f"Received: --distill-weight {args.distill_weight}; expected 0 … 1")
+        raise UsageError(f"Received: --distill-weight {args.distill_weight}; expected 0 … 1")
     if args.teacher and not args.fine_tune:
         raise UserError("--teacher distils in the fine-tuning stage: add --fine-tune")
     from edgeleuk.cli import sigterm_as_interrupt

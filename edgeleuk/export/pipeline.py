@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgeleuk import __version__
-from edgeleuk.errors import UserError
+from edgeleuk.errors import UsageError, UserError
 from edgeleuk.export.quiet import quiet
 from edgeleuk.export.recipes import QuantizationConfig, load_recipes
 from edgeleuk.files import atomic_write_text
@@ -231,7 +231,7 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder; convert writes a folder of variants")
     if not (math.isfinite(config.max_drop) and config.max_drop >= 0):
-        raise UserError(f"Received: --max-drop {config.max_drop}; expected a number of accuracy points ≥ 0")
+        raise UsageError(f"Received: --max-drop {config.max_drop}; expected a number of accuracy points ≥ 0")
     model = _load_keras(model_path)
     source_sha = sha256_file(model_path)
     base = read_manifest(model_path.parent) if (model_path.parent / MANIFEST_NAME).is_file() else None

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-from edgeleuk.errors import UserError, missing_package
+from edgeleuk.errors import UsageError, UserError, missing_package
 from edgeleuk.runtime.display import render
 from edgeleuk.runtime.session import Control, FrameResult, verdict_text, view_of
 
@@ -49,9 +49,9 @@ def parse_address(text: str) -> tuple[str, int]:
     try:
         number = int(port)
     except ValueError:
-        raise UserError(f"Received: --serve {text}; expected [HOST:]PORT, e.g. 8000 or 0.0.0.0:8000") from None
+        raise UsageError(f"Received: --serve {text}; expected [HOST:]PORT, e.g. 8000 or 0.0.0.0:8000") from None
     if not 0 <= number <= 65535:
-        raise UserError(f"Received: --serve {text}; the port must be 0 … 65535")
+        raise UsageError(f"Received: --serve {text}; the port must be 0 … 65535")
     return host, number
 
 

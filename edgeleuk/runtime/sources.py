@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from edgeleuk.errors import UserError
+from edgeleuk.errors import UsageError, UserError
 from edgeleuk.preprocess import IMAGE_SUFFIXES, ImageError, read_image
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".m4v", ".mjpg", ".mjpeg", ".webm")
@@ -320,10 +320,10 @@ def open_source(source: str | None = None, camera: str | None = None, width: int
         if str(camera).lower() == "picamera2":
             return PicameraSource(width or 1280, height or 720)
         if not str(camera).isdigit():
-            raise UserError(f"Received: --camera {camera}; expected a camera number (0, 1, …) or picamera2")
+            raise UsageError(f"Received: --camera {camera}; expected a camera number (0, 1, …) or picamera2")
         return CameraSource(int(camera), width, height)
     if source is None:
-        raise UserError("nothing to read: pass --camera N, --camera picamera2 or --source PATH")
+        raise UsageError("nothing to read: pass --camera N, --camera picamera2 or --source PATH")
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
