@@ -160,7 +160,7 @@ def test_sigterm_during_convert_leaves_no_staging_folder(trained, dataset, tmp_p
 
 @pytest.mark.parametrize("case,message", [
     ("missing-model", "model {tmp}/none.keras does not exist"),
-    ("not-keras", "{tmp}/model.keras could not be loaded as a Keras model"),
+    ("not-keras", "model {tmp}/model.keras is not a Keras model: a .keras file is a zip archive, and this one (11 bytes) is not"),
     ("no-calibration-data", "int8 variants need real calibration images: pass --data DIR"),
     ("unwritable-out", "cannot write the output folder {tmp}/file/out"),
     ("unknown-variant", "tflite-int9"),

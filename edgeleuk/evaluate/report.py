@@ -40,14 +40,9 @@ def load_predictor(model: str | Path | None, variant: str | None = None, threads
 
     path = Path(model) if model else None
     if path is not None and path.suffix == ".keras":
-        import keras
+        from edgeleuk.keras_file import load_keras
 
-        if not path.is_file():
-            raise UserError(f"model {path} does not exist")
-        try:
-            net = keras.models.load_model(path, compile=False)
-        except Exception as exc:
-            raise UserError(f"{path} could not be loaded as a Keras model ({str(exc).splitlines()[0][:200]})") from None
+        net = load_keras(path, "model")
         spec = read_manifest(path.parent).preprocess if (path.parent / "manifest.json").is_file() else PreprocessSpec(size=int(net.input_shape[1]))
         return Loaded(lambda x: net.predict(x, batch_size=32, verbose=0), spec, path.name, path.parent)
     from edgeleuk.export.parity import predict_all

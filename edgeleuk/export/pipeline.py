@@ -58,16 +58,9 @@ class Images:
 
 
 def _load_keras(path: Path):
-    import keras
+    from edgeleuk.keras_file import load_keras
 
-    if not path.is_file():
-        raise UserError(f"model {path} does not exist")
-    if path.suffix != ".keras":
-        raise UserError(f"{path} is not a Keras model file (.keras); convert takes the model that 'edgeleuk train' writes")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:
-        raise UserError(f"{path} could not be loaded as a Keras model ({str(exc).splitlines()[0][:200]})") from None
+    return load_keras(path, "model")
 
 
 def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calibration: dict, need_calibration: bool) -> Images:

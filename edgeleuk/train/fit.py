@@ -102,19 +102,16 @@ def _fit_head(model, feats, labels, parts, config, rows, out):
 def _teacher_targets(config: TrainConfig, samples: list, train_rows: np.ndarray) -> np.ndarray:
     """The teacher's softened probabilities on the clean training images, at the teacher's own input
     size (offline distillation: computed once; the student then sees them under its augmentations)."""
-    import keras
+    from edgeleuk.keras_file import load_keras
 
-    path = Path(config.teacher)
-    if not path.is_file() or path.suffix != ".keras":
-        raise UserError(f"Received: --teacher {config.teacher}; expected a trained .keras model (edgeleuk train writes model.keras)")
-    teacher = keras.models.load_model(path, compile=False)
+    teacher = load_keras(config.teacher, "--teacher")
     size = int(teacher.input_shape[1])
     images, _ = load_arrays([samples[i] for i in train_rows], PreprocessSpec(size=size))
     probs = teacher.predict(images, batch_size=32, verbose=0)
     logits = np.log(np.clip(probs, 1e-7, 1.0)) / config.distill_temperature
     soft = np.exp(logits - logits.max(1, keepdims=True))
     soft /= soft.sum(1, keepdims=True)
-    print(f"distillation: {path} ({size}×{size}) soft labels on {len(images)} training images, T={config.distill_temperature}, "
+    print(f"distillation: {config.teacher} ({size}×{size}) soft labels on {len(images)} training images, T={config.distill_temperature}, "
           f"weight {config.distill_weight}")
     return soft.astype(np.float32)
 
