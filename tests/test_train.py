@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -154,6 +155,9 @@ def test_ctrl_c_keeps_best_checkpoint(dataset, tiny, tmp_path):
     stdout, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 130, stderr[-2000:]
     assert "interrupted" in stdout
+    baseline = float(re.search(r"stage-1 model's validation loss ([\d.]+) to replace it", stdout).group(1))
+    kept = re.search(r"stage 2: kept (the stage-1 model|epoch \d+) \(validation loss ([\d.]+)", stdout)
+    assert kept and float(kept.group(2)) <= baseline, stdout[-3000:]  # never worse than what stage 1 had
     assert (out / "model.keras").is_file() and (out / "metrics.json").is_file()
     assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
 

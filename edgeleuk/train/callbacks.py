@@ -20,12 +20,18 @@ class BestWeights(keras.callbacks.Callback):
         self.best = float("inf")
         self.best_epoch = -1
         self.weights = None
+        self.kept = "no epoch"
+
+    def start_from(self, loss: float, weights: list, what: str) -> None:
+        """A baseline an epoch must beat to be kept (the weights before this fit, scored the same way)."""
+        self.best, self.weights, self.kept = float(loss), weights, what
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("val_loss")
         if loss is not None and loss < self.best:
             self.best, self.best_epoch = float(loss), epoch
             self.weights = (self.watched or self.model).get_weights()
+            self.kept = f"epoch {epoch + 1}"
 
     def restore(self) -> None:
         if self.weights is not None:

@@ -138,16 +138,18 @@ def _fine_tune(model, images, labels, parts, config, rows, out, soft: np.ndarray
                                 soft_targets=soft, soft_weight=config.distill_weight)
     val_images, val_labels = _robust_validation(images[va], labels[va], config.seed, config.augment)
     val_ds = tf.data.Dataset.from_tensor_slices((val_images, np.eye(classes, dtype=np.float32)[val_labels])).batch(64)
-    keeper = BestWeights()
+    keeper = BestWeights()  # fine-tuning must beat the stage-1 model on the same validation set to replace it
+    keeper.start_from(model.evaluate(val_ds, verbose=0, return_dict=True)["loss"], model.get_weights(), "the stage-1 model")
+    print(f"stage 2 must beat the stage-1 model's validation loss {keeper.best:.4f} to replace it")
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.fine_tune_patience)
     plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, config.fine_tune_patience // 2), verbose=1)
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=config.fine_tune_epochs, verbose=1,
                   callbacks=[keras.callbacks.SwapEMAWeights(swap_on_epoch=True), keeper, stop, plateau,
                              HistoryWriter(rows, out / "history.csv", "fine-tune")])
-    finally:
+    finally:  # Ctrl-C included: the best of the stage-1 model and the fine-tuning epochs so far
         keeper.restore()
-    print(f"stage 2: best epoch {keeper.best_epoch + 1}, val_loss {keeper.best:.4f}")
+        print(f"stage 2: kept {keeper.kept} (validation loss {keeper.best:.4f}, the lowest so far)")
 
 
 def _robust_validation(images: np.ndarray, labels: np.ndarray, seed: int, policy: str, copies: int = 2):
