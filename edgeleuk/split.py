@@ -123,6 +123,14 @@ def read_split(path: str | Path, samples: tuple[Sample, ...], root: Path) -> Spl
     return Split(assignment=assignment, seed=int(doc.get("seed", -1)), block_size=int(doc.get("block_size", 0)))
 
 
+def listed_hashes(path: str | Path) -> set[str]:
+    """The content hashes a split.json lists (empty when it cannot be read: read_split says why)."""
+    try:
+        return {r["sha256"] for r in json.loads(read_text(Path(path), "split file", "a split.json"))["files"]}
+    except (UserError, json.JSONDecodeError, KeyError, TypeError):
+        return set()
+
+
 def average_hash(image_rgb: np.ndarray) -> int:
     """64-bit average hash of the grey thumbnail: equal or close hashes mean near-duplicates."""
     grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)

@@ -94,3 +94,26 @@ def test_gate_calibration_cuts_where_the_model_fails_not_where_the_tail_average_
     assert 245 <= gate["max_brightness"] <= 247, gate
     assert "frames beyond it" in gate["basis"]["max_brightness"]
     assert gate["basis"]["min_focus"].startswith("edge of the range")  # nothing fails on the low side
+
+
+@pytest.mark.host
+def test_evaluate_takes_a_folder_of_new_images_whole_and_refuses_a_mixed_one(trained, dataset, tmp_path):
+    """A lab's own labelled folder: none of it is in the model's split, so all of it is evaluated
+    (no --split needed); a folder mixing split images with new ones is refused with the reason."""
+    import shutil
+
+    from conftest import LABELS
+
+    own = tmp_path / "own"
+    for label in LABELS:
+        (own / label).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(own / label / f"lab-{i}.jpg"), smear(label, 500 + i))
+    proc = cli("evaluate", str(trained / "model.keras"), "--data", str(own), "--out", str(tmp_path / "ev"), check_rc=0)
+    assert f"all 12 images of {own} (none is in the model's split.json: new to it)" in proc.stdout, proc.stdout
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == 12
+    mixed = tmp_path / "mixed"
+    shutil.copytree(dataset, mixed)
+    cv2.imwrite(str(mixed / "Pro" / "lab-new.jpg"), smear("Pro", 900))
+    proc = cli("evaluate", str(trained / "model.keras"), "--data", str(mixed), "--out", str(tmp_path / "ev2"), check_rc=1)
+    assert "1 of the 121 images" in proc.stderr and "pass --split" in proc.stderr and "Traceback" not in proc.stderr

@@ -54,12 +54,22 @@ def load_predictor(model: str | Path | None, variant: str | None = None, threads
 
 
 def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, model_folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """The images of one split part; the split is --split, else split.json beside the model, else made anew."""
+    """The images of one split part; the split is --split, else split.json beside the model, else made
+    anew. A folder none of whose images the model's split lists (your own labelled images) is
+    evaluated whole: the model never saw any of them."""
     from edgeleuk.dataset import load_arrays, scan
-    from edgeleuk.split import make_split, read_split
+    from edgeleuk.split import listed_hashes, make_split, read_split
 
     found = scan(data)
     split_file = Path(split) if split else model_folder / "split.json"
+    known = set() if split or not split_file.is_file() else listed_hashes(split_file)
+    if not split and split_file.is_file() and not any(s.sha256 in known for s in found.samples):
+        images, labels = load_arrays(list(found.samples), spec)
+        return images, labels, f"all {len(found.samples)} images of {data} (none is in the model's {split_file.name}: new to it)"
+    if not split and known and not all(s.sha256 in known for s in found.samples):
+        new = sum(s.sha256 not in known for s in found.samples)
+        raise UserError(f"{new} of the {len(found.samples)} images in {data} are not in the model's {split_file} and the others are: "
+                        "evaluate a folder of new images only (all of it is used), the data the split was made from, or pass --split")
     if split or split_file.is_file():  # a named one must be readable: read_split says why not
         chosen = read_split(split_file, found.samples, found.root)
         note = f"{part} part of {split_file}"
