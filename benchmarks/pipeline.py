@@ -314,7 +314,7 @@ def _env() -> dict:
 def run_command(clip: Path, log: Path, args, serve: bool = False) -> list[str]:
     extra = []
     if serve and args.serve:
-        extra = ["--serve", "127.0.0.1:0"]
+        extra = ["--serve", "127.0.0.1:0", "--exit-at-end"]
     elif serve and args.publish:
         extra = ["--publish", args.publish, "--publish-frames", "--device-id", "bench"]
     return ([sys.executable, "-m", "edgeleuk", "run", "--source", str(clip), "--log", str(log), "--quiet", "--threads", str(args.threads)]

@@ -72,11 +72,15 @@ def test_recorded_video_and_frame_limit(converted, tmp_path):
     for i in range(12):
         writer.write(cv2.resize(smear("Pre", i), (320, 240)))
     writer.release()
-    log = tmp_path / "v.jsonl"
+    log = tmp_path / "new" / "v.jsonl"
     proc = cli("run", "--model", str(converted), "--source", str(video), "--frames", "5", "--min-focus", "0", "--log", str(log), check_rc=0)
     summary = json.loads(log.read_text().splitlines()[-1])
     assert summary["frames_accepted"] == 5 and summary["stopped_by"] == "5 accepted frames"
-    assert "verdict:" in proc.stdout
+    assert "verdict:" in proc.stdout and f"log: creating the folder {log.parent}" in proc.stdout
+    lines = len(log.read_text().splitlines())
+    again = cli("run", "--model", str(converted), "--source", str(video), "--frames", "2", "--min-focus", "0", "--log", str(log), check_rc=0)
+    assert f"log: appending to {log}, which already holds {lines} lines" in again.stdout and "creating" not in again.stdout
+    assert len(log.read_text().splitlines()) > lines
 
 
 def test_source_that_ends_early_and_corrupt_images(converted, frames_dir, tmp_path):

@@ -175,6 +175,21 @@ def test_state_changes_only_by_post_with_the_header_and_the_log_endpoint_serves_
     run.stop()
 
 
+def test_the_live_view_outlives_a_finite_source_until_stop(converted, clip, tmp_path):
+    run = Run(converted, clip, tmp_path / "run.jsonl", "--frames", "5")
+    deadline = time.monotonic() + 60
+    while not any("the source ended" in line for line in run.lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any("the source ended (5 accepted frames)" in line for line in run.lines), "".join(run.lines)
+    assert run.proc.poll() is None  # still serving: the printed address is not dead
+    status = run.status()
+    assert status["counts"]["answered"] == 5 and status["frame"]
+    code, body, _ = run.request("GET", "/frame.jpg")
+    assert code == 200 and body[:2] == b"\xff\xd8"
+    run.stop()
+    assert run.proc.returncode == 0 and run.records()[-1]["event"] == "summary"
+
+
 def test_a_stalled_client_and_one_that_disconnects_change_nothing(converted, clip, tmp_path):
     run = Run(converted, clip, tmp_path / "run.jsonl")
     stalled = socket.create_connection(("127.0.0.1", run.port))

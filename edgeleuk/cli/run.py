@@ -13,7 +13,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeleuk run", description=__doc__)
     src = p.add_argument_group("source (one of)")
     src.add_argument("--camera", help="camera number (USB/UVC, V4L2) or 'picamera2' for a Raspberry Pi CSI camera")
-    src.add_argument("--source", help="video file, image, folder or glob of images")
+    src.add_argument("--source", help="video file, image, folder or glob of images; a folder or glob is one sample (one verdict "
+                     "for all its images): run each slide's folder on its own")
     p.add_argument("--model", help=".tflite/.onnx file or conversion folder (default: the packaged int8 model)")
     p.add_argument("--variant", help="variant of the model folder (default: tflite-int8)")
     p.add_argument("--backend", help="litert (default for .tflite), tflite-runtime, onnxruntime, or tf-lite (host only)")
@@ -43,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
                    help="serve the live view to a browser (default host 127.0.0.1; any other host needs the printed token); "
                    "needs edgeleuk[serve]")
     p.add_argument("--quiet", action="store_true", help="no per-frame output, only the summary")
+    p.add_argument("--exit-at-end", action="store_true",
+                   help="with --serve: exit when the source ends (default: keep serving its result until Ctrl-C)")
     return p
 
 
@@ -106,6 +109,7 @@ def main(argv: list[str]) -> int:
     from edgeleuk.files import writable_file, writable_folder
 
     if log:
+        _say_where_the_log_goes(Path(log))
         writable_file(log, "--log")
     save_frames = args.save_frames or log_c.get("save_frames")
     if save_frames:
@@ -136,6 +140,8 @@ def main(argv: list[str]) -> int:
         if url:
             sinks.append(_publisher(url, args, pub_c, classifier, log))
         summary, verdict = run(classifier, source, options, sinks=sinks, control=control)
+        if view is not None and not args.exit_at_end:
+            _linger(view, control, summary.stopped_by)
     finally:
         source.close()
         if view is not None:
@@ -153,6 +159,31 @@ def main(argv: list[str]) -> int:
         raise UserError(f"none of the {summary.seen} frames could be read (see the lines above" +
                         (f" and {options.log})" if options.log else ")"))
     return 0
+
+
+def _say_where_the_log_goes(log: Path) -> None:
+    """A new folder and an old log are both said, never done in silence."""
+    if not log.parent.exists():
+        print(f"log: creating the folder {log.parent}", flush=True)
+    elif log.is_file() and log.stat().st_size > 0:
+        with open(log, "rb") as fh:
+            lines = sum(1 for _ in fh)
+        print(f"log: appending to {log}, which already holds {lines} lines (an earlier run's); each run ends with its own summary line",
+              flush=True)
+
+
+def _linger(view, control, stopped_by: str | None) -> None:
+    """A source that ended (a folder, a clip, --frames) leaves the live view up with its result
+    until Ctrl-C or the page's Stop, so the printed address is not dead when opened."""
+    if stopped_by not in ("end of source",) and not (stopped_by or "").endswith("accepted frames"):
+        return
+    print(f"the source ended ({stopped_by}); the live view stays at {view.url} with this sample's result until Ctrl-C "
+          "or its Stop button (--exit-at-end: exit at once)", flush=True)
+    try:
+        while not control.wait_stop(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
 
 
 def _publisher(url: str, args, conf: dict, classifier, log):

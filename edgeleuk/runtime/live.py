@@ -157,10 +157,10 @@ class LiveView:
         pass
 
     def close(self, record: dict) -> None:
-        """The run ended: the page shows it, then the server stops (viewers get a closed stream)."""
+        """The run ended: the page shows it. The owner calls shutdown(), after letting the page show the
+        result for as long as it wants (cli/run.py keeps it up until Ctrl-C or Stop)."""
         with self._lock:
             self._status = {**self._status, "state": "ended", "stopped_by": record.get("stopped_by")}
-        self.shutdown()
 
     def shutdown(self) -> None:
         if self._server is not None:

@@ -137,6 +137,10 @@ class Control:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def wait_stop(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for a stop (the page's Stop button); True once asked."""
+        return self._stop.wait(timeout)
+
     def take_new_sample(self) -> bool:
         if self._new_sample.is_set():
             self._new_sample.clear()
