@@ -42,11 +42,12 @@ REFERENCE_DIR = HERE / "reference"  # GPU results recorded with --gpu-only for t
 
 
 def machine_facts() -> dict:
-    from edgeleuk.cli.doctor import cpu_features
+    from edgeleuk.cpu import read_cpu
     from edgeleuk.versions import version_of
 
+    cpu = read_cpu()
     facts = {"os": f"{platform.system()} {platform.release()}", "python": platform.python_version(), "cores": default_threads(),
-             **cpu_features(), "versions": {d: version_of(d) for d in ("ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow", "tensorflow-cpu", "numpy", "opencv-python-headless")}}
+             "cpu": cpu.model, "arch": cpu.arch, "cpu_summary": cpu.summary(), "int8_kernels": cpu.int8_family, "versions": {d: version_of(d) for d in ("ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow", "tensorflow-cpu", "numpy", "opencv-python-headless")}}
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
         facts["gpu"] = out.stdout.strip() or None
@@ -327,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (folder / "manifest.json").is_file():
             raise UserError(f"{folder} has no manifest.json; pass a conversion output folder")
         facts = machine_facts()
-        print(f"machine: {facts['cpu']} ({facts['arch']}), {facts['cores']} cores, {facts['os']}, Python {facts['python']}")
+        print(f"machine: {facts['cpu_summary']}, {facts['cores']} cores, {facts['os']}, Python {facts['python']}")
         gpu = gpu_reference(args, folder)
         def report(row: dict) -> None:
             state = row.get("skipped") or f"p50 {row['p50_ms']:.3f} ms (rounds: {', '.join(f'{v:.3f}' for v in row['p50_rounds_ms'])})"
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    md = f"# Latency\n\nmachine: {facts['cpu']}, {facts['cores']} cores, {facts['os']}\n\n{gpu_line(gpu)}\n\n{table(rows, gpu)}\n"
+    md = f"# Latency\n\nmachine: {facts['cpu_summary']}, {facts['cores']} cores, {facts['os']}\n\n{gpu_line(gpu)}\n\n{table(rows, gpu)}\n"
     clean = [{k: v for k, v in r.items() if k not in ("model", "backend_arg", "kind")} for r in rows]
     atomic_write_text(out / "results.json", json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": facts, "gpu_reference": gpu, "rows": clean}, indent=2) + "\n")
     buffer = io.StringIO()

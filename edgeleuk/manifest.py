@@ -21,7 +21,8 @@ from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text, read_text
 from edgeleuk.strict import checked
 
-SCHEMA_VERSION = 3  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler; 3: `quality`
+SCHEMA_VERSION = 4  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler; 3: `quality`;
+# 4: each variant's `kernels_checked`
 MANIFEST_NAME = "manifest.json"
 FORMATS = ("keras", "tflite", "onnx")
 VARIANT_NAMES = ("keras", "tflite-fp32", "tflite-fp16", "tflite-int8", "tflite-dynamic", "onnx-fp32", "onnx-int8")
@@ -185,6 +186,8 @@ class Variant:
     size_bytes: int = 0
     conversion_seconds: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    # the CPU kernel families (edgeleuk.cpu) this int8 file was run under at conversion, with the same answers
+    kernels_checked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,9 +214,9 @@ class Manifest:
         raise UserError(f"Received: variant={name!r}; this manifest has: {known}")
 
     def with_variants(self, variants: list[Variant]) -> "Manifest":
-        """Replace variants of the same name, keep the others (convert adds, never drops)."""
+        """Replace variants of the same name in place, add new ones at the end (convert adds, never drops)."""
         new = {v.name: v for v in variants}
-        kept = [v for v in self.variants if v.name not in new]
+        kept = [new.pop(v.name, v) for v in self.variants]
         return dataclasses.replace(self, variants=tuple(kept + list(new.values())))
 
 
@@ -249,6 +252,7 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
         v = dict(_strict(Variant, v, f"variants[{i}]"))
         v["input_shape"] = tuple(v["input_shape"])
         v["features"] = tuple(v.get("features", ()))
+        v["kernels_checked"] = tuple(v.get("kernels_checked", ()))
         v["input_quantization"] = _quant(v.get("input_quantization"), f"variants[{i}].input_quantization")
         v["output_quantization"] = _quant(v.get("output_quantization"), f"variants[{i}].output_quantization")
         if v.get("format") not in FORMATS:

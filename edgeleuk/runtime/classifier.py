@@ -156,6 +156,18 @@ def _pick(manifest: Manifest, variant: str | None) -> Variant:
     raise UserError("the manifest lists no TFLite or ONNX variant; run 'edgeleuk convert' first")
 
 
+def _refuse_unchecked_kernels(variant: Variant | None) -> None:
+    """An ONNX int8 file never run under this CPU's saturating kernels is refused, not run: it could
+    give other answers here than the ones it was evaluated with (edgeleuk/cpu.py)."""
+    from edgeleuk.cpu import SATURATING, covered, read_cpu, unchecked_warning
+
+    if variant is None or variant.format != "onnx" or variant.precision != "int8":
+        return
+    family = read_cpu().int8_family
+    if family in SATURATING and not covered(family, variant.kernels_checked):
+        raise UserError(unchecked_warning(variant.file, family))
+
+
 def load(model: str | Path | None = None, variant: str | None = None, backend: str | None = None,
          threads: int | None = None) -> Classifier:
     """Load a model for inference.
@@ -185,6 +197,7 @@ def load(model: str | Path | None = None, variant: str | None = None, backend: s
             verify_variant(path.parent, chosen)
     if path.suffix == ".keras":
         raise UserError(f"{path} is a Keras model; the device runtime runs .tflite/.onnx variants (run 'edgeleuk convert')")
+    _refuse_unchecked_kernels(chosen)
     engine = open_backend(path, threads, backend)
     if manifest is None:
         info = read_embedded(path, getattr(engine, "session", None))
