@@ -1,6 +1,7 @@
 #!/bin/sh
 # The Debian packages the tests drive for real: a headless browser (chromium, chromium-driver), an MQTT
-# broker (mosquitto), a PostgreSQL server (postgresql) and openssl for the TLS test's certificates.
+# broker (mosquitto), a PostgreSQL server (postgresql), openssl for the TLS test's certificates and, on
+# x86-64, QEMU's user mode (qemu-user) to run onnxruntime under another CPU's int8 kernels.
 # Installs what is missing with apt-get, as root or through passwordless sudo (CI's fresh machine).
 # Where they are missing and cannot be installed (no root, no sudo, no apt-get, or apt-get failed) it
 # exits 1, so the test command cannot pass by skipping those tests; EDGELEUK_SKIP_SYSTEM_TESTS=1 lets
@@ -12,6 +13,7 @@ command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
 command -v mosquitto >/dev/null 2>&1 || [ -x "$root/usr/sbin/mosquitto" ] || need="$need mosquitto"
 ls "$root"/usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need="$need postgresql"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
+[ "$(uname -m)" != x86_64 ] || command -v qemu-x86_64 >/dev/null 2>&1 || need="$need qemu-user"
 [ -z "$need" ] && exit 0
 cannot() {
   if [ "${EDGELEUK_SKIP_SYSTEM_TESTS:-}" = 1 ]; then

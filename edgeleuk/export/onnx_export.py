@@ -28,7 +28,8 @@ def to_onnx(model, config: QuantizationConfig, path: Path) -> None:
     onnx.save(model_proto, str(path))
 
 
-def quantize_onnx(fp32_path: Path, path: Path, calibration: Callable[[], Iterable[np.ndarray]]) -> None:
+def quantize_onnx(fp32_path: Path, path: Path, calibration: Callable[[], Iterable[np.ndarray]],
+                  config: QuantizationConfig) -> None:
     """Static QDQ int8 quantization of an fp32 ONNX file, calibrated on training images."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -44,8 +45,9 @@ def quantize_onnx(fp32_path: Path, path: Path, calibration: Callable[[], Iterabl
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
-        quantize_static(str(prepared), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        weights = QuantType.QUInt8 if config.weight_type == "uint8" else QuantType.QInt8
+        quantize_static(str(prepared), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
+                        reduce_range=config.reduce_range, activation_type=QuantType.QUInt8, weight_type=weights)
 
 
 def embed_onnx(path: Path, key: str, value: str) -> None:

@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,7 @@ class Images:
     val: np.ndarray | None = None  # the validation part: the OOD threshold
     split_sha256: str | None = None  # the split file the parts came from (None: made anew)
     val_labels: np.ndarray | None = None
+    kernel_sample: np.ndarray | None = None  # calibration images the ONNX int8 files also run on under emulated CPU kernels
 
 
 def _load_keras(path: Path):
@@ -139,7 +141,7 @@ def _write_variant(model, cfg, folder, target, calibration, info, work, stats=No
             onnx_export.to_onnx(model, cfg, fp32)
         plain = work / f"{cfg.name}.onnx"
         if cfg.precision == "int8":
-            onnx_export.quantize_onnx(fp32, plain, calibration)
+            onnx_export.quantize_onnx(fp32, plain, calibration, cfg)
         else:
             shutil.copyfile(fp32, plain)
         if stats is None:
@@ -198,8 +200,9 @@ def _merged_rows(previous_report: Path, rows: list[dict[str, Any]]) -> list[dict
         old = json.loads(previous_report.read_text())["rows"]
     except (OSError, KeyError, json.JSONDecodeError):
         return rows
-    new = {r["variant"] for r in rows}
-    return rows[:1] + [r for r in old if r["variant"] not in new] + rows[1:]
+    new = {r["variant"]: r for r in rows}
+    merged = [new.pop(r["variant"], r) for r in old]
+    return merged + list(new.values())
 
 
 def _swap(staging: Path, out: Path) -> None:
@@ -232,12 +235,17 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     spec = base.preprocess if base else PreprocessSpec(size=size)
     labels = base.labels if base else tuple(_default_labels(model))
     images = _images(config, model_path, spec, recipes.calibration, any(c.needs_calibration for c in chosen))
+    if images.calibration is not None:
+        picks = np.unique(np.linspace(0, len(images.calibration) - 1, recipes.kernel_check_images).round().astype(int))
+        images.kernel_sample = images.calibration[picks]  # spread over the classes, which the calibration set holds in order
     print(images.note)
     exported = with_features(model)
     domain = _domain(exported, images, len(labels)) if exported is not model else None
     learned = {} if domain is None else {"ood": domain.ood, "cell_diameter_px": domain.cell_diameter_px, "quality": domain.quality}
     info = embedded_info(Manifest(labels=labels, preprocess=spec, source_model_sha256=source_sha,
                                   versions={"edgeleuk": __version__}, **learned))
+    if images.test is not None:
+        print(f"the Keras model on {len(images.test)} {config.part} images (the reference every variant is checked against) …", flush=True)
     keras_probs = model.predict(images.test, batch_size=32, verbose=0) if images.test is not None else None
     rows: list[dict[str, Any]] = []
     if keras_probs is not None:
@@ -256,7 +264,7 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
         manifest = previous or Manifest(labels=labels, preprocess=spec, model=dict(base.model) if base else {"input_size": size},
                                         source_model_sha256=source_sha)
         if domain is not None:
-            manifest = replace(manifest, **learned)
+            manifest = replace(manifest, **{**learned, "quality": _kept_gate(previous, domain.quality)})
         from edgeleuk.train.model import multiply_adds
 
         manifest = replace(manifest, model={**manifest.model, "input_size": size, "parameters": int(model.count_params()),
@@ -275,19 +283,35 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     print(format_report(rows))
-    print(f"wrote {out}" + (f" (not published, beyond --max-drop: {', '.join(failed)})" if failed else ""))
+    print(f"wrote {out}" + (f" (not published: {', '.join(failed)})" if failed else ""))
     return rows, failed
 
 
-def _failed(rows: list[dict[str, Any]], max_drop: float) -> list[str]:
-    """Variants whose test accuracy is more than max_drop points below the Keras model's; marked in the report."""
-    if not rows or rows[0]["variant"] != "keras":
-        return []
-    reference = rows[0]["accuracy"]
-    failed = [r["variant"] for r in rows[1:] if (reference - r["accuracy"]) * 100 > max_drop]
-    for r in rows[1:]:
-        r["published"] = r["variant"] not in failed
+def _failed(rows: list[dict[str, Any]], max_drop: float) -> dict[str, str]:
+    """Variants that are not published, and why: more than max_drop points below the Keras model's
+    test accuracy, or other answers under another CPU's int8 kernels. Marked in the report."""
+    failed = {r["variant"]: f"gives other answers under the {r['kernel_failed']} int8 kernels (top class agrees on "
+                            f"{r['kernel_agreement']:.1%} of {r['kernel_images']} images)"
+              for r in rows if r.get("kernel_failed")}
+    if rows and rows[0]["variant"] == "keras":
+        reference = rows[0]["accuracy"]
+        for r in rows[1:]:
+            if (reference - r["accuracy"]) * 100 > max_drop:
+                failed.setdefault(r["variant"], f"lost more than {max_drop} accuracy points against the Keras model")
+    for r in rows:
+        if r["variant"] != "keras":
+            r["published"] = r["variant"] not in failed
     return failed
+
+
+def _kept_gate(previous: Manifest | None, fitted):
+    """A re-conversion of the same model refits the gate's leukocyte check; the focus and exposure
+    limits that `evaluate --robustness --write-gate` measured for it stay (convert cannot measure them)."""
+    if previous is None or previous.quality is None or fitted is None or "evaluate --robustness" not in previous.quality.calibration:
+        return fitted
+    measured = previous.quality.calibration.split("; ", 1)[-1]
+    return replace(previous.quality, min_leukocyte_fraction=fitted.min_leukocyte_fraction,
+                   calibration=f"{fitted.calibration.split(';')[0]}; {measured}")
 
 
 def _select(recipes, config: ConvertConfig) -> list[QuantizationConfig]:
@@ -308,6 +332,8 @@ def _domain(exported, images: Images, classes: int):
     if images.train is None or images.val is None or not len(images.val):
         print("no --data (or no validation part): the variants carry no out-of-distribution statistics and cannot judge frames")
         return None
+    print(f"fitting the out-of-distribution statistics on {len(images.train)} training images, thresholds on {len(images.val)} "
+          "validation images (8 views each) …", flush=True)
     domain = fit_domain(exported, images.train, images.train_labels, images.val, classes, val_labels=images.val_labels)
     limits = ", ".join(f"{c.features} {c.threshold:.3f}" for c in domain.ood.components)
     if domain.ood.stain is not None:
@@ -371,11 +397,37 @@ def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, 
             if images.test is not None:
                 row.update(parity(predict_all(classifier, images.test), keras_probs, images.test_labels))
             row.update(_ood_checks(domain, classifier, images))
+            if cfg.format == "onnx" and cfg.precision == "int8" and images.kernel_sample is not None:
+                row.update(_kernel_checks(path, images.kernel_sample))
             rows.append(row)
             checks = {k: row[k] for k in ("accuracy", "macro_f1", "agreement", "max_prob_diff", "ood_agreement_val", "ood_flagged_test",
-                                          "score_layers_max_diff") if k in row}
-            variants.append(_variant(cfg, path, classifier, seconds, checks))
+                                          "score_layers_max_diff", "kernel_agreement") if k in row}
+            variants.append(replace(_variant(cfg, path, classifier, seconds, checks), kernels_checked=tuple(row.get("kernels_checked", ()))))
     return variants
+
+
+def _kernel_checks(path: Path, sample: np.ndarray) -> dict[str, Any]:
+    """The ONNX int8 file under the other family of CPU int8 kernels (export/kernel_check.py)."""
+    from edgeleuk.cpu import EMULATED_MODEL, read_cpu
+    from edgeleuk.export.kernel_check import check_file, emulator, other_family
+
+    family = other_family(read_cpu().int8_family)
+    if emulator() is not None:
+        print(f"  checking {path.name} under the {family} int8 kernels (emulated {EMULATED_MODEL[family]}, {len(sample)} "
+              "calibration images) …", flush=True)
+    try:
+        check = check_file(path, sample)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(f"{path.name}: the emulated kernel check could not run ({exc}); nothing was published") from None
+    if check.skipped:
+        print(f"  warning: {path.name} was checked under this CPU's {check.checked[0]} int8 kernels only: {check.skipped}. "
+              "`edgeleuk doctor` warns on CPUs of another family.")
+    row: dict[str, Any] = {"kernels_checked": list(check.checked), "kernel_images": check.images}
+    if check.agreement is not None:
+        row.update(kernel_agreement=check.agreement, kernel_max_prob_diff=check.max_prob_diff)
+    if check.failed:
+        row["kernel_failed"] = check.failed
+    return row
 
 
 def _keras_variant(model_path: Path, source_sha: str, size: int, rows: list[dict[str, Any]]) -> Variant:

@@ -18,6 +18,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PRECISIONS = ("fp32", "fp16", "int8", "dynamic")
+WEIGHT_TYPES = ("int8", "uint8")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class QuantizationConfig:
     input_dtype: str = "float32"
     output_dtype: str = "float32"
     opset: int = 17
+    # ONNX int8 only: how onnxruntime quantizes the weights (see quantize_onnx for why uint8)
+    weight_type: str = "int8"
+    reduce_range: bool = False
+    per_channel: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -46,6 +51,7 @@ class Recipes:
     variants: dict[str, QuantizationConfig]
     sets: dict[str, list[str]]
     calibration: dict[str, Any]
+    kernel_check_images: int = 48
 
     def select(self, names: list[str]) -> list[QuantizationConfig]:
         chosen = []
@@ -82,10 +88,15 @@ def load_recipes(path: str | Path | None = None) -> Recipes:
         body.pop("name")
         if body.get("precision", "fp32") not in PRECISIONS or body.get("format") not in ("tflite", "onnx"):
             raise UserError(f"{path}: variants.{name}: format/precision {body.get('format')}/{body.get('precision')} not supported")
+        if body.get("weight_type", "int8") not in WEIGHT_TYPES:
+            raise UserError(f"{path}: variants.{name}: weight_type={body['weight_type']!r}; expected one of {', '.join(WEIGHT_TYPES)}")
         variants[name] = QuantizationConfig(name=name, **body)
     sets = {k: list(v) for k, v in doc.get("sets", {}).items()}
     for set_name, members in sets.items():
         for member in members:
             if member not in variants:
                 raise UserError(f"{path}: sets.{set_name} names unknown variant {member!r}")
-    return Recipes(variants=variants, sets=sets, calibration=dict(doc.get("calibration", {})))
+    images = doc.get("kernel_check", {}).get("images", 48)
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise UserError(f"{path}: kernel_check.images={images!r}; expected a whole number ≥ 1")
+    return Recipes(variants=variants, sets=sets, calibration=dict(doc.get("calibration", {})), kernel_check_images=images)
