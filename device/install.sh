@@ -4,7 +4,8 @@
 #   device/install.sh [--prefix DIR] [--package SPEC] [--wheels DIR] [--picamera] [--serve] [--no-doctor]
 #
 #   --prefix DIR     where the virtual environment goes (default: $EDGELEUK_HOME or ~/edgeleuk)
-#   --package SPEC   what to install (default: the edgeleuk checkout this script sits in)
+#   --package SPEC   what to install (default: the edgeleuk checkout this script sits in, with the
+#                    package versions of its constraints.txt)
 #   --wheels DIR     offline: install only from this folder (made by device/wheelhouse.sh)
 #   --picamera       Raspberry Pi CSI camera support (Picamera2 from Raspberry Pi OS's apt)
 #   --serve          the live view in a browser (run --serve; Starlette and uvicorn, about 6 MB)
@@ -85,6 +86,9 @@ if [ -n "$wheels" ]; then
   "$prefix/venv/bin/python" -m pip install "${pip_args[@]}" --no-index --find-links "$wheels" "edgeleuk[$extras]" \
     || die "a wheel is missing from $wheels: was it made for this machine ($arch, Python $pyver)? See device/wheelhouse.sh --help"
 else
+  # From a checkout: the working set it was tested with (constraints.txt), not whatever is newest;
+  # a newer OpenCV alone grew the environment by 20 MB, past the 400 MB budget
+  [ -f "$package/constraints.txt" ] && pip_args+=(-c "$package/constraints.txt")
   say "installing edgeleuk[$extras] from $package"
   "$prefix/venv/bin/python" -m pip install "${pip_args[@]}" --no-binary=edgeleuk "$package[$extras]"
 fi

@@ -50,8 +50,9 @@ done
 mkdir -p "$dir"
 "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "$dir" "$(dirname "$here")"
 wheel="$(ls -t "$dir"/edgeleuk-*.whl | head -1)"
+# the working set the checkout was tested with (constraints.txt), as install.sh installs it
 "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: "${platforms[@]}" \
-  --python-version "$pyver" --implementation cp --dest "$dir" "$wheel[runtime,serve,publish]"
+  --python-version "$pyver" --implementation cp -c "$(dirname "$here")/constraints.txt" --dest "$dir" "$wheel[runtime,serve,publish]"
 printf 'edgeleuk wheelhouse: %s: %d wheels, %s, for Python %s on %s (glibc %s)\n' \
   "$dir" "$(ls "$dir"/*.whl | wc -l)" "$(du -sh "$dir" | cut -f1)" "$pyver" "$arch" "$glibc"
 echo "edgeleuk wheelhouse: on the device: device/install.sh --wheels $dir"

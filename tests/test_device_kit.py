@@ -240,3 +240,15 @@ def test_system_packages_installs_what_a_fresh_machine_lacks_and_fails_when_apt_
     postgres.write_text("")
     proc = run(env)
     assert proc.returncode == 0 and proc.stdout == "" and not (fake / "apt.log").exists()  # everything there: nothing to do
+
+
+def test_the_device_readme_gives_the_packaged_models_own_gate_limits():
+    """device/README.md quotes the limits doctor prints for the packaged model; a re-calibrated model must update it."""
+    from edgeleuk.manifest import read_manifest
+    from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR
+
+    q = read_manifest(DEFAULT_MODEL_DIR).quality
+    text = " ".join((DEVICE / "README.md").read_text().split())
+    for quoted in (f"`min_focus` ({q.min_focus:.2f} for the packaged model", f"mean grey level above {q.max_brightness:.1f}",
+                   f"more than {q.max_bright_fraction:.1%} of pixels", f"darker than {q.min_brightness:.0f} as underexposed"):
+        assert quoted in text, quoted
