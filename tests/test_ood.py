@@ -380,7 +380,8 @@ def test_write_gate_puts_this_models_limits_into_its_manifest(converted, dataset
     model = tmp_path / "model"
     shutil.copytree(converted, model)
     before = read_manifest(model).quality
-    proc = cli("evaluate", str(model), "--data", str(dataset), "--variant", "tflite-int8", "--robustness", "--write-gate", check_rc=0)
+    proc = cli("evaluate", str(model), "--data", str(dataset), "--variant", "tflite-int8", "--robustness", "--write-gate",
+               "--out", str(tmp_path / "evaluated"), check_rc=0)
     after = read_manifest(model).quality
     assert "wrote the quality gate's limits into" in proc.stdout
     assert after.min_leukocyte_fraction == before.min_leukocyte_fraction
