@@ -112,17 +112,33 @@ def plan(args, folder: Path) -> list[dict]:
 TOLERANCE = 0.10  # rounds within this of the fastest count as undisturbed
 
 
+class Progress:
+    """A line at most every 10 s: how far, and about how long is left."""
+
+    def __init__(self, total: int, every: float = 10.0):
+        self.total, self.done, self.every = total, 0, every
+        self.start = self.last = time.perf_counter()
+
+    def step(self, where: str) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.done == self.total:
+            self.last = now
+            left = (now - self.start) / self.done * (self.total - self.done)
+            print(f"  {where}: {self.done}/{self.total} measurements, about {left / 60:.1f} min left", flush=True)
+
+
 def run_rounds(jobs: list[dict], rounds: int, report, max_rounds: int | None = None) -> list[dict]:
     """Run every job `rounds` times, round-robin, so a burst of load on this (shared) machine spreads
     over many rows instead of skewing one. A row whose rounds do not include two undisturbed ones
     (within 10% of each other at the fast end) gets more rounds, up to `max_rounds`."""
 
     results: list[list[dict]] = [[] for _ in jobs]
+    progress = Progress(rounds * len(jobs))
     for r in range(rounds):
         for i, job in enumerate(jobs):
             results[i].append(run_job(job))
-        if rounds > 1:
-            print(f"  round {r + 1}/{rounds} done", flush=True)
+            progress.step(f"round {r + 1}/{rounds}")
     for _ in range(rounds, max_rounds or rounds):
         unsettled = [i for i, rs in enumerate(results) if 0 < len(undisturbed(rs)) < min(2, len(rs))]
         if not unsettled:
@@ -335,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {row['variant']:<15}{row['backend']:<26}threads {row['threads']} batch {row['batch']}: {state}", flush=True)
 
         jobs = [] if args.gpu_only else plan(args, folder)
+        if jobs:
+            print(f"measuring {len(jobs)} configurations, {1 if args.quick else args.rounds} round(s) each, each in its own process"
+                  + ("" if args.quick else " (--quick: one round, one thread setting, batch 1: about a minute)"), flush=True)
         rows = run_rounds(jobs, 1 if args.quick else args.rounds, report, None if args.quick else args.max_rounds)
         if args.gpu_only and gpu.get("source") != "measured here":
             raise UserError(f"--gpu-only: no GPU reference measured here ({gpu.get('skipped', gpu.get('source'))})")
