@@ -152,6 +152,7 @@ def test_convert_checked_the_onnx_int8_file_under_both_kernel_families(converted
     assert read_manifest(converted).variant("tflite-int8").kernels_checked == ()  # XNNPACK's kernels are exact everywhere
 
 
+@pytest.mark.host
 def test_every_weight_of_the_onnx_int8_file_fits_seven_bits(converted):
     """|w| ≤ 64 everywhere, depthwise convolutions included: a tiny model's depthwise layers with 8-bit
     weights gave other answers under the AVX2 kernels than under the exact ones."""

@@ -107,11 +107,11 @@ def test_evaluate_takes_a_folder_of_new_images_whole_and_refuses_a_mixed_one(tra
     own = tmp_path / "own"
     for label in LABELS:
         (own / label).mkdir(parents=True)
-        for i in range(3):
+        for i in range(10):  # evaluate needs 10 a class
             cv2.imwrite(str(own / label / f"lab-{i}.jpg"), smear(label, 500 + i))
     proc = cli("evaluate", str(trained / "model.keras"), "--data", str(own), "--out", str(tmp_path / "ev"), check_rc=0)
-    assert f"all 12 images of {own} (none is in the model's split.json: new to it)" in proc.stdout, proc.stdout
-    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == 12
+    assert f"all 40 images of {own} (none is in the model's split.json: new to it)" in proc.stdout, proc.stdout
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == 40
     mixed = tmp_path / "mixed"
     shutil.copytree(dataset, mixed)
     cv2.imwrite(str(mixed / "Pro" / "lab-new.jpg"), smear("Pro", 900))
