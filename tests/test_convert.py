@@ -245,3 +245,21 @@ def test_a_named_split_that_does_not_exist_is_an_error(trained, dataset, tmp_pat
                "--out", str(tmp_path / "out"))
     assert proc.returncode == 1 and "split file" in proc.stderr and "typo.json does not exist" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.host
+def test_a_refit_that_differs_names_the_variants_whose_layers_are_now_stale(converted, capsys):
+    """Statistics refit on another machine differ in the last digits; the variants not converted again
+    keep layers built from the earlier ones, and convert says which and how to refresh them."""
+    from dataclasses import replace
+
+    from edgeleuk.export.pipeline import _warn_stale_layers
+
+    previous = read_manifest(converted)
+    _warn_stale_layers(previous, previous.ood, {"onnx-int8"})
+    assert capsys.readouterr().out == ""  # the same statistics: nothing to say
+    refit = replace(previous.ood, components=tuple(replace(c, threshold=c.threshold + 1e-6) for c in previous.ood.components))
+    _warn_stale_layers(previous, refit, {"onnx-int8"})
+    out = capsys.readouterr().out
+    assert "tflite-int8" in out and "onnx-fp32" in out and "keep score layers built from the earlier ones" in out
+    assert "--variants " in out and "onnx-int8," in out.split("--variants ")[1]

@@ -264,6 +264,7 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
         manifest = previous or Manifest(labels=labels, preprocess=spec, model=dict(base.model) if base else {"input_size": size},
                                         source_model_sha256=source_sha)
         if domain is not None:
+            _warn_stale_layers(previous, domain.ood, {c.name for c in chosen})
             manifest = replace(manifest, **{**learned, "quality": _kept_gate(previous, domain.quality)})
         from edgeleuk.train.model import multiply_adds
 
@@ -302,6 +303,21 @@ def _failed(rows: list[dict[str, Any]], max_drop: float) -> dict[str, str]:
         if r["variant"] != "keras":
             r["published"] = r["variant"] not in failed
     return failed
+
+
+def _warn_stale_layers(previous: Manifest | None, fitted, converted: set[str]) -> None:
+    """The statistics are fitted anew on every conversion, and on another machine they differ in the
+    last digits: variants not converted this time keep score layers built from the earlier ones (run
+    then scores with numpy from their features, and says so). Say which, and how to refresh them."""
+    from edgeleuk.ood import fingerprint
+
+    if previous is None or previous.ood is None or fitted is None or fingerprint(previous.ood) == fingerprint(fitted):
+        return
+    stale = [v.name for v in previous.variants if v.format in ("tflite", "onnx") and v.name not in converted]
+    if stale:
+        print(f"note: the out-of-distribution statistics came out slightly different from the earlier conversion's; "
+              f"{', '.join(stale)} keep score layers built from the earlier ones and will score with numpy: "
+              f"convert them again too (--variants {','.join(sorted(converted | set(stale)))})", flush=True)
 
 
 def _kept_gate(previous: Manifest | None, fitted):
