@@ -37,6 +37,16 @@ def test_score_layers_give_the_numpy_score_and_decisions(converted, variant):
     assert listed.metrics["score_layers_max_diff"] <= 1e-4  # convert checked the same on its validation views
 
 
+@pytest.mark.parametrize("variant", ["tflite-int8", "onnx-int8", "onnx-fp32"])
+def test_every_packaged_file_scores_in_its_own_layers(variant):
+    """A partial re-conversion refits the statistics: every shipped file must still carry layers built
+    from the manifest's, or the device scores with numpy and says so at every start."""
+    from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR
+
+    clf = load(DEFAULT_MODEL_DIR, variant=variant)
+    assert clf.score_index is not None and clf.backend.output_names[clf.score_index] == score_output_name(clf.ood.stats)
+
+
 def test_other_statistics_than_the_layers_score_with_numpy(converted, tmp_path, capfd):
     """A manifest whose thresholds were changed after conversion: the layers would answer for the
     old ones, so the runtime says so and scores with numpy, under the new thresholds."""
