@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [] if args.gpu_only else plan(args, folder)
         if jobs:
             print(f"measuring {len(jobs)} configurations, {1 if args.quick else args.rounds} round(s) each, each in its own process"
-                  + ("" if args.quick else " (--quick: one round, one thread setting, batch 1: about a minute)"), flush=True)
+                  + ("" if args.quick else " (--quick: one round, one thread setting, batch 1: under a minute)"), flush=True)
         rows = run_rounds(jobs, 1 if args.quick else args.rounds, report, None if args.quick else args.max_rounds)
         if args.gpu_only and gpu.get("source") != "measured here":
             raise UserError(f"--gpu-only: no GPU reference measured here ({gpu.get('skipped', gpu.get('source'))})")
