@@ -74,6 +74,19 @@ def kernel_warnings(folder: Path | None, cpu: CpuInfo) -> list[str]:
             if v.format == "onnx" and v.precision == "int8" and not covered(cpu.int8_family, v.kernels_checked)]
 
 
+def int8_variant_lines(clf, cpu: CpuInfo) -> list[str]:
+    """The model folder's int8 variants here: their speeds with the fastest named, and a warning for
+    each ONNX int8 file never checked under this CPU's kernels."""
+    folder = clf.path.parent if clf.variant is not None else None
+    speeds = timed_variants(folder, clf.backend.threads)
+    lines = []
+    if len(speeds) > 1:
+        fastest = min(speeds, key=speeds.get)
+        lines.append(f"  int8 speed here (p50 of 20 frames, {clf.backend.threads} threads): "
+                     + ", ".join(f"{k} {v:.2f} ms" for k, v in speeds.items()) + f"; fastest: {fastest.split(' ')[0]} (--variant)")
+    return lines + [f"  warning: {w}" for w in kernel_warnings(folder, cpu)]
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from edgeleuk import __version__
@@ -140,14 +153,8 @@ def main(argv: list[str]) -> int:
                   f"leukocyte area ≥ {q.min_leukocyte_fraction:.2%})")
         else:
             print("  quality gate: the default limits (the model carries none)")
-        folder = clf.path.parent if clf.variant is not None else None
-        speeds = timed_variants(folder, clf.backend.threads)
-        if len(speeds) > 1:
-            fastest = min(speeds, key=speeds.get)
-            print(f"  int8 speed here (p50 of 20 frames, {clf.backend.threads} threads): "
-                  + ", ".join(f"{k} {v:.2f} ms" for k, v in speeds.items()) + f"; fastest: {fastest.split(' ')[0]} (--variant)")
-        for warning in kernel_warnings(folder, cpu):
-            print(f"  warning: {warning}")
+        for line in int8_variant_lines(clf, cpu):
+            print(line)
     except UserError as exc:
         problems.append(f"model: {exc}")
     if problems:
