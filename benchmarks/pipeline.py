@@ -189,7 +189,7 @@ def inference_step_cost_us(shipped: str, stripped: str, threads: int, clip: Path
     file without them reading the probabilities only, each call after a frame's preprocessing and gate
     as in the run loop (the interpreter's drift between runs is far larger than the difference, so
     the run loop's own timings cannot show it). An interpreter has a speed of its own (pairs of fresh
-    ones differed by -22 to +116 µs, seventh session), so each comparison runs on `pairs` fresh pairs
+    ones differed by -22 to +116 µs, 2026-12-01, commit 2e610a9), so each comparison runs on `pairs` fresh pairs
     and gives the median of their differences and the pairs' range."""
     import dataclasses
 

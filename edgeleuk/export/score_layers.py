@@ -1,6 +1,6 @@
 """The out-of-distribution score as layers of the exported TFLite and ONNX files, so the runtime computes
 it with the features: 0.29-0.44× the time of reading the features and scoring them with numpy,
-whose many small calls run with caches cold after inference (benchmarks/README.md, "Fifth session").
+whose many small calls run with caches cold after inference (benchmarks/README.md, 2026-12-01, commit 8476e8c).
 
 Float layers are appended after the file's own (quantized) feature outputs, which stay as they are:
 dequantize, each space's whitening, concatenate, the squared differences to every class centre, one
