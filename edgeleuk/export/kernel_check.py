@@ -5,6 +5,7 @@ AVX2 machine. An emulator is trusted only after the int8 probe gives that family
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -42,8 +43,10 @@ class KernelCheck:
         return not self.failed
 
 
+@functools.lru_cache(maxsize=1)
 def emulator() -> str | None:
-    """qemu-x86_64 7.2 or newer on an x86-64 machine (older TCG has no AVX2), else None."""
+    """qemu-x86_64 7.2 or newer on an x86-64 machine (older TCG has no AVX2), else None; asked once a
+    process (a conversion checks each file and starts the worker twice)."""
     if not read_cpu().x86:
         return None
     path = shutil.which("qemu-x86_64")
