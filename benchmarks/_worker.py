@@ -79,11 +79,12 @@ def runtime_job(job: dict) -> dict:
 def _accuracy(job: dict, spec, predict) -> dict:
     from pathlib import Path
 
-    from edgeleuk.evaluate.report import split_images
+    from edgeleuk.evaluate.report import model_classes, split_images
     from edgeleuk.evaluate.metrics import classification_metrics
 
-    images, labels, note = split_images(job["data"], spec, job.get("split"), "test", Path(job["model"]))
-    m = classification_metrics(labels, predict(images))
+    classes = model_classes(job["model"])
+    images, labels, note = split_images(job["data"], spec, job.get("split"), "test", Path(job["model"]), classes)
+    m = classification_metrics(labels, predict(images), classes.labels)
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "accuracy_n": m["n"]}
 
 

@@ -362,9 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    md = f"# Latency\n\nmachine: {facts['cpu_summary']}, {facts['cores']} cores, {facts['os']}\n\n{gpu_line(gpu)}\n\n{table(rows, gpu)}\n"
+    labels = list(read_manifest(folder).labels)
+    md = (f"# Latency\n\nmachine: {facts['cpu_summary']}, {facts['cores']} cores, {facts['os']}\n\n"
+          f"model: {folder} ({len(labels)} classes: {', '.join(labels)})\n\n{gpu_line(gpu)}\n\n{table(rows, gpu)}\n")
     clean = [{k: v for k, v in r.items() if k not in ("model", "backend_arg", "kind")} for r in rows]
-    atomic_write_text(out / "results.json", json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": facts, "gpu_reference": gpu, "rows": clean}, indent=2) + "\n")
+    atomic_write_text(out / "results.json", json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": facts, "labels": labels, "gpu_reference": gpu, "rows": clean}, indent=2) + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()

@@ -5,8 +5,6 @@ Research use only: not a diagnostic device. Importing this package imports nothi
 
 __version__ = "0.1.0"
 
-LABELS: tuple[str, ...] = ("Benign", "Early", "Pre", "Pro")
-
 # ONNX Runtime 1.32's Linux wheels write a device id and a usage database under
 # ~/.cache/Microsoft/DeveloperTools/.onnxruntime/ and $TMPDIR/.ses when a session starts, and
 # `disable_telemetry_events()` comes too late to stop it. ORT_DISABLE_TELEMETRY=1 (read by 1.32)

@@ -1,8 +1,8 @@
 """Find the labelled images in a folder, in any of the layouts users download.
 
-Accepted: `DIR/{Benign,Early,Pre,Pro}`, the Kaggle `DIR/Original/<class>` parent (the Segmented
-copy beside it is ignored unless asked for), and the 4-class Kaggle copy's folder names
-(`Benign`, `[Malignant] early Pre-B`, `[Malignant] Pre-B`, `[Malignant] Pro-B`).
+One sub-folder per class (`DIR/<class>/**/*.jpg`; a sub-folder inside a class folder is a sample or
+patient: see edgeleuk.groups), or the Kaggle `DIR/Original/<class>` parent (the Segmented copy
+beside it is ignored). Which folder is which class: edgeleuk.classes.
 Device-safe: stdlib, numpy and OpenCV only.
 """
 
@@ -15,17 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeleuk import LABELS
+from edgeleuk.classes import ClassMap, class_map
 from edgeleuk.errors import UserError
 from edgeleuk.preprocess import IMAGE_SUFFIXES, ImageError, decode_image
 
 MIN_PER_CLASS = 10
-_ALIASES = {
-    "benign": "Benign", "hematogone": "Benign", "hematogones": "Benign",
-    "early": "Early", "earlypreb": "Early", "malignantearlypreb": "Early", "malignantearly": "Early",
-    "pre": "Pre", "preb": "Pre", "malignantpreb": "Pre", "malignantpre": "Pre",
-    "pro": "Pro", "prob": "Pro", "malignantprob": "Pro", "malignantpro": "Pro",
-}
 
 
 @dataclass(frozen=True)
@@ -34,10 +28,8 @@ class Sample:
     label: str
     sha256: str
     number: int | None  # the file's sequence number, for patient-block splitting
-
-    @property
-    def class_index(self) -> int:
-        return LABELS.index(self.label)
+    class_index: int = 0  # the label's place in the class map's labels
+    subfolder: str | None = None  # the first folder below the class folder (a sample or patient), if any
 
 
 @dataclass(frozen=True)
@@ -45,12 +37,14 @@ class Scan:
     samples: tuple[Sample, ...]
     skipped: tuple[tuple[Path, str], ...]  # (file, why) for corrupt or unreadable files
     root: Path
+    classes: ClassMap = ClassMap(("",))
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.classes.labels
 
-def class_of(folder_name: str) -> str | None:
-    """Map a class folder name from any known layout to one of LABELS (None when unknown)."""
-    key = re.sub(r"[^a-z]", "", folder_name.lower())
-    return _ALIASES.get(key)
+    def counts(self) -> dict[str, int]:
+        return {label: sum(s.label == label for s in self.samples) for label in self.labels}
 
 
 def file_number(name: str) -> int | None:
@@ -65,62 +59,82 @@ def class_root(root: Path) -> Path:
     if not root.exists():
         raise UserError(f"data folder {root} does not exist")
     if not root.is_dir():
-        raise UserError(f"{root} is not a folder; expected one sub-folder per class ({', '.join(LABELS)})")
+        raise UserError(f"{root} is not a folder; expected one sub-folder per class")
     for parent in ("Original", "original"):
         if (root / parent).is_dir():
             return root / parent
     return root
 
 
-def scan(root: str | Path, check_decode: bool = True) -> Scan:
-    """List every labelled image under root; corrupt files are skipped and listed, not fatal.
-
-    Raises UserError for: a missing or empty folder, an unknown class folder, a missing class or
-    one with fewer than MIN_PER_CLASS images, and the same file under two classes.
-    """
-    root = class_root(Path(root))
+def _class_folders(root: Path, classes: ClassMap) -> dict[str, list[Path]]:
+    """label → its folders; every folder must be a class of the map."""
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     folders = [p for p in folders if p.name.lower() != "segmented"]
-    if not folders:
-        raise UserError(f"{root} holds no class folders; expected {', '.join(LABELS)} (or Original/<class>)")
+    found: dict[str, list[Path]] = {}
+    for folder in folders:
+        label = classes.label_of(folder.name)
+        if label is None:
+            raise UserError(f"unknown class folder {folder.name!r} in {root}; the classes are {classes.describe()}"
+                            " (name the folders so, or map them with --classes label=folder+folder)")
+        if label in found and label not in classes.folders:
+            raise UserError(f"two folders map to class {label}: {found[label][0].name!r} and {folder.name!r}")
+        found.setdefault(label, []).append(folder)
+    return found
+
+
+def _check_counts(root: Path, found: dict[str, list[Path]], counts: dict[str, int], require_all: bool) -> None:
+    missing = [label for label in counts if label not in found]
+    if missing and require_all:
+        raise UserError(f"{root}: no folder for class {', '.join(missing)}; the classes are {', '.join(counts)}")
+    few = {k: v for k, v in counts.items() if v < MIN_PER_CLASS and (require_all or k in found)}
+    if few:
+        detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
+        raise UserError(f"too few readable images in {', '.join(few)} ({detail}); each class needs at least {MIN_PER_CLASS}")
+
+
+def scan(root: str | Path, check_decode: bool = True, classes: "str | ClassMap | None" = None,
+         require_all: bool = True) -> Scan:
+    """List every labelled image under root; corrupt files are skipped and listed, not fatal.
+
+    `classes`: a --classes string or a model's ClassMap (None: every class folder, sorted).
+    Raises UserError for: a missing or empty folder, an unknown class folder, fewer than two classes,
+    a missing class (unless not `require_all`) or one with fewer than MIN_PER_CLASS images, and the
+    same file under two classes.
+    """
+    root = class_root(Path(root))
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name.lower() != "segmented")
+    if not names:
+        raise UserError(f"{root} holds no class folders; expected one sub-folder per class (or Original/<class>)")
+    cmap = class_map(classes, names, str(root))
+    found = _class_folders(root, cmap)
     samples: list[Sample] = []
     skipped: list[tuple[Path, str]] = []
     seen: dict[str, Sample] = {}
-    found_classes: dict[str, Path] = {}
-    for folder in folders:
-        label = class_of(folder.name)
-        if label is None:
-            raise UserError(f"unknown class folder {folder.name!r} in {root}; expected {', '.join(LABELS)} "
-                            "or the Kaggle names ('[Malignant] early Pre-B', …)")
-        if label in found_classes:
-            raise UserError(f"two folders map to class {label}: {found_classes[label].name!r} and {folder.name!r}")
-        found_classes[label] = folder
-        for path in sorted(folder.rglob("*")):
-            if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            data = path.read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
-            if check_decode:
-                try:
-                    decode_image(np.frombuffer(data, dtype=np.uint8), path)  # the bytes already read, not the file again
-                except ImageError as exc:
-                    skipped.append((path, str(exc).split(": ", 1)[-1]))
+    for label, folders in found.items():
+        for folder in folders:
+            for path in sorted(folder.rglob("*")):
+                if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
-            if digest in seen and seen[digest].label != label:
-                raise UserError(f"the same image is under two classes: {seen[digest].path} ({seen[digest].label}) "
-                                f"and {path} ({label}); remove one")
-            sample = Sample(path=path, label=label, sha256=digest, number=file_number(path.name))
-            seen.setdefault(digest, sample)
-            samples.append(sample)
-    counts = {label: sum(s.label == label for s in samples) for label in LABELS}
-    missing = [label for label in LABELS if label not in found_classes]
-    if missing:
-        raise UserError(f"{root}: no folder for class {', '.join(missing)}; expected {', '.join(LABELS)}")
-    few = {k: v for k, v in counts.items() if v < MIN_PER_CLASS}
-    if few:
-        detail = ", ".join(f"{k}: {v}" for k, v in few.items())
-        raise UserError(f"too few readable images ({detail}); each class needs at least {MIN_PER_CLASS}")
-    return Scan(samples=tuple(samples), skipped=tuple(skipped), root=root)
+                data = path.read_bytes()
+                digest = hashlib.sha256(data).hexdigest()
+                if check_decode:
+                    try:
+                        decode_image(np.frombuffer(data, dtype=np.uint8), path)  # the bytes already read, not the file again
+                    except ImageError as exc:
+                        skipped.append((path, str(exc).split(": ", 1)[-1]))
+                        continue
+                if digest in seen and seen[digest].label != label:
+                    raise UserError(f"the same image is under two classes: {seen[digest].path} ({seen[digest].label}) "
+                                    f"and {path} ({label}); remove one")
+                inner = path.relative_to(folder).parts
+                sample = Sample(path=path, label=label, sha256=digest, number=file_number(path.name),
+                                class_index=cmap.labels.index(label), subfolder=inner[0] if len(inner) > 1 else None)
+                seen.setdefault(digest, sample)
+                samples.append(sample)
+    samples.sort(key=lambda s: (s.class_index, str(s.path)))
+    result = Scan(samples=tuple(samples), skipped=tuple(skipped), root=root, classes=cmap)
+    _check_counts(root, found, result.counts(), require_all)
+    return result
 
 
 def load_arrays(samples, spec=None, progress: bool = True):

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeleuk import LABELS
+from edgeleuk.classes import KNOWN_DATASET, ClassMap
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text, read_text
 from edgeleuk.strict import checked
 
-SCHEMA_VERSION = 4  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler; 3: `quality`;
-# 4: each variant's `kernels_checked`
+SCHEMA_VERSION = 5  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler; 3: `quality`;
+# 4: each variant's `kernels_checked`; 5: labels from the data, `class_folders`
 MANIFEST_NAME = "manifest.json"
 FORMATS = ("keras", "tflite", "onnx")
 VARIANT_NAMES = ("keras", "tflite-fp32", "tflite-fp16", "tflite-int8", "tflite-dynamic", "onnx-fp32", "onnx-int8")
@@ -194,7 +194,8 @@ class Variant:
 class Manifest:
     """Everything a stage needs to know about a set of artifacts."""
 
-    labels: tuple[str, ...] = LABELS
+    labels: tuple[str, ...] = ()  # the classes in output order, from the training data's folders
+    class_folders: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label → the folders it merged (--classes a=x+y)
     model: dict[str, Any] = field(default_factory=dict)
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     variants: tuple[Variant, ...] = ()
@@ -212,6 +213,10 @@ class Manifest:
                 return v
         known = ", ".join(v.name for v in self.variants) or "none"
         raise UserError(f"Received: variant={name!r}; this manifest has: {known}")
+
+    def classes(self) -> ClassMap:
+        """The class map later stages read data folders with: the same folders as in training."""
+        return ClassMap(self.labels, dict(self.class_folders))
 
     def with_variants(self, variants: list[Variant]) -> "Manifest":
         """Replace variants of the same name in place, add new ones at the end (convert adds, never drops)."""
@@ -263,7 +268,13 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
         variants.append(Variant(**v))
     data["preprocess"] = PreprocessSpec(**spec)
     data["variants"] = tuple(variants)
-    data["labels"] = tuple(data.get("labels", LABELS))
+    if "labels" not in data and version >= 5:
+        raise UserError("manifest: no labels; expected the class names in output order")
+    data["labels"] = tuple(data.get("labels", KNOWN_DATASET))  # before schema 5 every model had the known dataset's
+    folders = data.get("class_folders", {})
+    if not isinstance(folders, dict) or not all(isinstance(v, (list, tuple)) for v in folders.values()):
+        raise UserError("manifest: class_folders must map each label to a list of folder names")
+    data["class_folders"] = {str(k): tuple(str(n) for n in v) for k, v in folders.items()}
     if data.get("ood") is not None:
         data["ood"] = read_ood(data["ood"])
     if data.get("quality") is not None:
@@ -340,3 +351,14 @@ def verify_variant(folder: str | os.PathLike, variant: Variant) -> Path:
     if actual != variant.sha256:
         raise UserError(f"{path}: sha256 {actual[:12]}… does not match the manifest ({variant.sha256[:12]}…); the file was changed or is corrupt")
     return path
+
+
+def classes_beside(model_file: Path, labels: tuple[str, ...]) -> ClassMap:
+    """The class map of the manifest beside a model file when it lists the file's labels; else the
+    labels alone (each reads the folder of its own name)."""
+    listed = Path(model_file).parent / MANIFEST_NAME
+    if listed.is_file():
+        classes = read_manifest(listed).classes()
+        if classes.labels == tuple(labels):
+            return classes
+    return ClassMap(tuple(labels))

@@ -1,9 +1,9 @@
 """A deterministic, leakage-aware train/test/val split, written to and read from `split.json`.
 
-Neighbouring file numbers share a patient and staining session, so images are grouped into blocks
-of consecutive numbers (`number // block_size`, the same block whatever subset of files is present),
-byte-identical files are merged into one group, and whole groups are assigned to parts, stratified
-per class, to reach 70/20/10 (train/test/val, the study's proportions).
+Images are split by group (edgeleuk.groups: sample folders, a CSV, or runs of file numbers), with
+byte-identical files merged into one group, and whole groups are assigned to parts, stratified per
+class, to reach 70/20/10 (train/test/val, the study's proportions). A group that holds more than one
+class is placed first, whole, where the parts lack most.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeleuk import LABELS
 from edgeleuk.dataset import Sample
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text, read_text
+from edgeleuk.groups import BLOCK_SIZE
 
 PARTS = ("train", "test", "val")
 FRACTIONS = {"train": 0.7, "test": 0.2, "val": 0.1}
-BLOCK_SIZE = 20
 SPLIT_VERSION = 1
 
 
@@ -40,8 +39,8 @@ class Split:
         return [s for s in samples if self.assignment.get(s.path) == name]
 
 
-def _groups(samples: list[Sample], block_size: int) -> list[list[Sample]]:
-    """Union of (class, number block) and byte-identical files; files without a number stand alone."""
+def _groups(samples: list[Sample], group_of: dict[Path, str]) -> list[list[Sample]]:
+    """Union of groups and byte-identical files."""
     parent = list(range(len(samples)))
 
     def find(i: int) -> int:
@@ -52,10 +51,7 @@ def _groups(samples: list[Sample], block_size: int) -> list[list[Sample]]:
 
     first: dict[object, int] = {}
     for i, s in enumerate(samples):
-        keys = [("sha", s.sha256)]
-        if s.number is not None:
-            keys.append(("block", s.label, s.number // block_size))
-        for key in keys:
+        for key in (("sha", s.sha256), ("group", group_of[s.path])):
             if key in first:
                 parent[find(i)] = find(first[key])
             else:
@@ -66,29 +62,52 @@ def _groups(samples: list[Sample], block_size: int) -> list[list[Sample]]:
     return list(groups.values())
 
 
-def make_split(samples: tuple[Sample, ...], seed: int = 42, block_size: int = BLOCK_SIZE) -> Split:
-    """Assign whole groups to parts so each class gets close to 70/20/10 of its images."""
+def _assign(groups: list[list[Sample]], totals: dict[str, int], filled: dict[str, dict[str, int]], assignment: dict[Path, str]) -> None:
+    """Each group in turn goes to the part furthest below its target share of the group's classes."""
+    for group in groups:
+        held = defaultdict(int)
+        for s in group:
+            held[s.label] += 1
+        part = max(PARTS, key=lambda p: sum(n * (FRACTIONS[p] * totals[c] - filled[c][p]) / totals[c] for c, n in held.items()))
+        for c, n in held.items():
+            filled[c][part] += n
+        for s in group:
+            assignment[s.path] = part
+
+
+def make_split(samples: tuple[Sample, ...], seed: int = 42, block_size: int = BLOCK_SIZE,
+               group_of: dict[Path, str] | None = None) -> Split:
+    """Assign whole groups to parts so each class gets close to 70/20/10 of its images.
+
+    `group_of`: sample path → group (edgeleuk.groups); None: runs of `block_size` file numbers."""
+    if group_of is None:
+        from edgeleuk.dataset import Scan
+        from edgeleuk.groups import assign_groups
+
+        group_of = assign_groups(Scan(samples=tuple(samples), skipped=(), root=Path(".")), "blocks", block_size).of
+    ordered = sorted(samples, key=lambda s: (s.class_index, s.number or -1, str(s.path)))
+    groups = _groups(ordered, group_of)
+    totals: dict[str, int] = defaultdict(int)
+    for s in samples:
+        totals[s.label] += 1
+    filled = {c: {p: 0 for p in PARTS} for c in totals}
     assignment: dict[Path, str] = {}
+    mixed = sorted((g for g in groups if len({s.label for s in g}) > 1), key=lambda g: min(str(s.path) for s in g))
+    random.Random(seed + 1).shuffle(mixed)
+    _assign(mixed, totals, filled, assignment)
     rng = random.Random(seed)
-    for label in LABELS:
-        members = sorted((s for s in samples if s.label == label), key=lambda s: (s.number or -1, str(s.path)))
-        groups = _groups(members, block_size)
-        groups.sort(key=lambda g: min(str(s.path) for s in g))
-        rng.shuffle(groups)
-        total = len(members)
-        filled = {p: 0 for p in PARTS}
-        for group in groups:
-            # the part furthest below its target share takes the next group
-            part = max(PARTS, key=lambda p: FRACTIONS[p] * total - filled[p])
-            filled[part] += len(group)
-            for s in group:
-                assignment[s.path] = part
+    for label in sorted(totals, key=lambda c: min(s.class_index for s in samples if s.label == c)):
+        own = sorted((g for g in groups if {s.label for s in g} == {label}), key=lambda g: min(str(s.path) for s in g))
+        rng.shuffle(own)
+        _assign(own, totals, filled, assignment)
     return Split(assignment=assignment, seed=seed, block_size=block_size)
 
 
-def write_split(path: str | Path, split: Split, samples: tuple[Sample, ...], root: Path) -> None:
+def write_split(path: str | Path, split: Split, samples: tuple[Sample, ...], root: Path,
+                group_of: dict[Path, str] | None = None) -> None:
     rows = [
         {"file": str(s.path.relative_to(root)), "class": s.label, "sha256": s.sha256, "part": split.assignment[s.path]}
+        | ({"group": group_of[s.path]} if group_of else {})
         for s in samples
     ]
     doc = {"version": SPLIT_VERSION, "seed": split.seed, "block_size": split.block_size,

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeleuk import LABELS
+from edgeleuk.classes import KNOWN_DATASET as LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -50,7 +50,7 @@ def test_int8_variants_keep_the_decisions_of_a_model_that_has_learned(dataset, t
     import keras
 
     from conftest import smear
-    from edgeleuk import LABELS
+    from edgeleuk.classes import KNOWN_DATASET as LABELS
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((64, 64, 3), name="image")

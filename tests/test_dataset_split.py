@@ -4,7 +4,8 @@ from collections import Counter
 import pytest
 
 from conftest import make_dataset
-from edgeleuk.dataset import class_of, file_number, scan
+from edgeleuk.classes import known_alias as class_of
+from edgeleuk.dataset import file_number, scan
 from edgeleuk.errors import UserError
 from edgeleuk.split import make_split, read_split, write_split
 
@@ -39,9 +40,11 @@ def test_bad_layouts(tmp_path):
     with pytest.raises(UserError, match="no class folders"):
         scan(tmp_path / "empty")
     make_dataset(tmp_path / "d", per_class=12)
-    (tmp_path / "d" / "Healthy").mkdir()
-    with pytest.raises(UserError, match="unknown class folder 'Healthy'"):
+    (tmp_path / "d" / "Healthy").mkdir()  # any folder is a class: an empty one is named with every count
+    with pytest.raises(UserError, match=r"too few readable images in Healthy \(Benign: 12, Early: 12, Healthy: 0, Pre: 12, Pro: 12\)"):
         scan(tmp_path / "d")
+    with pytest.raises(UserError, match="unknown class folder 'Healthy'.*--classes"):
+        scan(tmp_path / "d", classes="Benign,Early,Pre,Pro")
     make_dataset(tmp_path / "few", per_class=3)
     with pytest.raises(UserError, match="too few"):
         scan(tmp_path / "few")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import cli, smear
-from edgeleuk import LABELS
+from edgeleuk.classes import KNOWN_DATASET as LABELS
 from edgeleuk.degrade import rescale
 from edgeleuk.errors import UserError
 from edgeleuk.manifest import SCHEMA_VERSION, manifest_from_dict, manifest_to_dict, read_manifest, write_manifest

@@ -290,7 +290,7 @@ def test_a_host_command_error_is_the_only_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = cli("convert", "--data", str(empty), "--out", str(tmp_path / "out"), check_rc=1)
-    assert proc.stderr.strip().splitlines() == [f"edgeleuk convert: error: {empty} holds no class folders; expected Benign, Early, Pre, Pro (or Original/<class>)"]
+    assert proc.stderr.strip().splitlines() == [f"edgeleuk convert: error: {empty} holds no class folders; expected one sub-folder per class (or Original/<class>)"]
 
 
 def test_an_image_with_too_many_pixels_is_one_unreadable_frame(converted, frames_dir, tmp_path):

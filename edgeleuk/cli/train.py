@@ -7,7 +7,12 @@ import argparse
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeleuk train", description=__doc__)
-    p.add_argument("--data", required=True, help="folder with one sub-folder per class (Benign, Early, Pre, Pro), or the Kaggle layout")
+    p.add_argument("--data", required=True, help="folder with one sub-folder per class (any names, at least two), or the Kaggle layout")
+    p.add_argument("--classes", help="the labels' order, a,b,c; or folders merged into one label: healthy=Benign,blast=Early+Pre+Pro "
+                                     "(default: every class folder, sorted; the ALL dataset's in its own order)")
+    p.add_argument("--groups", default="auto",
+                   help="what must never cross the split (a patient, a slide): folders (class/patient/*.jpg), blocks "
+                        "(runs of 20 file numbers), files, or a CSV of file,group (default auto: folders, else blocks, else files)")
     p.add_argument("--out", default="runs/train", help="run folder to write (default: runs/train)")
     p.add_argument("--overwrite", action="store_true", help="replace the trained model already in --out (all its files go)")
     p.add_argument("--weights", default="imagenet", help="imagenet (default), none, or a backbone .weights.h5 path")
@@ -55,7 +60,7 @@ def main(argv: list[str]) -> int:
 
     sigterm_as_interrupt()  # like Ctrl-C: the best weights so far, a complete run folder
 
-    config = TrainConfig(data=args.data, out=args.out, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
+    config = TrainConfig(data=args.data, out=args.out, classes=args.classes, groups=args.groups, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
                          split=args.split, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from, augment=args.augment, outliers=args.outliers,
                          fine_tune_epochs=args.fine_tune_epochs, fine_tune_patience=args.fine_tune_patience, fine_tune_learning_rate=args.fine_tune_learning_rate,

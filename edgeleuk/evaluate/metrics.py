@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from edgeleuk import LABELS
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
@@ -34,10 +33,13 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     return float(ece)
 
 
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...] = LABELS) -> dict[str, Any]:
-    """Accuracy with its 95% CI, per-class and macro precision/recall/F1, confusion matrix, ECE."""
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Accuracy with its 95% CI, per-class and macro precision/recall/F1, confusion matrix, ECE.
+
+    `labels`: the class names in output order (None: class_0, class_1, … for figures that need none)."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+    labels = labels or tuple(f"class_{i}" for i in range(probs.shape[1]))
     y_true = np.asarray(y_true)
     y_pred = probs.argmax(axis=1)
     index = list(range(len(labels)))
@@ -62,18 +64,30 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[
     }
 
 
+def weak_classes(m: dict[str, Any], points: float = 2.0) -> list[str]:
+    """Classes whose recall is more than `points` below the mean recall of the other classes."""
+    recall = {k: row["recall"] for k, row in m["per_class"].items() if row["support"]}
+    if len(recall) < 2:
+        return []
+    return [k for k, r in recall.items()
+            if (sum(v for c, v in recall.items() if c != k) / (len(recall) - 1) - r) * 100 > points]
+
+
 def format_metrics(m: dict[str, Any], title: str = "") -> str:
     """A terminal table of the metrics."""
     lo, hi = m["accuracy_ci95"]
+    labels = m["labels"]
+    w = max(8, *(len(name) + 2 for name in labels))
     lines = [title] if title else []
     lines.append(f"accuracy {m['accuracy']*100:.2f}% (95% CI {lo*100:.1f}–{hi*100:.1f}%, n={m['n']})  "
                  f"macro P {m['macro_precision']:.4f}  R {m['macro_recall']:.4f}  F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}")
-    lines.append(f"{'class':<8}{'precision':>10}{'recall':>9}{'f1':>8}{'support':>9}")
+    lines.append(f"{'class':<{w}}{'precision':>10}{'recall':>9}{'f1':>8}{'support':>9}")
     for label, row in m["per_class"].items():
-        lines.append(f"{label:<8}{row['precision']:>10.4f}{row['recall']:>9.4f}{row['f1']:>8.4f}{row['support']:>9d}")
-    labels = m["labels"]
+        lines.append(f"{label:<{w}}{row['precision']:>10.4f}{row['recall']:>9.4f}{row['f1']:>8.4f}{row['support']:>9d}")
     lines.append("confusion (rows: true, columns: predicted)")
-    lines.append(" " * 8 + "".join(f"{name:>8}" for name in labels))
+    lines.append(" " * w + "".join(f"{name:>{w}}" for name in labels))
     for name, row in zip(labels, m["confusion"]):
-        lines.append(f"{name:<8}" + "".join(f"{v:>8d}" for v in row))
+        lines.append(f"{name:<{w}}" + "".join(f"{v:>{w}d}" for v in row))
+    for name in weak_classes(m):
+        lines.append(f"note: {name} recall {m['per_class'][name]['recall']*100:.1f}% is more than 2 points below the other classes'")
     return "\n".join(lines)

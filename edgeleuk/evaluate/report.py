@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeleuk.classes import KNOWN_DATASET, ClassMap
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text
 from edgeleuk.manifest import PreprocessSpec
@@ -23,6 +24,7 @@ class Loaded:
     name: str
     folder: Path  # where a split.json may sit
     classifier: Any = None  # the runtime Classifier (None for a Keras model)
+    classes: ClassMap = ClassMap(KNOWN_DATASET)  # the model's labels and the folders they read
 
     def judged(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and the in-distribution decision per image (None: the model cannot judge)."""
@@ -36,31 +38,49 @@ class Loaded:
 
 def load_predictor(model: str | Path | None, variant: str | None = None, threads: int | None = None) -> Loaded:
     """A batch predictor for a .keras file (Keras on the host) or anything the runtime loads."""
-    from edgeleuk.manifest import read_manifest
+    from edgeleuk.manifest import classes_beside, read_manifest
 
     path = Path(model) if model else None
     if path is not None and path.suffix == ".keras":
         from edgeleuk.keras_file import load_keras
 
         net = load_keras(path, "model")
-        spec = read_manifest(path.parent).preprocess if (path.parent / "manifest.json").is_file() else PreprocessSpec(size=int(net.input_shape[1]))
-        return Loaded(lambda x: net.predict(x, batch_size=32, verbose=0), spec, path.name, path.parent)
+        if (path.parent / "manifest.json").is_file():
+            manifest = read_manifest(path.parent)
+            spec, classes = manifest.preprocess, manifest.classes()
+        else:  # a bare model file: labels as convert would give them
+            spec, classes = PreprocessSpec(size=int(net.input_shape[1])), _bare_classes(int(net.output_shape[-1]))
+        return Loaded(lambda x: net.predict(x, batch_size=32, verbose=0), spec, path.name, path.parent, classes=classes)
     from edgeleuk.export.parity import predict_all
     from edgeleuk.runtime import load
 
     clf = load(path, variant=variant, threads=threads)
     folder = path if path is not None and path.is_dir() else clf.path.parent
-    return Loaded(lambda x: predict_all(clf, x), clf.spec, clf.name, folder, clf)
+    return Loaded(lambda x: predict_all(clf, x), clf.spec, clf.name, folder, clf, classes_beside(clf.path, clf.labels))
 
 
-def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, model_folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
+def model_classes(model: str | Path) -> ClassMap:
+    """The class map of a model file or folder, from its manifest (the known dataset's without one)."""
+    from edgeleuk.manifest import read_manifest
+
+    path = Path(model)
+    listed = path / "manifest.json" if path.is_dir() else path.parent / "manifest.json"
+    return read_manifest(listed).classes() if listed.is_file() else ClassMap(KNOWN_DATASET)
+
+
+def _bare_classes(outputs: int) -> ClassMap:
+    return ClassMap(KNOWN_DATASET if outputs == len(KNOWN_DATASET) else tuple(f"class_{i}" for i in range(outputs)))
+
+
+def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, model_folder: Path,
+                 classes: ClassMap) -> tuple[np.ndarray, np.ndarray, str]:
     """The images of one split part; the split is --split, else split.json beside the model, else made
     anew. A folder none of whose images the model's split lists (your own labelled images) is
     evaluated whole: the model never saw any of them."""
     from edgeleuk.dataset import load_arrays, scan
     from edgeleuk.split import listed_hashes, make_split, read_split
 
-    found = scan(data)
+    found = scan(data, classes=classes, require_all=False)
     split_file = Path(split) if split else model_folder / "split.json"
     known = set() if split or not split_file.is_file() else listed_hashes(split_file)
     if not split and split_file.is_file() and not any(s.sha256 in known for s in found.samples):
@@ -99,8 +119,8 @@ def evaluate(model: str | None, data: str, split: str | None = None, part: str =
     if out:
         writable_folder(out, "--out")  # before the model and the images load
     loaded = load_predictor(model, variant, threads)
-    images, labels, note = split_images(data, loaded.spec, split, part, loaded.folder)
-    metrics = classification_metrics(labels, loaded.predict(images))
+    images, labels, note = split_images(data, loaded.spec, split, part, loaded.folder, loaded.classes)
+    metrics = classification_metrics(labels, loaded.predict(images), loaded.classes.labels)
     metrics.update(model=loaded.name, data=note)
     print(format_metrics(metrics, f"{loaded.name} on the {note}:"))
     if out:
@@ -137,7 +157,7 @@ def _ood(loaded: Loaded, data: str, split: str | None, out: str | None, test: np
 
     if loaded.classifier is None:
         raise UserError("--ood runs the device's run loop: pass a conversion folder or a .tflite/.onnx file, not a .keras model")
-    parts = {p: split_images(data, loaded.spec, split, p, loaded.folder)[:2] for p in ("train", "val")}
+    parts = {p: split_images(data, loaded.spec, split, p, loaded.folder, loaded.classes)[:2] for p in ("train", "val")}
     parts["test"] = (test, test_labels)
     sets = build_ood_sets(test)
     result = ood_evaluation(loaded.classifier, parts, sets)

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from edgeleuk import __version__
+from edgeleuk.classes import KNOWN_DATASET, ClassMap
 from edgeleuk.errors import UsageError, UserError
 from edgeleuk.export.quiet import quiet
 from edgeleuk.export.recipes import QuantizationConfig, load_recipes
 from edgeleuk.files import atomic_write_text
-from edgeleuk.manifest import (MANIFEST_NAME, Manifest, PreprocessSpec, Variant, embedded_info, read_manifest, sha256_file,
+from edgeleuk.manifest import (MANIFEST_NAME, SCHEMA_VERSION, Manifest, PreprocessSpec, Variant, embedded_info, read_manifest, sha256_file,
                                write_manifest)
 from edgeleuk.runtime.embedded import EMBEDDED_NAME
 from edgeleuk.train.model import with_features
@@ -65,7 +66,8 @@ def _load_keras(path: Path):
     return load_keras(path, "model")
 
 
-def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calibration: dict, need_calibration: bool) -> Images:
+def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calibration: dict, need_calibration: bool,
+            classes: ClassMap) -> Images:
     from edgeleuk.dataset import load_arrays, scan
     from edgeleuk.split import make_split, read_split
 
@@ -74,7 +76,7 @@ def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calib
             raise UserError("int8 variants need real calibration images: pass --data DIR (and --split FILE); "
                             "edgeleuk never calibrates on random data")
         return Images(None, None, None, "no --data: accuracy not measured")
-    found = scan(config.data)
+    found = scan(config.data, classes=classes)
     split_file = Path(config.split) if config.split else model_path.parent / "split.json"
     if config.split and not split_file.is_file():
         raise UserError(f"split file {config.split} does not exist (omit --split to use the split.json beside the model)")
@@ -233,8 +235,9 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     base = read_manifest(model_path.parent) if (model_path.parent / MANIFEST_NAME).is_file() else None
     size = int(model.input_shape[1])
     spec = base.preprocess if base else PreprocessSpec(size=size)
-    labels = base.labels if base else tuple(_default_labels(model))
-    images = _images(config, model_path, spec, recipes.calibration, any(c.needs_calibration for c in chosen))
+    classes = base.classes() if base else ClassMap(_default_labels(model))
+    labels = classes.labels
+    images = _images(config, model_path, spec, recipes.calibration, any(c.needs_calibration for c in chosen), classes)
     if images.calibration is not None:
         picks = np.unique(np.linspace(0, len(images.calibration) - 1, recipes.kernel_check_images).round().astype(int))
         images.kernel_sample = images.calibration[picks]  # spread over the classes, which the calibration set holds in order
@@ -261,8 +264,8 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
         variants = [v for v in variants if v.name not in failed]
         if model_path.parent.resolve() == out.resolve():
             variants.insert(0, _keras_variant(model_path, source_sha, size, rows))
-        manifest = previous or Manifest(labels=labels, preprocess=spec, model=dict(base.model) if base else {"input_size": size},
-                                        source_model_sha256=source_sha)
+        manifest = previous or Manifest(labels=labels, class_folders=classes.folders, preprocess=spec,
+                                        model=dict(base.model) if base else {"input_size": size}, source_model_sha256=source_sha)
         if domain is not None:
             _warn_stale_layers(previous, domain.ood, {c.name for c in chosen})
             manifest = replace(manifest, **{**learned, "quality": _kept_gate(previous, domain.quality)})
@@ -270,7 +273,7 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
 
         manifest = replace(manifest, model={**manifest.model, "input_size": size, "parameters": int(model.count_params()),
                                             "multiply_adds": multiply_adds(model)})
-        manifest = replace(manifest.with_variants(variants), versions=_versions(),
+        manifest = replace(manifest.with_variants(variants), versions=_versions(), schema_version=SCHEMA_VERSION,
                            provenance={**manifest.provenance, "evaluation": images.note, "split_sha256": images.split_sha256,
                                        "source_model": model_path.name if model_path.parent.resolve() == out.resolve() else str(model_path)})
         write_manifest(staging, manifest)
@@ -454,8 +457,8 @@ def _keras_variant(model_path: Path, source_sha: str, size: int, rows: list[dict
                    size_bytes=model_path.stat().st_size, metrics={k: keras_row[k] for k in ("accuracy", "macro_f1") if k in keras_row})
 
 
-def _default_labels(model) -> list[str]:
-    from edgeleuk import LABELS
-
+def _default_labels(model) -> tuple[str, ...]:
+    """A model without a manifest: four outputs are taken as the known dataset's classes (every model
+    before labels came from the data), any other count as class_0, class_1, …"""
     classes = int(model.output_shape[-1])
-    return list(LABELS) if classes == len(LABELS) else [f"class_{i}" for i in range(classes)]
+    return KNOWN_DATASET if classes == len(KNOWN_DATASET) else tuple(f"class_{i}" for i in range(classes))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeleuk import LABELS
+from edgeleuk.classes import KNOWN_DATASET
 from edgeleuk.errors import UserError
 from edgeleuk.manifest import MANIFEST_NAME, Manifest, PreprocessSpec, QualityLimits, Variant, manifest_from_dict, read_manifest, verify_variant
 from edgeleuk.preprocess import preprocess
@@ -202,8 +202,8 @@ def load(model: str | Path | None = None, variant: str | None = None, backend: s
     if manifest is None:
         info = read_embedded(path, getattr(engine, "session", None))
         if info is None:
-            print(f"warning: {path.name} carries no labels or preprocessing; assuming {LABELS} and 224 centre crop", file=sys.stderr)
-            manifest = Manifest()
+            print(f"warning: {path.name} carries no labels or preprocessing; assuming {KNOWN_DATASET} and 224 centre crop", file=sys.stderr)
+            manifest = Manifest(labels=KNOWN_DATASET)
         else:
             try:
                 manifest = manifest_from_dict(info)

@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from edgeleuk import LABELS, __version__
-from edgeleuk.dataset import load_arrays, scan
+from edgeleuk import __version__
+from edgeleuk.dataset import Scan, load_arrays, scan
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_path, atomic_write_text, writable_folder
 from edgeleuk.manifest import Manifest, PreprocessSpec, sha256_file, write_manifest
 from edgeleuk.evaluate.metrics import classification_metrics, format_metrics
-from edgeleuk.split import make_split, near_duplicates_across, read_split, write_split
+from edgeleuk.groups import assign_groups
+from edgeleuk.split import Split, make_split, near_duplicates_across, read_split, write_split
 
 
 @dataclass
@@ -28,6 +29,8 @@ class TrainConfig:
 
     data: str
     out: str
+    classes: str | None = None  # --classes: the labels' order, or folders merged into one label (None: every folder, sorted)
+    groups: str = "auto"  # what never crosses the split: auto, folders, blocks, files, or a CSV file (edgeleuk.groups)
     weights: str = "imagenet"
     alpha: float = 1.0
     input_size: int = 224
@@ -74,9 +77,9 @@ def _features(model, images: np.ndarray, cache: Path | None, batch: int = 64) ->
     return feats
 
 
-def _class_weights(labels: np.ndarray) -> dict[int, float]:
-    counts = np.bincount(labels, minlength=len(LABELS))
-    return {i: float(len(labels) / (len(LABELS) * max(c, 1))) for i, c in enumerate(counts)}
+def _class_weights(labels: np.ndarray, classes: int) -> dict[int, float]:
+    counts = np.bincount(labels, minlength=classes)
+    return {i: float(len(labels) / (classes * max(c, 1))) for i, c in enumerate(counts)}
 
 
 def _fit_head(model, feats, labels, parts, config, rows, out):
@@ -134,7 +137,7 @@ def _fine_tune(model, images, labels, parts, config, rows, out, soft: np.ndarray
     tr, va = parts["train"], parts["val"]
     classes = int(model.output_shape[-1])
     train_ds = AugmentedBatches(images[tr], labels[tr], config.batch_size, config.seed, config.augment,
-                                class_weights=_class_weights(labels[tr]), outliers=config.outliers, classes=classes,
+                                class_weights=_class_weights(labels[tr], classes), outliers=config.outliers, classes=classes,
                                 soft_targets=soft, soft_weight=config.distill_weight)
     val_images, val_labels = _robust_validation(images[va], labels[va], config.seed, config.augment)
     val_ds = tf.data.Dataset.from_tensor_slices((val_images, np.eye(classes, dtype=np.float32)[val_labels])).batch(64)
@@ -209,25 +212,14 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
     from edgeleuk.train.callbacks import write_history
     from edgeleuk.train.model import build_model
 
-    found = scan(config.data)
-    for path, why in found.skipped:
-        print(f"skipped {path}: {why}")
-    print(f"data: {len(found.samples)} images" + (f", {len(found.skipped)} skipped (listed above)" if found.skipped else ""))
-    split = read_split(config.split, found.samples, found.root) if config.split else make_split(found.samples, seed=config.seed)
-    write_split(out / "split.json", split, found.samples, found.root)
-    spec = PreprocessSpec(size=config.input_size)
-    images, labels = load_arrays(list(found.samples), spec)
-    crossing = near_duplicates_across(list(found.samples), images, split)
-    if crossing:
-        a, b, d = crossing[0]
-        print(f"warning: {len(crossing)} near-duplicate pair(s) cross split parts, e.g. {a.path.name} "
-              f"({split.assignment[a.path]}) ~ {b.path.name} ({split.assignment[b.path]})")
+    found, split, images, labels = _data(config, out)
     parts = {p: np.array([i for i, s in enumerate(found.samples) if split.assignment[s.path] == p]) for p in ("train", "val", "test")}
     print("split: " + ", ".join(f"{p} {len(ix)}" for p, ix in parts.items()))
     if any(len(ix) == 0 for ix in parts.values()):
-        raise UserError("a split part is empty; add images (each class needs enough runs of file numbers)")
+        raise UserError("a split part is empty: " + ", ".join(f"{p} {len(ix)}" for p, ix in parts.items())
+                        + "; each class needs enough groups (patients) for train, test and val: add images or groups")
     keras.utils.set_random_seed(config.seed)
-    model = build_model(alpha=config.alpha, input_size=config.input_size, weights=config.weights)
+    model = build_model(alpha=config.alpha, input_size=config.input_size, weights=config.weights, num_classes=len(found.labels))
     cache = None
     if config.feature_cache != "off":
         base = Path(config.feature_cache) if config.feature_cache else Path.home() / ".cache" / "edgeleuk" / "features"
@@ -238,7 +230,7 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
         feats = _features(model, images, cache)
         _fit_head(model, feats, labels, parts, config, rows, out)
         frozen_probs = model.get_layer("dense_1")(model.get_layer("dense")(feats[parts["test"]])).numpy()
-        frozen = classification_metrics(labels[parts["test"]], frozen_probs)
+        frozen = classification_metrics(labels[parts["test"]], frozen_probs, found.labels)
         print(format_metrics(frozen, "test, frozen base (the study's recipe):"))
         if config.fine_tune:
             soft = _teacher_targets(config, list(found.samples), parts["train"]) if config.teacher else None
@@ -247,7 +239,7 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
         interrupted = True
         print("\ninterrupted: keeping the best weights so far and writing the run folder")
     probs = model.predict(images[parts["test"]], batch_size=64, verbose=0)
-    metrics = classification_metrics(labels[parts["test"]], probs)
+    metrics = classification_metrics(labels[parts["test"]], probs, found.labels)
     print(format_metrics(metrics, "test, final model:"))
     model_path = out / "model.keras"
     _save_clean(model, model_path)
@@ -260,9 +252,33 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
     if rows:
         plots.plot_curves(rows, out / "curves.png")
     plots.plot_confusion(metrics, out / "confusion.png", f"test accuracy {metrics['accuracy']*100:.1f}%")
-    _write_run_manifest(out, model_path, config, metrics, model)
+    _write_run_manifest(out, model_path, config, metrics, model, found)
     print(f"wrote {out} in {seconds:.0f} s" + (" (interrupted)" if interrupted else ""))
     return summary
+
+
+def _data(config: TrainConfig, out: Path) -> tuple[Scan, Split, np.ndarray, np.ndarray]:
+    """The labelled images, their classes and groups, and the split (written to out/split.json)."""
+    found = scan(config.data, classes=config.classes)
+    for path, why in found.skipped:
+        print(f"skipped {path}: {why}")
+    print(f"data: {len(found.samples)} images" + (f", {len(found.skipped)} skipped (listed above)" if found.skipped else ""))
+    print("classes: " + ", ".join(f"{label} {n}" for label, n in found.counts().items())
+          + (f" (--classes {config.classes})" if config.classes else " (one per folder)"))
+    groups = assign_groups(found, config.groups)
+    print(groups.note())
+    if config.split:
+        split = read_split(config.split, found.samples, found.root)
+    else:
+        split = make_split(found.samples, seed=config.seed, group_of=groups.of)
+    write_split(out / "split.json", split, found.samples, found.root, groups.of)
+    images, labels = load_arrays(list(found.samples), PreprocessSpec(size=config.input_size))
+    crossing = near_duplicates_across(list(found.samples), images, split)
+    if crossing:
+        a, b, d = crossing[0]
+        print(f"warning: {len(crossing)} near-duplicate pair(s) cross split parts, e.g. {a.path.name} "
+              f"({split.assignment[a.path]}) ~ {b.path.name} ({split.assignment[b.path]})")
+    return found, split, images, labels
 
 
 def _save_clean(model, path: Path) -> None:
@@ -280,7 +296,7 @@ def _save_clean(model, path: Path) -> None:
         full.unlink(missing_ok=True)
 
 
-def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metrics: dict, model) -> None:
+def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metrics: dict, model, found: Scan) -> None:
     import keras
     import tensorflow as tf
 
@@ -292,7 +308,8 @@ def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metric
                       input_name="image", input_shape=(None, config.input_size, config.input_size, 3),
                       input_dtype="float32", output_dtype="float32", size_bytes=model_path.stat().st_size,
                       metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]})
-    manifest = Manifest(model={"name": "edgeleuk-mobilenetv2", "architecture": "MobileNetV2+GAP+Dense128+Dense4",
+    manifest = Manifest(labels=found.labels, class_folders=found.classes.folders,
+                        model={"name": "edgeleuk-mobilenetv2", "architecture": f"MobileNetV2+GAP+Dense128+Dense{len(found.labels)}",
                                "alpha": config.alpha, "input_size": config.input_size, "fine_tuned": config.fine_tune,
                                "parameters": int(model.count_params()), "multiply_adds": multiply_adds(model),
                                "distilled_from": config.teacher},

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeleuk import LABELS
 from edgeleuk.errors import UserError
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -30,7 +29,7 @@ def resolve_weights(value: str | None) -> str | None:
 
 
 def build_model(alpha: float = 1.0, input_size: int = 224, weights: str | None = "imagenet",
-                num_classes: int = len(LABELS), head_units: int = 128):
+                num_classes: int = 4, head_units: int = 128):
     """Build the classifier with a frozen base (the study's stage-1 configuration).
 
     Raises:
