@@ -62,17 +62,45 @@ def _groups(samples: list[Sample], group_of: dict[Path, str]) -> list[list[Sampl
     return list(groups.values())
 
 
-def _assign(groups: list[list[Sample]], totals: dict[str, int], filled: dict[str, dict[str, int]], assignment: dict[Path, str]) -> None:
+def _assign(groups: list[list[Sample]], totals: dict[str, int], filled: dict[str, dict[str, int]], assignment: dict[Path, str],
+            fractions: dict[str, float] = FRACTIONS) -> None:
     """Each group in turn goes to the part furthest below its target share of the group's classes."""
     for group in groups:
         held = defaultdict(int)
         for s in group:
             held[s.label] += 1
-        part = max(PARTS, key=lambda p: sum(n * (FRACTIONS[p] * totals[c] - filled[c][p]) / totals[c] for c, n in held.items()))
+        part = max(fractions, key=lambda p: sum(n * (fractions[p] * totals[c] - filled[c][p]) / totals[c] for c, n in held.items()))
         for c, n in held.items():
             filled[c][part] += n
         for s in group:
             assignment[s.path] = part
+
+
+def _blocks(samples: tuple[Sample, ...], block_size: int) -> dict[Path, str]:
+    from edgeleuk.dataset import Scan
+    from edgeleuk.groups import assign_groups
+
+    return assign_groups(Scan(samples=tuple(samples), skipped=(), root=Path(".")), "blocks", block_size).of
+
+
+def _place(samples: tuple[Sample, ...] | list[Sample], group_of: dict[Path, str], seed: int, fractions: dict[str, float]) -> dict[Path, str]:
+    """Whole groups to parts, stratified per class: mixed groups first, then each class's own."""
+    ordered = sorted(samples, key=lambda s: (s.class_index, s.number or -1, str(s.path)))
+    groups = _groups(ordered, group_of)
+    totals: dict[str, int] = defaultdict(int)
+    for s in samples:
+        totals[s.label] += 1
+    filled = {c: {p: 0 for p in fractions} for c in totals}
+    assignment: dict[Path, str] = {}
+    mixed = sorted((g for g in groups if len({s.label for s in g}) > 1), key=lambda g: min(str(s.path) for s in g))
+    random.Random(seed + 1).shuffle(mixed)
+    _assign(mixed, totals, filled, assignment, fractions)
+    rng = random.Random(seed)
+    for label in sorted(totals, key=lambda c: min(s.class_index for s in samples if s.label == c)):
+        own = sorted((g for g in groups if {s.label for s in g} == {label}), key=lambda g: min(str(s.path) for s in g))
+        rng.shuffle(own)
+        _assign(own, totals, filled, assignment, fractions)
+    return assignment
 
 
 def make_split(samples: tuple[Sample, ...], seed: int = 42, block_size: int = BLOCK_SIZE,
@@ -80,27 +108,21 @@ def make_split(samples: tuple[Sample, ...], seed: int = 42, block_size: int = BL
     """Assign whole groups to parts so each class gets close to 70/20/10 of its images.
 
     `group_of`: sample path → group (edgeleuk.groups); None: runs of `block_size` file numbers."""
-    if group_of is None:
-        from edgeleuk.dataset import Scan
-        from edgeleuk.groups import assign_groups
+    group_of = group_of if group_of is not None else _blocks(samples, block_size)
+    return Split(assignment=_place(samples, group_of, seed, FRACTIONS), seed=seed, block_size=block_size)
 
-        group_of = assign_groups(Scan(samples=tuple(samples), skipped=(), root=Path(".")), "blocks", block_size).of
-    ordered = sorted(samples, key=lambda s: (s.class_index, s.number or -1, str(s.path)))
-    groups = _groups(ordered, group_of)
-    totals: dict[str, int] = defaultdict(int)
-    for s in samples:
-        totals[s.label] += 1
-    filled = {c: {p: 0 for p in PARTS} for c in totals}
-    assignment: dict[Path, str] = {}
-    mixed = sorted((g for g in groups if len({s.label for s in g}) > 1), key=lambda g: min(str(s.path) for s in g))
-    random.Random(seed + 1).shuffle(mixed)
-    _assign(mixed, totals, filled, assignment)
-    rng = random.Random(seed)
-    for label in sorted(totals, key=lambda c: min(s.class_index for s in samples if s.label == c)):
-        own = sorted((g for g in groups if {s.label for s in g} == {label}), key=lambda g: min(str(s.path) for s in g))
-        rng.shuffle(own)
-        _assign(own, totals, filled, assignment)
-    return Split(assignment=assignment, seed=seed, block_size=block_size)
+
+def make_folds(samples: list[Sample], k: int, group_of: dict[Path, str], seed: int = 42, val_share: float = 0.125) -> list[Split]:
+    """K splits for grouped cross-validation: fold i's groups are its test part; of the others'
+    groups, `val_share` validate (early stopping) and the rest train. No group is ever split."""
+    folds = _place(samples, group_of, seed, {f"fold{i}": 1 / k for i in range(k)})
+    out = []
+    for i in range(k):
+        rest = [s for s in samples if folds[s.path] != f"fold{i}"]
+        inner = _place(rest, group_of, seed + 7 + i, {"train": 1 - val_share, "val": val_share})
+        assignment = {s.path: "test" for s in samples if folds[s.path] == f"fold{i}"} | inner
+        out.append(Split(assignment=assignment, seed=seed, block_size=0))
+    return out
 
 
 def write_split(path: str | Path, split: Split, samples: tuple[Sample, ...], root: Path,

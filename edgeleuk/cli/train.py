@@ -13,6 +13,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", default="auto",
                    help="what must never cross the split (a patient, a slide): folders (class/patient/*.jpg), blocks "
                         "(runs of 20 file numbers), files, or a CSV of file,group (default auto: folders, else blocks, else files)")
+    p.add_argument("--cv", type=int, default=0, metavar="K",
+                   help="grouped K-fold cross-validation (K ≥ 3) on the training and validation parts before the final model: "
+                        "figures per fold and mean ± sd in cv.json and cv.md (default: none)")
     p.add_argument("--out", default="runs/train", help="run folder to write (default: runs/train)")
     p.add_argument("--overwrite", action="store_true", help="replace the trained model already in --out (all its files go)")
     p.add_argument("--weights", default="imagenet", help="imagenet (default), none, or a backbone .weights.h5 path")
@@ -47,6 +50,8 @@ def main(argv: list[str]) -> int:
 
     from edgeleuk.errors import UsageError, UserError
 
+    if args.cv and args.cv < 3:
+        raise UsageError(f"Received: --cv {args.cv}; expected K ≥ 3 folds (or 0: none)")
     if not 0 <= args.outliers <= 1:
         raise UsageError(f"Received: --outliers {args.outliers}; expected 0 … 1")
     if not (math.isfinite(args.temperature) and args.temperature > 0):
@@ -60,7 +65,7 @@ def main(argv: list[str]) -> int:
 
     sigterm_as_interrupt()  # like Ctrl-C: the best weights so far, a complete run folder
 
-    config = TrainConfig(data=args.data, out=args.out, classes=args.classes, groups=args.groups, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
+    config = TrainConfig(data=args.data, out=args.out, classes=args.classes, groups=args.groups, cv=args.cv, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
                          split=args.split, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from, augment=args.augment, outliers=args.outliers,
                          fine_tune_epochs=args.fine_tune_epochs, fine_tune_patience=args.fine_tune_patience, fine_tune_learning_rate=args.fine_tune_learning_rate,

@@ -31,6 +31,7 @@ class TrainConfig:
     out: str
     classes: str | None = None  # --classes: the labels' order, or folders merged into one label (None: every folder, sorted)
     groups: str = "auto"  # what never crosses the split: auto, folders, blocks, files, or a CSV file (edgeleuk.groups)
+    cv: int = 0  # grouped cross-validation folds on the training and validation parts before the final model (0: none)
     weights: str = "imagenet"
     alpha: float = 1.0
     input_size: int = 224
@@ -184,7 +185,7 @@ def train(config: TrainConfig, overwrite: bool = False) -> dict[str, Any]:
 
 
 RUN_FILES = ("model.keras", "manifest.json", "metrics.json", "config.json", "history.csv", "split.json", "curves.png",
-             "confusion.png", "report.json", "report.md", "robustness.json", "robustness.png", "ood.json")
+             "confusion.png", "report.json", "report.md", "robustness.json", "robustness.png", "ood.json", "cv.json", "cv.md")
 
 
 def prepare_out(out: Path, overwrite: bool) -> bool:
@@ -202,6 +203,7 @@ def prepare_out(out: Path, overwrite: bool) -> bool:
         for path in [out / n for n in RUN_FILES] + sorted(out.glob("*.tflite")) + sorted(out.glob("*.onnx")):
             if path.is_file():
                 path.unlink()
+        shutil.rmtree(out / "cv", ignore_errors=True)  # the folds' histories
     return created
 
 
@@ -212,7 +214,7 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
     from edgeleuk.train.callbacks import write_history
     from edgeleuk.train.model import build_model
 
-    found, split, images, labels = _data(config, out)
+    found, split, images, labels, group_of = _data(config, out)
     parts = {p: np.array([i for i, s in enumerate(found.samples) if split.assignment[s.path] == p]) for p in ("train", "val", "test")}
     print("split: " + ", ".join(f"{p} {len(ix)}" for p, ix in parts.items()))
     if any(len(ix) == 0 for ix in parts.values()):
@@ -228,6 +230,11 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
     interrupted, frozen = False, None
     try:
         feats = _features(model, images, cache)
+        if config.cv:
+            from edgeleuk.train.cv import cross_validate
+
+            pool = [s for s in found.samples if split.assignment[s.path] != "test"]
+            cross_validate(config, found, group_of, pool, (images, labels, feats), out)
         _fit_head(model, feats, labels, parts, config, rows, out)
         frozen_probs = model.get_layer("dense_1")(model.get_layer("dense")(feats[parts["test"]])).numpy()
         frozen = classification_metrics(labels[parts["test"]], frozen_probs, found.labels)
@@ -257,7 +264,7 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
     return summary
 
 
-def _data(config: TrainConfig, out: Path) -> tuple[Scan, Split, np.ndarray, np.ndarray]:
+def _data(config: TrainConfig, out: Path) -> tuple[Scan, Split, np.ndarray, np.ndarray, dict[Path, str]]:
     """The labelled images, their classes and groups, and the split (written to out/split.json)."""
     found = scan(config.data, classes=config.classes)
     for path, why in found.skipped:
@@ -278,7 +285,7 @@ def _data(config: TrainConfig, out: Path) -> tuple[Scan, Split, np.ndarray, np.n
         a, b, d = crossing[0]
         print(f"warning: {len(crossing)} near-duplicate pair(s) cross split parts, e.g. {a.path.name} "
               f"({split.assignment[a.path]}) ~ {b.path.name} ({split.assignment[b.path]})")
-    return found, split, images, labels
+    return found, split, images, labels, groups.of
 
 
 def _save_clean(model, path: Path) -> None:
