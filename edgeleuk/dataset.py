@@ -82,21 +82,22 @@ def _class_folders(root: Path, classes: ClassMap) -> dict[str, list[Path]]:
     return found
 
 
-def _check_counts(root: Path, found: dict[str, list[Path]], counts: dict[str, int], require_all: bool) -> None:
+def _check_counts(root: Path, found: dict[str, list[Path]], counts: dict[str, int], require_all: bool, least: int) -> None:
     missing = [label for label in counts if label not in found]
     if missing and require_all:
         raise UserError(f"{root}: no folder for class {', '.join(missing)}; the classes are {', '.join(counts)}")
-    few = {k: v for k, v in counts.items() if v < MIN_PER_CLASS and (require_all or k in found)}
+    few = {k: v for k, v in counts.items() if v < least and (require_all or k in found)}
     if few:
         detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
-        raise UserError(f"too few readable images in {', '.join(few)} ({detail}); each class needs at least {MIN_PER_CLASS}")
+        raise UserError(f"too few readable images in {', '.join(few)} ({detail}); each class needs at least {least}")
 
 
 def scan(root: str | Path, check_decode: bool = True, classes: "str | ClassMap | None" = None,
-         require_all: bool = True) -> Scan:
+         require_all: bool = True, least: int = MIN_PER_CLASS) -> Scan:
     """List every labelled image under root; corrupt files are skipped and listed, not fatal.
 
-    `classes`: a --classes string or a model's ClassMap (None: every class folder, sorted).
+    `classes`: a --classes string or a model's ClassMap (None: every class folder, sorted); `least`:
+    the fewest images a class may have (validation judges any number: its intervals say how much it shows).
     Raises UserError for: a missing or empty folder, an unknown class folder, fewer than two classes,
     a missing class (unless not `require_all`) or one with fewer than MIN_PER_CLASS images, and the
     same file under two classes.
@@ -133,7 +134,7 @@ def scan(root: str | Path, check_decode: bool = True, classes: "str | ClassMap |
                 samples.append(sample)
     samples.sort(key=lambda s: (s.class_index, str(s.path)))
     result = Scan(samples=tuple(samples), skipped=tuple(skipped), root=root, classes=cmap)
-    _check_counts(root, found, result.counts(), require_all)
+    _check_counts(root, found, result.counts(), require_all, least)
     return result
 
 

@@ -94,3 +94,12 @@ def test_packaged_model_judges_its_own_test_part_and_refuses_strangers():
     # other stains on the whole test part (a third of it ranges 94-100%): the slide's stain, read on every 8th frame
     row = run_sample(clf, build_ood_sets(test, names=["other_stain"])["other_stain"], "other_stain")
     assert row["flagged_or_refused"] >= 0.95 and row["verdict"] not in clf.labels, row
+
+
+def test_site_acceptance_of_the_test_part_passes_the_claim_of_97_percent(tmp_path):
+    """The run loop's whole path (gate, ruler, int8 file, OOD score), sample verdicts by file-number runs."""
+    proc = cli("validate", "--data", str(DATA), "--claim", "0.97", "--groups", "blocks", "--out", str(tmp_path))
+    doc = json.loads((tmp_path / "validation.json").read_text())
+    assert proc.returncode == 0 and doc["result"] == "PASS", doc["reasons"]
+    assert doc["overall"]["n"] == 566 and doc["overall"]["ci95"][0] >= 0.97
+    assert doc["samples"]["wrong"] == 0 and doc["overall"]["answered_share"] >= 0.95

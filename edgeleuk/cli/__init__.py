@@ -1,6 +1,6 @@
 """`edgeleuk` command line: a table of subcommands, each imported only when it runs.
 
-Exit codes: 0 ok, 1 user error (a message, no traceback), 2 usage, 130 interrupted.
+Exit codes: 0 ok, 1 user error (a message, no traceback), 2 usage, 3 validate's FAIL, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("edgeleuk.cli.evaluate", "accuracy, per-class metrics, calibration of a model on a split part"),
     "convert": ("edgeleuk.cli.convert", "export quantized TFLite and ONNX variants, each checked (host)"),
     "run": ("edgeleuk.cli.run", "classify frames from a camera, video or images (device: no TensorFlow)"),
+    "validate": ("edgeleuk.cli.validate", "site acceptance on your own labelled images: exact intervals, PASS or FAIL (device)"),
     "calibrate-scale": ("edgeleuk.cli.calibrate_scale", "measure this microscope's scale with red cells as the ruler (device)"),
     "doctor": ("edgeleuk.cli.doctor", "check backends, CPU features, cameras and the default model"),
     "collect": ("edgeleuk.cli.collect", "store every device's MQTT messages once in a database (fleet)"),
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nedgeleuk {name}: interrupted", file=sys.stderr)
         return 130
     except ModuleNotFoundError as exc:
-        extra = "runtime" if name in ("run", "doctor", "calibrate-scale") else ("convert" if name == "convert" else "train")
+        extra = "runtime" if name in ("run", "doctor", "calibrate-scale", "validate") else ("convert" if name == "convert" else "train")
         from edgeleuk.errors import missing_package
 
         print(f"edgeleuk {name}: error: {missing_package(exc.name, extra)}", file=sys.stderr)

@@ -58,6 +58,7 @@ class Images:
     split_sha256: str | None = None  # the split file the parts came from (None: made anew)
     val_labels: np.ndarray | None = None
     kernel_sample: np.ndarray | None = None  # calibration images the ONNX int8 files also run on under emulated CPU kernels
+    split_file: Path | None = None  # travels with the variants: validate and evaluate never judge on training images
 
 
 def _load_keras(path: Path):
@@ -104,7 +105,8 @@ def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calib
     val_images, val_labels = load_arrays(val, spec) if val else (None, None)
     return Images(calib_images, test_images, test_labels, f"{note}; calibration: {len(calib_images)} training images; "
                   f"evaluation: {len(test)} {config.part} images", [str(s.path.relative_to(found.root)) for s in test],
-                  train_images, train_labels, val_images, sha256_file(split_file) if split_file.is_file() else None, val_labels)
+                  train_images, train_labels, val_images, sha256_file(split_file) if split_file.is_file() else None, val_labels,
+                  split_file=split_file if split_file.is_file() else None)
 
 
 def _versions() -> dict[str, str]:
@@ -277,6 +279,8 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
                            provenance={**manifest.provenance, "evaluation": images.note, "split_sha256": images.split_sha256,
                                        "source_model": model_path.name if model_path.parent.resolve() == out.resolve() else str(model_path)})
         write_manifest(staging, manifest)
+        if images.split_file is not None and images.split_file.resolve() != (out / "split.json").resolve():
+            shutil.copyfile(images.split_file, staging / "split.json")
         report_rows = _merged_rows(staging / "report.json", rows) if previous is not None else rows
         report = {"rows": report_rows, "note": images.note, "max_drop_points": config.max_drop, "labels": list(labels),
                   "evaluated_files": images.test_files}
