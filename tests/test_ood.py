@@ -488,7 +488,7 @@ def test_the_run_loop_refers_a_stain_beyond_the_named_class_limit(converted, tmp
         frames = [r for r in records if "class" in r]
         assert len(frames) == 10, name
         read = [i for i, r in enumerate(frames) if r["quality"]["stain"] is not None]
-        assert read == [0, 8] and all(frames[i]["quality"]["red_stain"] is not None for i in read)  # red cells read too, not judged here
+        assert read == [0, 1, 2, 8] and all(frames[i]["quality"]["red_stain"] is not None for i in read)  # the first 3, then every 8th; red cells too
         ratios = [float(np.exp(frames[i]["quality"]["stain"] - limit)) for i in read]
         assert all(r["ood_score"] >= ratios[0] - 1e-3 for r in frames[:8])
         assert all(r["ood_score"] >= max(ratios) - 1e-3 for r in frames[8:])  # the larger of the two readings
@@ -499,7 +499,7 @@ def test_the_run_loop_refers_a_stain_beyond_the_named_class_limit(converted, tmp
             assert records[-1]["verdict"]["decision"] == OOD_DECISION
 
 
-def test_stain_monitor_reads_every_nth_usable_frame_and_starts_afresh_for_a_new_sample():
+def test_stain_monitor_reads_the_first_frames_then_every_nth_and_starts_afresh_for_a_new_sample():
     from edgeleuk.manifest import OODComponent, OODStats, StainStats
     from edgeleuk.runtime.quality import Quality
     from edgeleuk.runtime.stain import StainMonitor
@@ -512,19 +512,26 @@ def test_stain_monitor_reads_every_nth_usable_frame_and_starts_afresh_for_a_new_
         due = monitor.due
         return due, monitor.update(Quality(50.0, 200.0, 0.0, 0.0, True, None, stain=reading), top)
 
-    assert usable() == (True, 0.0)  # its turn, but too few stained pixels: nothing read, the features judge alone
-    assert usable(9.0) == (False, 0.0)  # not its turn: a reading there is not counted
-    assert usable(np.log(2.0)) == (True, pytest.approx(2.0))  # against class 0's limit, e^0
-    usable()
+    assert usable() == (True, 0.0)  # too few stained pixels: nothing read, the features judge alone
+    assert usable(np.log(2.0)) == (True, pytest.approx(2.0))  # every frame is read until three readings: against class 0's limit, e^0
     assert usable(np.log(4.0)) == (True, pytest.approx(4.0))  # the largest reading
-    usable()
     assert usable(np.log(0.5)) == (True, pytest.approx(4.0))  # a paler one does not clear it
-    usable()
-    assert usable(np.log(8.0), top=1) == (True, pytest.approx(4.0))  # against class 1's limit, e^1: 2.94
-    usable()
+    assert usable(np.log(8.0), top=1) == (True, pytest.approx(4.0))  # then every 2nd: against class 1's limit, e^1: 2.94
+    assert usable(9.0) == (False, pytest.approx(4.0))  # not its turn: a reading there is not counted
     assert usable(0.0) == (True, pytest.approx(8.0 / np.e))  # three readings back, 4 has left the window
     monitor.reset()
     assert monitor.due and monitor.score == 0.0 and not monitor.readings
+
+
+def test_a_sample_too_short_for_the_ruler_says_so():
+    from edgeleuk.runtime.session import Summary
+
+    field = cv2.cvtColor(discs(15, size=(224, 224)), cv2.COLOR_BGR2RGB)
+    monitor = ScaleMonitor(15.0, every=8)
+    ratios = [monitor.update(rescale(field, 2.0)) for _ in range(17)]
+    assert ratios[15] is None and ratios[16] > 1.7  # readings on fields 1, 9 and 17
+    short = Summary(checks={"magnification": (2, 3), "stain": (3, 3)})
+    assert short.unjudged() == ["the magnification check had 2 of the 3 readings it needs: not judged in this sample"]
 
 
 def test_manifest_stain_limits_are_strict(converted):

@@ -153,6 +153,8 @@ def main(argv: list[str]) -> int:
           f"{s['frames_unreadable']} unreadable; {s['fps']} frames/s; latency p50 {s['latency_ms_p50']} ms "
           f"(inference {s['inference_ms_p50']} ms); stopped: {summary.stopped_by}")
     print(verdict.describe())
+    for note in summary.unjudged():
+        print(f"note: {note}")
     if options.log:
         print(f"log: {options.log}")
     if summary.seen and summary.errors == summary.seen:

@@ -24,6 +24,7 @@ from edgeleuk.errors import UserError
 from edgeleuk.preprocess import ImageError, model_region, preprocess
 from edgeleuk.runtime.display import Display
 from edgeleuk.runtime.quality import Quality, QualityThresholds, assess
+from edgeleuk.runtime import scale as ruler, stain as stain_check
 from edgeleuk.runtime.scale import ScaleMonitor, scaled_region
 from edgeleuk.runtime.stain import StainMonitor
 from edgeleuk.runtime.verdict import Verdict
@@ -56,6 +57,7 @@ class Summary:
     started: float = field(default_factory=time.perf_counter)
     interrupted: bool = False
     stopped_by: str | None = None
+    checks: dict = field(default_factory=dict)  # slide-level check → (its readings, the readings it needs) (Processor.checks)
 
     def as_dict(self, verdict: Verdict) -> dict:
         elapsed = time.perf_counter() - self.started
@@ -65,7 +67,13 @@ class Summary:
                 "frames_unreadable": self.errors,
                 "latency_ms_p50": round(float(np.median(lat)), 3), "inference_ms_p50": round(float(np.median(self.inference_ms or [0.0])), 3),
                 "fps": round(self.seen / elapsed, 2) if elapsed > 0 else None, "seconds": round(elapsed, 2),
-                "interrupted": self.interrupted, "stopped_by": self.stopped_by, "verdict": verdict.as_dict()}
+                "interrupted": self.interrupted, "stopped_by": self.stopped_by, "verdict": verdict.as_dict(),
+                "checks": {name: {"readings": n, "needed": need, "judged": n >= need} for name, (n, need) in self.checks.items()}}
+
+    def unjudged(self) -> list[str]:
+        """The slide-level checks that had too few readings to judge this sample, in words."""
+        return [f"the {name} check had {n} of the {need} readings it needs: not judged in this sample"
+                for name, (n, need) in self.checks.items() if n < need]
 
 
 class JsonlLog:
@@ -164,6 +172,16 @@ class Processor:
         self.scale = ScaleMonitor(classifier.cell_diameter_px) if classifier.cell_diameter_px else None
         ood = classifier.ood
         self.stain = StainMonitor(ood) if ood is not None and ood.judges_stain else None
+
+    def checks(self) -> dict[str, tuple[int, int]]:
+        """Each slide-level check's readings so far and the readings it needs: the magnification
+        (red-cell ruler) and the stain."""
+        out = {}
+        if self.scale is not None:
+            out["magnification"] = (len(self.scale.readings), ruler.MIN_READINGS)
+        if self.stain is not None:
+            out["stain"] = (len(self.stain.readings), stain_check.MIN_READINGS)
+        return out
 
     def new_sample(self) -> None:
         """Another slide: the stain is read afresh (the magnification, the optics', carries over)."""
@@ -388,6 +406,7 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
         with _Shield() as shield:  # from hold() to release(), Ctrl-C and SIGTERM wait
             for frame in source.frames():
                 if control.take_new_sample():
+                    summary.checks = processor.checks()
                     ended = {"time": _now(), "event": "sample_end", "sample": sample, **summary.as_dict(verdict)}
                     ended["event"] = "sample_end"  # as_dict's own "event" (summary) would win; the key keeps its place
                     sample += 1
@@ -432,6 +451,7 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
         summary.interrupted = True
         summary.stopped_by = "interrupted"
     finally:
+        summary.checks = processor.checks()
         final = {"time": _now(), **summary.as_dict(verdict), "sample": sample}
         for sink in everyone:
             try:

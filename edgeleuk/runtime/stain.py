@@ -2,7 +2,8 @@
 out-of-distribution score.
 
 A stain belongs to the slide (its dye, its protocol, how long it sat), not to one frame. So, as the
-red-cell ruler does for magnification, the run reads the stain on every `every`-th usable frame and
+red-cell ruler does for magnification, the run reads the stain on a sample's first usable frames until
+it has MIN_READINGS readings (so a sample of 10 fields is judged too), then on every `every`-th, and
 judges each frame by the largest of the last `window` readings (8 × 5: about 1.3 s at 30 frames/s),
 each against the limits of the class the model named on its own frame: quick to refer (a strong
 reading refers the frame it is read on and the next 39) and slow to clear. A new sample (another
@@ -24,6 +25,7 @@ from edgeleuk.runtime.quality import Quality
 
 READ_EVERY = 8  # usable frames between readings: about 4 a second at 30 frames/s, as the red-cell ruler
 WINDOW = 5  # the readings a frame is judged by
+MIN_READINGS = 3  # a sample's first usable frames are each read until it has this many
 
 
 class StainMonitor:
@@ -38,7 +40,7 @@ class StainMonitor:
     @property
     def due(self) -> bool:
         """Whether the next usable frame is read (`assess(..., stain=monitor.due)`)."""
-        return self.count % self.every == 0
+        return len(self.readings) < MIN_READINGS or self.count % self.every == 0
 
     def update(self, quality: Quality, top: int) -> float:
         """After inference on a usable frame: its reading, on its turn, against the named class's limits

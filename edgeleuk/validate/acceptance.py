@@ -37,6 +37,7 @@ class SampleResult:
     frames: int
     ood_frames: int
     min_confidence: float
+    unjudged: tuple[str, ...] = ()  # slide-level checks with too few readings in this sample (Summary.unjudged)
 
     @property
     def right(self) -> bool:
@@ -103,8 +104,8 @@ def run_acceptance(classifier, found: Scan, groups: Groups | None, options: RunO
         units.setdefault((s.label, name), []).append(s.path)
     for (truth, name), paths in sorted(units.items(), key=lambda kv: (found.labels.index(kv[0][0]), kv[0][1])):
         collector = _Collector(found, paths, truth, name, out, out.labels)
-        _, verdict = run(classifier, ImageSource(paths, name), options, sinks=[collector])
+        summary, verdict = run(classifier, ImageSource(paths, name), options, sinks=[collector])
         if groups is not None:
             out.samples.append(SampleResult(name, truth, verdict.decision, round(verdict.confidence, 4), verdict.frames,
-                                            verdict.ood_frames, options.min_confidence))
+                                            verdict.ood_frames, options.min_confidence, tuple(summary.unjudged())))
     return out

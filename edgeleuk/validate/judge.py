@@ -64,11 +64,17 @@ def confusion(fields: list[FieldResult], labels: tuple[str, ...]) -> list[list[i
     return table
 
 
+def _name(label: str, sample: str) -> str:
+    """class/sample, once: a group named by file-number runs already starts with its class."""
+    return sample if sample.startswith(f"{label}/") else f"{label}/{sample}"
+
+
 def _samples(acc: Acceptance) -> dict[str, Any]:
     rows = [{"sample": s.name, "class": s.truth, "decision": s.decision, "confidence": s.confidence, "frames": s.frames,
-             "frames_out_of_distribution": s.ood_frames, "margin": s.margin, "wrong": s.wrong} for s in acc.samples]
+             "frames_out_of_distribution": s.ood_frames, "margin": s.margin, "wrong": s.wrong,
+             "unjudged": list(s.unjudged)} for s in acc.samples]
     margins = [s.margin for s in acc.samples if s.margin is not None]
-    weak = [s.name if s.name.startswith(f"{s.truth}/") else f"{s.truth}/{s.name}" for s in acc.samples if s.wrong or (s.margin is not None and s.margin < WEAK_MARGIN)]
+    weak = [_name(s.truth, s.name) for s in acc.samples if s.wrong or (s.margin is not None and s.margin < WEAK_MARGIN)]
     return {"n": len(rows), "right": sum(s.right for s in acc.samples), "wrong": sum(s.wrong for s in acc.samples),
             "referred": sum(not s.right and not s.wrong for s in acc.samples),
             "lowest_margin": min(margins) if margins else None, "weak": weak, "rows": rows}
@@ -98,7 +104,7 @@ def _reasons(doc: dict[str, Any], claim: Claim) -> list[str]:
         elif row["answered_share"] < claim.min_answered:
             reasons.append(f"{label}: only {row['answered_share']:.1%} of its {row['n']} fields answered")
     if doc["samples"] and doc["samples"]["wrong"]:
-        wrong = [f"{r['class']}/{r['sample']} called {r['decision']}" for r in doc["samples"]["rows"] if r["wrong"]]
+        wrong = [f"{_name(r['class'], r['sample'])} called {r['decision']}" for r in doc["samples"]["rows"] if r["wrong"]]
         reasons.append(f"{len(wrong)} sample verdict(s) name the wrong class: {', '.join(wrong[:5])}")
     if doc["samples"] and doc["samples"]["referred"] > (1 - claim.min_answered) * doc["samples"]["n"]:
         s = doc["samples"]
@@ -124,6 +130,10 @@ def _notes(doc: dict[str, Any], claim: Claim) -> list[str]:
                          + ("not at its observed accuracy)" if more is None else f"{more} more answered fields at this accuracy would)"))
     if doc["samples"] and doc["samples"]["weak"]:
         notes.append(f"samples whose verdict was wrong or passed min_confidence by less than {WEAK_MARGIN}: {', '.join(doc['samples']['weak'])}")
+    unjudged = [r for r in (doc["samples"] or {}).get("rows", []) if r["unjudged"]]
+    if unjudged:
+        notes.append(f"{len(unjudged)} sample(s) had too few readings for a slide-level check, e.g. "
+                     f"{_name(unjudged[0]['class'], unjudged[0]['sample'])}: {unjudged[0]['unjudged'][0]}")
     return notes
 
 
