@@ -83,7 +83,7 @@ def _accuracy(job: dict, spec, predict) -> dict:
     from edgeleuk.evaluate.metrics import classification_metrics
 
     classes = model_classes(job["model"])
-    images, labels, note = split_images(job["data"], spec, job.get("split"), "test", Path(job["model"]), classes)
+    images, labels, _, _ = split_images(job["data"], spec, job.get("split"), "test", Path(job["model"]), classes)
     m = classification_metrics(labels, predict(images), classes.labels)
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "accuracy_n": m["n"]}
 

@@ -25,6 +25,8 @@ def test_packaged_int8_accuracy_on_the_test_part(tmp_path):
     metrics = evaluate(str(DEFAULT_MODEL_DIR), str(DATA), split=str(DEFAULT_MODEL_DIR / "split.json"), out=str(tmp_path))
     assert metrics["n"] == 566
     assert metrics["accuracy"] >= 0.98 and metrics["macro_f1"] >= 0.975
+    samples = metrics["samples"]  # runs of 20 file numbers, each pooled as `run` pools a slide
+    assert samples["groups_from"] == "runs of 20 file numbers" and samples["n"] == 30 and samples["right"] == 30
 
 
 def test_runtime_on_a_folder_equals_the_parity_check(report, tmp_path):

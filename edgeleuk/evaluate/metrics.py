@@ -91,3 +91,22 @@ def format_metrics(m: dict[str, Any], title: str = "") -> str:
     for name in weak_classes(m):
         lines.append(f"note: {name} recall {m['per_class'][name]['recall']*100:.1f}% is more than 2 points below the other classes'")
     return "\n".join(lines)
+
+
+MIN_CONFIDENCE = 0.8  # run's default: a pooled verdict below it refers
+
+
+def sample_verdicts(probs: np.ndarray, truth: np.ndarray, groups: list[str], labels: tuple[str, ...],
+                    min_confidence: float = MIN_CONFIDENCE) -> dict[str, Any]:
+    """Each group's fields pooled (mean probabilities, as Verdict does): right, wrong or referred, and margins."""
+    rows = []
+    for g in sorted(set(groups)):
+        members = [i for i, name in enumerate(groups) if name == g]
+        mean = probs[members].mean(0)
+        top, true = int(mean.argmax()), int(np.bincount(truth[members]).argmax())
+        decision = labels[top] if mean[top] >= min_confidence else "refer to a specialist"
+        rows.append({"group": g, "class": labels[true], "decision": decision, "confidence": round(float(mean[top]), 4),
+                     "margin": round(float(mean[top]) - min_confidence, 4) if decision == labels[true] else None})
+    right = [r for r in rows if r["margin"] is not None]
+    return {"n": len(rows), "right": len(right), "accuracy": len(right) / len(rows) if rows else None,
+            "lowest_margin": min((r["margin"] for r in right), default=None), "rows": rows}
