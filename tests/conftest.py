@@ -125,3 +125,35 @@ def converted(request, dataset, tmp_path_factory) -> Path:
     cli("convert", str(trained / "model.keras"), "--all", "--data", str(dataset), "--calibration-size", "40",
         "--max-drop", "100", "--out", str(out), check_rc=0)
     return out
+
+
+PREBUILT_TWO = os.environ.get("EDGELEUK_TEST_TWO_CLASS")  # set by the device-only run: the 2-class model the host built
+TWO_CLASSES = ("healthy", "Blästen")  # folder names, one of them not ASCII
+
+
+def site(root: Path, classes: tuple[str, ...], patients: int, fields: int, first: int = 0) -> Path:
+    """class/patient/*.png: each patient of each class its own folder of fields (a tint per class)."""
+    tints = list(COLOURS)
+    for c, name in enumerate(classes):
+        for p in range(first, first + patients):
+            folder = root / name / f"{name}-patient-{p:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for f in range(fields):
+                cv2.imwrite(str(folder / f"field_{f}.png"), smear(tints[c], 1000 + p * 10 + f))
+    return root
+
+
+@pytest.fixture(scope="session")
+def two_class(request, tmp_path_factory) -> Path:
+    """A 2-class model whose labels are its folders' names, trained and converted to tflite-int8 in
+    one run folder (in the device-only environment: the one the host run built)."""
+    if PREBUILT_TWO:
+        return Path(PREBUILT_TWO)
+    tiny = request.getfixturevalue("tiny")
+    root = tmp_path_factory.mktemp("two-class")
+    data = site(root / "data", TWO_CLASSES, patients=10, fields=3)
+    run = root / "run"
+    cli("train", "--data", str(data), "--out", str(run), *tiny, "--epochs", "12", "--feature-cache", "off", check_rc=0)
+    cli("convert", str(run / "model.keras"), "--variants", "tflite-int8", "--data", str(data), "--calibration-size", "20",
+        "--max-drop", "100", "--out", str(run), check_rc=0)
+    return run

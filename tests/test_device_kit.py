@@ -177,7 +177,7 @@ def test_docker_image_builds_then_doctor_and_run_offline(tmp_path):
 
 
 @pytest.mark.install
-def test_the_device_tests_pass_in_an_environment_without_tensorflow(converted, tmp_path):
+def test_the_device_tests_pass_in_an_environment_without_tensorflow(converted, two_class, tmp_path):
     """A second virtual environment with edgeleuk[runtime,serve,dev] only (no TensorFlow, onnx or
     scikit-learn) runs every test not marked host, on the variants this run built: the device side
     needs nothing from the host side."""
@@ -192,7 +192,7 @@ def test_the_device_tests_pass_in_an_environment_without_tensorflow(converted, t
     names = {p["name"].lower() for p in json.loads(listed.stdout)}
     assert not names & {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx", "scikit-learn", "matplotlib"}, names
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
-    env.update(EDGELEUK_TEST_CONVERTED=str(converted), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+    env.update(EDGELEUK_TEST_CONVERTED=str(converted), EDGELEUK_TEST_TWO_CLASS=str(two_class), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
     run = subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "inner"),
                           "-m", "not host and not install and not docker and not slow", str(ROOT / "tests")], capture_output=True, text=True, timeout=1800, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
