@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edgeleuk.errors import UserError
 
@@ -120,3 +121,26 @@ def class_map(spec: "str | ClassMap | None", folder_names: list[str], where: str
     if spec is None:
         return discover(folder_names, where)
     return parse_classes(spec) if isinstance(spec, str) else spec
+
+
+def read_classes(data: dict, schema: int) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """A manifest's labels and class folders; before schema 5 every model had the known dataset's labels."""
+    if "labels" not in data and schema >= 5:
+        raise UserError("manifest: no labels; expected the class names in output order")
+    folders = data.get("class_folders", {})
+    if not isinstance(folders, dict) or not all(isinstance(v, (list, tuple)) for v in folders.values()):
+        raise UserError("manifest: class_folders must map each label to a list of folder names")
+    return tuple(data.get("labels", KNOWN_DATASET)), {str(k): tuple(str(n) for n in v) for k, v in folders.items()}
+
+
+def classes_beside(model_file: "str | Path", labels: tuple[str, ...]) -> ClassMap:
+    """The class map of the manifest beside a model file when it lists the file's labels; else the
+    labels alone (each reads the folder of its own name)."""
+    from edgeleuk.manifest import MANIFEST_NAME, read_manifest  # the manifest reads this module: imported late
+
+    listed = Path(model_file).parent / MANIFEST_NAME
+    if listed.is_file():
+        classes = read_manifest(listed).classes()
+        if classes.labels == tuple(labels):
+            return classes
+    return ClassMap(tuple(labels))

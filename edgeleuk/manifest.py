@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeleuk.classes import KNOWN_DATASET, ClassMap
+from edgeleuk.classes import ClassMap, read_classes
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text, read_text
 from edgeleuk.strict import checked
@@ -268,13 +268,7 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
         variants.append(Variant(**v))
     data["preprocess"] = PreprocessSpec(**spec)
     data["variants"] = tuple(variants)
-    if "labels" not in data and version >= 5:
-        raise UserError("manifest: no labels; expected the class names in output order")
-    data["labels"] = tuple(data.get("labels", KNOWN_DATASET))  # before schema 5 every model had the known dataset's
-    folders = data.get("class_folders", {})
-    if not isinstance(folders, dict) or not all(isinstance(v, (list, tuple)) for v in folders.values()):
-        raise UserError("manifest: class_folders must map each label to a list of folder names")
-    data["class_folders"] = {str(k): tuple(str(n) for n in v) for k, v in folders.items()}
+    data["labels"], data["class_folders"] = read_classes(data, version)
     if data.get("ood") is not None:
         data["ood"] = read_ood(data["ood"])
     if data.get("quality") is not None:
@@ -351,14 +345,3 @@ def verify_variant(folder: str | os.PathLike, variant: Variant) -> Path:
     if actual != variant.sha256:
         raise UserError(f"{path}: sha256 {actual[:12]}… does not match the manifest ({variant.sha256[:12]}…); the file was changed or is corrupt")
     return path
-
-
-def classes_beside(model_file: Path, labels: tuple[str, ...]) -> ClassMap:
-    """The class map of the manifest beside a model file when it lists the file's labels; else the
-    labels alone (each reads the folder of its own name)."""
-    listed = Path(model_file).parent / MANIFEST_NAME
-    if listed.is_file():
-        classes = read_manifest(listed).classes()
-        if classes.labels == tuple(labels):
-            return classes
-    return ClassMap(tuple(labels))

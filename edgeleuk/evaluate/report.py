@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeleuk.classes import KNOWN_DATASET, ClassMap
+from edgeleuk.classes import KNOWN_DATASET, ClassMap, classes_beside
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text
 from edgeleuk.manifest import PreprocessSpec
@@ -38,7 +38,7 @@ class Loaded:
 
 def load_predictor(model: str | Path | None, variant: str | None = None, threads: int | None = None) -> Loaded:
     """A batch predictor for a .keras file (Keras on the host) or anything the runtime loads."""
-    from edgeleuk.manifest import classes_beside, read_manifest
+    from edgeleuk.manifest import read_manifest
 
     path = Path(model) if model else None
     if path is not None and path.suffix == ".keras":

@@ -66,10 +66,11 @@ class Acceptance:
 
 
 class _Collector:
-    """A run sink that keeps each field's outcome."""
+    """A run sink that keeps each field's outcome; `unit`: the sample's (true class, name)."""
 
-    def __init__(self, found: Scan, paths: list[Path], truth: str, sample: str, out: Acceptance, labels: tuple[str, ...]):
-        self.found, self.paths, self.truth, self.sample, self.out, self.labels = found, paths, truth, sample, out, labels
+    def __init__(self, root: Path, paths: list[Path], unit: tuple[str, str], out: Acceptance):
+        self.root, self.paths, self.out, self.labels = root, paths, out, out.labels
+        self.truth, self.sample = unit
 
     def frame(self, result: FrameResult, verdict: Verdict, summary) -> None:
         path = self.paths[result.frame.index]
@@ -83,7 +84,7 @@ class _Collector:
             outcome = f"refused: {result.quality.reason}"
         else:
             outcome = OOD if result.in_distribution is False else ANSWERED
-        self.out.fields.append(FieldResult(path.relative_to(self.found.root).as_posix(), self.truth, self.sample, outcome,
+        self.out.fields.append(FieldResult(path.relative_to(self.root).as_posix(), self.truth, self.sample, outcome,
                                            predicted, None if confidence is None else round(confidence, 4)))
 
     def sample(self, record: dict) -> None:
@@ -103,7 +104,7 @@ def run_acceptance(classifier, found: Scan, groups: Groups | None, options: RunO
         name = groups.of[s.path] if groups else s.label
         units.setdefault((s.label, name), []).append(s.path)
     for (truth, name), paths in sorted(units.items(), key=lambda kv: (found.labels.index(kv[0][0]), kv[0][1])):
-        collector = _Collector(found, paths, truth, name, out, out.labels)
+        collector = _Collector(found.root, paths, (truth, name), out)
         summary, verdict = run(classifier, ImageSource(paths, name), options, sinks=[collector])
         if groups is not None:
             out.samples.append(SampleResult(name, truth, verdict.decision, round(verdict.confidence, 4), verdict.frames,
