@@ -120,11 +120,12 @@ def main(argv: list[str]) -> int:
     print(f"  --display: OpenCV {gui}; desktop {'reachable' if desktop_reachable() else 'not reachable (DISPLAY unset or no X server)'}")
     try:
         from edgeleuk.runtime import load
-        from edgeleuk.runtime.stain import READ_EVERY
+        from edgeleuk.runtime.stain import MIN_READINGS, READ_EVERY
 
         clf = load(args.model)
         variant = clf.variant
-        print(f"  model: {clf.path} ({variant.name if variant else 'no manifest'}, sha256 {variant.sha256[:16] + '…' if variant else 'unchecked'})")
+        print(f"  model: {clf.path} ({variant.name if variant else 'no manifest'}, sha256 {variant.sha256[:16] + '…' if variant else 'unchecked'}); "
+              f"classes: {', '.join(clf.labels)}")
         frame = np.full((480, 640, 3), 200, dtype=np.uint8)
         clf.classify(frame)  # warm-up
         start = time.perf_counter()
@@ -137,7 +138,7 @@ def main(argv: list[str]) -> int:
         if clf.ood is not None:
             spaces = ", ".join(f"{c.features} ({c.dims} features, threshold {c.threshold:.3f})" for c in clf.ood.stats.components)
             stain = clf.ood.stats.stain
-            stain_text = (f"stain strength judged per class and per slide (read on one usable frame in {READ_EVERY}), limits "
+            stain_text = (f"stain strength judged per class and per slide (read on a sample's first {MIN_READINGS} usable frames, then one in {READ_EVERY}), limits "
                           + ", ".join(f"{v:.2f}" for v in stain.log_limit)
                           + ("" if stain.red_log_limit is None else "; red cells " + ", ".join(f"{v:.2f}" for v in stain.red_log_limit))
                           if stain is not None else "stain strength not judged (converted before the check)")

@@ -22,8 +22,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the accuracy to show: the lower bound of its exact 95%% interval must reach it (default 0.95)")
     p.add_argument("--min-answered", type=float, default=0.9,
                    help="the share of fields the model must answer, not refuse (default 0.9)")
-    p.add_argument("--groups", default="auto", help="samples: folders, files, or a CSV of file,group (default auto: sample "
-                                                    "folders when every image is in one, else no sample verdicts)")
+    p.add_argument("--groups", default="auto", help="samples: folders, blocks (runs of 20 file numbers), files (none), or a CSV "
+                                                    "of file,group (default auto: sample folders when every image is in one, else none)")
     p.add_argument("--out", default="validation", help="folder for validation.json, .md and .html (default: ./validation)")
     p.add_argument("--variant", help="variant of the model folder (default: tflite-int8)")
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
