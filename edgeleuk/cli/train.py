@@ -13,6 +13,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", default="auto",
                    help="what must never cross the split (a patient, a slide): folders (class/patient/*.jpg), blocks "
                         "(runs of 20 file numbers), files, or a CSV of file,group (default auto: folders, else blocks, else files)")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="start from a trained model's weights (a run folder or .keras, e.g. edgeleuk/models/default) to adapt it to "
+                        "your images; its width and input size are kept; classes it does not know need --classes and get new head rows")
     p.add_argument("--cv", type=int, default=0, metavar="K",
                    help="grouped K-fold cross-validation (K ≥ 3) on the training and validation parts before the final model: "
                         "figures per fold and mean ± sd in cv.json and cv.md (default: none)")
@@ -65,7 +68,7 @@ def main(argv: list[str]) -> int:
 
     sigterm_as_interrupt()  # like Ctrl-C: the best weights so far, a complete run folder
 
-    config = TrainConfig(data=args.data, out=args.out, classes=args.classes, groups=args.groups, cv=args.cv, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
+    config = TrainConfig(data=args.data, out=args.out, classes=args.classes, groups=args.groups, cv=args.cv, init_from=args.init_from, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
                          split=args.split, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from, augment=args.augment, outliers=args.outliers,
                          fine_tune_epochs=args.fine_tune_epochs, fine_tune_patience=args.fine_tune_patience, fine_tune_learning_rate=args.fine_tune_learning_rate,

@@ -49,6 +49,7 @@ class TrainConfig:
     augment: str = "robust"
     outliers: float = 0.0  # stage 2: outlier fields per batch, as a share of its images (outlier exposure; 0: none)
     teacher: str | None = None  # stage 2: a trained .keras model whose soft labels the student also learns (distillation)
+    init_from: str | None = None  # a trained model (run folder or .keras) whose weights the run starts from (edgeleuk.train.adapt)
     distill_temperature: float = 2.0  # the teacher's probabilities are softened as softmax(log p / T)
     distill_weight: float = 0.5  # target = (1 - w) · one-hot label + w · softened teacher
     feature_cache: str | None = None
@@ -56,7 +57,11 @@ class TrainConfig:
 
 def _cache_key(config: TrainConfig, shas: list[str]) -> str:
     weights = config.weights
-    if Path(weights).is_file():
+    if config.init_from:  # the features are the source model's base
+        from edgeleuk.train.adapt import source_file
+
+        weights = sha256_file(source_file(config.init_from))
+    elif Path(weights).is_file():
         weights = sha256_file(weights)
     text = json.dumps([weights, config.alpha, config.input_size, shas])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -177,6 +182,10 @@ def train(config: TrainConfig, overwrite: bool = False) -> dict[str, Any]:
     out = Path(config.out)
     created = prepare_out(out, overwrite)
     try:
+        if config.init_from:
+            from edgeleuk.train.adapt import resolve
+
+            config = resolve(config)
         return _train(config, out, started)
     except BaseException as exc:
         if created and not isinstance(exc, KeyboardInterrupt):  # a failed run leaves nothing behind
@@ -221,7 +230,12 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
         raise UserError("a split part is empty: " + ", ".join(f"{p} {len(ix)}" for p, ix in parts.items())
                         + "; each class needs enough groups (patients) for train, test and val: add images or groups")
     keras.utils.set_random_seed(config.seed)
-    model = build_model(alpha=config.alpha, input_size=config.input_size, weights=config.weights, num_classes=len(found.labels))
+    if config.init_from:
+        from edgeleuk.train.adapt import warm_start
+
+        model = warm_start(config, found.labels)
+    else:
+        model = build_model(alpha=config.alpha, input_size=config.input_size, weights=config.weights, num_classes=len(found.labels))
     cache = None
     if config.feature_cache != "off":
         base = Path(config.feature_cache) if config.feature_cache else Path.home() / ".cache" / "edgeleuk" / "features"
@@ -319,7 +333,7 @@ def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metric
                         model={"name": "edgeleuk-mobilenetv2", "architecture": f"MobileNetV2+GAP+Dense128+Dense{len(found.labels)}",
                                "alpha": config.alpha, "input_size": config.input_size, "fine_tuned": config.fine_tune,
                                "parameters": int(model.count_params()), "multiply_adds": multiply_adds(model),
-                               "distilled_from": config.teacher},
+                               "distilled_from": config.teacher, "initialised_from": config.init_from},
                         preprocess=PreprocessSpec(size=config.input_size), variants=(variant,), source_model_sha256=sha,
                         versions={"edgeleuk": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
                                   "python": platform.python_version()},

@@ -1,0 +1,46 @@
+"""train --init-from: a trained model as the start of another site's model."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from conftest import cli, site
+
+pytestmark = pytest.mark.host  # Keras
+
+
+def _config(trained, classes=None):
+    return SimpleNamespace(init_from=str(trained), classes=classes, alpha=0.35, input_size=64)
+
+
+def test_the_head_rows_follow_the_new_label_order_and_a_new_class_gets_its_own(trained):
+    import keras
+
+    from edgeleuk.train.adapt import warm_start
+
+    source = keras.models.load_model(trained / "model.keras", compile=False)
+    kernel, bias = source.get_layer("dense_1").get_weights()
+    model = warm_start(_config(trained, classes="Pro,Pre,Early,Benign,Other"), ("Pro", "Pre", "Early", "Benign", "Other"))
+    new_kernel, new_bias = model.get_layer("dense_1").get_weights()
+    assert np.array_equal(new_kernel[:, :4], kernel[:, ::-1]) and np.array_equal(new_bias[:4], bias[::-1])
+    assert not np.array_equal(new_kernel[:, 4], kernel[:, 0])  # Other: a fresh row
+    base = model.get_layer("mobilenetv2_base").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(base, source.get_layer("mobilenetv2_base").get_weights()))
+
+
+def test_other_labels_without_a_mapping_are_one_clear_error(trained, tmp_path):
+    data = site(tmp_path / "data", ("healthy", "blast"), patients=6, fields=2)
+    proc = cli("train", "--data", str(data), "--out", str(tmp_path / "run"), "--init-from", str(trained), "--feature-cache", "off")
+    assert proc.returncode == 1 and "are not the model's (Benign, Early, Pre, Pro): blast, healthy are new" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_run_from_a_trained_model_keeps_its_size_and_records_where_it_started(trained, dataset, tmp_path):
+    out = tmp_path / "run"
+    proc = cli("train", "--data", str(dataset), "--out", str(out), "--init-from", str(trained), "--epochs", "3",
+               "--feature-cache", "off", check_rc=0)
+    assert "4 of 4 classes keep the model's head rows" in proc.stdout and "input, 64 px, and width, 0.35" in proc.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["initialised_from"] == str(trained) and manifest["model"]["input_size"] == 64
