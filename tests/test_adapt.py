@@ -40,7 +40,8 @@ def test_other_labels_without_a_mapping_are_one_clear_error(trained, tmp_path):
 def test_a_run_from_a_trained_model_keeps_its_size_and_records_where_it_started(trained, dataset, tmp_path):
     out = tmp_path / "run"
     proc = cli("train", "--data", str(dataset), "--out", str(out), "--init-from", str(trained), "--epochs", "3",
-               "--feature-cache", "off", check_rc=0)
-    assert "4 of 4 classes keep the model's head rows" in proc.stdout and "input, 64 px, and width, 0.35" in proc.stdout
+               "--feature-cache", "off", "--cv", "3", check_rc=0)
+    assert proc.stdout.count("4 of 4 classes keep the model's head rows") == 4  # each fold starts where the final model does
+    assert "input, 64 px, and width, 0.35" in proc.stdout and len(json.loads((out / "cv.json").read_text())["folds"]) == 3
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["initialised_from"] == str(trained) and manifest["model"]["input_size"] == 64

@@ -92,7 +92,12 @@ def cross_validate(config, found, group_of: dict[Path, str], pool: list, data: t
             raise UserError(f"--cv {config.cv}: fold {i} has an empty part ({', '.join(f'{p} {len(ix)}' for p, ix in parts.items())}); "
                             f"{len(set(group_of[s.path] for s in pool))} groups are too few for {config.cv} folds: use fewer folds")
         keras.utils.set_random_seed(config.seed + i)
-        model = build_model(alpha=config.alpha, input_size=config.input_size, weights=config.weights, num_classes=len(found.labels))
+        if config.init_from:  # every fold starts where the final model does
+            from edgeleuk.train.adapt import warm_start
+
+            model = warm_start(config, found.labels)
+        else:
+            model = build_model(alpha=config.alpha, input_size=config.input_size, weights=config.weights, num_classes=len(found.labels))
         folder = out / "cv" / f"fold{i}"
         folder.mkdir(parents=True, exist_ok=True)
         _fit_head(model, feats, labels, parts, config, [], folder)
