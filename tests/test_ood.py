@@ -523,6 +523,20 @@ def test_stain_monitor_reads_the_first_frames_then_every_nth_and_starts_afresh_f
     assert monitor.due and monitor.score == 0.0 and not monitor.readings
 
 
+def test_a_slide_that_gives_no_stain_reading_is_not_read_on_every_frame():
+    from edgeleuk.manifest import OODComponent, OODStats, StainStats
+    from edgeleuk.runtime.quality import Quality
+    from edgeleuk.runtime.stain import StainMonitor
+
+    stain = StainStats(log_limit=(0.0, 1.0), log_mean=(0.0, 0.0), log_sd=(0.1, 0.1))
+    monitor = StainMonitor(OODScorer(OODStats(components=(OODComponent("head", ((0.0,),), ((1.0,),), 1.0),), stain=stain)))
+    due = []
+    for _ in range(48):  # fields without enough stained pixels: nothing is ever read
+        due.append(monitor.due)
+        monitor.update(Quality(50.0, 200.0, 0.0, 0.0, True, None, stain=None), 0)
+    assert due[:24] == [True] * 24 and [i for i, d in enumerate(due) if d][24:] == [24, 32, 40]
+
+
 def test_a_sample_too_short_for_the_ruler_says_so():
     from edgeleuk.runtime.session import Summary
 

@@ -1,10 +1,10 @@
 """The slide's stain against the training fields', from recent frames: the stain part of the run's
 out-of-distribution score.
 
-A stain belongs to the slide (its dye, its protocol, how long it sat), not to one frame. So, as the
-red-cell ruler does for magnification, the run reads the stain on a sample's first usable frames until
-it has MIN_READINGS readings (so a sample of 10 fields is judged too), then on every `every`-th, and
-judges each frame by the largest of the last `window` readings (8 × 5: about 1.3 s at 30 frames/s),
+A stain belongs to the slide (its dye, its protocol, how long it sat), not to one frame. So the run
+reads the stain on a sample's first usable frames until it has MIN_READINGS readings (so a sample of
+10 fields is judged too; a slide whose fields give no reading is read so for 24 frames at most),
+then, as the red-cell ruler reads magnification, on every `every`-th, and judges each frame by the largest of the last `window` readings (8 × 5: about 1.3 s at 30 frames/s),
 each against the limits of the class the model named on its own frame: quick to refer (a strong
 reading refers the frame it is read on and the next 39) and slow to clear. A new sample (another
 slide) starts afresh. Read on every frame, the reading took 50-100 µs a frame after inference on 2
@@ -25,7 +25,7 @@ from edgeleuk.runtime.quality import Quality
 
 READ_EVERY = 8  # usable frames between readings: about 4 a second at 30 frames/s, as the red-cell ruler
 WINDOW = 5  # the readings a frame is judged by
-MIN_READINGS = 3  # a sample's first usable frames are each read until it has this many
+MIN_READINGS = 3  # a sample's first usable frames are each read until it has this many (for 3 × 8 frames at most)
 
 
 class StainMonitor:
@@ -40,7 +40,8 @@ class StainMonitor:
     @property
     def due(self) -> bool:
         """Whether the next usable frame is read (`assess(..., stain=monitor.due)`)."""
-        return len(self.readings) < MIN_READINGS or self.count % self.every == 0
+        early = len(self.readings) < MIN_READINGS and self.count < MIN_READINGS * self.every
+        return early or self.count % self.every == 0
 
     def update(self, quality: Quality, top: int) -> float:
         """After inference on a usable frame: its reading, on its turn, against the named class's limits
