@@ -1,4 +1,5 @@
-"""Classification metrics for evaluate, train and the conversion parity report (scikit-learn)."""
+"""Classification metrics for evaluate, train, validate and the conversion parity report (numpy;
+scikit-learn only inside classification_metrics, so the device can import the rest)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import math
 from typing import Any
 
 import numpy as np
-
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
@@ -20,10 +20,9 @@ def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[floa
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
-    """Gap between confidence and accuracy, weighted over equal-width confidence bins."""
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y_true
+def calibration_error(confidence, correct, bins: int = 15) -> float:
+    """Gap between confidence and accuracy, weighted over equal-width confidence bins (ECE)."""
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -31,6 +30,10 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
         if mask.any():
             ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
     return float(ece)
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
+    return calibration_error(probs.max(axis=1), probs.argmax(axis=1) == y_true, bins)
 
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -64,13 +67,16 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[
     }
 
 
+def trailing(values: dict[str, float], points: float = 2.0) -> list[str]:
+    """The keys whose share is more than `points` percentage points below the mean of the others'."""
+    if len(values) < 2:
+        return []
+    return [k for k, v in values.items() if (sum(o for c, o in values.items() if c != k) / (len(values) - 1) - v) * 100 > points]
+
+
 def weak_classes(m: dict[str, Any], points: float = 2.0) -> list[str]:
     """Classes whose recall is more than `points` below the mean recall of the other classes."""
-    recall = {k: row["recall"] for k, row in m["per_class"].items() if row["support"]}
-    if len(recall) < 2:
-        return []
-    return [k for k, r in recall.items()
-            if (sum(v for c, v in recall.items() if c != k) / (len(recall) - 1) - r) * 100 > points]
+    return trailing({k: row["recall"] for k, row in m["per_class"].items() if row["support"]}, points)
 
 
 def format_metrics(m: dict[str, Any], title: str = "") -> str:
@@ -98,15 +104,18 @@ MIN_CONFIDENCE = 0.8  # run's default: a pooled verdict below it refers
 
 def sample_verdicts(probs: np.ndarray, truth: np.ndarray, groups: list[str], labels: tuple[str, ...],
                     min_confidence: float = MIN_CONFIDENCE) -> dict[str, Any]:
-    """Each group's fields pooled (mean probabilities, as Verdict does): right, wrong or referred, and margins."""
+    """Each group's fields pooled by the run loop's own Verdict: right, wrong or referred, and margins."""
+    from edgeleuk.runtime.verdict import Verdict
+
     rows = []
     for g in sorted(set(groups)):
         members = [i for i, name in enumerate(groups) if name == g]
-        mean = probs[members].mean(0)
-        top, true = int(mean.argmax()), int(np.bincount(truth[members]).argmax())
-        decision = labels[top] if mean[top] >= min_confidence else "refer to a specialist"
-        rows.append({"group": g, "class": labels[true], "decision": decision, "confidence": round(float(mean[top]), 4),
-                     "margin": round(float(mean[top]) - min_confidence, 4) if decision == labels[true] else None})
+        verdict = Verdict(labels, min_confidence)
+        for p in probs[members]:
+            verdict.add(p)
+        true = labels[int(np.bincount(truth[members]).argmax())]
+        rows.append({"group": g, "class": true, "decision": verdict.decision, "confidence": round(verdict.confidence, 4),
+                     "margin": round(verdict.confidence - min_confidence, 4) if verdict.decision == true else None})
     right = [r for r in rows if r["margin"] is not None]
     return {"n": len(rows), "right": len(right), "accuracy": len(right) / len(rows) if rows else None,
             "lowest_margin": min((r["margin"] for r in right), default=None), "rows": rows}

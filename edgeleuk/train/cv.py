@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeleuk.evaluate.metrics import MIN_CONFIDENCE, sample_verdicts
+from edgeleuk.evaluate.metrics import MIN_CONFIDENCE, sample_verdicts, trailing
 from edgeleuk.files import atomic_write_text
 
 
@@ -56,8 +56,7 @@ def format_cv(doc: dict[str, Any]) -> str:
                  *[f"{s['recall'][k]['mean']:.2%} ± {s['recall'][k]['sd']:.2%}" for k in labels], "", pm("verdict_accuracy", ".1%"),
                  "—" if s["lowest_margin"] is None else f"{s['lowest_margin']:.3f}"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
-    weak = [k for k in labels if s["recall"][k]["mean"] * 100 < statistics.fmean(
-        [s["recall"][o]["mean"] for o in labels if o != k]) * 100 - 2]
+    weak = trailing({k: s["recall"][k]["mean"] for k in labels})
     if weak:
         lines.append(f"\nnote: recall of {', '.join(weak)} is more than 2 points below the other classes' (mean over folds)")
     return "\n".join(lines)

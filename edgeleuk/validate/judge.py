@@ -1,5 +1,5 @@
 """Site acceptance, the judgement: figures per class with exact intervals, the claim test, the
-sample verdicts, and PASS or FAIL with every reason. Device-safe: stdlib only."""
+sample verdicts, and PASS or FAIL with every reason. Device-safe: stdlib and numpy."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeleuk.errors import UsageError
+from edgeleuk.evaluate.metrics import calibration_error, trailing
 from edgeleuk.validate.acceptance import ANSWERED, OOD, Acceptance, FieldResult
-from edgeleuk.validate.stats import ALPHA, clopper_pearson, expected_calibration_error, images_needed
+from edgeleuk.validate.stats import ALPHA, clopper_pearson, images_needed
 
 WEAK_MARGIN = 0.1  # a right sample verdict that passed min_confidence by less than this is listed
 
@@ -49,8 +50,8 @@ def figures(fields: list[FieldResult], claim: Claim) -> dict[str, Any]:
         "ci95": None if lo is None else [round(lo, 4), round(hi, 4)],
         "shows_claim": lo is not None and lo >= claim.accuracy,
         "images_needed": needed, "more_images_needed": None if needed is None else max(0, needed - len(answered)),
-        "ece": None if not answered else round(expected_calibration_error([f.confidence for f in answered],
-                                                                           [f.predicted == f.truth for f in answered]), 4),
+        "ece": None if not answered else round(calibration_error([f.confidence for f in answered],
+                                                                 [f.predicted == f.truth for f in answered]), 4),
         "flagged_raw_accuracy": _share(sum(f.predicted == f.truth for f in flagged), len(flagged)),
     }
 
@@ -120,10 +121,9 @@ def _notes(doc: dict[str, Any], claim: Claim) -> list[str]:
     a class whose accuracy trails the others, right verdicts that passed narrowly."""
     notes = []
     rows = {k: v for k, v in doc["per_class"].items() if v["accuracy"] is not None}
+    for label in trailing({k: v["accuracy"] for k, v in rows.items()}):
+        notes.append(f"{label}: accuracy {rows[label]['accuracy']:.2%} is more than 2 points below the other classes'")
     for label, row in rows.items():
-        others = [v["accuracy"] for k, v in rows.items() if k != label]
-        if others and (sum(others) / len(others) - row["accuracy"]) * 100 > 2:
-            notes.append(f"{label}: accuracy {row['accuracy']:.2%} is more than 2 points below the other classes'")
         if not row["shows_claim"]:
             more = row["more_images_needed"]
             notes.append(f"{label}: the claim is not shown for this class alone (lower bound {row['ci95'][0]:.2%}; "

@@ -71,17 +71,3 @@ def images_needed(k: int, n: int, claim: float, alpha: float = ALPHA, limit: int
         lo, hi = (lo, mid) if shows(mid) else (mid, hi)
     return hi
 
-
-def expected_calibration_error(confidence: list[float], correct: list[bool], bins: int = 10) -> float | None:
-    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
-    if not confidence:
-        return None
-    total, n = 0.0, len(confidence)
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        members = [i for i, c in enumerate(confidence) if lo < c <= hi or (b == 0 and c == 0)]
-        if members:
-            acc = sum(correct[i] for i in members) / len(members)
-            conf = sum(confidence[i] for i in members) / len(members)
-            total += len(members) / n * abs(acc - conf)
-    return total
