@@ -37,7 +37,7 @@ class Scan:
     samples: tuple[Sample, ...]
     skipped: tuple[tuple[Path, str], ...]  # (file, why) for corrupt or unreadable files
     root: Path
-    classes: ClassMap = ClassMap(("",))
+    classes: ClassMap  # the labels and the folders they read
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """Which images share a patient (or a slide, or a staining session): the unit that must never be
 split between training and test, and the sample whose fields `validate` pools into one verdict.
 
-Sources, in the order `auto` tries them:
+Sources (`auto` takes the first that applies of folders, blocks and files; a CSV only when named):
 - `folders`: the folder inside each class folder (`Pro/patient_17/*.jpg`), the usual real layout;
 - a CSV file (`--groups groups.csv`, columns file and group; file relative to the data folder);
 - `blocks`: runs of file numbers (`number // 20`), as in the ALL dataset, whose neighbouring numbers
@@ -53,7 +53,7 @@ def _by_folders(samples: tuple[Sample, ...]) -> dict[Path, str]:
     return {s.path: s.subfolder for s in samples}  # type: ignore[misc]
 
 
-def _by_blocks(samples: tuple[Sample, ...], block_size: int) -> dict[Path, str]:
+def block_groups(samples: tuple[Sample, ...], block_size: int) -> dict[Path, str]:
     """Runs of file numbers within each folder (a class folder that `--classes` merged keeps its own)."""
     out = {}
     for s in samples:
@@ -100,7 +100,7 @@ def assign_groups(found: Scan, source: str = "auto", block_size: int = BLOCK_SIZ
     if source == "folders":
         of, words = _by_folders(samples), "sample folders inside the class folders"
     elif source == "blocks":
-        of, words = _by_blocks(samples, block_size), f"runs of {block_size} file numbers"
+        of, words = block_groups(samples, block_size), f"runs of {block_size} file numbers"
     elif source == "files":
         of, words = {s.path: s.path.relative_to(found.root).as_posix() for s in samples}, \
             "file (no patients known: fields of one patient may fall on both sides, so test figures may be optimistic)"

@@ -20,7 +20,7 @@ import numpy as np
 from edgeleuk.dataset import Sample
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text, read_text
-from edgeleuk.groups import BLOCK_SIZE
+from edgeleuk.groups import BLOCK_SIZE, block_groups
 
 PARTS = ("train", "test", "val")
 FRACTIONS = {"train": 0.7, "test": 0.2, "val": 0.1}
@@ -76,13 +76,6 @@ def _assign(groups: list[list[Sample]], totals: dict[str, int], filled: dict[str
             assignment[s.path] = part
 
 
-def _blocks(samples: tuple[Sample, ...], block_size: int) -> dict[Path, str]:
-    from edgeleuk.dataset import Scan
-    from edgeleuk.groups import assign_groups
-
-    return assign_groups(Scan(samples=tuple(samples), skipped=(), root=Path(".")), "blocks", block_size).of
-
-
 def _place(samples: tuple[Sample, ...] | list[Sample], group_of: dict[Path, str], seed: int, fractions: dict[str, float]) -> dict[Path, str]:
     """Whole groups to parts, stratified per class: mixed groups first, then each class's own."""
     ordered = sorted(samples, key=lambda s: (s.class_index, s.number or -1, str(s.path)))
@@ -108,7 +101,7 @@ def make_split(samples: tuple[Sample, ...], seed: int = 42, block_size: int = BL
     """Assign whole groups to parts so each class gets close to 70/20/10 of its images.
 
     `group_of`: sample path → group (edgeleuk.groups); None: runs of `block_size` file numbers."""
-    group_of = group_of if group_of is not None else _blocks(samples, block_size)
+    group_of = group_of if group_of is not None else block_groups(samples, block_size)
     return Split(assignment=_place(samples, group_of, seed, FRACTIONS), seed=seed, block_size=block_size)
 
 

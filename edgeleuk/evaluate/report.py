@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,9 +74,9 @@ def _bare_classes(outputs: int) -> ClassMap:
 
 
 def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, model_folder: Path,
-                 classes: ClassMap) -> tuple[np.ndarray, np.ndarray, str, list]:
-    """The images of one split part, their labels, a note, and the samples (edgeleuk.dataset.Sample); the split is --split, else split.json beside the model, else made
-    anew. A folder none of whose images the model's split lists (your own labelled images) is
+                 classes: ClassMap) -> tuple[np.ndarray, np.ndarray, str, Any]:
+    """The images of one split part, their labels, a note, and the part as an edgeleuk.dataset.Scan.
+    The split is --split, else split.json beside the model, else made anew. A folder none of whose images the model's split lists (your own labelled images) is
     evaluated whole: the model never saw any of them."""
     from edgeleuk.dataset import load_arrays, scan
     from edgeleuk.split import listed_hashes, make_split, read_split
@@ -85,8 +86,7 @@ def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, 
     known = set() if split or not split_file.is_file() else listed_hashes(split_file)
     if not split and split_file.is_file() and not any(s.sha256 in known for s in found.samples):
         images, labels = load_arrays(list(found.samples), spec)
-        return images, labels, f"all {len(found.samples)} images of {data} (none is in the model's {split_file.name}: new to it)", \
-            list(found.samples)
+        return images, labels, f"all {len(found.samples)} images of {data} (none is in the model's {split_file.name}: new to it)", found
     if not split and known and not all(s.sha256 in known for s in found.samples):
         new = sum(s.sha256 not in known for s in found.samples)
         raise UserError(f"{new} of the {len(found.samples)} images in {data} are not in the model's {split_file} and the others are: "
@@ -101,19 +101,18 @@ def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, 
     if not samples:
         raise UserError(f"the {part} part of the split is empty")
     images, labels = load_arrays(samples, spec)
-    return images, labels, note, samples
+    return images, labels, note, dataclasses.replace(found, samples=tuple(samples))
 
 
-def _sample_figures(samples: list, probs: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> dict[str, Any] | None:
+def _sample_figures(part, probs: np.ndarray, labels: np.ndarray) -> dict[str, Any] | None:
     """Verdicts per sample folder or run of file numbers, each group's fields pooled as `run` pools them."""
-    from edgeleuk.dataset import Scan
     from edgeleuk.evaluate.metrics import sample_verdicts
     from edgeleuk.groups import assign_groups
 
-    groups = assign_groups(Scan(samples=tuple(samples), skipped=(), root=Path(samples[0].path.anchor)))
+    groups = assign_groups(part)
     if groups.source.startswith("file"):
         return None  # every file alone: no samples to pool
-    verdicts = sample_verdicts(probs, labels, [groups.of[s.path] for s in samples], names)
+    verdicts = sample_verdicts(probs, labels, [groups.of[s.path] for s in part.samples], part.labels)
     verdicts["groups_from"] = groups.source
     return verdicts
 
@@ -141,10 +140,10 @@ def evaluate(model: str | None, data: str, split: str | None = None, part: str =
     if out:
         writable_folder(out, "--out")  # before the model and the images load
     loaded = load_predictor(model, variant, threads)
-    images, labels, note, samples = split_images(data, loaded.spec, split, part, loaded.folder, loaded.classes)
+    images, labels, note, evaluated = split_images(data, loaded.spec, split, part, loaded.folder, loaded.classes)
     probs = loaded.predict(images)
     metrics = classification_metrics(labels, probs, loaded.classes.labels)
-    metrics.update(model=loaded.name, data=note, samples=_sample_figures(samples, probs, labels, loaded.classes.labels))
+    metrics.update(model=loaded.name, data=note, samples=_sample_figures(evaluated, probs, labels))
     print(format_metrics(metrics, f"{loaded.name} on the {note}:"))
     if metrics["samples"]:
         print(format_samples(metrics["samples"]))

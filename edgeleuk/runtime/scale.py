@@ -64,8 +64,6 @@ class ScaleMonitor:
     """
 
     def __init__(self, training_diameter_px: float, every: int = 8, window: int = 9):
-        if window < MIN_READINGS:
-            raise ValueError(f"window={window}; expected at least MIN_READINGS={MIN_READINGS}")
         from collections import deque
 
         self.reference = training_diameter_px

@@ -24,9 +24,8 @@ from edgeleuk.errors import UserError
 from edgeleuk.preprocess import ImageError, model_region, preprocess
 from edgeleuk.runtime.display import Display
 from edgeleuk.runtime.quality import Quality, QualityThresholds, assess
-from edgeleuk.runtime import scale as ruler, stain as stain_check
-from edgeleuk.runtime.scale import ScaleMonitor, scaled_region
-from edgeleuk.runtime.stain import StainMonitor
+from edgeleuk.runtime.scale import MIN_READINGS as RULER_READINGS, ScaleMonitor, scaled_region
+from edgeleuk.runtime.stain import MIN_READINGS as STAIN_READINGS, StainMonitor
 from edgeleuk.runtime.verdict import Verdict
 
 
@@ -178,9 +177,9 @@ class Processor:
         (red-cell ruler) and the stain."""
         out = {}
         if self.scale is not None:
-            out["magnification"] = (len(self.scale.readings), ruler.MIN_READINGS)
+            out["magnification"] = (len(self.scale.readings), RULER_READINGS)
         if self.stain is not None:
-            out["stain"] = (len(self.stain.readings), stain_check.MIN_READINGS)
+            out["stain"] = (len(self.stain.readings), STAIN_READINGS)
         return out
 
     def new_sample(self) -> None:
