@@ -157,6 +157,24 @@ def read_split(path: str | Path, samples: tuple[Sample, ...], root: Path) -> Spl
     return Split(assignment=assignment, seed=int(doc.get("seed", -1)), block_size=int(doc.get("block_size", 0)))
 
 
+def unseen_part(found, split_file: Path, part: str = "test", hint: str = ""):
+    """Never the images a model learned from. A folder its split.json does not list at all is new to
+    it: (found, True), judged whole. The data the split was made from: (its `part`, False). A mix of
+    the two is refused. `found`: an edgeleuk.dataset.Scan; `hint`: the caller's own way out."""
+    import dataclasses
+
+    known = listed_hashes(split_file) if split_file.is_file() else set()
+    inside = sum(s.sha256 in known for s in found.samples)
+    if inside == 0:
+        return found, True
+    if inside < len(found.samples):
+        raise UserError(f"{len(found.samples) - inside} of the {len(found.samples)} images in {found.root} are new and {inside} are in "
+                        f"the model's {split_file}: use a folder of new images only (all of it is judged) or the data the split "
+                        f"was made from (its {part} part is){hint}")
+    chosen = read_split(split_file, found.samples, found.root).part(found.samples, part)
+    return dataclasses.replace(found, samples=tuple(chosen)), False
+
+
 def listed_hashes(path: str | Path) -> set[str]:
     """The content hashes a split.json lists (empty when it cannot be read: read_split says why)."""
     try:

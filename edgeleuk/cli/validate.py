@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
     from edgeleuk.dataset import scan
     from edgeleuk.files import writable_folder
     from edgeleuk.groups import assign_groups
+    from edgeleuk.split import unseen_part
     from edgeleuk.classes import classes_beside
     from edgeleuk.runtime import load
     from edgeleuk.runtime.session import RunOptions
@@ -59,7 +60,9 @@ def main(argv: list[str]) -> int:
         from edgeleuk.errors import UserError
 
         raise UserError(f"{args.data} holds no images in its class folders ({', '.join(found.labels)})")
-    found, which = _unseen(found, Path(classifier.path))
+    found, new = unseen_part(found, Path(classifier.path).parent / "split.json")
+    which = "all of it (none is in the model's split.json: new to the model)" if new else \
+        "the test part of the model's split.json (the rest trained or tuned it)"
     groups = _sample_groups(found, args.groups, assign_groups)
     out = writable_folder(args.out, "--out")  # after every check of the input: a refused run leaves no folder behind
     print(f"model: {classifier.name}; research use only, not a diagnosis")
@@ -73,26 +76,6 @@ def main(argv: list[str]) -> int:
     print(terminal(doc))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0 if doc["result"] == "PASS" else FAIL_EXIT
-
-
-def _unseen(found, model_file):
-    """Never the images the model learned from: a folder the model's split.json lists is judged on its
-    test part; a folder it does not list at all, whole."""
-    from dataclasses import replace
-
-    from edgeleuk.errors import UserError
-    from edgeleuk.split import listed_hashes, read_split
-
-    split_file = model_file.parent / "split.json"
-    known = listed_hashes(split_file) if split_file.is_file() else set()
-    inside = sum(s.sha256 in known for s in found.samples)
-    if inside == 0:
-        return found, "all of it (none is in the model's split.json: new to the model)"
-    if inside < len(found.samples):
-        raise UserError(f"{inside} of the {len(found.samples)} images are in the model's {split_file} and the others are not: "
-                        "validate on a folder of new images only, or on the data the model was trained on (its test part is used)")
-    test = tuple(read_split(split_file, found.samples, found.root).part(found.samples, "test"))
-    return replace(found, samples=test), "the test part of the model's split.json (the rest trained or tuned it)"
 
 
 def _sample_groups(found, source: str, assign_groups):

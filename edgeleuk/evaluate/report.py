@@ -76,28 +76,25 @@ def _bare_classes(outputs: int) -> ClassMap:
 def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, model_folder: Path,
                  classes: ClassMap) -> tuple[np.ndarray, np.ndarray, str, Any]:
     """The images of one split part, their labels, a note, and the part as an edgeleuk.dataset.Scan.
-    The split is --split, else split.json beside the model, else made anew. A folder none of whose images the model's split lists (your own labelled images) is
-    evaluated whole: the model never saw any of them."""
+    The split is --split, else split.json beside the model, else made anew. A folder none of whose
+    images the model's split lists (your own labelled images) is evaluated whole (split.unseen_part)."""
     from edgeleuk.dataset import load_arrays, scan
-    from edgeleuk.split import listed_hashes, make_split, read_split
+    from edgeleuk.split import make_split, read_split, unseen_part
 
     found = scan(data, classes=classes, require_all=False)
     split_file = Path(split) if split else model_folder / "split.json"
-    known = set() if split or not split_file.is_file() else listed_hashes(split_file)
-    if not split and split_file.is_file() and not any(s.sha256 in known for s in found.samples):
-        images, labels = load_arrays(list(found.samples), spec)
-        return images, labels, f"all {len(found.samples)} images of {data} (none is in the model's {split_file.name}: new to it)", found
-    if not split and known and not all(s.sha256 in known for s in found.samples):
-        new = sum(s.sha256 not in known for s in found.samples)
-        raise UserError(f"{new} of the {len(found.samples)} images in {data} are not in the model's {split_file} and the others are: "
-                        "evaluate a folder of new images only (all of it is used), the data the split was made from, or pass --split")
-    if split or split_file.is_file():  # a named one must be readable: read_split says why not
-        chosen = read_split(split_file, found.samples, found.root)
-        note = f"{part} part of {split_file}"
+    if not split and split_file.is_file():
+        chosen, new = unseen_part(found, split_file, part, hint=", or pass --split")
+        if new:
+            images, labels = load_arrays(list(found.samples), spec)
+            return images, labels, f"all {len(found.samples)} images of {data} (none is in the model's {split_file.name}: new to it)", found
+        samples, note = list(chosen.samples), f"{part} part of {split_file}"
+    elif split:  # a named one must be readable: read_split says why not
+        samples, note = read_split(split_file, found.samples, found.root).part(found.samples, part), f"{part} part of {split_file}"
     else:
-        chosen = make_split(found.samples)
-        note = f"{part} part of a new split (seed {chosen.seed}); pass --split to use the training run's"
-    samples = chosen.part(found.samples, part)
+        made = make_split(found.samples)
+        samples = made.part(found.samples, part)
+        note = f"{part} part of a new split (seed {made.seed}); pass --split to use the training run's"
     if not samples:
         raise UserError(f"the {part} part of the split is empty")
     images, labels = load_arrays(samples, spec)
