@@ -123,6 +123,12 @@ def class_map(spec: "str | ClassMap | None", folder_names: list[str], where: str
     return parse_classes(spec) if isinstance(spec, str) else spec
 
 
+def bare_labels(outputs: int) -> tuple[str, ...]:
+    """A model file with no manifest: four outputs are the known dataset's classes (every model before
+    labels came from the data), any other count class_0, class_1, …"""
+    return KNOWN_DATASET if outputs == len(KNOWN_DATASET) else tuple(f"class_{i}" for i in range(outputs))
+
+
 def read_classes(data: dict, schema: int) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
     """A manifest's labels and class folders; before schema 5 every model had the known dataset's labels."""
     if "labels" not in data and schema >= 5:

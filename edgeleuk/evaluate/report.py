@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeleuk.classes import KNOWN_DATASET, ClassMap, classes_beside
+from edgeleuk.classes import KNOWN_DATASET, ClassMap, bare_labels, classes_beside
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text
 from edgeleuk.manifest import PreprocessSpec
@@ -50,7 +50,7 @@ def load_predictor(model: str | Path | None, variant: str | None = None, threads
             manifest = read_manifest(path.parent)
             spec, classes = manifest.preprocess, manifest.classes()
         else:  # a bare model file: labels as convert would give them
-            spec, classes = PreprocessSpec(size=int(net.input_shape[1])), _bare_classes(int(net.output_shape[-1]))
+            spec, classes = PreprocessSpec(size=int(net.input_shape[1])), ClassMap(bare_labels(int(net.output_shape[-1])))
         return Loaded(lambda x: net.predict(x, batch_size=32, verbose=0), spec, path.name, path.parent, classes=classes)
     from edgeleuk.export.parity import predict_all
     from edgeleuk.runtime import load
@@ -67,10 +67,6 @@ def model_classes(model: str | Path) -> ClassMap:
     path = Path(model)
     listed = path / "manifest.json" if path.is_dir() else path.parent / "manifest.json"
     return read_manifest(listed).classes() if listed.is_file() else ClassMap(KNOWN_DATASET)
-
-
-def _bare_classes(outputs: int) -> ClassMap:
-    return ClassMap(KNOWN_DATASET if outputs == len(KNOWN_DATASET) else tuple(f"class_{i}" for i in range(outputs)))
 
 
 def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, model_folder: Path,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeleuk import __version__
-from edgeleuk.classes import KNOWN_DATASET, ClassMap
+from edgeleuk.classes import ClassMap, bare_labels
 from edgeleuk.errors import UsageError, UserError
 from edgeleuk.export.quiet import quiet
 from edgeleuk.export.recipes import QuantizationConfig, load_recipes
@@ -237,7 +237,7 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     base = read_manifest(model_path.parent) if (model_path.parent / MANIFEST_NAME).is_file() else None
     size = int(model.input_shape[1])
     spec = base.preprocess if base else PreprocessSpec(size=size)
-    classes = base.classes() if base else ClassMap(_default_labels(model))
+    classes = base.classes() if base else ClassMap(bare_labels(int(model.output_shape[-1])))
     labels = classes.labels
     images = _images(config, model_path, spec, recipes.calibration, any(c.needs_calibration for c in chosen), classes)
     if images.calibration is not None:
@@ -460,9 +460,3 @@ def _keras_variant(model_path: Path, source_sha: str, size: int, rows: list[dict
                    input_name="image", input_shape=(None, size, size, 3), input_dtype="float32", output_dtype="float32",
                    size_bytes=model_path.stat().st_size, metrics={k: keras_row[k] for k in ("accuracy", "macro_f1") if k in keras_row})
 
-
-def _default_labels(model) -> tuple[str, ...]:
-    """A model without a manifest: four outputs are taken as the known dataset's classes (every model
-    before labels came from the data), any other count as class_0, class_1, …"""
-    classes = int(model.output_shape[-1])
-    return KNOWN_DATASET if classes == len(KNOWN_DATASET) else tuple(f"class_{i}" for i in range(classes))
