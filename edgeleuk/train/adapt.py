@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeleuk.classes import KNOWN_DATASET
+from edgeleuk.classes import bare_labels
 from edgeleuk.errors import UserError
 
 HEAD = "dense_1"
@@ -25,11 +25,7 @@ def source_file(init_from: str) -> Path:
 def source_labels(path: Path, outputs: int) -> tuple[str, ...]:
     from edgeleuk.manifest import MANIFEST_NAME, read_manifest
 
-    if (path.parent / MANIFEST_NAME).is_file():
-        return read_manifest(path.parent).labels
-    if outputs == len(KNOWN_DATASET):
-        return KNOWN_DATASET
-    raise UserError(f"--init-from {path}: no manifest.json beside it to name its {outputs} classes")
+    return read_manifest(path.parent).labels if (path.parent / MANIFEST_NAME).is_file() else bare_labels(outputs)
 
 
 def resolve(config):
