@@ -2,9 +2,11 @@
 
 One fixed site, as a real one is: 0.75× the magnification (smaller cells, like the foreign fields
 whose red cells measured 0.61× the training size), the stain 1.35× as dense and its hue turned,
-another white balance, sensor noise and stronger JPEG. Each split part of the model's split.json is
-written to OUT/<part>/<class>/, so site B's test images are the site-A test part's fields, never
-ones the model trained on. The images are derived from the dataset: keep OUT out of the repository.
+another white balance, sensor noise and stronger JPEG. OUT/<class>/ holds every field, and
+OUT/split.json keeps each field in its site-A part (groups: the same runs of file numbers), so
+`train --data OUT --split OUT/split.json` adapts on site B without ever training on a field whose
+site-A twin is in the test part. The images are derived from the dataset: keep OUT out of the
+repository.
 
     python benchmarks/site_b.py --data ../shared/data/all4 --out /tmp/site_b
 """
@@ -22,7 +24,8 @@ from edgeleuk.dataset import scan
 from edgeleuk.degrade import rescale, scale_stain
 from edgeleuk.preprocess import load_image
 from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR
-from edgeleuk.split import read_split
+from edgeleuk.groups import BLOCK_SIZE, block_groups
+from edgeleuk.split import Split, read_split, write_split
 
 MAGNIFICATION, STAIN, HUE, GAINS, NOISE, QUALITY = 0.75, 1.35, 8, (1.08, 0.96, 0.88), 4.0, 70
 
@@ -47,12 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     found = scan(args.data, check_decode=False)
     split = read_split(args.split, found.samples, found.root)
     out = Path(args.out)
+    parts = {}
     for i, s in enumerate(found.samples):
-        target = out / split.assignment[s.path] / s.path.relative_to(found.root)
+        target = (out / s.path.relative_to(found.root)).with_suffix(".jpg")
         target.parent.mkdir(parents=True, exist_ok=True)
         field = site_b(load_image(s.path), seed=i)
-        cv2.imwrite(str(target.with_suffix(".jpg")), cv2.cvtColor(field, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
-    print(f"wrote {len(found.samples)} site-B fields to {out}/{{train,val,test}}")
+        cv2.imwrite(str(target), cv2.cvtColor(field, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
+        parts[target.relative_to(out)] = split.assignment[s.path]
+    site = scan(out, check_decode=False, classes=found.classes)
+    assignment = {s.path: parts[s.path.relative_to(site.root)] for s in site.samples}
+    write_split(out / "split.json", Split(assignment, split.seed, BLOCK_SIZE), site.samples, site.root,
+                block_groups(site.samples, BLOCK_SIZE))
+    print(f"wrote {len(site.samples)} site-B fields and their split to {out}")
     return 0
 
 
