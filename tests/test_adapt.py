@@ -45,3 +45,34 @@ def test_a_run_from_a_trained_model_keeps_its_size_and_records_where_it_started(
     assert "input, 64 px, and width, 0.35" in proc.stdout and len(json.loads((out / "cv.json").read_text())["folds"]) == 3
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["initialised_from"] == str(trained) and manifest["model"]["input_size"] == 64
+
+
+def test_every_batch_holds_the_share_of_rehearsed_images_with_their_labels():
+    from edgeleuk.train.augment import AugmentedBatches
+
+    new = np.full((8, 32, 32, 3), 200, np.uint8), np.zeros(8, np.int64)
+    first = np.full((5, 32, 32, 3), 200, np.uint8), np.array([1, 1, 1, 1, 1])
+    batches = AugmentedBatches(*new, batch_size=4, seed=0, policy="basic", classes=2, rehearsal=first, rehearse_share=0.5)
+    for index in range(len(batches)):
+        images, targets, weights = batches[index]
+        assert len(images) == 6 and targets[:4, 0].tolist() == [1] * 4 and targets[4:, 1].tolist() == [1, 1]
+
+
+def test_rehearsing_the_source_data_scores_both_sites_test_parts(trained, dataset, tmp_path):
+    data = site(tmp_path / "data", ("Benign", "Early", "Pre", "Pro"), patients=6, fields=2)
+    out = tmp_path / "run"
+    proc = cli("train", "--data", str(data), "--out", str(out), "--init-from", str(trained), "--rehearse", str(dataset),
+               "--epochs", "2", "--fine-tune", "--fine-tune-epochs", "1", "--feature-cache", "off", check_rc=0)
+    source_test = sum(r["part"] == "test" for r in json.loads((trained / "split.json").read_text())["files"])
+    assert f"rehearse {dataset}: train" in proc.stdout and "test, the first site" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_first_site"]["n"] == source_test and metrics["test"]["n"] == metrics["split"]["test"]
+    assert (out / "rehearse_split.json").read_bytes() == (trained / "split.json").read_bytes()
+    rehearsal = json.loads((out / "manifest.json").read_text())["provenance"]["rehearsal"]
+    assert rehearsal == {"data": str(dataset.resolve()), "split": "rehearse_split.json"}
+
+
+def test_rehearsing_without_a_source_model_is_one_clear_error(dataset, tmp_path):
+    proc = cli("train", "--data", str(dataset), "--out", str(tmp_path / "run"), "--rehearse", str(dataset))
+    assert proc.returncode == 1 and "--rehearse replays the data of the model named by --init-from" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()

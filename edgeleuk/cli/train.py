@@ -16,6 +16,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", metavar="MODEL",
                    help="start from a trained model's weights (a run folder or .keras, e.g. edgeleuk/models/default) to adapt it to "
                         "your images; its width and input size are kept; classes it does not know need --classes and get new head rows")
+    p.add_argument("--rehearse", metavar="DIR",
+                   help="with --init-from: the source model's own data, mixed into every fine-tuning batch so its site is not "
+                        "forgotten (its split.json's train part; its test part is scored at the end beside the new one)")
+    p.add_argument("--rehearse-share", type=float, default=0.5,
+                   help="--rehearse: first-site images per batch, as a share of the new site's (default 0.5)")
     p.add_argument("--cv", type=int, default=0, metavar="K",
                    help="grouped K-fold cross-validation (K ≥ 3) on the training and validation parts before the final model: "
                         "figures per fold and mean ± sd in cv.json and cv.md (default: none)")
@@ -61,6 +66,10 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"Received: --temperature {args.temperature}; expected a number > 0")
     if not 0 <= args.distill_weight <= 1:
         raise UsageError(f"Received: --distill-weight {args.distill_weight}; expected 0 … 1")
+    if not 0 < args.rehearse_share <= 1:
+        raise UsageError(f"Received: --rehearse-share {args.rehearse_share}; expected more than 0, at most 1")
+    if args.rehearse and not args.init_from:
+        raise UserError("--rehearse replays the data of the model named by --init-from: add --init-from")
     if args.teacher and not args.fine_tune:
         raise UserError("--teacher distils in the fine-tuning stage: add --fine-tune")
     from edgeleuk.cli import sigterm_as_interrupt
@@ -68,7 +77,7 @@ def main(argv: list[str]) -> int:
 
     sigterm_as_interrupt()  # like Ctrl-C: the best weights so far, a complete run folder
 
-    config = TrainConfig(data=args.data, out=args.out, classes=args.classes, groups=args.groups, cv=args.cv, init_from=args.init_from, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
+    config = TrainConfig(data=args.data, out=args.out, classes=args.classes, groups=args.groups, cv=args.cv, init_from=args.init_from, rehearse=args.rehearse, rehearse_share=args.rehearse_share, weights=args.weights, alpha=args.alpha, input_size=args.input_size,
                          split=args.split, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from, augment=args.augment, outliers=args.outliers,
                          fine_tune_epochs=args.fine_tune_epochs, fine_tune_patience=args.fine_tune_patience, fine_tune_learning_rate=args.fine_tune_learning_rate,

@@ -28,6 +28,15 @@ def source_labels(path: Path, outputs: int) -> tuple[str, ...]:
     return read_manifest(path.parent).labels if (path.parent / MANIFEST_NAME).is_file() else bare_labels(outputs)
 
 
+def source_classes(path: Path):
+    """The source model's class map (labels and the folders each reads), from the manifest beside it."""
+    from edgeleuk.manifest import MANIFEST_NAME, read_manifest
+
+    if not (path.parent / MANIFEST_NAME).is_file():
+        raise UserError(f"--rehearse: no {MANIFEST_NAME} beside {path}; it names the classes the model was trained on")
+    return read_manifest(path.parent).classes()
+
+
 def resolve(config):
     """The run's settings with the source model's width and input size (the weights fit no other)."""
     from edgeleuk.keras_file import load_keras

@@ -70,11 +70,14 @@ class AugmentedBatches(keras.utils.PyDataset):
     each batch also holds that share of outlier fields whose target is the uniform distribution,
     weighted `outlier_weight` (outlier exposure, Hendrycks et al. 2019): the model learns to spread
     its probabilities, and its features move away from the training fields', on what it cannot judge.
+    With `rehearsal` (images, labels: another site's training part), each batch also holds
+    `rehearse_share` of its size drawn from them (edgeleuk.train.rehearse).
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, policy: str,
                  class_weights: dict[int, float] | None = None, outliers: float = 0.0, outlier_weight: float = 0.5,
-                 classes: int = 4, soft_targets: np.ndarray | None = None, soft_weight: float = 0.0, **kwargs):
+                 classes: int = 4, soft_targets: np.ndarray | None = None, soft_weight: float = 0.0,
+                 rehearsal: tuple[np.ndarray, np.ndarray] | None = None, rehearse_share: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         if policy not in POLICIES:
             from edgeleuk.errors import UserError
@@ -84,6 +87,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.class_weights = class_weights or {}
         self.outliers, self.outlier_weight, self.classes = outliers, outlier_weight, classes
         self.soft_targets, self.soft_weight = soft_targets, soft_weight  # a teacher's, per image (distillation)
+        self.rehearsal, self.rehearse_share = rehearsal, rehearse_share
         self.epoch = 0
         self.order = np.random.default_rng([seed, 0]).permutation(len(images))
 
@@ -103,7 +107,17 @@ class AugmentedBatches(keras.utils.PyDataset):
             images += [augment(outlier(self.images, rng), rng, self.policy) for _ in range(extra)]
             targets = np.concatenate([targets, np.full((extra, self.classes), 1.0 / self.classes, np.float32)])
             weights = np.concatenate([weights, np.full(extra, self.outlier_weight, np.float32)])
+        if self.rehearsal is not None:
+            images, targets, weights = self._rehearse(images, targets, weights, rng)
         return np.stack(images).astype(np.float32), targets, weights
+
+    def _rehearse(self, images: list, targets: np.ndarray, weights: np.ndarray, rng: np.random.Generator):
+        pool, labels = self.rehearsal  # type: ignore[misc]
+        rows = rng.integers(len(pool), size=max(1, int(round(self.rehearse_share * len(images)))))
+        images = images + [augment(pool[j], rng, self.policy) for j in rows]
+        targets = np.concatenate([targets, np.eye(self.classes, dtype=np.float32)[labels[rows]]])
+        extra = np.array([self.class_weights.get(int(labels[j]), 1.0) for j in rows], np.float32)
+        return images, targets, np.concatenate([weights, extra])
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

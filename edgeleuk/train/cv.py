@@ -75,7 +75,7 @@ def cross_validate(config, found, group_of: dict[Path, str], pool: list, data: t
 
     from edgeleuk.evaluate.metrics import classification_metrics
     from edgeleuk.split import make_folds
-    from edgeleuk.train.fit import _fine_tune, _fit_head
+    from edgeleuk.train.fit import Arrays, _fine_tune, _fit_head
     from edgeleuk.train.model import build_model
 
     images, labels, feats = data
@@ -102,7 +102,7 @@ def cross_validate(config, found, group_of: dict[Path, str], pool: list, data: t
         _fit_head(model, feats, labels, parts, config, [], folder)
         test = parts["test"]
         if config.fine_tune:
-            _fine_tune(model, images, labels, parts, config, [], folder)
+            _fine_tune(model, Arrays(images, labels, parts), config, [], folder)
             probs = model.predict(images[test], batch_size=64, verbose=0)
         else:
             probs = model.get_layer("dense_1")(model.get_layer("dense")(feats[test])).numpy()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -13,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from edgeleuk import __version__
 from edgeleuk.dataset import Scan, load_arrays, scan
 from edgeleuk.errors import UserError
-from edgeleuk.files import atomic_path, atomic_write_text, writable_folder
-from edgeleuk.manifest import Manifest, PreprocessSpec, sha256_file, write_manifest
+from edgeleuk.files import atomic_path, atomic_write_text
+from edgeleuk.manifest import PreprocessSpec, sha256_file
 from edgeleuk.evaluate.metrics import classification_metrics, format_metrics
 from edgeleuk.groups import assign_groups
 from edgeleuk.split import Split, make_split, near_duplicates_across, read_split, write_split
+from edgeleuk.train.run_folder import prepare_out, save_clean, write_run_manifest
 
 
 @dataclass
@@ -50,9 +49,29 @@ class TrainConfig:
     outliers: float = 0.0  # stage 2: outlier fields per batch, as a share of its images (outlier exposure; 0: none)
     teacher: str | None = None  # stage 2: a trained .keras model whose soft labels the student also learns (distillation)
     init_from: str | None = None  # a trained model (run folder or .keras) whose weights the run starts from (edgeleuk.train.adapt)
+    rehearse: str | None = None  # the init_from model's own data, mixed into every batch (edgeleuk.train.rehearse)
+    rehearse_share: float = 0.5  # rehearsed images per batch, as a share of the new site's
     distill_temperature: float = 2.0  # the teacher's probabilities are softened as softmax(log p / T)
     distill_weight: float = 0.5  # target = (1 - w) · one-hot label + w · softened teacher
     feature_cache: str | None = None
+
+
+@dataclass
+class Arrays:
+    """A run's images (uint8 RGB), labels and parts (rows of both), and what stage 2 mixes in."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    parts: dict[str, np.ndarray]
+    soft: np.ndarray | None = None  # a teacher's softened probabilities on the training part
+    rehearsal: Any = None  # edgeleuk.train.rehearse.Rehearsal: the first site's data
+
+
+def _cache_file(config: TrainConfig, shas: list[str]) -> Path | None:
+    if config.feature_cache == "off":
+        return None
+    base = Path(config.feature_cache) if config.feature_cache else Path.home() / ".cache" / "edgeleuk" / "features"
+    return base / f"{_cache_key(config, shas)}.npy"
 
 
 def _cache_key(config: TrainConfig, shas: list[str]) -> str:
@@ -125,7 +144,7 @@ def _teacher_targets(config: TrainConfig, samples: list, train_rows: np.ndarray)
     return soft.astype(np.float32)
 
 
-def _fine_tune(model, images, labels, parts, config, rows, out, soft: np.ndarray | None = None):
+def _fine_tune(model, data: Arrays, config, rows, out):
     import keras
     import tensorflow as tf
 
@@ -140,12 +159,13 @@ def _fine_tune(model, images, labels, parts, config, rows, out, soft: np.ndarray
                   loss="categorical_crossentropy", metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     print(f"stage 2 (fine-tuning from {config.fine_tune_from}): {layers} layers, {trainable:,} trainable parameters")
-    tr, va = parts["train"], parts["val"]
+    tr = data.parts["train"]
     classes = int(model.output_shape[-1])
-    train_ds = AugmentedBatches(images[tr], labels[tr], config.batch_size, config.seed, config.augment,
-                                class_weights=_class_weights(labels[tr], classes), outliers=config.outliers, classes=classes,
-                                soft_targets=soft, soft_weight=config.distill_weight)
-    val_images, val_labels = _robust_validation(images[va], labels[va], config.seed, config.augment)
+    train_ds = AugmentedBatches(data.images[tr], data.labels[tr], config.batch_size, config.seed, config.augment,
+                                class_weights=_class_weights(data.labels[tr], classes), outliers=config.outliers, classes=classes,
+                                soft_targets=data.soft, soft_weight=config.distill_weight,
+                                rehearsal=data.rehearsal.pool() if data.rehearsal else None, rehearse_share=config.rehearse_share)
+    val_images, val_labels = _robust_validation(*_validation_part(data), config.seed, config.augment)
     val_ds = tf.data.Dataset.from_tensor_slices((val_images, np.eye(classes, dtype=np.float32)[val_labels])).batch(64)
     keeper = BestWeights()  # fine-tuning must beat the stage-1 model on the same validation set to replace it
     keeper.start_from(model.evaluate(val_ds, verbose=0, return_dict=True)["loss"], model.get_weights(), "the stage-1 model")
@@ -159,6 +179,16 @@ def _fine_tune(model, images, labels, parts, config, rows, out, soft: np.ndarray
     finally:  # Ctrl-C included: the best of the stage-1 model and the fine-tuning epochs so far
         keeper.restore()
         print(f"stage 2: kept {keeper.kept} (validation loss {keeper.best:.4f}, the lowest so far)")
+
+
+def _validation_part(data: Arrays) -> tuple[np.ndarray, np.ndarray]:
+    """The validation part, and the first site's too when it is rehearsed: forgetting it then costs."""
+    va = data.parts["val"]
+    if data.rehearsal is None:
+        return data.images[va], data.labels[va]
+    first = data.rehearsal.parts["val"]
+    return (np.concatenate([data.images[va], data.rehearsal.images[first]]),
+            np.concatenate([data.labels[va], data.rehearsal.labels[first]]))
 
 
 def _robust_validation(images: np.ndarray, labels: np.ndarray, seed: int, policy: str, copies: int = 2):
@@ -193,29 +223,6 @@ def train(config: TrainConfig, overwrite: bool = False) -> dict[str, Any]:
         raise
 
 
-RUN_FILES = ("model.keras", "manifest.json", "metrics.json", "config.json", "history.csv", "split.json", "curves.png",
-             "confusion.png", "report.json", "report.md", "robustness.json", "robustness.png", "ood.json", "cv.json", "cv.md")
-
-
-def prepare_out(out: Path, overwrite: bool) -> bool:
-    """Check --out before any work: a folder we may write, never another model's without --overwrite
-    (whose files, variants included, then all go, so none describes the wrong model). True: made here."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder")
-    existing = [name for name in RUN_FILES if (out / name).exists()] if out.is_dir() else []
-    if existing and not overwrite:
-        raise UserError(f"--out {out} already holds a trained model ({', '.join(existing[:3])}); pass --overwrite to "
-                        "replace it, or choose another folder")
-    created = not out.exists()
-    writable_folder(out, "--out")
-    if existing:
-        for path in [out / n for n in RUN_FILES] + sorted(out.glob("*.tflite")) + sorted(out.glob("*.onnx")):
-            if path.is_file():
-                path.unlink()
-        shutil.rmtree(out / "cv", ignore_errors=True)  # the folds' histories
-    return created
-
-
 def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
     import keras
 
@@ -236,46 +243,73 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
         model = warm_start(config, found.labels)
     else:
         model = build_model(alpha=config.alpha, input_size=config.input_size, weights=config.weights, num_classes=len(found.labels))
-    cache = None
-    if config.feature_cache != "off":
-        base = Path(config.feature_cache) if config.feature_cache else Path.home() / ".cache" / "edgeleuk" / "features"
-        cache = base / f"{_cache_key(config, [s.sha256 for s in found.samples])}.npy"
+    rehearsal = _rehearsal(config, found.labels, out)
     rows: list[dict] = []
     interrupted, frozen = False, None
     try:
-        feats = _features(model, images, cache)
+        feats = _features(model, images, _cache_file(config, [s.sha256 for s in found.samples]))
         if config.cv:
             from edgeleuk.train.cv import cross_validate
 
             pool = [s for s in found.samples if split.assignment[s.path] != "test"]
             cross_validate(config, found, group_of, pool, (images, labels, feats), out)
-        _fit_head(model, feats, labels, parts, config, rows, out)
+        _fit_head(model, *_head_data(model, config, (feats, labels, parts), rehearsal), config, rows, out)
         frozen_probs = model.get_layer("dense_1")(model.get_layer("dense")(feats[parts["test"]])).numpy()
         frozen = classification_metrics(labels[parts["test"]], frozen_probs, found.labels)
         print(format_metrics(frozen, "test, frozen base (the study's recipe):"))
         if config.fine_tune:
             soft = _teacher_targets(config, list(found.samples), parts["train"]) if config.teacher else None
-            _fine_tune(model, images, labels, parts, config, rows, out, soft)
+            _fine_tune(model, Arrays(images, labels, parts, soft, rehearsal), config, rows, out)
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: keeping the best weights so far and writing the run folder")
     probs = model.predict(images[parts["test"]], batch_size=64, verbose=0)
     metrics = classification_metrics(labels[parts["test"]], probs, found.labels)
     print(format_metrics(metrics, "test, final model:"))
+    first = _first_site(model, rehearsal, found.labels)
     model_path = out / "model.keras"
-    _save_clean(model, model_path)
+    save_clean(model, model_path)
     seconds = time.perf_counter() - started
     write_history(rows, out / "history.csv")
     summary = {"test": metrics, "test_frozen": frozen, "train_seconds": round(seconds, 1),
                "interrupted": interrupted, "split": {p: int(len(ix)) for p, ix in parts.items()}}
+    if first is not None:
+        summary["test_first_site"] = first
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
     if rows:
         plots.plot_curves(rows, out / "curves.png")
     plots.plot_confusion(metrics, out / "confusion.png", f"test accuracy {metrics['accuracy']*100:.1f}%")
-    _write_run_manifest(out, model_path, config, metrics, model, found)
+    write_run_manifest(out, model_path, config, metrics, model, found)
     print(f"wrote {out} in {seconds:.0f} s" + (" (interrupted)" if interrupted else ""))
     return summary
+
+
+def _rehearsal(config: TrainConfig, labels: tuple[str, ...], out: Path):
+    if not config.rehearse:
+        return None
+    from edgeleuk.train import rehearse
+
+    return rehearse.load(config, labels, out)
+
+
+def _head_data(model, config: TrainConfig, own: tuple, rehearsal) -> tuple:
+    """Stage 1's features, labels and parts: the new site's, and with --rehearse the first site's too."""
+    if rehearsal is None:
+        return own
+    from edgeleuk.train.rehearse import joined
+
+    return joined(*own, rehearsal, _features(model, rehearsal.images, _cache_file(config, list(rehearsal.shas))))
+
+
+def _first_site(model, rehearsal, labels: tuple[str, ...]) -> dict | None:
+    """With --rehearse, the first site's test part: what adapting cost it."""
+    if rehearsal is None:
+        return None
+    rows = rehearsal.parts["test"]
+    metrics = classification_metrics(rehearsal.labels[rows], model.predict(rehearsal.images[rows], batch_size=64, verbose=0), labels)
+    print(format_metrics(metrics, f"test, the first site ({rehearsal.root}):"))
+    return metrics
 
 
 def _data(config: TrainConfig, out: Path) -> tuple[Scan, Split, np.ndarray, np.ndarray, dict[Path, str]]:
@@ -300,42 +334,3 @@ def _data(config: TrainConfig, out: Path) -> tuple[Scan, Split, np.ndarray, np.n
         print(f"warning: {len(crossing)} near-duplicate pair(s) cross split parts, e.g. {a.path.name} "
               f"({split.assignment[a.path]}) ~ {b.path.name} ({split.assignment[b.path]})")
     return found, split, images, labels, groups.of
-
-
-def _save_clean(model, path: Path) -> None:
-    """Save architecture and weights without optimizer state (a third of the size), base frozen, atomically."""
-    import keras
-
-    full = path.with_name(f".{path.stem}.full.tmp.keras")
-    try:
-        model.save(full)
-        clean = keras.models.load_model(full, compile=False)  # drops the optimizer and its EMA copies
-        clean.get_layer("mobilenetv2_base").trainable = False
-        with atomic_path(path) as tmp:
-            clean.save(tmp)
-    finally:
-        full.unlink(missing_ok=True)
-
-
-def _write_run_manifest(out: Path, model_path: Path, config: TrainConfig, metrics: dict, model, found: Scan) -> None:
-    import keras
-    import tensorflow as tf
-
-    from edgeleuk.manifest import Variant
-    from edgeleuk.train.model import multiply_adds
-
-    sha = sha256_file(model_path)
-    variant = Variant(name="keras", format="keras", file=model_path.name, sha256=sha, precision="fp32",
-                      input_name="image", input_shape=(None, config.input_size, config.input_size, 3),
-                      input_dtype="float32", output_dtype="float32", size_bytes=model_path.stat().st_size,
-                      metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]})
-    manifest = Manifest(labels=found.labels, class_folders=found.classes.folders,
-                        model={"name": "edgeleuk-mobilenetv2", "architecture": f"MobileNetV2+GAP+Dense128+Dense{len(found.labels)}",
-                               "alpha": config.alpha, "input_size": config.input_size, "fine_tuned": config.fine_tune,
-                               "parameters": int(model.count_params()), "multiply_adds": multiply_adds(model),
-                               "distilled_from": config.teacher, "initialised_from": config.init_from},
-                        preprocess=PreprocessSpec(size=config.input_size), variants=(variant,), source_model_sha256=sha,
-                        versions={"edgeleuk": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-                                  "python": platform.python_version()},
-                        provenance={"split": "split.json", "train_config": "config.json"})
-    write_manifest(out, manifest)
