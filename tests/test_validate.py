@@ -7,8 +7,9 @@ import pytest
 
 from conftest import LABELS, cli, smear
 from edgeleuk.validate.acceptance import ANSWERED, OOD, Acceptance, FieldResult, SampleResult
-from edgeleuk.validate.judge import Claim, judge
-from edgeleuk.validate.stats import clopper_pearson, images_needed
+from edgeleuk.stats import Claim
+from edgeleuk.validate.judge import judge
+from edgeleuk.stats import clopper_pearson, images_needed
 
 
 @pytest.mark.parametrize("k, n, lower, upper", [  # scipy.stats.beta.ppf(0.025, k, n-k+1) and beta.ppf(0.975, k+1, n-k)

@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from edgeleuk.errors import UsageError
-    from edgeleuk.validate.judge import Claim
+    from edgeleuk.stats import Claim
 
     claim = Claim(args.claim, args.min_answered)  # a bad claim is refused before anything loads
     if not 0.0 <= args.min_confidence <= 1.0:

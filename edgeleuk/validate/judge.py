@@ -4,28 +4,13 @@ sample verdicts, and PASS or FAIL with every reason. Device-safe: stdlib and num
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
-from edgeleuk.errors import UsageError
 from edgeleuk.evaluate.metrics import calibration_error, trailing
 from edgeleuk.validate.acceptance import ANSWERED, OOD, Acceptance, FieldResult
-from edgeleuk.validate.stats import ALPHA, clopper_pearson, images_needed
+from edgeleuk.stats import ALPHA, Claim, clopper_pearson, images_needed
 
 WEAK_MARGIN = 0.1  # a right sample verdict that passed min_confidence by less than this is listed
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What the site asks the model to show."""
-
-    accuracy: float = 0.95  # the lower bound of the exact 95% interval of accuracy on answered fields must reach it
-    min_answered: float = 0.9  # the share of fields the model must answer (not refused by the gate or the OOD score)
-
-    def __post_init__(self) -> None:
-        for name, value in (("--claim", self.accuracy), ("--min-answered", self.min_answered)):
-            if not 0.0 < value < 1.0:
-                raise UsageError(f"Received: {name} {value}; expected a share between 0 and 1 (e.g. 0.95)")
 
 
 def _share(a: int, b: int) -> float | None:

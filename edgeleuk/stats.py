@@ -1,10 +1,14 @@
 """Exact binomial figures for method verification (CLSI EP12, ISO 15189): the Clopper-Pearson
 interval, the claim test on its lower bound, and how many images would show the claim.
-Stdlib only: it runs on the device, where SciPy is not installed."""
+Shared by `validate` (site acceptance) and `convert` (an adapted model is published only when its
+new site's test part shows the claim). Stdlib only: it runs on the device, where SciPy is not installed."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+from edgeleuk.errors import UsageError
 
 ALPHA = 0.05  # a two-sided 95% interval: the claim is shown when its lower bound (one-sided 97.5%) reaches it
 
@@ -71,3 +75,15 @@ def images_needed(k: int, n: int, claim: float, alpha: float = ALPHA, limit: int
         lo, hi = (lo, mid) if shows(mid) else (mid, hi)
     return hi
 
+
+@dataclass(frozen=True)
+class Claim:
+    """What the site asks the model to show."""
+
+    accuracy: float = 0.95  # the lower bound of the exact 95% interval of accuracy on answered fields must reach it
+    min_answered: float = 0.9  # the share of fields the model must answer (not refused by the gate or the OOD score)
+
+    def __post_init__(self) -> None:
+        for name, value in (("--claim", self.accuracy), ("--min-answered", self.min_answered)):
+            if not 0.0 < value < 1.0:
+                raise UsageError(f"Received: {name} {value}; expected a share between 0 and 1 (e.g. 0.95)")
