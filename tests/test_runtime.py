@@ -325,12 +325,12 @@ def test_unwritable_outputs_are_one_clear_error(converted, frames_dir, tmp_path,
 
 def test_a_frame_that_cannot_be_saved_stops_the_run_with_a_reason(tmp_path):
     from edgeleuk.errors import UserError
-    from edgeleuk.runtime.session import _save
+    from edgeleuk.runtime.saving import write_frame
     from edgeleuk.runtime.sources import Frame
 
     gone = tmp_path / "gone"
-    with pytest.raises(UserError, match=f"cannot save frame 3 to --save-frames {gone}"):
-        _save(gone, Frame(3, np.zeros((8, 8, 3), np.uint8), "cam"), "out of focus")
+    with pytest.raises(UserError, match=f"cannot save frame 3 to {gone}"):
+        write_frame(gone / "cam.jpg", Frame(3, np.zeros((8, 8, 3), np.uint8), "cam"))
 
 
 def _onnx_model(path: Path, inputs: list[int], outputs: int) -> Path:

@@ -161,6 +161,7 @@ def test_state_changes_only_by_post_with_the_header_and_the_log_endpoint_serves_
     run = run_with_token
     assert run.request("GET", "/api/stop")[0] == 405
     assert run.request("POST", "/api/stop")[0] == 403  # no X-Edgeleuk header: what a cross-site form would send
+    assert run.request("POST", "/api/save/Pre", {"X-Edgeleuk": "1"})[0] == 409  # no --save-frames: nowhere to save
     assert run.proc.poll() is None
     for path in ("/api/log/../../../../etc/passwd", "/api/log/%2e%2e/%2e%2e/etc/passwd", "/static/../live.py",
                  "/static/..%2f..%2fmanifest.py", "/static/%2e%2e%2fsession.py", "/static/index.html/../../../etc/passwd",
@@ -173,6 +174,27 @@ def test_state_changes_only_by_post_with_the_header_and_the_log_endpoint_serves_
         assert code == 200 and b"root:" not in body
         assert all("frame" in json.loads(line) or "event" in json.loads(line) for line in body.decode().splitlines())
     run.stop()
+
+
+def test_the_page_saves_the_field_on_screen_as_one_of_the_models_classes(converted, clip, tmp_path):
+    site = tmp_path / "site"
+    run = Run(converted, clip, tmp_path / "run.jsonl", "--save-frames", str(site), "--sample", "slide 1")
+    try:
+        assert run.request("POST", "/api/save/Pre")[0] == 403
+        code, body, _ = run.request("POST", "/api/save/Pre", {"X-Edgeleuk": "1"})
+        reply = json.loads(body)
+        assert code == 201 and reply["file"].startswith("Pre/slide 1/clip-") and reply["saved"] == {"Pre": 1}
+        saved = site / reply["file"]
+        assert cv2.imread(str(saved)).shape == (240, 320, 3)  # the full frame, not the model's square
+        assert json.loads(saved.with_suffix(".json").read_text())["label"] == "Pre"
+        for label in ("Other", "%2e%2e", "..%2fPre", "Pre%00"):
+            assert run.request("POST", f"/api/save/{label}", {"X-Edgeleuk": "1"})[0] == 404, label
+        status = run.status()
+        assert status["saving"] == {"folder": str(site), "saved": {"Pre": 1}} and status["labels"] == list(LABELS)
+        saved_as_classes = [p.name for p in site.rglob("*") if p.is_file() and p.parent != site]  # flagged frames lie loose in site/
+        assert sorted(saved_as_classes) == sorted([saved.name, saved.with_suffix(".json").name])
+    finally:
+        run.stop()
 
 
 def test_the_live_view_outlives_a_finite_source_until_stop(converted, clip, tmp_path):
@@ -287,7 +309,7 @@ def test_the_page_in_a_real_browser(browser, converted, clip, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    run = Run(converted, clip, tmp_path / "run.jsonl")
+    run = Run(converted, clip, tmp_path / "run.jsonl", "--save-frames", str(tmp_path / "site"))
     try:
         browser.get(run.url)
         wait = WebDriverWait(browser, 20)
@@ -304,6 +326,12 @@ def test_the_page_in_a_real_browser(browser, converted, clip, tmp_path):
         assert decision in (*LABELS, "refer to a specialist", "out of distribution: refer", "no usable frame")
         assert verdict.text.startswith(decision)
         assert "frames seen" in browser.find_element(By.ID, "counts").text
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#save button")) == len(LABELS))
+        save = browser.find_element(By.CSS_SELECTOR, f"#save button[data-label='{LABELS[1]}']")
+        assert save.text == f"Save this field as {LABELS[1]}"
+        save.click()
+        wait.until(lambda b: b.find_element(By.ID, "message").text.startswith(f"saved as {LABELS[1]}: {LABELS[1]}/"))
+        assert len(list((tmp_path / "site" / LABELS[1]).rglob("*.jpg"))) == 1
         browser.find_element(By.ID, "new-sample").click()
         wait.until(lambda b: b.find_element(By.ID, "sample-id").text == "#2")
         browser.find_element(By.ID, "log").click()

@@ -31,7 +31,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-ood-fraction", type=float,
                    help="above this share of out-of-distribution usable frames the sample is 'out of distribution: refer' (default: the model's, 0.25)")
     p.add_argument("--log", help="JSONL log file, one line per frame, flushed per line")
-    p.add_argument("--save-frames", help="folder to keep flagged frames (unusable or low confidence)")
+    p.add_argument("--save-frames", metavar="DIR",
+                   help="keep frames: with --label, every usable one in DIR/<class>/<sample>/ with a sidecar JSON (the layout "
+                        "train and validate read; the live view's 'Save this field as' buttons write there too); without, "
+                        "the flagged ones (unusable, out of distribution, low confidence)")
+    p.add_argument("--label", metavar="CLASS", help="--save-frames: the class of the slide being scanned (its diagnosis, known)")
+    p.add_argument("--sample", metavar="NAME",
+                   help="--save-frames: the sample's folder name, e.g. a patient or slide number (default: the start time; "
+                        "a new sample adds -2, -3, …)")
     p.add_argument("--realtime", action="store_true",
                    help="play a video at its recorded frame rate, keeping only the newest frame (as a live camera does)")
     p.add_argument("--display", action="store_true", help="show a window (needs a GUI build of OpenCV)")
@@ -72,6 +79,7 @@ def main(argv: list[str]) -> int:
     from edgeleuk.runtime import load
     from edgeleuk.runtime.config import read_config
     from edgeleuk.runtime.quality import QualityThresholds
+    from edgeleuk.runtime.saving import SiteSet
     from edgeleuk.runtime.session import Control, RunOptions, run
     from edgeleuk.runtime.sources import open_source
 
@@ -112,12 +120,13 @@ def main(argv: list[str]) -> int:
         _say_where_the_log_goes(Path(log))
         writable_file(log, "--log")
     save_frames = args.save_frames or log_c.get("save_frames")
+    label = _site_label(args, save_frames)
     if save_frames:
         writable_folder(save_frames, "--save-frames")
     options = RunOptions(frames=args.frames or sample_c.get("frames"),
                          min_confidence=args.min_confidence if args.min_confidence is not None else sample_c.get("min_confidence", 0.8),
                          roi=roi, log=Path(log) if log else None,
-                         save_frames=Path(save_frames) if save_frames else None,
+                         save_frames=Path(save_frames) if save_frames else None, label=label,
                          display=args.display, status="off" if args.quiet else "auto",
                          scale=args.scale if args.scale is not None else cam_c.get("scale"), max_scale_error=max_scale_error,
                          max_ood_fraction=args.max_ood_fraction if args.max_ood_fraction is not None else sample_c.get("max_ood_fraction"))
@@ -132,9 +141,13 @@ def main(argv: list[str]) -> int:
         print(f"model: {classifier.name} ({classifier.path.name}, {classifier.backend.name} {classifier.backend.version}, "
               f"{classifier.backend.threads} threads); research use only, not a diagnosis", flush=True)
         control = Control()
+        model = _model_info(classifier)
+        if options.save_frames:
+            options.site = SiteSet(options.save_frames, model, options.scale, args.sample)
+            _say_where_frames_go(options, classifier.labels)
         address = args.serve or serve_c.get("address")
         if address:
-            view = _live_view(str(address), serve_c.get("token"), control, classifier, options.log)
+            view = _live_view(str(address), serve_c.get("token"), control, classifier, options, model)
         sinks = [view] if view else []
         url = args.publish or pub_c.get("url")
         if url:
@@ -207,14 +220,39 @@ def _publisher(url: str, args, conf: dict, classifier, log):
     return publisher
 
 
-def _live_view(address: str, token: str | None, control, classifier, log: Path | None):
+def _site_label(args, save_frames: str | None) -> str | None:
+    from edgeleuk.errors import UsageError
+    from edgeleuk.runtime.saving import folder_name
+
+    if (args.label or args.sample) and not save_frames:
+        raise UsageError("--label and --sample name what --save-frames keeps: add --save-frames DIR")
+    if args.sample:
+        folder_name(args.sample, "--sample")
+    return folder_name(args.label, "--label") if args.label else None
+
+
+def _say_where_frames_go(options, labels: tuple[str, ...]) -> None:
+    folder, label = options.save_frames, options.label
+    if label is None:
+        print(f"saving: flagged frames to {folder}; the live view's buttons save a field as its class into {folder}/<class>/",
+              flush=True)
+        return
+    new = "" if label in labels else f" (not one of the model's classes, {', '.join(labels)}: a new class for train)"
+    print(f"saving: every usable frame as {label}{new} to {folder / label / options.site.sample_name(1)}/", flush=True)
+
+
+def _model_info(classifier) -> dict:
     from edgeleuk import __version__
     from edgeleuk.manifest import sha256_file
-    from edgeleuk.runtime.live import LiveView
 
     sha = classifier.variant.sha256 if classifier.variant else sha256_file(classifier.path)
-    view = LiveView(address, control, classifier.labels, log, {"name": classifier.name, "sha256": sha, "edgeleuk": __version__},
-                    token=token)
+    return {"name": classifier.name, "file": classifier.path.name, "sha256": sha, "edgeleuk": __version__}
+
+
+def _live_view(address: str, token: str | None, control, classifier, options, model: dict):
+    from edgeleuk.runtime.live import LiveView
+
+    view = LiveView(address, control, classifier.labels, options.log, model, token=token, site=options.site)
     where = "loopback only" if view.token is None else "token required: keep this address private"
     print(f"live view: {view.url} ({where})", flush=True)
     return view

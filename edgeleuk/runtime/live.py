@@ -9,7 +9,8 @@ about 6 MB installed (aiohttp with its compiled dependencies: 14 MB).
 
 Security: loopback unless a host is named; beyond it every request needs the token (printed at
 start, or `serve.token` in the config); state changes only by POST with a custom header (so a web
-page elsewhere cannot drive it); the only file it serves is the run's own log.
+page elsewhere cannot drive it); the only file it serves is the run's own log; with --save-frames it
+saves the field on screen as one of the model's classes, never under a name the client chose.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import cv2
 from edgeleuk.errors import UsageError, UserError, missing_package
 from edgeleuk.runtime.display import render
+from edgeleuk.runtime.saving import SiteSet, save_shown
 from edgeleuk.runtime.session import Control, FrameResult, verdict_text, view_of
 
 HISTORY_SECONDS = 60.0
@@ -73,11 +75,11 @@ class LiveView:
     """The run loop's sink for the web page: `frame` stores, the server thread reads."""
 
     def __init__(self, address: str, control: Control, labels: tuple[str, ...], log: Path | None,
-                 model: dict[str, Any], token: str | None = None) -> None:
+                 model: dict[str, Any], token: str | None = None, site: SiteSet | None = None) -> None:
         if importlib.util.find_spec("starlette") is None or importlib.util.find_spec("uvicorn") is None:
             raise missing_package("starlette and uvicorn (for --serve)", "serve")
         self.host, port = parse_address(address)
-        self.control, self.labels, self.log, self.model = control, labels, log, model
+        self.control, self.labels, self.log, self.model, self.site = control, labels, log, model, site
         self.token = (token or secrets.token_urlsafe(18)) if needs_token(self.host, token) else None
         self._lock = threading.Lock()
         self._latest: tuple[FrameResult, str, float | None] | None = None
@@ -172,8 +174,15 @@ class LiveView:
     def status(self) -> dict[str, Any]:
         with self._lock:
             history = [[round(t - self._started, 2), c, lat] for t, c, lat in self._history]
-            return {**self._status, "model": self.model, "log": self.log is not None, "history": history,
-                    "history_seconds": HISTORY_SECONDS, "frames_streamed": self.frames_streamed}
+            saving = None if self.site is None else {"folder": str(self.site.folder), "saved": dict(self.site.saved)}
+            return {**self._status, "model": self.model, "log": self.log is not None, "history": history, "labels": list(self.labels),
+                    "history_seconds": HISTORY_SECONDS, "frames_streamed": self.frames_streamed, "saving": saving}
+
+    def save_field(self, label: str) -> tuple[int, dict[str, Any]]:
+        """The field on screen, saved as `label`: (HTTP status, reply)."""
+        with self._lock:
+            shown = None if self._latest is None else self._latest[0]
+        return save_shown(self.site, self.labels, shown, label)
 
     def _jpeg(self) -> tuple[int, bytes | None]:
         with self._lock:
@@ -251,6 +260,12 @@ class LiveView:
                 return JSONResponse({"ok": True, "action": name}, status_code=202)
             return handler
 
+        async def save(request):
+            if request.headers.get(POST_HEADER) != "1":
+                return PlainTextResponse(f"403: send the {POST_HEADER}: 1 header (the page does)", 403)
+            code, reply = await asyncio.to_thread(view.save_field, request.path_params["label"])
+            return JSONResponse(reply, status_code=code)
+
         async def log(request):
             if view.log is None or not view.log.is_file():
                 return PlainTextResponse("this run writes no log (start it with --log or log.folder)", 404)
@@ -260,7 +275,8 @@ class LiveView:
         routes = [Route("/", page), Route("/static/{name}", asset), Route("/api/status", status),
                   Route("/frame.jpg", frame), Route("/stream.mjpg", stream), Route("/api/log", log),
                   Route("/api/new-sample", action("new sample", self.control.new_sample), methods=["POST"]),
-                  Route("/api/stop", action("stop", lambda: self.control.stop("stopped from the web page")), methods=["POST"])]
+                  Route("/api/stop", action("stop", lambda: self.control.stop("stopped from the web page")), methods=["POST"]),
+                  Route("/api/save/{label}", save, methods=["POST"])]
         return Starlette(routes=routes, middleware=[Middleware(TokenGate)])
 
 

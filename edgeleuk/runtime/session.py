@@ -17,13 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Protocol
 
-import cv2
 import numpy as np
 
 from edgeleuk.errors import UserError
 from edgeleuk.preprocess import ImageError, model_region, preprocess
 from edgeleuk.runtime.display import Display
 from edgeleuk.runtime.quality import Quality, QualityThresholds, assess
+from edgeleuk.runtime.saving import SaverSink, SiteSet
 from edgeleuk.runtime.scale import MIN_READINGS as RULER_READINGS, ScaleMonitor, scaled_region
 from edgeleuk.runtime.stain import MIN_READINGS as STAIN_READINGS, StainMonitor
 from edgeleuk.runtime.verdict import Verdict
@@ -37,6 +37,8 @@ class RunOptions:
     thresholds: QualityThresholds | None = None  # None: the model's own (its manifest), else the defaults
     log: Path | None = None
     save_frames: Path | None = None
+    site: "SiteSet | None" = None  # with save_frames and a label: the labelled site set (edgeleuk.runtime.saving)
+    label: str | None = None  # the class every usable frame is saved as (a slide whose class is known)
     display: bool = False
     status: str = "auto"  # auto: a live line on a terminal, one line per frame otherwise; "off"
     scale: float | None = None  # frame pixels per training-image pixel (calibrate-scale); None: the whole centre square
@@ -291,30 +293,6 @@ class StatusSink:
             sys.stderr.write("\n")
 
 
-class SaverSink:
-    """Frames worth a look (refused, out of distribution, low confidence) as JPEG files."""
-
-    def __init__(self, folder: Path, min_confidence: float) -> None:
-        self.folder, self.min_confidence = folder, min_confidence
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def frame(self, result, verdict, summary) -> None:
-        if result.quality is None:
-            return
-        if result.probs is None:
-            _save(self.folder, result.frame, result.quality.reason)
-        elif result.in_distribution is False:
-            _save(self.folder, result.frame, "out-of-distribution")
-        elif result.probs.max() < self.min_confidence:
-            _save(self.folder, result.frame, "low-confidence")
-
-    def sample(self, record: dict) -> None:
-        pass
-
-    def close(self, record: dict) -> None:
-        pass
-
-
 class DisplaySink:
     """The desktop window; closing it stops the run."""
 
@@ -396,7 +374,7 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
     if options.status != "off":
         built.append(StatusSink(classifier.labels, options.status == "auto" and sys.stderr.isatty()))
     if options.save_frames:
-        built.append(SaverSink(options.save_frames, options.min_confidence))
+        built.append(SaverSink(options.save_frames, options.min_confidence, options.site, options.label))
     if display is not None:
         built.append(DisplaySink(display, classifier.labels, control))
     everyone = built + list(sinks or [])
@@ -472,14 +450,3 @@ def _check_scale(quality: Quality, ratio: float | None, limit: float) -> Quality
     if ratio is None or 1 / limit <= ratio <= limit:
         return replace(quality, scale=ratio)
     return replace(quality, scale=ratio, usable=False, reason="wrong magnification")
-
-
-def _save(folder: Path | None, frame, reason: str | None) -> None:
-    if folder is not None and frame.image is not None:
-        name = f"{Path(frame.name).stem}-{frame.index:06d}-{(reason or 'flagged').replace(' ', '-')}.jpg"
-        try:
-            saved = cv2.imwrite(str(folder / name), frame.image)
-        except cv2.error:
-            saved = False
-        if not saved:  # never lose flagged frames silently
-            raise UserError(f"cannot save frame {frame.index} to --save-frames {folder} (full, removed or not writable)")

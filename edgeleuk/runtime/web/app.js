@@ -63,6 +63,7 @@ async function poll() {
     plot(s.history || [], s.history_seconds || 60);
     if (s.model) text($("model"), s.model.name + " · sha256 " + (s.model.sha256 || "").slice(0, 12) + " · edgeleuk " + s.model.edgeleuk);
     $("log").hidden = !s.log;
+    showSave(s.labels || [], s.saving);
     if (s.state !== "ended") setTimeout(poll, POLL_MS);
   } catch (err) {
     text($("state"), "disconnected");
@@ -72,7 +73,32 @@ async function poll() {
 
 async function post(path, message) {
   const response = await fetch(path, { method: "POST", headers: { "X-Edgeleuk": "1" } });
-  text($("message"), response.ok ? message : "refused: " + response.status);
+  let reply = {};
+  try { reply = await response.clone().json(); } catch (err) { /* a plain-text refusal */ }
+  text($("message"), response.ok ? (typeof message === "function" ? message(reply) : message)
+                                  : "refused: " + response.status + (reply.error ? " (" + reply.error + ")" : ""));
+}
+
+// "Save this field as <class>": one button per class of the model, when the run keeps a site set
+function showSave(labels, saving) {
+  const box = $("save");
+  box.hidden = !saving;
+  if (!saving) return;
+  if (box.dataset.labels !== labels.join("\n")) {
+    box.replaceChildren(...labels.map((label) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.label = label;
+      button.addEventListener("click", () => post("api/save/" + encodeURIComponent(label),
+                                                  (r) => "saved as " + label + ": " + r.file));
+      return button;
+    }));
+    box.dataset.labels = labels.join("\n");
+  }
+  for (const button of box.children) {
+    const n = saving.saved[button.dataset.label] || 0;
+    text(button, "Save this field as " + button.dataset.label + (n ? " (" + n + ")" : ""));
+  }
 }
 
 $("new-sample").addEventListener("click", () => post("api/new-sample", "a new sample starts with the next frame"));
