@@ -58,18 +58,43 @@ def test_every_batch_holds_the_share_of_rehearsed_images_with_their_labels():
         assert len(images) == 6 and targets[:4, 0].tolist() == [1] * 4 and targets[4:, 1].tolist() == [1, 1]
 
 
-def test_rehearsing_the_source_data_scores_both_sites_test_parts(trained, dataset, tmp_path):
-    data = site(tmp_path / "data", ("Benign", "Early", "Pre", "Pro"), patients=6, fields=2)
-    out = tmp_path / "run"
-    proc = cli("train", "--data", str(data), "--out", str(out), "--init-from", str(trained), "--rehearse", str(dataset),
+@pytest.fixture(scope="module")
+def adapted(trained, dataset, tmp_path_factory):
+    """A model adapted from `trained` to another site, rehearsing `trained`'s data."""
+    root = tmp_path_factory.mktemp("adapted")
+    data = site(root / "data", ("Benign", "Early", "Pre", "Pro"), patients=6, fields=2)
+    proc = cli("train", "--data", str(data), "--out", str(root / "run"), "--init-from", str(trained), "--rehearse", str(dataset),
                "--epochs", "2", "--fine-tune", "--fine-tune-epochs", "1", "--feature-cache", "off", check_rc=0)
+    return SimpleNamespace(data=data, run=root / "run", stdout=proc.stdout)
+
+
+def test_rehearsing_the_source_data_scores_both_sites_test_parts(adapted, trained, dataset):
+    out = adapted.run
     source_test = sum(r["part"] == "test" for r in json.loads((trained / "split.json").read_text())["files"])
-    assert f"rehearse {dataset}: train" in proc.stdout and "test, the first site" in proc.stdout
+    assert f"rehearse {dataset}: train" in adapted.stdout and "test, the first site" in adapted.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_first_site"]["n"] == source_test and metrics["test"]["n"] == metrics["split"]["test"]
     assert (out / "rehearse_split.json").read_bytes() == (trained / "split.json").read_bytes()
     rehearsal = json.loads((out / "manifest.json").read_text())["provenance"]["rehearsal"]
     assert rehearsal == {"data": str(dataset.resolve()), "split": "rehearse_split.json"}
+
+
+def test_an_adapted_model_is_converted_on_both_sites_and_held_back_below_the_claim(adapted, trained, tmp_path):
+    out = tmp_path / "variants"
+    proc = cli("convert", str(adapted.run / "model.keras"), "--data", str(adapted.data), "--variants", "tflite-int8",
+               "--claim", "0.999", "--out", str(out))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "tflite-int8 shows" in proc.stderr and "under the claim 0.999: not published" in proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    source_test = sum(r["part"] == "test" for r in json.loads((trained / "split.json").read_text())["files"])
+    assert [r["first_site_n"] for r in report["rows"]] == [source_test, source_test]
+    assert "first site" in report["note"] and not (out / "model_int8.tflite").exists()
+
+
+def test_an_adapted_model_without_its_new_site_is_not_converted(adapted, tmp_path):
+    proc = cli("convert", str(adapted.run / "model.keras"), "--variants", "onnx-fp32", "--out", str(tmp_path / "v"))
+    assert proc.returncode == 1 and "was adapted to a new site (--init-from): pass --data" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "v").exists()
 
 
 def test_rehearsing_without_a_source_model_is_one_clear_error(dataset, tmp_path):

@@ -20,12 +20,15 @@ import numpy as np
 from edgeleuk import __version__
 from edgeleuk.classes import ClassMap, bare_labels
 from edgeleuk.errors import UsageError, UserError
+from edgeleuk.export.images import Images, load_images
+from edgeleuk.export import sites
 from edgeleuk.export.quiet import quiet
 from edgeleuk.export.recipes import QuantizationConfig, load_recipes
 from edgeleuk.files import atomic_write_text
 from edgeleuk.manifest import (MANIFEST_NAME, SCHEMA_VERSION, Manifest, PreprocessSpec, Variant, embedded_info, read_manifest, sha256_file,
                                write_manifest)
 from edgeleuk.runtime.embedded import EMBEDDED_NAME
+from edgeleuk.stats import Claim
 from edgeleuk.train.model import with_features
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[1] / "models" / "default" / "model.keras"
@@ -43,70 +46,14 @@ class ConvertConfig:
     max_drop: float = 1.0
     float_output: bool = False
     part: str = "test"
-
-
-@dataclass
-class Images:
-    calibration: np.ndarray | None
-    test: np.ndarray | None
-    test_labels: np.ndarray | None
-    note: str
-    test_files: list[str] = field(default_factory=list)  # relative to the data folder, in evaluation order
-    train: np.ndarray | None = None  # the whole training part: the OOD statistics and the cell ruler
-    train_labels: np.ndarray | None = None
-    val: np.ndarray | None = None  # the validation part: the OOD threshold
-    split_sha256: str | None = None  # the split file the parts came from (None: made anew)
-    val_labels: np.ndarray | None = None
-    kernel_sample: np.ndarray | None = None  # calibration images the ONNX int8 files also run on under emulated CPU kernels
-    split_file: Path | None = None  # travels with the variants: validate and evaluate never judge on training images
+    rehearse: str | None = None  # an adapted model's first site (default: the folder its run rehearsed; edgeleuk.export.sites)
+    claim: Claim = field(default_factory=Claim)  # what an adapted model's new-site test part must show to be published
 
 
 def _load_keras(path: Path):
     from edgeleuk.keras_file import load_keras
 
     return load_keras(path, "model")
-
-
-def _images(config: ConvertConfig, model_path: Path, spec: PreprocessSpec, calibration: dict, need_calibration: bool,
-            classes: ClassMap) -> Images:
-    from edgeleuk.dataset import load_arrays, scan
-    from edgeleuk.split import make_split, read_split
-
-    if not config.data:
-        if need_calibration:
-            raise UserError("int8 variants need real calibration images: pass --data DIR (and --split FILE); "
-                            "edgeleuk never calibrates on random data")
-        return Images(None, None, None, "no --data: accuracy not measured")
-    found = scan(config.data, classes=classes)
-    split_file = Path(config.split) if config.split else model_path.parent / "split.json"
-    if config.split and not split_file.is_file():
-        raise UserError(f"split file {config.split} does not exist (omit --split to use the split.json beside the model)")
-    if split_file.is_file():
-        split = read_split(split_file, found.samples, found.root)
-        note = f"split: {'split.json beside the model' if split_file.parent == model_path.parent else split_file}"
-    else:
-        split = make_split(found.samples)
-        note = "split: made anew (no split.json beside the model): test figures may be optimistic"
-    train = split.part(found.samples, calibration.get("part", "train"))
-    size = config.calibration_size or int(calibration.get("size", 300))
-    rng = np.random.default_rng(int(calibration.get("seed", 0)))
-    by_class: dict[str, list] = {}
-    for s in train:
-        by_class.setdefault(s.label, []).append(s)
-    chosen = []
-    for label, members in sorted(by_class.items()):
-        take = max(1, round(size * len(members) / len(train)))
-        chosen += [members[i] for i in sorted(rng.choice(len(members), min(take, len(members)), replace=False))]
-    test = split.part(found.samples, config.part)
-    calib_images, _ = load_arrays(chosen[:size], spec)
-    test_images, test_labels = load_arrays(test, spec)
-    train_images, train_labels = load_arrays(list(train), spec)
-    val = split.part(found.samples, "val")
-    val_images, val_labels = load_arrays(val, spec) if val else (None, None)
-    return Images(calib_images, test_images, test_labels, f"{note}; calibration: {len(calib_images)} training images; "
-                  f"evaluation: {len(test)} {config.part} images", [str(s.path.relative_to(found.root)) for s in test],
-                  train_images, train_labels, val_images, sha256_file(split_file) if split_file.is_file() else None, val_labels,
-                  split_file=split_file if split_file.is_file() else None)
 
 
 def _versions() -> dict[str, str]:
@@ -239,7 +186,11 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     spec = base.preprocess if base else PreprocessSpec(size=size)
     classes = base.classes() if base else ClassMap(bare_labels(int(model.output_shape[-1])))
     labels = classes.labels
-    images = _images(config, model_path, spec, recipes.calibration, any(c.needs_calibration for c in chosen), classes)
+    if sites.adapted(base) and not config.data:
+        raise UserError(f"{model_path} was adapted to a new site (--init-from): pass --data with that site's images; it is "
+                        "published only when their test part shows the claim")
+    load_args = (model_path, spec, recipes.calibration, any(c.needs_calibration for c in chosen), classes)
+    images = sites.with_first_site(load_images(config, *load_args), config, base, load_args)
     if images.calibration is not None:
         picks = np.unique(np.linspace(0, len(images.calibration) - 1, recipes.kernel_check_images).round().astype(int))
         images.kernel_sample = images.calibration[picks]  # spread over the classes, which the calibration set holds in order
@@ -254,13 +205,14 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     keras_probs = model.predict(images.test, batch_size=32, verbose=0) if images.test is not None else None
     rows: list[dict[str, Any]] = []
     if keras_probs is not None:
-        rows.append({"variant": "keras", "size_bytes": model_path.stat().st_size,
-                     **parity(keras_probs, keras_probs, images.test_labels), "conversion_seconds": None})
+        first = model.predict(images.first_test, batch_size=32, verbose=0) if images.first_test is not None else None
+        rows.append({"variant": "keras", "size_bytes": model_path.stat().st_size, **parity(keras_probs, keras_probs, images.test_labels),
+                     **sites.first_site_row(first, images), "conversion_seconds": None})
     staging = _staging(out)
     try:
         previous = _carry_over(out, staging, source_sha, model_path)
         variants = _convert_variants(exported, chosen, staging, images, info, labels, spec, keras_probs, rows, out, domain)
-        failed = _failed(rows, config.max_drop)
+        failed = _failed(rows, config.max_drop, sites.site_failures(rows, config.claim) if sites.adapted(base) else {})
         for v in [v for v in variants if v.name in failed]:  # a variant that fails the gate is never published
             (staging / v.file).unlink(missing_ok=True)
         variants = [v for v in variants if v.name not in failed]
@@ -295,10 +247,11 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, failed
 
 
-def _failed(rows: list[dict[str, Any]], max_drop: float) -> dict[str, str]:
+def _failed(rows: list[dict[str, Any]], max_drop: float, more: dict[str, str]) -> dict[str, str]:
     """Variants that are not published, and why: more than max_drop points below the Keras model's
-    test accuracy, or other answers under another CPU's int8 kernels. Marked in the report."""
-    failed = {r["variant"]: f"gives other answers under the {r['kernel_failed']} int8 kernels (top class agrees on "
+    test accuracy, other answers under another CPU's int8 kernels, or `more` (an adapted model's
+    new site). Marked in the report."""
+    failed = more | {r["variant"]: f"gives other answers under the {r['kernel_failed']} int8 kernels (top class agrees on "
                             f"{r['kernel_agreement']:.1%} of {r['kernel_images']} images)"
               for r in rows if r.get("kernel_failed")}
     if rows and rows[0]["variant"] == "keras":
@@ -419,6 +372,8 @@ def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, 
             row = {"variant": cfg.name, "size_bytes": path.stat().st_size, "conversion_seconds": seconds}
             if images.test is not None:
                 row.update(parity(predict_all(classifier, images.test), keras_probs, images.test_labels))
+            if images.first_test is not None:
+                row.update(sites.first_site_row(predict_all(classifier, images.first_test), images))
             row.update(_ood_checks(domain, classifier, images))
             if cfg.format == "onnx" and cfg.precision == "int8" and images.kernel_sample is not None:
                 row.update(_kernel_checks(path, images.kernel_sample))
