@@ -64,9 +64,9 @@ def read_text(path: str | os.PathLike, what: str, kind: str = "text") -> str:
 def writable_folder(path: str | os.PathLike, what: str) -> Path:
     """Create the folder if needed and prove a file can be made in it; UserError naming `what` otherwise."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{what} {path} is a file, not a folder")
-    try:
+    try:  # exists() itself raises on a name the system refuses (too long)
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{what} {path} is a file, not a folder")
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".edgeleuk-probe-"):
             pass

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from conftest import cli, smear
 
@@ -49,3 +50,23 @@ def test_labels_and_samples_that_are_not_one_folder_are_refused(converted, tmp_p
     proc = cli("run", "--model", str(converted), "--source", str(slide), "--label", "Pre")
     assert proc.returncode == 2 and "add --save-frames DIR" in proc.stderr
     assert not (tmp_path / "site").exists() or not any((tmp_path / "site").rglob("*.jpg"))
+
+
+def test_a_file_name_that_is_not_utf8_and_a_path_too_long_are_saved_or_refused_cleanly(converted, tmp_path):
+    import os
+
+    slide = tmp_path / "stick"
+    slide.mkdir()
+    ok, data = cv2.imencode(".jpg", cv2.resize(smear("Pre", 5), (224, 224)))
+    with open(os.path.join(os.fsencode(slide), b"Pr\xe4parat.jpg"), "wb") as fh:  # a Latin-1 name, as from a USB stick
+        fh.write(data.tobytes())
+    site = tmp_path / "site"
+    for extra in ((), ("--label", "Pre")):  # the flagged frames (all, at --min-confidence 1) and the site set
+        proc = cli("run", "--model", str(converted), "--source", str(slide), "--min-focus", "0", "--min-confidence", "1",
+                   "--quiet", "--save-frames", str(site), *extra)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list(site.glob("*.jpg"))) == 1 and len(list((site / "Pre").rglob("*.jpg"))) == 1
+    assert all(cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_COLOR) is not None for p in site.rglob("*.jpg"))
+
+    proc = cli("run", "--model", str(converted), "--source", str(slide), "--save-frames", str(tmp_path / ("a" * 5533)))
+    assert proc.returncode == 1 and "File name too long" in proc.stderr and "Traceback" not in proc.stderr

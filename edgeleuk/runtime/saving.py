@@ -20,7 +20,7 @@ from typing import Any
 
 import cv2
 from edgeleuk.errors import UsageError, UserError
-from edgeleuk.files import atomic_path, atomic_write_text
+from edgeleuk.files import atomic_write_bytes, atomic_write_text
 
 _UNSAFE = re.compile(r"[\\/:*?\"<>|\x00-\x1f]")
 
@@ -34,14 +34,17 @@ def folder_name(text: str, what: str) -> str:
 
 
 def write_frame(path: Path, frame) -> None:
-    """The full frame as captured (an edgeleuk.runtime.sources.Frame), as JPEG."""
+    """The full frame as captured (an edgeleuk.runtime.sources.Frame), as JPEG. Encoded in memory and
+    written by Python: OpenCV's own writer crashed (SIGSEGV) on a file name that is not UTF-8, as
+    names from a USB stick can be, and reported no cause on a failed write."""
     image = frame.image if frame.color_order == "BGR" else cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".jpg", image)
+    if not ok:
+        raise UserError(f"cannot encode frame {frame.index} as JPEG ({image.shape}, {image.dtype})")
     try:
-        with atomic_path(path) as tmp:
-            if not cv2.imwrite(str(tmp), image):
-                raise OSError("not written")
-    except (OSError, cv2.error):  # never lose a kept frame silently
-        raise UserError(f"cannot save frame {frame.index} to {path.parent} (full, removed or not writable)") from None
+        atomic_write_bytes(path, data.tobytes())
+    except OSError as exc:  # never lose a kept frame silently, and name the real cause
+        raise UserError(f"cannot save frame {frame.index} to {path.parent}: {exc.strerror or exc}") from None
 
 
 class SiteSet:
@@ -64,10 +67,17 @@ class SiteSet:
         stem = f"{Path(str(record.get('source', 'frame'))).stem}-{int(record.get('frame', 0)):06d}"
         note = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "label": label, "sample": sample,
                 "model": self.model, "scale": self.scale, "frame": record}
-        with self._lock:
-            target.mkdir(parents=True, exist_ok=True)
-            write_frame(target / f"{stem}.jpg", frame)
-            atomic_write_text(target / f"{stem}.json", json.dumps(note, indent=1, default=str) + "\n")
+        with self._lock:  # the sidecar first, and gone again if the frame cannot follow: never one without the other
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(target / f"{stem}.json", json.dumps(note, indent=1, default=str) + "\n")
+            except OSError as exc:
+                raise UserError(f"cannot save frame {record.get('frame')} to {target}: {exc.strerror or exc}") from None
+            try:
+                write_frame(target / f"{stem}.jpg", frame)
+            except UserError:
+                (target / f"{stem}.json").unlink(missing_ok=True)
+                raise
             self.saved[label] = self.saved.get(label, 0) + 1
         return target / f"{stem}.jpg"
 
