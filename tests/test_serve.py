@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import LABELS, smear
-from edgeleuk.runtime.live import is_loopback, needs_token, parse_address
+from edgeleuk.runtime.access import allowed_hosts, host_of, is_loopback, needs_token, parse_address
 from edgeleuk.errors import UserError
 from edgeleuk.runtime.config import read_config
 
@@ -136,6 +136,11 @@ def test_addresses_and_when_a_token_is_needed():
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20") and not is_loopback("raspberrypi.local")
     assert needs_token("0.0.0.0", None) and needs_token("192.168.1.20", None) and needs_token("127.0.0.1", TOKEN)
     assert not needs_token("127.0.0.1", None)
+    assert allowed_hosts("127.0.0.1", ()) == {"127.0.0.1", "localhost", "::1"} and allowed_hosts("0.0.0.0", ()) is None
+    assert allowed_hosts("192.168.1.20", ("Scope-3.local",)) == {"192.168.1.20", "scope-3.local"}
+    for header, name in ((b"127.0.0.1:8000", "127.0.0.1"), (b"[::1]:80", "::1"), (b"Attacker.Example", "attacker.example"),
+                         (b"localhost", "localhost")):
+        assert host_of({"headers": [(b"host", header)]}) == name
 
 
 def test_every_request_needs_the_token_when_there_is_one(run_with_token):
@@ -174,6 +179,18 @@ def test_state_changes_only_by_post_with_the_header_and_the_log_endpoint_serves_
         assert code == 200 and b"root:" not in body
         assert all("frame" in json.loads(line) or "event" in json.loads(line) for line in body.decode().splitlines())
     run.stop()
+
+
+def test_a_page_that_rebinds_its_name_to_the_loopback_can_neither_read_nor_stop_the_run(converted, clip, tmp_path):
+    run = Run(converted, clip, tmp_path / "run.jsonl")  # loopback, no token: only the Host tells a rebound page apart
+    try:
+        for method, path in (("GET", "/api/status"), ("GET", "/api/log"), ("GET", "/frame.jpg"), ("POST", "/api/stop")):
+            code, body, _ = run.request(method, path, {"Host": f"attacker.example:{run.port}", "X-Edgeleuk": "1"})
+            assert code == 421 and b"answers to 127.0.0.1, ::1, localhost" in body, (path, code)
+        assert run.proc.poll() is None  # the refused stop did not stop it
+        assert run.request("GET", "/api/status", {"Host": f"localhost:{run.port}"})[0] == 200
+    finally:
+        run.stop()
 
 
 def test_the_page_saves_the_field_on_screen_as_one_of_the_models_classes(converted, clip, tmp_path):

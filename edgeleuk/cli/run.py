@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
             _say_where_frames_go(options, classifier.labels)
         address = args.serve or serve_c.get("address")
         if address:
-            view = _live_view(str(address), serve_c.get("token"), control, classifier, options, model)
+            view = _live_view(str(address), serve_c, control, classifier, options, model)
         sinks = [view] if view else []
         url = args.publish or pub_c.get("url")
         if url:
@@ -249,10 +249,12 @@ def _model_info(classifier) -> dict:
     return {"name": classifier.name, "file": classifier.path.name, "sha256": sha, "edgeleuk": __version__}
 
 
-def _live_view(address: str, token: str | None, control, classifier, options, model: dict):
+def _live_view(address: str, conf: dict, control, classifier, options, model: dict):
+    from edgeleuk.runtime.access import ServeSettings
     from edgeleuk.runtime.live import LiveView
 
-    view = LiveView(address, control, classifier.labels, options.log, model, token=token, site=options.site)
+    settings = ServeSettings(address, conf.get("token"), tuple(str(h) for h in conf.get("hosts") or ()))
+    view = LiveView(settings, control, classifier.labels, options.log, model, site=options.site)
     where = "loopback only" if view.token is None else "token required: keep this address private"
     print(f"live view: {view.url} ({where})", flush=True)
     return view

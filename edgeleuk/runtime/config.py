@@ -47,7 +47,9 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple, str]]] = {
                                   "reconnect, in case the broker crashed before saving it (default 300; keep it above "
                                   "the broker's autosave_interval; 0: off)")},
     "serve": {"address": ((int, str), "[HOST:]PORT of the live view (run --serve); empty: none"),
-              "token": (str, "the live view's token (default: a new one per run when the host is not loopback)")},
+              "token": (str, "the live view's token (default: a new one per run when the host is not loopback)"),
+              "hosts": (list, "other names the device is reached by, e.g. [\"scope-3.local\"] (the Host header; loopback "
+                        "names and the bound address are always accepted)")},
 }
 
 

@@ -16,9 +16,7 @@ saves the field on screen as one of the model's classes, never under a name the 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import importlib.util
-import ipaddress
 import secrets
 import socket
 import threading
@@ -29,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-from edgeleuk.errors import UsageError, UserError, missing_package
+from edgeleuk.errors import UserError, missing_package
+from edgeleuk.runtime.access import COOKIE, ServeSettings, allowed_hosts, authorised, host_of, needs_token, parse_address
 from edgeleuk.runtime.display import render
 from edgeleuk.runtime.saving import SiteSet, save_shown
 from edgeleuk.runtime.session import Control, FrameResult, verdict_text, view_of
@@ -38,49 +37,20 @@ HISTORY_SECONDS = 60.0
 MAX_STREAM_FPS = 30.0  # the stream follows the camera, up to this
 JPEG_QUALITY = 80
 POST_HEADER = "x-edgeleuk"  # state-changing requests carry it: a cross-site form or image cannot
-COOKIE = "edgeleuk_token"
 ASSETS = ("index.html", "app.js", "style.css")
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """'8000' → loopback:8000; 'HOST:PORT' (IPv6 in brackets) as given."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", text
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        raise UsageError(f"Received: --serve {text}; expected [HOST:]PORT, e.g. 8000 or 0.0.0.0:8000") from None
-    if not 0 <= number <= 65535:
-        raise UsageError(f"Received: --serve {text}; the port must be 0 … 65535")
-    return host, number
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def needs_token(host: str, configured: str | None) -> bool:
-    """Beyond the loopback always; on it only when the config sets one."""
-    return configured is not None or not is_loopback(host)
 
 
 class LiveView:
     """The run loop's sink for the web page: `frame` stores, the server thread reads."""
 
-    def __init__(self, address: str, control: Control, labels: tuple[str, ...], log: Path | None,
-                 model: dict[str, Any], token: str | None = None, site: SiteSet | None = None) -> None:
+    def __init__(self, settings: ServeSettings, control: Control, labels: tuple[str, ...], log: Path | None,
+                 model: dict[str, Any], site: SiteSet | None = None) -> None:
         if importlib.util.find_spec("starlette") is None or importlib.util.find_spec("uvicorn") is None:
             raise missing_package("starlette and uvicorn (for --serve)", "serve")
-        self.host, port = parse_address(address)
+        self.host, port = parse_address(settings.address)
+        self.hosts = allowed_hosts(self.host, settings.hosts)
         self.control, self.labels, self.log, self.model, self.site = control, labels, log, model, site
-        self.token = (token or secrets.token_urlsafe(18)) if needs_token(self.host, token) else None
+        self.token = (settings.token or secrets.token_urlsafe(18)) if needs_token(self.host, settings.token) else None
         self._lock = threading.Lock()
         self._latest: tuple[FrameResult, str, float | None] | None = None
         self._seq = 0
@@ -215,16 +185,22 @@ class LiveView:
         frames = _FrameHub(self)
 
         class TokenGate:
-            """401 for every request without the token (when there is one), streams and the log included."""
+            """421 for a Host the view is not served under (DNS rebinding); 401 for every request without
+            the token (when there is one), streams and the log included."""
 
             def __init__(self, app):
                 self.app = app
 
             async def __call__(self, scope, receive, send):
-                if scope["type"] != "http" or view.token is None or _authorised(scope, view.token):
+                host = host_of(scope) if scope["type"] == "http" else None
+                if host is not None and view.hosts is not None and host not in view.hosts:
+                    response = PlainTextResponse(f"421: this live view answers to {', '.join(sorted(view.hosts))} "
+                                                 "(serve.hosts in the config adds names)", 421)
+                elif scope["type"] != "http" or view.token is None or authorised(scope, view.token):
                     return await self.app(scope, receive, send)
-                response = PlainTextResponse("401: this live view needs its token (printed when the run started)", 401,
-                                             headers={"WWW-Authenticate": "Bearer"})
+                else:
+                    response = PlainTextResponse("401: this live view needs its token (printed when the run started)", 401,
+                                                 headers={"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
 
         async def page(request):
@@ -329,14 +305,3 @@ async def _log_lines(path: Path, chunk: int = 1 << 16):
             if cut:
                 yield data[:cut]
             await asyncio.sleep(0)
-
-
-def _authorised(scope, token: str) -> bool:
-    """The token from the Authorization header, the page's cookie or the printed address's query."""
-    from starlette.requests import Request
-
-    request = Request(scope)
-    auth = request.headers.get("authorization", "")
-    offered = [auth[7:].strip()] if auth.lower().startswith("bearer ") else []
-    offered += [v for v in (request.cookies.get(COOKIE), request.query_params.get("token")) if v]
-    return any(hmac.compare_digest(o.encode(), token.encode()) for o in offered)
