@@ -400,3 +400,15 @@ def test_a_model_file_with_broken_embedded_information_is_a_clear_error(converte
         archive.writestr(names[0], "{not json")
     proc = cli("run", "--model", str(lone), "--source", str(frames_dir), "--quiet", check_rc=1)
     assert f"{lone}: its embedded edgeleuk.json is not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_endless_sample_keeps_a_bounded_latency_window():
+    from edgeleuk.runtime.session import LATENCY_WINDOW, Summary
+    from edgeleuk.runtime.verdict import Verdict
+
+    summary = Summary()
+    for i in range(3 * LATENCY_WINDOW):  # an hour-long sample; its first frames were slow (a cold start)
+        summary.latency_ms.append(100.0 if i < 2 * LATENCY_WINDOW else 2.0)
+        summary.inference_ms.append(1.0)
+    assert len(summary.latency_ms) == LATENCY_WINDOW
+    assert summary.as_dict(Verdict(("a", "b"), 0.8))["latency_ms_p50"] == 2.0  # the recent frames'
