@@ -19,7 +19,7 @@ from typing import Any
 from edgeleuk.classes import ClassMap, read_classes
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text, read_text
-from edgeleuk.strict import checked
+from edgeleuk.strict import checked, finite
 
 SCHEMA_VERSION = 5  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler; 3: `quality`;
 # 4: each variant's `kernels_checked`; 5: labels from the data, `class_folders`
@@ -245,6 +245,7 @@ def _quant(data: dict[str, Any] | None, where: str) -> Quantization | None:
 
 def manifest_from_dict(data: dict[str, Any]) -> Manifest:
     data = dict(_strict(Manifest, data, "manifest"))
+    finite(data, "manifest", positive=("cell_diameter_px",))
     version = data.get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise UserError(f"manifest: schema_version {version!r} is newer than this edgeleuk reads ({SCHEMA_VERSION}); upgrade edgeleuk")

@@ -9,6 +9,7 @@ what the code reads.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -36,6 +37,21 @@ def checked(cls: type, data: Any, where: str, source: str = "manifest") -> dict[
             expected = _name(hints[name], null=not toml) + (" (or leave the key out)" if optional else "")
             raise UserError(f"{source}: {where}.{name} = {_short(value)} has the wrong type; expected {expected}")
     return dict(data)
+
+
+def finite(data: Any, where: str, positive: tuple[str, ...] = (), limit: float = 1e12) -> None:
+    """Every number in `data` finite and within ±limit (JSON readers accept NaN and Infinity, and a
+    NaN threshold or ruler refuses every frame without a word), and the `positive` keys above 0."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in positive and isinstance(value, (int, float)) and not value > 0:
+                raise UserError(f"{where}.{key} = {value}; expected a number above 0 (the file is damaged)")
+            finite(value, f"{where}.{key}", positive, limit)
+    elif isinstance(data, (list, tuple)):
+        for i, value in enumerate(data):
+            finite(value, f"{where}[{i}]", positive, limit)
+    elif isinstance(data, float) and not (math.isfinite(data) and abs(data) <= limit):
+        raise UserError(f"{where} = {data}; expected a finite number within ±{limit:g} (the file is damaged)")
 
 
 def _matches(value: Any, hint: Any) -> bool:

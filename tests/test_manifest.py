@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -105,3 +106,21 @@ def test_a_manifest_that_is_not_utf8_or_is_a_folder(tmp_path):
     (tmp_path / "b" / "manifest.json").mkdir(parents=True)
     with pytest.raises(UserError, match="is a folder, not a manifest file"):
         read_manifest(tmp_path / "b")
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda d: d["ood"]["components"][0]["means"][0].__setitem__(3, float("nan")), "manifest.ood.components[0].means[0][3] = nan"),
+    (lambda d: d.__setitem__("cell_diameter_px", -16.2), "manifest.cell_diameter_px = -16.2; expected a number above 0"),
+    (lambda d: d.__setitem__("cell_diameter_px", float("nan")), "manifest.cell_diameter_px = nan"),
+    (lambda d: d["ood"]["components"][1]["whitening"][2].__setitem__(0, 1e308), "whitening[2][0] = 1e+308; expected a finite"),
+    (lambda d: d["quality"].__setitem__("min_focus", float("inf")), "manifest.quality.min_focus = inf"),
+])
+def test_non_finite_or_impossible_numbers_in_a_manifest_are_named(damage, named, tmp_path):
+    from edgeleuk.manifest import MANIFEST_NAME
+    from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR
+
+    data = json.loads((DEFAULT_MODEL_DIR / MANIFEST_NAME).read_text())
+    damage(data)
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))  # json writes NaN and Infinity as bare tokens, as a damaged file may hold
+    with pytest.raises(UserError, match=re.escape(named)):
+        read_manifest(tmp_path)
