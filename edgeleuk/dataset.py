@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeleuk.classes import ClassMap, class_map
 from edgeleuk.errors import UserError
-from edgeleuk.preprocess import IMAGE_SUFFIXES, ImageError, decode_image
+from edgeleuk.preprocess import IMAGE_SUFFIXES, ImageError, check_readable, decode_image
 
 MIN_PER_CLASS = 10
 
@@ -115,6 +115,11 @@ def scan(root: str | Path, check_decode: bool = True, classes: "str | ClassMap |
         for folder in folders:
             for path in sorted(folder.rglob("*")):
                 if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                try:
+                    check_readable(path)
+                except ImageError as exc:
+                    skipped.append((path, str(exc).split(": ", 1)[-1]))
                     continue
                 data = path.read_bytes()
                 digest = hashlib.sha256(data).hexdigest()

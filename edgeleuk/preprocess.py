@@ -7,6 +7,7 @@ Numpy + OpenCV only (device-safe). Output is always RGB uint8 of spec.size × sp
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -118,9 +119,28 @@ def _resize(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
+MAX_FILE_BYTES = 8 * MAX_IMAGE_PIXELS  # no image edgeleuk decodes is larger (16-bit RGBA, uncompressed: 1 GiB)
+
+
+def check_readable(path: Path) -> None:
+    """ImageError before any byte is read for what must not be read whole: a pipe, socket or device
+    matched by a glob (reading blocks forever), or a file larger than any image we decode (a sparse
+    64 GB file ran out of memory)."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"{path}: not a regular file (a pipe, socket or device)")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ImageError(f"{path}: {info.st_size / 2**30:.1f} GiB, larger than any image edgeleuk decodes "
+                         f"({MAX_FILE_BYTES / 2**30:.0f} GiB)")
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode a file as it is (BGR/BGRA/grey, 8 or 16 bit); ImageError when corrupt or truncated."""
     path = Path(path)
+    check_readable(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:

@@ -412,3 +412,23 @@ def test_an_endless_sample_keeps_a_bounded_latency_window():
         summary.inference_ms.append(1.0)
     assert len(summary.latency_ms) == LATENCY_WINDOW
     assert summary.as_dict(Verdict(("a", "b"), 0.8))["latency_ms_p50"] == 2.0  # the recent frames'
+
+
+def test_a_pipe_and_a_huge_sparse_file_among_the_images_are_skipped_not_read(converted, tmp_path):
+    import os
+
+    folder = tmp_path / "g"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_field.jpg"), cv2.resize(smear("Pre", 1), (224, 224)))
+    os.mkfifo(folder / "b_pipe.jpg")  # opening it to read would wait forever for a writer
+    with open(folder / "c_huge.jpg", "wb") as fh:
+        fh.truncate(64 << 30)  # 64 GB, sparse: reading it whole ran out of memory
+    log = tmp_path / "run.jsonl"
+    for source in (str(folder / "*.jpg"), str(folder)):
+        proc = cli("run", "--model", str(converted), "--source", source, "--min-focus", "0", "--log", str(log), timeout=120)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    records = [json.loads(line) for line in log.read_text().splitlines() if '"frame"' in line]
+    errors = {r["source"]: r.get("error") for r in records if r.get("error")}
+    assert "not a regular file" in errors.get("b_pipe.jpg", "") or "b_pipe.jpg" not in {r["source"] for r in records}
+    assert "larger than any image edgeleuk decodes" in errors["c_huge.jpg"]
+    assert sum(r["source"] == "a_field.jpg" and "class" in r for r in records) == 2
