@@ -432,3 +432,16 @@ def test_a_pipe_and_a_huge_sparse_file_among_the_images_are_skipped_not_read(con
     assert "not a regular file" in errors.get("b_pipe.jpg", "") or "b_pipe.jpg" not in {r["source"] for r in records}
     assert "larger than any image edgeleuk decodes" in errors["c_huge.jpg"]
     assert sum(r["source"] == "a_field.jpg" and "class" in r for r in records) == 2
+
+
+def test_a_model_file_whose_embedded_info_is_damaged_is_refused_not_run_blind(converted, frames_dir, tmp_path):
+    intact = (converted / "model_int8.tflite").read_bytes()
+    at = intact.index(b"edgeleuk.json") + 60  # inside the appended entry's compressed bytes
+    flipped = intact[:at] + bytes([intact[at] ^ 0x55]) + intact[at + 1:]
+    onnx = (converted / "model_int8.onnx").read_bytes()
+    text = onnx.index(b'"labels"')
+    bad_text = onnx[:text] + b"\xff" + onnx[text + 1:]  # one byte of the metadata JSON no longer UTF-8
+    for name, data in (("cut.tflite", intact[:-10]), ("flipped.tflite", flipped), ("bad.onnx", bad_text)):
+        (tmp_path / name).write_bytes(data)
+        proc = cli("run", "--model", str(tmp_path / name), "--source", str(frames_dir), "--min-focus", "0")
+        assert proc.returncode == 1 and "the file is damaged" in proc.stderr and "Traceback" not in proc.stderr, (name, proc.stderr[-1500:])

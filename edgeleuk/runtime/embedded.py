@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,20 @@ def embed_tflite(path: str | os.PathLike, info: dict[str, Any]) -> None:
 
 
 def read_tflite_info(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The appended info; None when the file has none. A file that names the entry but cannot give
+    it back whole (cut short, a flipped byte: the zip's CRC) is damaged, never "without info": its
+    labels, out-of-distribution statistics and gate limits would silently be gone."""
     try:
         with zipfile.ZipFile(path) as archive:
             text = archive.read(EMBEDDED_NAME)
-    except (zipfile.BadZipFile, KeyError, OSError):
+    except KeyError:
+        return None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        if EMBEDDED_NAME.encode() in Path(path).read_bytes():
+            from edgeleuk.errors import UserError
+
+            raise UserError(f"{path}: its embedded {EMBEDDED_NAME} cannot be read ({exc}); the file is damaged: "
+                            "convert it again or copy it anew") from None
         return None
     return _parse(text, path)
 
@@ -46,7 +57,13 @@ def read_embedded(path: str | os.PathLike, session: Any = None) -> dict[str, Any
     if path.suffix == ".tflite":
         return read_tflite_info(path)
     if path.suffix == ".onnx" and session is not None:
-        props = session.get_modelmeta().custom_metadata_map
+        try:
+            props = session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError as exc:  # a damaged byte in the metadata: onnxruntime cannot turn it into text
+            from edgeleuk.errors import UserError
+
+            raise UserError(f"{path}: its metadata is not valid text ({exc.reason} at byte {exc.start}); the file is "
+                            "damaged: convert it again or copy it anew") from None
         if EMBEDDED_NAME in props:
             return _parse(props[EMBEDDED_NAME], path)
     return None
