@@ -563,3 +563,6 @@ def test_the_fleet_report_flags_a_device_whose_refusals_or_ood_share_depart_from
     assert rows["dirty-lens"]["last_refused_share"] == "0.6" and rows["new-stain"]["last_ood_share"] == "0.4"
     assert rows["steady"]["drift"] == ""
     assert "| dirty-lens |" in proc.stdout
+    for flag, target, said in (("--json", tmp_path / "gone" / "fleet.json", "the folder"), ("--csv", tmp_path, "cannot write")):
+        bad = cli("fleet", "--db", str(db), flag, str(target))
+        assert bad.returncode == 1 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1500:]

@@ -25,13 +25,26 @@ def main(argv: list[str]) -> int:
     from pathlib import Path
 
     from edgeleuk.errors import UserError
-    from edgeleuk.files import atomic_write_text
     from edgeleuk.fleet import fleet_report, format_report, is_postgres
 
     if not is_postgres(args.db) and not Path(args.db).is_file():
         raise UserError(f"no database {args.db} (edgeleuk collect writes it)")
+    for flag, target in (("--json", args.json), ("--csv", args.csv)):  # before the report: a wrong path costs nothing
+        if target and not Path(target).parent.is_dir():
+            raise UserError(f"{flag} {target}: the folder {Path(target).parent} does not exist")
     report = fleet_report(args.db, args.window, args.drift)
     print(format_report(report))
+    try:
+        _write(args, report)
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {exc.filename or args.json or args.csv}: {exc.strerror or exc}") from None
+    return 0
+
+
+def _write(args, report: list) -> None:
+    """The JSON and CSV copies, each whole or not at all."""
+    from edgeleuk.files import atomic_write_text
+
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     if args.csv:
@@ -43,4 +56,3 @@ def main(argv: list[str]) -> int:
                              r["refused_share_by_sample"][-1] if r["refused_share_by_sample"] else "",
                              r["ood_share_by_sample"][-1] if r["ood_share_by_sample"] else "", r["drift"] or ""])
         atomic_write_text(args.csv, out.getvalue())
-    return 0
