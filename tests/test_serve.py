@@ -233,9 +233,9 @@ def test_a_stalled_client_and_one_that_disconnects_change_nothing(converted, cli
     run = Run(converted, clip, tmp_path / "run.jsonl")
     stalled = socket.create_connection(("127.0.0.1", run.port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
+    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never reads
     quitter = socket.create_connection(("127.0.0.1", run.port))
-    quitter.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    quitter.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert b"--frame" in quitter.recv(65536) + quitter.recv(65536)
     quitter.close()  # mid-stream
     start = run.status()["counts"]["seen"]
