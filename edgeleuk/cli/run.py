@@ -151,7 +151,7 @@ def main(argv: list[str]) -> int:
         sinks = [view] if view else []
         url = args.publish or pub_c.get("url")
         if url:
-            sinks.append(_publisher(url, args, pub_c, classifier, log))
+            sinks.append(_publisher(url, args, pub_c, model, log))
         summary, verdict = run(classifier, source, options, sinks=sinks, control=control)
         if view is not None and not args.exit_at_end:
             _linger(view, control, summary.stopped_by)
@@ -201,17 +201,15 @@ def _linger(view, control, stopped_by: str | None) -> None:
         pass
 
 
-def _publisher(url: str, args, conf: dict, classifier, log):
+def _publisher(url: str, args, conf: dict, model: dict, log):
     import socket
     import sys
 
-    from edgeleuk.manifest import sha256_file
     from edgeleuk.runtime.publish import Publisher
 
     queue = conf.get("queue") or str((Path(log).parent if log else Path.home() / ".local" / "state" / "edgeleuk") / "outbox.sqlite")
-    sha = classifier.variant.sha256 if classifier.variant else sha256_file(classifier.path)
     publisher = Publisher(url, Path(queue), args.device_id or conf.get("device_id") or socket.gethostname(),
-                          {"name": classifier.name, "sha256": sha}, frames=args.publish_frames or conf.get("frames", False),
+                          {"name": model["name"], "sha256": model["sha256"]}, frames=args.publish_frames or conf.get("frames", False),
                           username=conf.get("username"), password=conf.get("password"), ca_file=conf.get("ca_file"),
                           certfile=conf.get("certfile"), keyfile=conf.get("keyfile"),
                           resend_window=float(conf.get("resend_window", 300.0)), warn=lambda text: print(text, file=sys.stderr, flush=True))

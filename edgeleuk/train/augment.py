@@ -108,12 +108,13 @@ class AugmentedBatches(keras.utils.PyDataset):
             targets = np.concatenate([targets, np.full((extra, self.classes), 1.0 / self.classes, np.float32)])
             weights = np.concatenate([weights, np.full(extra, self.outlier_weight, np.float32)])
         if self.rehearsal is not None:
-            images, targets, weights = self._rehearse(images, targets, weights, rng)
+            images, targets, weights = self._rehearse(images, targets, weights, rng, len(rows))
         return np.stack(images).astype(np.float32), targets, weights
 
-    def _rehearse(self, images: list, targets: np.ndarray, weights: np.ndarray, rng: np.random.Generator):
+    def _rehearse(self, images: list, targets: np.ndarray, weights: np.ndarray, rng: np.random.Generator, own: int):
+        """`rehearse_share` × the batch's `own` new-site images, drawn from the other site."""
         pool, labels = self.rehearsal  # type: ignore[misc]
-        rows = rng.integers(len(pool), size=max(1, int(round(self.rehearse_share * len(images)))))
+        rows = rng.integers(len(pool), size=max(1, int(round(self.rehearse_share * own))))
         images = images + [augment(pool[j], rng, self.policy) for j in rows]
         targets = np.concatenate([targets, np.eye(self.classes, dtype=np.float32)[labels[rows]]])
         extra = np.array([self.class_weights.get(int(labels[j]), 1.0) for j in rows], np.float32)

@@ -25,7 +25,6 @@ class Rehearsal:
     images: np.ndarray  # (N, size, size, 3) uint8, every image of DIR
     labels: np.ndarray  # (N,) indices into the new run's labels
     parts: dict[str, np.ndarray]  # train, val, test → rows of images
-    share: float  # rehearsed images per batch, as a share of the new site's
     shas: tuple[str, ...]  # the images' content hashes (the feature cache's key)
 
     def pool(self) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +60,7 @@ def load(config, labels: tuple[str, ...], out: Path) -> Rehearsal:
     parts = {p: np.array([i for i, s in enumerate(found.samples) if split.assignment[s.path] == p], dtype=np.int64)
              for p in ("train", "val", "test")}
     shutil.copyfile(split_file, out / SPLIT_NAME)
-    rehearsal = Rehearsal(found.root, images, mapped, parts, config.rehearse_share, tuple(s.sha256 for s in found.samples))
+    rehearsal = Rehearsal(found.root, images, mapped, parts, tuple(s.sha256 for s in found.samples))
     print(f"rehearse {found.root}: {rehearsal.counts()} (its train part, {config.rehearse_share:g} of each batch; "
           "its test part is scored at the end)")
     return rehearsal
