@@ -49,7 +49,8 @@ def finite(data: Any, where: str, positive: tuple[str, ...] = (), limit: float =
             finite(value, f"{where}.{key}", positive, limit)
     elif isinstance(data, (list, tuple)):
         for i, value in enumerate(data):
-            finite(value, f"{where}[{i}]", positive, limit)
+            if isinstance(value, (dict, list, tuple)) or (isinstance(value, float) and not -limit <= value <= limit):
+                finite(value, f"{where}[{i}]", positive, limit)  # a row of plain numbers costs no call each (OOD matrices)
     elif isinstance(data, float) and not (math.isfinite(data) and abs(data) <= limit):
         raise UserError(f"{where} = {data}; expected a finite number within ±{limit:g} (the file is damaged)")
 
