@@ -152,10 +152,33 @@ def test_sigterm_during_convert_leaves_no_staging_folder(trained, dataset, tmp_p
     while time.time() < deadline and proc.poll() is None and not written():
         time.sleep(0.02)
     assert proc.poll() is None, "convert ended before it could be signalled"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)  # held until the variant in hand is converted and checked, never raised inside a converter
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
+    assert "stopping after this step of the conversion" in stderr and stderr.rstrip().endswith("edgeleuk convert: interrupted")
     assert list(tmp_path.iterdir()) == [] and "Traceback" not in stderr
+
+
+def test_a_held_signal_waits_for_the_checkpoint_and_a_second_stops_at_once(capfd):
+    import os
+    import signal
+
+    from edgeleuk.interrupts import Held
+
+    before = signal.getsignal(signal.SIGTERM)
+    steps = []
+    with Held("stopping after this step") as held:
+        os.kill(os.getpid(), signal.SIGTERM)
+        steps.append("finished")  # the step goes on to its end
+        with pytest.raises(KeyboardInterrupt):
+            held.checkpoint()
+        held.checkpoint()  # raised once only
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # the user insists: at once
+            steps.append("not reached")
+    assert steps == ["finished"] and signal.getsignal(signal.SIGTERM) is before
+    assert capfd.readouterr().err.count("stopping after this step (Ctrl-C again to stop at once)") == 2
 
 
 @pytest.mark.parametrize("case,message", [

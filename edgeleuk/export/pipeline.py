@@ -13,7 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from edgeleuk.export import sites
 from edgeleuk.export.quiet import quiet
 from edgeleuk.export.recipes import QuantizationConfig, load_recipes
 from edgeleuk.files import atomic_write_text
+from edgeleuk.interrupts import Held
 from edgeleuk.manifest import (MANIFEST_NAME, SCHEMA_VERSION, Manifest, PreprocessSpec, Variant, embedded_info, read_manifest, sha256_file,
                                write_manifest)
 from edgeleuk.runtime.embedded import EMBEDDED_NAME
@@ -168,7 +169,14 @@ def _swap(staging: Path, out: Path) -> None:
 
 
 def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
-    """Convert, check and write; returns the report rows and the variants that failed --max-drop."""
+    """Convert, check and write; returns the report rows and the variants that failed --max-drop.
+    Ctrl-C and SIGTERM stop it between two steps (loading, each variant, writing), never inside a
+    converter: the staging folder is then removed and the previous output stays as it was."""
+    with Held("stopping after this step of the conversion") as held:
+        return _convert(config, held)
+
+
+def _convert(config: ConvertConfig, held: Held) -> tuple[list[dict[str, Any]], list[str]]:
     from edgeleuk.export.parity import format_report, parity
 
     recipes = load_recipes()
@@ -208,10 +216,14 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
         first = model.predict(images.first_test, batch_size=32, verbose=0) if images.first_test is not None else None
         rows.append({"variant": "keras", "size_bytes": model_path.stat().st_size, **parity(keras_probs, keras_probs, images.test_labels),
                      **sites.first_site_row(first, images), "conversion_seconds": None})
+    held.checkpoint()
     staging = _staging(out)
     try:
         previous = _carry_over(out, staging, source_sha, model_path)
-        variants = _convert_variants(exported, chosen, staging, images, info, labels, spec, keras_probs, rows, out, domain)
+        variants = []
+        for variant in _convert_variants(exported, chosen, staging, images, info, labels, spec, keras_probs, rows, out, domain):
+            variants.append(variant)
+            held.checkpoint()
         failed = _failed(rows, config.max_drop, sites.site_failures(rows, config.claim) if sites.adapted(base) else {})
         for v in [v for v in variants if v.name in failed]:  # a variant that fails the gate is never published
             (staging / v.file).unlink(missing_ok=True)
@@ -349,13 +361,12 @@ def _ood_checks(domain, classifier, images: Images) -> dict[str, Any]:
 
 
 def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, labels, spec, keras_probs, rows: list, out: Path,
-                      domain=None) -> list[Variant]:
+                      domain=None) -> Iterator[Variant]:
     """Convert each variant into staging, load it back in its runtime and check it; appends report rows."""
     from edgeleuk.export.parity import parity, predict_all
     from edgeleuk.runtime.backends import open_backend
     from edgeleuk.runtime.classifier import Classifier
 
-    variants = []
     with tempfile.TemporaryDirectory(dir=staging) as work:
         for cfg in sorted(chosen, key=lambda c: (c.format, c.precision != "fp32")):
             print(f"converting {cfg.name} …", flush=True)
@@ -380,8 +391,7 @@ def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, 
             rows.append(row)
             checks = {k: row[k] for k in ("accuracy", "macro_f1", "agreement", "max_prob_diff", "ood_agreement_val", "ood_flagged_test",
                                           "score_layers_max_diff", "kernel_agreement") if k in row}
-            variants.append(replace(_variant(cfg, path, classifier, seconds, checks), kernels_checked=tuple(row.get("kernels_checked", ()))))
-    return variants
+            yield replace(_variant(cfg, path, classifier, seconds, checks), kernels_checked=tuple(row.get("kernels_checked", ())))
 
 
 def _kernel_checks(path: Path, sample: np.ndarray) -> dict[str, Any]:

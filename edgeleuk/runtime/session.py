@@ -7,7 +7,6 @@ between frames, so a sink on another thread never touches the verdict while it i
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import IO, Protocol
 import numpy as np
 
 from edgeleuk.errors import UserError
+from edgeleuk.interrupts import Held
 from edgeleuk.preprocess import ImageError, model_region, preprocess
 from edgeleuk.runtime.display import Display
 from edgeleuk.runtime.quality import Quality, QualityThresholds, assess
@@ -318,39 +318,6 @@ class DisplaySink:
         self.display.close()
 
 
-class _Shield:
-    """Holds Ctrl-C and SIGTERM back while a frame is counted and handed to the sinks, then raises
-    them: the summary's counts then always match the lines the log holds."""
-
-    def __init__(self) -> None:
-        self.active, self.pending, self.saved = False, False, {}
-
-    def _handler(self, signum, frame) -> None:
-        if self.active:
-            self.pending = True
-        else:
-            raise KeyboardInterrupt
-
-    def __enter__(self) -> "_Shield":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.saved[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self.saved.items():
-            signal.signal(sig, old)
-
-    def hold(self) -> None:
-        self.active = True
-
-    def release(self) -> None:
-        self.active = False
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
-
-
 def _status(text: str, live: bool) -> None:
     if live:
         sys.stderr.write("\r" + text[:150].ljust(150))
@@ -384,7 +351,7 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
     everyone = built + list(sinks or [])
     sample = 1
     try:
-        with _Shield() as shield:  # from hold() to release(), Ctrl-C and SIGTERM wait
+        with Held(held=False) as shield:  # from hold() to release(), Ctrl-C and SIGTERM wait
             for frame in source.frames():
                 if control.take_new_sample():
                     summary.checks = processor.checks()
