@@ -132,12 +132,18 @@ def broker(tmp_path):
 
 
 class CollectorProcess:
-    def __init__(self, url: str, db: Path, seconds: float = 120, config: Path | None = None):
+    def __init__(self, url: str, db: Path | str, seconds: float = 120, config: Path | None = None, env: dict | None = None):
         self.db = db
         self.proc = subprocess.Popen([str(EXE), "collect", url, "--db", str(db), "--seconds", str(seconds)]
                                      + (["--config", str(config)] if config else []),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)  # subscribed (the session persists from here on)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        self.lines = []
+        for line in self.proc.stdout:  # its ready line: subscribed, the session persists from here on
+            self.lines.append(line)
+            if "collect: subscribed to" in line:
+                break
+        else:
+            raise AssertionError(f"the collector never subscribed: {''.join(self.lines)}{self.proc.stderr.read()[-1500:]}")
 
     def stop(self, kill: bool = False) -> None:
         if self.proc.poll() is None:
@@ -285,7 +291,7 @@ def test_ten_devices_for_a_fixed_time_and_the_collector_keeps_up(broker, tmp_pat
     collector.stop()
     assert sum(sent) > 1000 and len(ids) == len(set(ids)) == sum(sent) and len(verdicts) == 10
     report = cli("fleet", "--db", str(tmp_path / "fleet.sqlite"), "--json", str(tmp_path / "fleet.json"), check_rc=0)
-    data = json.loads((tmp_path / "fleet.json").read_text())
+    data = json.loads((tmp_path / "fleet.json").read_text())["devices"]
     assert sorted(d["device"] for d in data) == [f"dev{k}" for k in range(10)]
     assert all(d["frame_records"] == sent[int(d["device"][3:])] and d["verdicts"] == {"Pre": 1} for d in data)
     assert "| dev0 |" in report.stdout
@@ -463,18 +469,11 @@ def test_the_collector_stores_into_postgresql_once_each_across_restarts(converte
     url = f"postgresql://edgeleuk@127.0.0.1:{postgres.port}/postgres"  # the password from PGPASSWORD, as libpq reads it
     env = {"PGPASSWORD": postgres.password}
 
-    def collector() -> subprocess.Popen:
-        proc = subprocess.Popen([str(EXE), "collect", broker.url, "--db", url, "--seconds", "120"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
-        time.sleep(1.5)
-        return proc
-
-    first = collector()
+    first = CollectorProcess(broker.url, url, env=env)
     device = _run(converted, clip, tmp_path, broker.url)
     time.sleep(2.0)
-    first.kill()
-    first.wait(timeout=20)
-    second = collector()
+    first.stop(kill=True)
+    second = CollectorProcess(broker.url, url, env=env)
     out, err = device.communicate(timeout=60)
     assert device.returncode == 0, err
     frames = _frame_lines(tmp_path / "run.jsonl")
@@ -493,14 +492,15 @@ def test_the_collector_stores_into_postgresql_once_each_across_restarts(converte
     again.publish(topic, payload, qos=1).wait_for_publish(timeout=10)
     again.loop_stop()
     time.sleep(1.0)
-    second.send_signal(signal.SIGTERM)
-    out, err = second.communicate(timeout=20)
+    second.proc.send_signal(signal.SIGTERM)
+    out, err = second.proc.communicate(timeout=20)
+    out = "".join(second.lines) + out  # with its first lines, read while waiting for it to subscribe
     ids = postgres.ids()
     assert len(ids) == len(set(ids)) == frames and postgres.ids("verdict") == [verdict_id]
     assert f"into postgresql://edgeleuk@127.0.0.1:{postgres.port}/postgres" in out
     assert "redelivered duplicate(s) ignored" in out and ", 0 redelivered" not in out
     cli("fleet", "--db", postgres.url(), "--json", str(tmp_path / "fleet.json"), check_rc=0)
-    (report,) = json.loads((tmp_path / "fleet.json").read_text())
+    (report,) = json.loads((tmp_path / "fleet.json").read_text())["devices"]
     assert report["device"] == "scope-a" and report["frame_records"] == frames and report["samples"] == 1
 
 
@@ -554,7 +554,7 @@ def test_the_fleet_report_flags_a_device_whose_refusals_or_ood_share_depart_from
         sample("new-stain", k, 5, 1 if k < 5 else 40)
     store.close()
     proc = cli("fleet", "--db", str(db), "--csv", str(tmp_path / "fleet.csv"), "--json", str(tmp_path / "fleet.json"), check_rc=0)
-    report = {r["device"]: r for r in json.loads((tmp_path / "fleet.json").read_text())}
+    report = {r["device"]: r for r in json.loads((tmp_path / "fleet.json").read_text())["devices"]}
     assert report["steady"]["drift"] is None
     assert report["dirty-lens"]["drift"] == "refused share 60% over the last 5 samples, 5% before"
     assert report["new-stain"]["drift"] == "out-of-distribution share 40% over the last 5 samples, 1% before"
@@ -566,3 +566,122 @@ def test_the_fleet_report_flags_a_device_whose_refusals_or_ood_share_depart_from
     for flag, target, said in (("--json", tmp_path / "gone" / "fleet.json", "the folder"), ("--csv", tmp_path, "cannot write")):
         bad = cli("fleet", "--db", str(db), flag, str(target))
         assert bad.returncode == 1 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1500:]
+
+
+def _verdict(device: str, k: int, refused: int = 0, sent_at: float | None = None) -> dict:
+    summary = {"event": "sample_end", "sample": k, "frames_seen": 10, "frames_rejected": {"out of focus": refused},
+               "frames_out_of_distribution": 0, "verdict": {"decision": "Pre"}}
+    return {"id": f"{device}:r:s{k}", "kind": "verdict", "device": device, "run": "r", "sample": k, "model": "m",
+            "model_sha256": "ab" * 32, "edgeleuk": "0", "sent_at": time.time() if sent_at is None else sent_at, "summary": summary}
+
+
+# Each of these stopped the collector, or `fleet`, with a traceback: not JSON objects, wrong types, a
+# verdict without its summary, bytes that are not UTF-8, NaN, a device speaking for another
+POISON = [("lab/scope-p/verdict", b"[]"), ("lab/scope-p/verdict", b"7"),
+          ("lab/scope-p/verdict", b'{"id": ["x"], "kind": "verdict", "device": "scope-p"}'),
+          ("lab/scope-m/verdict", b'{"id": "m1", "kind": "verdict", "device": "scope-m"}'),
+          ("lab/scope-p/frame", b"\xff\xfe{"), ("lab/scope-p/verdict", b'{"id": "n", "kind": "verdict", "device": "scope-p", "sent_at": NaN}'),
+          ("lab/scope-q/verdict", json.dumps(_verdict("scope-p", 9)).encode())]
+
+
+def _publish_raw(broker: Broker, messages: list[tuple[str, bytes]], retain_first: bool = False) -> None:
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="raw")
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    for i, (topic, payload) in enumerate(messages):
+        c.publish(topic, payload, qos=1, retain=retain_first and i == 0).wait_for_publish(timeout=10)
+    c.loop_stop()
+    c.disconnect()
+
+
+def _rejected(db: Path) -> list[tuple[str, str]]:
+    con = sqlite3.connect(str(db), timeout=30)
+    try:
+        return con.execute("SELECT topic, reason FROM rejected ORDER BY received_at").fetchall()
+    finally:
+        con.close()
+
+
+def test_poison_messages_are_set_aside_acknowledged_and_reported(broker, tmp_path):
+    db = tmp_path / "fleet.sqlite"
+    collector = CollectorProcess(broker.url, db)
+    _publish_raw(broker, POISON + [("lab/scope-p/verdict", json.dumps(_verdict("scope-p", 1)).encode())], retain_first=True)
+    assert len(_wait_for(db, 1, "verdict")) == 1  # after every poison message: one client's messages keep their order
+    collector.stop()
+    out, _ = collector.proc.communicate()
+    assert f"{len(POISON)} malformed message(s) set aside" in out and "stored 1 message(s)" in out
+    # a restart: nothing comes back (they were acknowledged), and the retained one is set aside once only
+    again = CollectorProcess(broker.url, db)
+    _publish_raw(broker, [("lab/scope-p/verdict", json.dumps(_verdict("scope-p", 2)).encode())])
+    assert len(_wait_for(db, 2, "verdict")) == 2
+    again.stop()
+    out, _ = again.proc.communicate()
+    assert "stored 1 message(s)" in out and "0 malformed message(s)" in out, out
+    reasons = dict(enumerate(r for _, r in _rejected(db)))
+    assert len(reasons) == len(POISON) and reasons[0] == "a JSON list, not an object"
+    assert "summary" in reasons[3] and "not UTF-8 JSON" in reasons[4] and "do not match the topic lab/scope-q/verdict" in reasons[6]
+    proc = cli("fleet", "--db", str(db), "--json", str(tmp_path / "fleet.json"), check_rc=0)
+    report = json.loads((tmp_path / "fleet.json").read_text())
+    assert [(d["device"], d["samples"]) for d in report["devices"]] == [("scope-p", 2)]
+    assert {x["topic"]: x["messages"] for x in report["rejected"]} == {"lab/scope-m/verdict": 1, "lab/scope-p/frame": 1,
+                                                                        "lab/scope-p/verdict": 4, "lab/scope-q/verdict": 1}
+    assert "set aside by the collector: 4 message(s) on lab/scope-p/verdict" in proc.stdout
+
+
+def test_a_malformed_verdict_an_older_collector_stored_does_not_stop_the_report(tmp_path):
+    from edgeleuk.fleet import INSERT, Store
+
+    store = Store(tmp_path / "fleet.sqlite")
+    rows = [("m1", '{"id":"m1","kind":"verdict","device":"scope-m"}'), ("m2", json.dumps(_verdict("scope-m", 2)))]
+    for k, (mid, payload) in enumerate(rows):
+        store.execute(INSERT, (mid, "verdict", "scope-m", "r", k, "m", None, "0", None, 1000.0 + k, "lab/scope-m/verdict", payload))
+    store.close()
+    proc = cli("fleet", "--db", str(tmp_path / "fleet.sqlite"), check_rc=0)
+    assert "| scope-m |" in proc.stdout and "Pre 1 (1 unreadable)" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_clock_skew_orders_samples_by_arrival_and_is_flagged(tmp_path):
+    from edgeleuk.fleet import INSERT, Store
+
+    store = Store(tmp_path / "fleet.sqlite")
+    now, year = time.time(), 365 * 86400.0
+
+    def put(device: str, k: int, refused: int, offset: float) -> None:
+        body = _verdict(device, k, refused, sent_at=now + k + offset)
+        store.execute(INSERT, (body["id"], "verdict", device, "r", k, "m", None, "0", body["sent_at"], now + k,
+                               f"lab/{device}/verdict", json.dumps(body)))
+
+    put("pi-ntp-late", 0, 9, year)  # before NTP: a year ahead, and refusing most frames
+    for k in (1, 2, 3):
+        put("pi-ntp-late", k, 1, 0.2)  # NTP has set the clock since
+        put("flat-battery", k, 1, year)
+    store.close()
+    cli("fleet", "--db", str(tmp_path / "fleet.sqlite"), "--json", str(tmp_path / "fleet.json"), check_rc=0)
+    report = {d["device"]: d for d in json.loads((tmp_path / "fleet.json").read_text())["devices"]}
+    late = report["pi-ntp-late"]
+    assert late["refused_share_by_sample"] == [0.9, 0.1, 0.1, 0.1] and late["clock"] is None  # the last sample is the last to arrive
+    assert report["flat-battery"]["clock"] == "device clock 365.0 days ahead"
+
+
+@pytest.mark.parametrize("payload,reason", [
+    (b'{"id": "a", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}, "frames_rejected": {"x": -1}}}',
+     "x is -1; expected a whole number"),
+    (b'{"id": "a", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}, "frames_seen": true}}',
+     "frames_seen is true"),
+    (b'{"id": "a", "kind": "verdict", "device": "d", "sent_at": 1e300, "summary": {"verdict": {"decision": "Pre"}}}',
+     "sent_at is 1e+300"),
+    (b'{"id": "a\\u001b[2J", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}}}', "expected printable text"),
+    (b'{"id": "a", "kind": "frame", "device": "d"}', "a frame message without its record object"),
+    (b'{"id": "a", "kind": "status", "device": "d"}', "do not match the topic"),
+    (b" " * (1 << 20) + b"{}", "more than 1048576"),
+])
+def test_a_message_is_read_only_when_every_field_the_fleet_uses_is_right(payload, reason):
+    from edgeleuk.messages import Rejected, parse
+
+    with pytest.raises(Rejected) as caught:
+        parse(payload, "lab/d/frame" if b'"frame"' in payload else "lab/d/verdict")
+    assert reason in str(caught.value)
+    good = parse(b'{"id": "a", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}}}', "lab/d/verdict")
+    assert (good.id, good.device, good.sent_at) == ("a", "d", None)

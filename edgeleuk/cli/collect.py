@@ -33,5 +33,7 @@ def main(argv: list[str]) -> int:
         collector.run(args.seconds)
     except KeyboardInterrupt:
         pass
-    print(f"stored {collector.stored} message(s), {collector.duplicates} redelivered duplicate(s) ignored")
+    n = collector.counts
+    print(f"stored {n['stored']} message(s), {n['duplicates']} redelivered duplicate(s) ignored, "
+          f"{n['rejected']} malformed message(s) set aside in the table rejected")
     return 0

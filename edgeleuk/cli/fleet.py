@@ -1,6 +1,7 @@
 """edgeleuk fleet: per device, from the collected database: last seen, model sha256, samples and their
-verdicts, the refused and out-of-distribution shares per sample and a drift flag (a device whose shares
-depart from its own history)."""
+verdicts (in the order they arrived), the refused and out-of-distribution shares per sample, a drift
+flag (a device whose shares depart from its own history), the device clock's offset, and the messages
+the collector set aside as malformed."""
 
 from __future__ import annotations
 
@@ -25,14 +26,17 @@ def main(argv: list[str]) -> int:
     from pathlib import Path
 
     from edgeleuk.errors import UserError
-    from edgeleuk.fleet import fleet_report, format_report, is_postgres
+    from edgeleuk.fleet import is_postgres
+    from edgeleuk.fleet_report import ReportSettings, fleet_report, format_report
 
     if not is_postgres(args.db) and not Path(args.db).is_file():
         raise UserError(f"no database {args.db} (edgeleuk collect writes it)")
     for flag, target in (("--json", args.json), ("--csv", args.csv)):  # before the report: a wrong path costs nothing
         if target and not Path(target).parent.is_dir():
             raise UserError(f"{flag} {target}: the folder {Path(target).parent} does not exist")
-    report = fleet_report(args.db, args.window, args.drift)
+    if args.window < 1 or not 0 <= args.drift <= 1:
+        raise UserError(f"Received: --window {args.window} --drift {args.drift}; expected a window ≥ 1 and a drift 0 … 1")
+    report = fleet_report(args.db, ReportSettings(window=args.window, drift=args.drift))
     print(format_report(report))
     try:
         _write(args, report)
@@ -41,7 +45,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _write(args, report: list) -> None:
+def _write(args, report: dict) -> None:
     """The JSON and CSV copies, each whole or not at all."""
     from edgeleuk.files import atomic_write_text
 
@@ -50,9 +54,11 @@ def _write(args, report: list) -> None:
     if args.csv:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["device", "last_seen", "model_sha256", "samples", "verdicts", "last_refused_share", "last_ood_share", "drift"])
-        for r in report:
+        writer.writerow(["device", "last_seen", "model_sha256", "samples", "verdicts", "last_refused_share", "last_ood_share", "drift",
+                         "clock_offset_s", "unreadable_verdicts"])
+        for r in report["devices"]:
             writer.writerow([r["device"], r["last_seen"], " ".join(r["model_sha256"]), r["samples"], json.dumps(r["verdicts"]),
                              r["refused_share_by_sample"][-1] if r["refused_share_by_sample"] else "",
-                             r["ood_share_by_sample"][-1] if r["ood_share_by_sample"] else "", r["drift"] or ""])
+                             r["ood_share_by_sample"][-1] if r["ood_share_by_sample"] else "", r["drift"] or "",
+                             "" if r["clock_offset_s"] is None else r["clock_offset_s"], r["unreadable_verdicts"]])
         atomic_write_text(args.csv, out.getvalue())
