@@ -47,14 +47,14 @@ def clip(tmp_path_factory) -> Path:
 class Run:
     """`edgeleuk run --serve` in the background; stop() presses the page's Stop (or terminates)."""
 
-    def __init__(self, model: Path, clip: Path, log: Path, *extra: str, env: dict | None = None):
+    def __init__(self, model: Path, clip: Path, log: Path, *extra: str, env: dict | None = None, preexec=None):
         exe = Path(sys.executable).with_name("edgeleuk")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edgeleuk"]
         self.log = log
         self.proc = subprocess.Popen(cmd + ["run", "--model", str(model), "--source", str(clip), "--realtime", "--quiet",
                                             "--min-focus", "0", "--log", str(log), "--serve", "127.0.0.1:0", *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, preexec_fn=preexec)
         self.lines: list[str] = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -250,6 +250,45 @@ def test_a_stalled_client_and_one_that_disconnects_change_nothing(converted, cli
     records = run.records()
     summary = records[-1]
     assert summary["event"] == "summary" and summary["frames_seen"] == sum("frame" in r for r in records[:-1])
+
+
+def test_a_connection_flood_neither_ends_the_run_nor_holds_the_view(converted, clip, tmp_path):
+    """300 idle, half-sent and dripping connections against a service allowed 256 descriptors: the
+    view takes 64 of them (a quarter), refuses the rest at once, closes each that has not started a
+    request within 10 s, and then answers again; the run classifies on throughout."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # noqa: E731 (in the child, as systemd's LimitNOFILE)
+    run = Run(converted, clip, tmp_path / "run.jsonl", preexec=limit)
+    flood = []
+    for k in range(300):
+        try:
+            c = socket.create_connection(("127.0.0.1", run.port), timeout=5)
+        except OSError:
+            continue
+        if k % 3 == 1:
+            c.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
+        elif k % 3 == 2:
+            c.sendall(b"G")  # the first byte of a request dripped
+        flood.append(c)
+    lines_then = len(run.log.read_text().splitlines())
+    closed, deadline = 0, time.monotonic() + 30
+    for c in flood:  # each is closed by the view: refused at once, or after 10 s without a request
+        c.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            closed += c.recv(1024) == b""
+        except ConnectionResetError:
+            closed += 1
+        except socket.timeout:
+            pass
+        c.close()
+    assert closed == len(flood) >= 250
+    status = run.status()
+    assert status["connections_refused"] > 100 and status["state"] == "running"
+    assert len(run.log.read_text().splitlines()) > lines_then + FPS  # classified while flooded
+    output = run.stop()
+    assert run.proc.returncode == 0 and "Traceback" not in run.proc.stderr.read() and "stopped from the web page" in output
 
 
 def test_twenty_viewers_for_a_bounded_time_and_the_loop_keeps_its_rate(converted, clip, tmp_path):

@@ -63,6 +63,7 @@ class LiveView:
         self._socket = self._bind(self.host, port)
         self.port = self._socket.getsockname()[1]
         self._server = None
+        self._protocol = None
         self._thread = threading.Thread(target=self._serve, name="edgeleuk-live", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 10
@@ -146,7 +147,8 @@ class LiveView:
             history = [[round(t - self._started, 2), c, lat] for t, c, lat in self._history]
             saving = None if self.site is None else {"folder": str(self.site.folder), "saved": dict(self.site.saved)}
             return {**self._status, "model": self.model, "log": self.log is not None, "history": history, "labels": list(self.labels),
-                    "history_seconds": HISTORY_SECONDS, "frames_streamed": self.frames_streamed, "saving": saving}
+                    "history_seconds": HISTORY_SECONDS, "frames_streamed": self.frames_streamed, "saving": saving,
+                    "connections_refused": self._protocol.refused_connections if self._protocol else 0}
 
     def save_field(self, label: str) -> tuple[int, dict[str, Any]]:
         """The field on screen, saved as `label`: (HTTP status, reply)."""
@@ -168,8 +170,11 @@ class LiveView:
     def _serve(self) -> None:
         import uvicorn
 
+        from edgeleuk.runtime.http_guard import GuardedH11
+
+        self._protocol = type("ViewProtocol", (GuardedH11,), {"refused_connections": 0})  # this view's own count
         config = uvicorn.Config(self._app(), log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=1, ws="none")
+                                timeout_graceful_shutdown=1, ws="none", http=self._protocol)
         self._server = uvicorn.Server(config)
         self._server.run(sockets=[self._socket])
 
