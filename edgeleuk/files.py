@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -24,15 +25,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `path` (same suffix, so writers that infer the format from it work);
     renamed onto `path` when the block ends normally, removed when it raises."""
     path = Path(path)
+    if path.is_symlink():  # the link's target is rewritten and the link stays, as a shell's `>` does
+        path = Path(os.path.realpath(path))
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
+        _take_over(tmp, path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _take_over(tmp: Path, path: Path) -> None:
+    """The new file gets the mode, owner and group of the one it replaces (a config kept 640 for the
+    group `edgeleuk` stays so); a new file gets the umask's mode. Where the owner or group cannot be
+    kept (another user's file), the mode loses the bits that would show it to others."""
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        os.chmod(tmp, 0o666 & ~_umask())
+        return
+    mode = stat.S_IMODE(old.st_mode)
+    try:
+        os.chown(tmp, old.st_uid, old.st_gid)
+    except PermissionError:
+        try:
+            os.chown(tmp, -1, old.st_gid)
+            mode &= 0o770
+        except PermissionError:
+            mode &= 0o700
+    os.chmod(tmp, mode)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -3,6 +3,7 @@ use of it, the magnification check and the scale calibration."""
 
 import dataclasses
 import json
+import os
 import shutil
 
 import cv2
@@ -228,14 +229,23 @@ def test_calibrate_scale_recovers_a_known_scale_and_writes_the_config(converted,
     frames.mkdir()
     for i in range(5):
         cv2.imwrite(str(frames / f"f{i}.png"), discs(25.0, seed=i))
-    config = tmp_path / "device.toml"
-    config.write_text("[camera]\nwidth = 640\n\n[sample]\nmin_confidence = 0.8\n")
-    proc = cli("calibrate-scale", "--model", str(model), "--source", str(frames), "--config", str(config), "--write", check_rc=0)
+    # the service's config: a token, mode 640, the group edgeleuk (here a group id of its own where
+    # the tests run as root), reached through a link, as /etc/edgeleuk/edgeleuk.toml may be
+    config = tmp_path / "etc" / "device.toml"
+    config.parent.mkdir()
+    config.write_text('[camera]\nwidth = 640\n\n[sample]\nmin_confidence = 0.8\n\n[serve]\ntoken = "t0ken-0123456789abcdef"\n')
+    config.chmod(0o640)
+    group = 4242 if os.geteuid() == 0 else os.getegid()
+    os.chown(config, -1, group)
+    link = tmp_path / "device.toml"
+    link.symlink_to(config)
+    proc = cli("calibrate-scale", "--model", str(model), "--source", str(frames), "--config", str(link), "--write", check_rc=0)
     from edgeleuk.runtime.config import read_config
 
-    scale = read_config(config)["camera"]["scale"]
+    scale = read_config(link)["camera"]["scale"]  # and the config's own check of its token still passes
     assert abs(scale - 2.5) < 0.1, proc.stdout
-    assert "min_confidence = 0.8" in config.read_text()  # the rest of the file is kept
+    assert "min_confidence = 0.8" in config.read_text() and "t0ken" in config.read_text()  # the rest of the file is kept
+    assert link.is_symlink() and (config.stat().st_mode & 0o777, config.stat().st_gid) == (0o640, group)
     bad = cli("calibrate-scale", "--model", str(model), "--source", str(frames), "--write")
     assert bad.returncode == 1 and "--write needs --config" in bad.stderr
 
