@@ -57,12 +57,12 @@ def make_dataset(root: Path, per_class: int = 30, folder_names: dict[str, str] |
     return root
 
 
-def cli(*args: str, timeout: float = 600, check_rc: int | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the console script, as a user would."""
+def cli(*args: str, timeout: float = 600, check_rc: int | None = None, env: dict | None = None, preexec=None) -> subprocess.CompletedProcess:
+    """Run the console script, as a user would (`preexec`: run in the child first, e.g. to set a limit)."""
     exe = Path(sys.executable).with_name("edgeleuk")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edgeleuk"]
     proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, preexec_fn=preexec)
     if check_rc is not None:
         assert proc.returncode == check_rc, f"rc {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     return proc

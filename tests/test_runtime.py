@@ -323,6 +323,20 @@ def test_unwritable_outputs_are_one_clear_error(converted, frames_dir, tmp_path,
         "; it ends before this frame" if "/dev/full" in message else "")
 
 
+def test_a_disk_that_fills_under_the_log_leaves_only_whole_records(converted, frames_dir, tmp_path):
+    """The log's file may grow to 3,000 bytes (RLIMIT_FSIZE, as a full disk: the write that crosses
+    it is cut short): the run stops with the reason, and every line the log keeps is a whole record."""
+    import resource
+
+    log = tmp_path / "run.jsonl"
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (3000, resource.RLIM_INFINITY))  # noqa: E731
+    proc = cli("run", "--model", str(converted), "--source", str(frames_dir), "--quiet", "--log", str(log), preexec=limit, check_rc=1)
+    assert f"cannot write the log {log} any more (File too large); it ends before this frame" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    text = log.read_text()
+    assert 0 < len(text) < 3000 and text.endswith("\n") and all(json.loads(x)["frame"] >= 0 for x in text.splitlines())
+
+
 def test_a_frame_that_cannot_be_saved_stops_the_run_with_a_reason(tmp_path):
     from edgeleuk.errors import UserError
     from edgeleuk.runtime.saving import write_frame

@@ -6,7 +6,9 @@ between frames, so a sink on another thread never touches the verdict while it i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -14,7 +16,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -82,30 +84,45 @@ class Summary:
 
 
 class JsonlLog:
-    """One JSON object per line, flushed per line: a killed run still leaves a complete log."""
+    """One JSON object per line, each written by one system call: a killed run still leaves a complete
+    log, two runs sharing one file never interleave within a line, and a line the disk cannot take
+    whole is cut off again, so the file never ends in half a record."""
 
     def __init__(self, path: Path | None):
-        self.fh: IO[str] | None = None
+        self.fd: int | None = None
         self.path = path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self.fh = open(path, "a", buffering=1)
+                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             except OSError as exc:
                 raise UserError(f"cannot write the log {path}: {exc.strerror}") from None
 
     def write(self, record: dict) -> None:
-        if self.fh:
-            try:
-                self.fh.write(json.dumps(record) + "\n")
-                self.fh.flush()
-            except OSError as exc:
-                self.fh = None  # the summary cannot follow either; the error says where it stopped
-                raise UserError(f"cannot write the log {self.path} any more ({exc.strerror}); it ends before this frame") from None
+        if self.fd is None:
+            return
+        data, start = (json.dumps(record) + "\n").encode(), None
+        try:
+            start, written = os.fstat(self.fd).st_size, 0
+            while written < len(data):  # a disk that took part of it: the next write completes it, or says why not
+                written += os.write(self.fd, data[written:])
+        except OSError as exc:
+            self._cut(start)
+            raise UserError(f"cannot write the log {self.path} any more ({exc.strerror}); it ends before this frame") from None
+
+    def _cut(self, start: int | None) -> None:
+        """Remove a partly written line; the summary cannot follow either."""
+        with contextlib.suppress(OSError):
+            if start is not None:
+                os.ftruncate(self.fd, start)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.fd = None
 
     def close(self) -> None:
-        if self.fh:
-            self.fh.close()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _now() -> str:
