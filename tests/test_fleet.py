@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -685,3 +686,20 @@ def test_a_message_is_read_only_when_every_field_the_fleet_uses_is_right(payload
     assert reason in str(caught.value)
     good = parse(b'{"id": "a", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}}}', "lab/d/verdict")
     assert (good.id, good.device, good.sent_at) == ("a", "d", None)
+
+
+def test_a_full_disk_under_the_publish_queue_keeps_the_device_classifying(converted, clip, tmp_path):
+    """The queue's files may grow to 48 kB (RLIMIT_FSIZE, as a full disk), the broker is away and every
+    frame is published: the queue stops taking messages, the run says so once, classifies on, and
+    says at the end how many were lost, the final verdict among them."""
+    import resource
+
+    config = tmp_path / "edgeleuk.toml"
+    config.write_text(f'[publish]\nframes = true\nqueue = "{tmp_path / "q" / "outbox.sqlite"}"\n')
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (48_000, resource.RLIM_INFINITY))  # noqa: E731
+    proc = cli("run", "--model", str(converted), "--source", str(clip), "--min-focus", "0", "--quiet", "--config", str(config),
+               "--publish", f"mqtt://127.0.0.1:{_free_port()}/lab", preexec=limit, check_rc=0)
+    assert proc.stderr.count("publish: the queue cannot take messages (") == 1, proc.stderr[-2000:]
+    lost = re.search(r"publish: (\d+) message\(s\) could not be queued \(.+\) and were not sent, this run's last verdict among them",
+                     proc.stderr)
+    assert lost and int(lost.group(1)) > 0 and "Traceback" not in proc.stderr and "verdict:" in proc.stdout

@@ -78,10 +78,20 @@ class Outbox:
         except sqlite3.Error as exc:
             raise UserError(f"cannot open the publish queue {path} ({exc})") from None
         self.lock = threading.Lock()
+        self.problem: str | None = None  # the last write the database refused (a full disk): the publisher reports it
 
-    def put(self, message_id: str, topic: str, payload: str) -> None:
+    def _write(self, sql: str, params: tuple = ()) -> int | None:
+        """Rows changed, or None when the database refused the write (the caller goes on without it)."""
+        try:
+            return self.db.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            self.problem = str(exc)
+            return None
+
+    def put(self, message_id: str, topic: str, payload: str) -> bool:
+        """False when the queue could not take it (a full disk): the message is lost, and counted."""
         with self.lock:
-            self.db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, 1, NULL)", (message_id, topic, payload, time.time()))
+            return self._write("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, 1, NULL)", (message_id, topic, payload, time.time())) is not None
 
     def pending(self, exclude: set[str], limit: int = 200) -> list[tuple[str, str, str]]:
         with self.lock:
@@ -91,24 +101,25 @@ class Outbox:
 
     def acknowledged(self, message_id: str) -> None:
         with self.lock:
+            # not written: it stays due and goes out again, which the collector ignores as a duplicate
             if self.resend_window > 0:
                 # the first acknowledgement's time: a resent message does not stretch its window
-                self.db.execute("UPDATE outbox SET due = 0, acked = COALESCE(acked, ?) WHERE id = ?", (time.time(), message_id))
+                self._write("UPDATE outbox SET due = 0, acked = COALESCE(acked, ?) WHERE id = ?", (time.time(), message_id))
             else:
-                self.db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+                self._write("DELETE FROM outbox WHERE id = ?", (message_id,))
 
     def resend_recent(self) -> int:
         """After a (re)connect: what the broker acknowledged within the window goes out again."""
         with self.lock:
             self._forget_old()
-            return self.db.execute("UPDATE outbox SET due = 1 WHERE due = 0").rowcount
+            return self._write("UPDATE outbox SET due = 1 WHERE due = 0") or 0
 
     def forget_old(self) -> None:
         with self.lock:
             self._forget_old()
 
     def _forget_old(self) -> None:
-        self.db.execute("DELETE FROM outbox WHERE due = 0 AND acked < ?", (time.time() - self.resend_window,))
+        self._write("DELETE FROM outbox WHERE due = 0 AND acked < ?", (time.time() - self.resend_window,))
 
     def count(self) -> int:
         """Messages the broker has not acknowledged yet."""
@@ -175,6 +186,7 @@ class Publisher:
         self.sent = 0
         self.resent = 0
         self.frame_count = 0
+        self.lost, self.lost_last = 0, False  # messages the queue could not take; the final verdict among them
         self.thread = threading.Thread(target=self._loop, name="edgeleuk-publish", daemon=True)
         self.thread.start()
 
@@ -189,7 +201,10 @@ class Publisher:
         payload = {"id": message_id, "kind": kind, "device": self.device_id, "run": self.run_id,
                    "model": self.model.get("name"), "model_sha256": self.model.get("sha256"), "edgeleuk": __version__,
                    "sent_at": time.time(), **body}
-        self.outbox.put(message_id, f"{self.topic_base}/{kind}", json.dumps(payload))
+        if not self.outbox.put(message_id, f"{self.topic_base}/{kind}", json.dumps(payload)):
+            self.lost += 1
+            if self.lost == 1:  # once: the run goes on classifying, and close() says how many
+                self.warn(f"publish: the queue cannot take messages ({self.outbox.problem}); they are lost until it can")
 
     def frame(self, result, verdict, summary) -> None:
         if self.frames:
@@ -202,8 +217,10 @@ class Publisher:
             self._put("verdict", {"sample": record["sample"], "summary": record}, f"{self.device_id}:{self.run_id}:s{record['sample']}")
 
     def close(self, record: dict) -> None:
+        lost = self.lost
         self._put("verdict", {"sample": record.get("sample", 1), "summary": record, "final": True},
                   f"{self.device_id}:{self.run_id}:s{record.get('sample', 1)}")
+        self.lost_last = self.lost > lost
         deadline = time.monotonic() + self.drain_seconds
         # still connecting (a TLS handshake) is worth the wait; a refusal or an unreachable broker is not
         while self.outbox.count() and time.monotonic() < deadline and self.last_problem is None:
@@ -211,6 +228,9 @@ class Publisher:
         self.stop.set()
         self.thread.join(timeout=5)
         left = self.outbox.count()
+        if self.lost:
+            self.warn(f"publish: {self.lost} message(s) could not be queued ({self.outbox.problem}) and were not sent"
+                      + (", this run's last verdict among them" if self.lost_last else ""))
         if left:
             self.warn(f"publish: {left} message(s) kept in the queue for the next start ({self.last_problem or 'broker not reached'})")
         self.outbox.close()
