@@ -69,11 +69,16 @@ class Run:
         else:
             raise AssertionError("no live view address printed")
         threading.Thread(target=self._drain, daemon=True).start()
+        self._stderr = threading.Thread(target=self._drain_errors, daemon=True)
+        self._stderr.start()
         self._wait_for_frames()
 
     def _drain(self) -> None:
         for line in self.proc.stdout:
             self.lines.append(line)
+
+    def _drain_errors(self) -> None:  # a full stderr pipe would block the run, which a service's journal never does
+        self.errors = self.proc.stderr.read()
 
     def _wait_for_frames(self) -> None:
         deadline = time.monotonic() + 30
@@ -288,7 +293,8 @@ def test_a_connection_flood_neither_ends_the_run_nor_holds_the_view(converted, c
     assert status["connections_refused"] > 100 and status["state"] == "running"
     assert len(run.log.read_text().splitlines()) > lines_then + FPS  # classified while flooded
     output = run.stop()
-    assert run.proc.returncode == 0 and "Traceback" not in run.proc.stderr.read() and "stopped from the web page" in output
+    run._stderr.join(timeout=30)
+    assert run.proc.returncode == 0 and "Traceback" not in run.errors and "stopped from the web page" in output, run.errors[-2000:]
 
 
 def test_twenty_viewers_for_a_bounded_time_and_the_loop_keeps_its_rate(converted, clip, tmp_path):

@@ -38,6 +38,9 @@ MAX_STREAM_FPS = 30.0  # the stream follows the camera, up to this
 JPEG_QUALITY = 80
 POST_HEADER = "x-edgeleuk"  # state-changing requests carry it: a cross-site form or image cannot
 ASSETS = ("index.html", "app.js", "style.css")
+# asyncio accepts up to `backlog` waiting connections in one go, before any of them can be refused:
+# uvicorn's 2,048 let a burst take every descriptor (EMFILE) ahead of the connection limit
+ACCEPT_BATCH = 16
 
 
 class LiveView:
@@ -174,7 +177,7 @@ class LiveView:
 
         self._protocol = type("ViewProtocol", (GuardedH11,), {"refused_connections": 0})  # this view's own count
         config = uvicorn.Config(self._app(), log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=1, ws="none", http=self._protocol)
+                                timeout_graceful_shutdown=1, ws="none", http=self._protocol, backlog=ACCEPT_BATCH)
         self._server = uvicorn.Server(config)
         self._server.run(sockets=[self._socket])
 
