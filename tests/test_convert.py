@@ -214,7 +214,7 @@ def test_bad_input_leaves_nothing_behind(trained, dataset, tmp_path, case, messa
 
 def test_failed_conversion_keeps_previous_output(trained, dataset, tmp_path, monkeypatch):
     from edgeleuk.errors import UserError
-    from edgeleuk.export import pipeline
+    from edgeleuk.export import pipeline, variant_file
 
     out = tmp_path / "out"
     pipeline.convert(pipeline.ConvertConfig(model=str(trained / "model.keras"), out=str(out), variants=["tflite-fp32"],
@@ -226,7 +226,7 @@ def test_failed_conversion_keeps_previous_output(trained, dataset, tmp_path, mon
         calls.append(1)
         raise RuntimeError("simulated converter crash")
 
-    monkeypatch.setattr(pipeline, "_write_variant", failing)
+    monkeypatch.setattr(variant_file, "_onnx", failing)
     with pytest.raises(UserError, match="simulated converter crash"):
         pipeline.convert(pipeline.ConvertConfig(model=str(trained / "model.keras"), out=str(out), variants=["onnx-fp32"],
                                                 data=str(dataset)))

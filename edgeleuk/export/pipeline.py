@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,14 +19,14 @@ from edgeleuk import __version__
 from edgeleuk.classes import ClassMap, bare_labels
 from edgeleuk.errors import UsageError, UserError
 from edgeleuk.export.images import Images, load_images
+from edgeleuk.export.output import carry_over, merged_rows, staging_folder, swap
 from edgeleuk.export import sites
-from edgeleuk.export.quiet import quiet
+from edgeleuk.export.variant_file import VariantJob, write_variant
 from edgeleuk.export.recipes import QuantizationConfig, load_recipes
 from edgeleuk.files import atomic_write_text
 from edgeleuk.interrupts import Held
 from edgeleuk.manifest import (MANIFEST_NAME, SCHEMA_VERSION, Manifest, PreprocessSpec, Variant, embedded_info, read_manifest, sha256_file,
                                write_manifest)
-from edgeleuk.runtime.embedded import EMBEDDED_NAME
 from edgeleuk.stats import Claim
 from edgeleuk.train.model import with_features
 
@@ -67,42 +65,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _convert_one(model, cfg: QuantizationConfig, folder: Path, images: Images, info: dict, work: Path, stats=None) -> tuple[Path, float]:
-    start = time.perf_counter()
-    calibration = (lambda: iter(images.calibration)) if images.calibration is not None else None
-    target = folder / cfg.file_name
-    with quiet(work / f"{cfg.name}.log"):
-        _write_variant(model, cfg, folder, target, calibration, info, work, stats)
-    return target, time.perf_counter() - start
-
-
-def _write_variant(model, cfg, folder, target, calibration, info, work, stats=None) -> None:
-    """One variant's file (in staging: published whole by _swap); with `stats`, it gets the
-    out-of-distribution score as its own layers."""
-    from edgeleuk.export import onnx_export, tflite_export
-    from edgeleuk.export.score_layers import append_onnx, append_tflite
-    from edgeleuk.runtime.embedded import embed_tflite
-
-    if cfg.format == "tflite":
-        data = tflite_export.to_tflite(model, cfg, calibration)
-        target.write_bytes(data if stats is None else append_tflite(data, stats))
-        embed_tflite(target, info)
-    else:
-        fp32 = work / "fp32.onnx"  # without the layers: int8 quantizes this one, so the layers stay float
-        if not fp32.exists():
-            onnx_export.to_onnx(model, cfg, fp32)
-        plain = work / f"{cfg.name}.onnx"
-        if cfg.precision == "int8":
-            onnx_export.quantize_onnx(fp32, plain, calibration, cfg)
-        else:
-            shutil.copyfile(fp32, plain)
-        if stats is None:
-            shutil.copyfile(plain, target)
-        else:
-            append_onnx(plain, target, stats)
-        onnx_export.embed_onnx(target, EMBEDDED_NAME, json.dumps(info))
-
-
 def _variant(cfg: QuantizationConfig, path: Path, classifier, seconds: float, metrics: dict) -> Variant:
     b = classifier.backend
     features = tuple(int(b.output_sizes[i]) for i in classifier.features_indices)
@@ -111,61 +73,6 @@ def _variant(cfg: QuantizationConfig, path: Path, classifier, seconds: float, me
                    input_dtype=b.input_dtype, output_dtype=classifier.output_dtype, input_quantization=b.input_quantization,
                    output_quantization=classifier.output_quantization, features=features, size_bytes=path.stat().st_size,
                    conversion_seconds=round(seconds, 2), metrics=metrics)
-
-
-def _staging(out: Path) -> Path:
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.staging-"))
-    except OSError as exc:
-        raise UserError(f"cannot write the output folder {out}: {exc.strerror}") from None
-    mask = os.umask(0)
-    os.umask(mask)
-    staging.chmod(0o777 & ~mask)
-    return staging
-
-
-def _carry_over(out: Path, staging: Path, source_sha: str, model_path: Path) -> Manifest | None:
-    """Start the staging folder as a copy of the existing output (other files stay, e.g. the source
-    model, split and reports); variants converted from a different source model are dropped."""
-    if not out.is_dir():
-        return None
-    for item in out.iterdir():
-        if item.name.startswith("."):
-            continue
-        target = staging / item.name
-        shutil.copytree(item, target) if item.is_dir() else shutil.copy2(item, target)
-    previous = read_manifest(out) if (out / MANIFEST_NAME).is_file() else None
-    if previous is not None and previous.source_model_sha256 != source_sha:
-        for v in previous.variants:
-            stale = staging / v.file
-            if v.format != "keras" and stale.is_file() and stale.name != model_path.name:
-                stale.unlink()
-        return None
-    return previous
-
-
-def _merged_rows(previous_report: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The report keeps the rows of variants this run did not convert again (same source model)."""
-    try:
-        old = json.loads(previous_report.read_text())["rows"]
-    except (OSError, KeyError, json.JSONDecodeError):
-        return rows
-    new = {r["variant"]: r for r in rows}
-    merged = [new.pop(r["variant"], r) for r in old]
-    return merged + list(new.values())
-
-
-def _swap(staging: Path, out: Path) -> None:
-    """Replace out by staging with two renames; the old folder goes only after the new one is in place."""
-    backup = None
-    if out.exists():
-        backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, backup)
-    os.rename(staging, out)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
 
 
 def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
@@ -217,9 +124,9 @@ def _convert(config: ConvertConfig, held: Held) -> tuple[list[dict[str, Any]], l
         rows.append({"variant": "keras", "size_bytes": model_path.stat().st_size, **parity(keras_probs, keras_probs, images.test_labels),
                      **sites.first_site_row(first, images), "conversion_seconds": None})
     held.checkpoint()
-    staging = _staging(out)
+    staging = staging_folder(out)
     try:
-        previous = _carry_over(out, staging, source_sha, model_path)
+        previous = carry_over(out, staging, source_sha, model_path)
         variants = []
         for variant in _convert_variants(exported, chosen, staging, images, info, labels, spec, keras_probs, rows, out, domain):
             variants.append(variant)
@@ -245,12 +152,12 @@ def _convert(config: ConvertConfig, held: Held) -> tuple[list[dict[str, Any]], l
         write_manifest(staging, manifest)
         if images.split_file is not None and images.split_file.resolve() != (out / "split.json").resolve():
             shutil.copyfile(images.split_file, staging / "split.json")
-        report_rows = _merged_rows(staging / "report.json", rows) if previous is not None else rows
+        report_rows = merged_rows(staging / "report.json", rows) if previous is not None else rows
         report = {"rows": report_rows, "note": images.note, "max_drop_points": config.max_drop, "labels": list(labels),
                   "evaluated_files": images.test_files}
         atomic_write_text(staging / "report.json", json.dumps(report, indent=2) + "\n")
         atomic_write_text(staging / "report.md", f"# Conversion report\n\n{images.note}\n\n{format_report(report_rows)}\n")
-        _swap(staging, out)
+        swap(staging, out)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -371,7 +278,8 @@ def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, 
         for cfg in sorted(chosen, key=lambda c: (c.format, c.precision != "fp32")):
             print(f"converting {cfg.name} …", flush=True)
             try:
-                path, seconds = _convert_one(model, cfg, staging, images, info, Path(work), domain.ood if domain is not None else None)
+                job = VariantJob(model, cfg, staging, info, Path(work), domain.ood if domain is not None else None)
+                path, seconds = write_variant(job, images.calibration)
                 classifier = Classifier(backend=open_backend(path, threads=None), labels=labels, spec=spec, path=path)
             except UserError:
                 raise
