@@ -564,9 +564,28 @@ def test_the_fleet_report_flags_a_device_whose_refusals_or_ood_share_depart_from
     assert rows["dirty-lens"]["last_refused_share"] == "0.6" and rows["new-stain"]["last_ood_share"] == "0.4"
     assert rows["steady"]["drift"] == ""
     assert "| dirty-lens |" in proc.stdout
-    for flag, target, said in (("--json", tmp_path / "gone" / "fleet.json", "the folder"), ("--csv", tmp_path, "cannot write")):
-        bad = cli("fleet", "--db", str(db), flag, str(target))
+
+
+def test_fleet_json_into_a_missing_folder_onto_a_folder_or_a_full_disk_is_a_clear_error(tmp_path):
+    import resource
+
+    from edgeleuk.fleet import INSERT, Store
+
+    db = tmp_path / "fleet.sqlite"
+    store = Store(db)
+    for k in range(1000):  # a report of some 100 kB
+        body = _verdict("scope-a", k)
+        store.execute(INSERT, (body["id"], "verdict", "scope-a", "r", k, "m", None, "0", body["sent_at"], body["sent_at"] + k,
+                               "lab/scope-a/verdict", json.dumps(body)))
+    store.close()
+    # files may grow to 40 kB (as a full disk): the database's 32 kB shared-memory file fits, the report does not
+    full = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, resource.RLIM_INFINITY))  # noqa: E731
+    for flag, target, said, limit in (("--json", tmp_path / "gone" / "fleet.json", "the folder", None),
+                                      ("--csv", tmp_path, "cannot write", None),
+                                      ("--json", tmp_path / "fleet.json", "cannot write the report to", full)):
+        bad = cli("fleet", "--db", str(db), flag, str(target), preexec=limit)
         assert bad.returncode == 1 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1500:]
+    assert not [p.name for p in tmp_path.iterdir() if p.name == "fleet.json" or p.name.startswith(".fleet.")]  # nothing half-written
 
 
 def _verdict(device: str, k: int, refused: int = 0, sent_at: float | None = None) -> dict:

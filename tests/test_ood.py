@@ -221,7 +221,7 @@ def test_cell_ruler_reads_known_diameters_and_scales_linearly():
     assert measure_cells(np.full((224, 224, 3), 240, np.uint8)).diameter_px is None
 
 
-def test_calibrate_scale_recovers_a_known_scale_and_writes_the_config(converted, tmp_path):
+def test_calibrate_scale_writes_the_config_keeping_its_mode_group_and_link(converted, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(converted, model)
     write_manifest(model, dataclasses.replace(read_manifest(model), cell_diameter_px=10.0))
