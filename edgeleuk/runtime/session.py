@@ -101,20 +101,20 @@ class JsonlLog:
     def write(self, record: dict) -> None:
         if self.fd is None:
             return
-        data, start = (json.dumps(record) + "\n").encode(), None
+        data, written = (json.dumps(record) + "\n").encode(), 0
         try:
-            start, written = os.fstat(self.fd).st_size, 0
             while written < len(data):  # a disk that took part of it: the next write completes it, or says why not
                 written += os.write(self.fd, data[written:])
         except OSError as exc:
-            self._cut(start)
+            self._cut(written)
             raise UserError(f"cannot write the log {self.path} any more ({exc.strerror}); it ends before this frame") from None
 
-    def _cut(self, start: int | None) -> None:
-        """Remove a partly written line; the summary cannot follow either."""
+    def _cut(self, written: int) -> None:
+        """Remove the `written` bytes of a partly written line (the file's size is read only here, off
+        the per-frame path); the summary cannot follow either."""
         with contextlib.suppress(OSError):
-            if start is not None:
-                os.ftruncate(self.fd, start)
+            if written:
+                os.ftruncate(self.fd, os.fstat(self.fd).st_size - written)
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self.fd = None
