@@ -45,7 +45,7 @@ def _take_over(tmp: Path, path: Path) -> None:
     try:
         old = os.stat(path)
     except FileNotFoundError:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         return
     mode = stat.S_IMODE(old.st_mode)
     try:
@@ -115,7 +115,8 @@ def writable_file(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def _umask() -> int:
+def umask() -> int:
+    """This process's umask (reading it means setting it: set back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

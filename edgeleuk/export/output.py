@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeleuk.errors import UserError
+from edgeleuk.files import umask
 from edgeleuk.manifest import MANIFEST_NAME, Manifest, read_manifest
 
 
@@ -22,9 +23,7 @@ def staging_folder(out: Path) -> Path:
         staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.staging-"))
     except OSError as exc:
         raise UserError(f"cannot write the output folder {out}: {exc.strerror}") from None
-    mask = os.umask(0)
-    os.umask(mask)
-    staging.chmod(0o777 & ~mask)
+    staging.chmod(0o777 & ~umask())
     return staging
 
 
