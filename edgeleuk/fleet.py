@@ -123,7 +123,7 @@ class Collector:
         if any(r.is_failure for r in reasons):
             self.refused = f"the broker refused the subscription to {self.address.prefix}/+/verdict and /frame (its ACL?)"
             return
-        if not self.ready.is_set():  # the ready line: from here on the broker keeps this session's messages
+        if not self.ready.is_set():  # the ready line: from here on the broker queues this client id's messages while it is away
             self.warn(f"collect: subscribed to {self.address.prefix}/+/verdict and /frame")
         self.ready.set()
 

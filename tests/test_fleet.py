@@ -139,7 +139,7 @@ class CollectorProcess:
                                      + (["--config", str(config)] if config else []),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
         self.lines = []
-        for line in self.proc.stdout:  # its ready line: subscribed, the session persists from here on
+        for line in self.proc.stdout:  # its ready line: subscribed, the broker queues for its client id from here on
             self.lines.append(line)
             if "collect: subscribed to" in line:
                 break
