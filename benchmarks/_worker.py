@@ -80,7 +80,7 @@ def _accuracy(job: dict, spec, predict) -> dict:
     from pathlib import Path
 
     from edgeleuk.evaluate.report import model_classes, split_images
-    from edgeleuk.evaluate.metrics import classification_metrics
+    from edgeleuk.metrics import classification_metrics
 
     classes = model_classes(job["model"])
     images, labels, _, _ = split_images(job["data"], spec, job.get("split"), "test", Path(job["model"]), classes)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from edgeleuk.errors import UserError
 
@@ -137,16 +136,3 @@ def read_classes(data: dict, schema: int) -> tuple[tuple[str, ...], dict[str, tu
     if not isinstance(folders, dict) or not all(isinstance(v, (list, tuple)) for v in folders.values()):
         raise UserError("manifest: class_folders must map each label to a list of folder names")
     return tuple(data.get("labels", KNOWN_DATASET)), {str(k): tuple(str(n) for n in v) for k, v in folders.items()}
-
-
-def classes_beside(model_file: "str | Path", labels: tuple[str, ...]) -> ClassMap:
-    """The class map of the manifest beside a model file when it lists the file's labels; else the
-    labels alone (each reads the folder of its own name)."""
-    from edgeleuk.manifest import MANIFEST_NAME, read_manifest  # the manifest reads this module: imported late
-
-    listed = Path(model_file).parent / MANIFEST_NAME
-    if listed.is_file():
-        classes = read_manifest(listed).classes()
-        if classes.labels == tuple(labels):
-            return classes
-    return ClassMap(tuple(labels))

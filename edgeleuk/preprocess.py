@@ -179,3 +179,11 @@ def _jpeg_complete(data: np.ndarray) -> bool:
 def load_image(path: str | os.PathLike, spec: PreprocessSpec | None = None) -> np.ndarray:
     """Read and preprocess one file: the path every stage uses for images on disk."""
     return preprocess(read_image(path), spec, color_order="BGR")
+
+
+def dihedral(images: np.ndarray) -> np.ndarray:
+    """The 8 turns and flips of each image: a smear has no up or left, so each is a fair
+    in-distribution frame, and the threshold's quantile rests on 8× more frames."""
+    views = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    views += [np.rot90(images[:, :, ::-1], k, axes=(1, 2)) for k in range(4)]
+    return np.ascontiguousarray(np.concatenate(views))

@@ -10,7 +10,7 @@ from conftest import SHARED, cli, make_dataset
 from edgeleuk.dataset import scan
 from edgeleuk.groups import assign_groups
 from edgeleuk.split import make_folds
-from edgeleuk.evaluate.metrics import sample_verdicts
+from edgeleuk.metrics import sample_verdicts
 
 DATA = SHARED / "data" / "all4"
 

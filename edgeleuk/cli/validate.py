@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
     from edgeleuk.files import writable_folder
     from edgeleuk.groups import assign_groups
     from edgeleuk.split import unseen_part
-    from edgeleuk.classes import classes_beside
+    from edgeleuk.runtime.classifier import classes_beside
     from edgeleuk.runtime import load
     from edgeleuk.runtime.session import RunOptions
     from edgeleuk.validate.acceptance import run_acceptance

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeleuk.export.domain import dihedral
+from edgeleuk.preprocess import dihedral
 from edgeleuk.manifest import TARGET_FLAGGED
 from edgeleuk.ood import OODScorer, fit_ood
 
@@ -56,7 +56,7 @@ def compare_methods(model, train: np.ndarray, train_labels: np.ndarray, val: np.
                     ood_sets: dict[str, np.ndarray], classes: int, target: float = TARGET_FLAGGED) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
-    from edgeleuk.train.model import with_features
+    from edgeleuk.keras_graph import with_features
 
     net = with_features(model)  # built once: a new Keras model per call would retrace its predict function
     outs = {"val": _outputs(net, dihedral(val)), "test": _outputs(net, test)}

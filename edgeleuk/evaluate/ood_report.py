@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgeleuk.export.parity import infer_all
+from edgeleuk.runtime.classifier import infer_all
 from edgeleuk.runtime.session import RunOptions, run
 from edgeleuk.runtime.sources import Frame
 

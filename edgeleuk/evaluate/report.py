@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeleuk.classes import KNOWN_DATASET, ClassMap, bare_labels, classes_beside
+from edgeleuk.classes import KNOWN_DATASET, ClassMap, bare_labels
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text
 from edgeleuk.manifest import PreprocessSpec
@@ -31,7 +31,7 @@ class Loaded:
         """Probabilities and the in-distribution decision per image (None: the model cannot judge)."""
         if self.classifier is None or self.classifier.ood is None:
             return self.predict(images), None
-        from edgeleuk.export.parity import infer_all
+        from edgeleuk.runtime.classifier import infer_all
 
         probs, features = infer_all(self.classifier, images)
         return probs, self.classifier.ood.in_distribution(self.classifier.judge(features, images, probs))
@@ -52,7 +52,7 @@ def load_predictor(model: str | Path | None, variant: str | None = None, threads
         else:  # a bare model file: labels as convert would give them
             spec, classes = PreprocessSpec(size=int(net.input_shape[1])), ClassMap(bare_labels(int(net.output_shape[-1])))
         return Loaded(lambda x: net.predict(x, batch_size=32, verbose=0), spec, path.name, path.parent, classes=classes)
-    from edgeleuk.export.parity import predict_all
+    from edgeleuk.runtime.classifier import classes_beside, predict_all
     from edgeleuk.runtime import load
 
     clf = load(path, variant=variant, threads=threads)
@@ -99,7 +99,7 @@ def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, 
 
 def _sample_figures(part, probs: np.ndarray, labels: np.ndarray) -> dict[str, Any] | None:
     """Verdicts per sample folder or run of file numbers, each group's fields pooled as `run` pools them."""
-    from edgeleuk.evaluate.metrics import sample_verdicts
+    from edgeleuk.metrics import sample_verdicts
     from edgeleuk.groups import assign_groups
 
     groups = assign_groups(part)
@@ -122,9 +122,9 @@ def evaluate(model: str | None, data: str, split: str | None = None, part: str =
              severities: tuple[int, ...] | None = None, conditions: list[str] | None = None, ood: bool = False,
              write_gate: bool = False) -> dict[str, Any]:
     """Metrics of the model on the part; writes metrics.json and confusion.png to `out`."""
-    from edgeleuk.evaluate import plots
+    from edgeleuk import plots
     from edgeleuk.files import writable_folder
-    from edgeleuk.evaluate.metrics import classification_metrics, format_metrics
+    from edgeleuk.metrics import classification_metrics, format_metrics
 
     if write_gate and not (robustness and model and Path(model).is_dir() and (Path(model) / "manifest.json").is_file()):
         raise UserError("--write-gate needs --robustness and a conversion folder (with manifest.json) as the model")

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgeleuk.degrade import CONDITIONS, MODERATE, SEVERITIES, degrade
 from edgeleuk.files import atomic_path, atomic_write_text
-from edgeleuk.evaluate.metrics import classification_metrics
+from edgeleuk.metrics import classification_metrics
 from edgeleuk.runtime.quality import QualityThresholds, assess
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgeleuk.manifest import TARGET_FLAGGED, OODStats, QualityLimits, StainStats
 from edgeleuk.ood import OODScorer, fit_ood
+from edgeleuk.preprocess import dihedral
 from edgeleuk.runtime.quality import leukocyte_fraction, stain_strength
 from edgeleuk.runtime.scale import measure_cells
 
@@ -26,16 +27,8 @@ class Domain:
     quality: QualityLimits | None = None
 
 
-def dihedral(images: np.ndarray) -> np.ndarray:
-    """The 8 turns and flips of each image: a smear has no up or left, so each is a fair
-    in-distribution frame, and the threshold's quantile rests on 8× more frames."""
-    views = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
-    views += [np.rot90(images[:, :, ::-1], k, axes=(1, 2)) for k in range(4)]
-    return np.ascontiguousarray(np.concatenate(views))
-
-
 def features_of(model, images: np.ndarray, batch: int = 64) -> list[np.ndarray]:
-    """The OOD features (head, field) of a Keras model with feature outputs (train.model.with_features)."""
+    """The OOD features (head, field) of a Keras model with feature outputs (keras_graph.with_features)."""
     return [np.asarray(f) for f in model.predict(images, batch_size=batch, verbose=0)[1:]]
 
 
@@ -107,7 +100,7 @@ def _class_limits(s: np.ndarray, train_labels: np.ndarray, v: np.ndarray, val_la
 
 def fit_domain(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, classes: int,
                target_flagged: float = TARGET_FLAGGED, val_labels: np.ndarray | None = None) -> Domain:
-    from edgeleuk.train.model import FEATURE_NAMES
+    from edgeleuk.keras_graph import FEATURE_NAMES
 
     views = dihedral(val)
     val_features = features_of(model, views)

@@ -7,18 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeleuk.evaluate.metrics import classification_metrics
-
-
-def predict_all(classifier, images: np.ndarray, batch: int = 32) -> np.ndarray:
-    return infer_all(classifier, images, batch)[0]
-
-
-def infer_all(classifier, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Probabilities and the OOD features (one array per feature output) of many images, in batches."""
-    out = [classifier.infer(images[i : i + batch]) for i in range(0, len(images), batch)]
-    features = [np.concatenate([f[k] for _, f in out]) for k in range(len(out[0][1]))]
-    return np.concatenate([p for p, _ in out]), features
+from edgeleuk.metrics import classification_metrics
 
 
 def parity(variant_probs: np.ndarray, keras_probs: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from edgeleuk.interrupts import Held
 from edgeleuk.manifest import (MANIFEST_NAME, SCHEMA_VERSION, Manifest, PreprocessSpec, Variant, embedded_info, read_manifest, sha256_file,
                                write_manifest)
 from edgeleuk.stats import Claim
-from edgeleuk.train.model import with_features
+from edgeleuk.keras_graph import with_features
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[1] / "models" / "default" / "model.keras"
 
@@ -142,7 +142,7 @@ def _convert(config: ConvertConfig, held: Held) -> tuple[list[dict[str, Any]], l
         if domain is not None:
             _warn_stale_layers(previous, domain.ood, {c.name for c in chosen})
             manifest = replace(manifest, **{**learned, "quality": _kept_gate(previous, domain.quality)})
-        from edgeleuk.train.model import multiply_adds
+        from edgeleuk.keras_graph import multiply_adds
 
         manifest = replace(manifest, model={**manifest.model, "input_size": size, "parameters": int(model.count_params()),
                                             "multiply_adds": multiply_adds(model)})
@@ -241,8 +241,9 @@ def _domain(exported, images: Images, classes: int):
 
 def _ood_checks(domain, classifier, images: Images) -> dict[str, Any]:
     """The variant's own features against the float model's decisions (validation views and test part)."""
-    from edgeleuk.export.domain import dihedral, ood_agreement
-    from edgeleuk.export.parity import infer_all
+    from edgeleuk.export.domain import ood_agreement
+    from edgeleuk.preprocess import dihedral
+    from edgeleuk.runtime.classifier import infer_all
     from edgeleuk.ood import OODScorer
     from edgeleuk.runtime.classifier import Classifier
 
@@ -270,7 +271,8 @@ def _ood_checks(domain, classifier, images: Images) -> dict[str, Any]:
 def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, labels, spec, keras_probs, rows: list, out: Path,
                       domain=None) -> Iterator[Variant]:
     """Convert each variant into staging, load it back in its runtime and check it; appends report rows."""
-    from edgeleuk.export.parity import parity, predict_all
+    from edgeleuk.export.parity import parity
+    from edgeleuk.runtime.classifier import predict_all
     from edgeleuk.runtime.backends import open_backend
     from edgeleuk.runtime.classifier import Classifier
 

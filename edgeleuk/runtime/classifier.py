@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeleuk.classes import KNOWN_DATASET
+from edgeleuk.classes import KNOWN_DATASET, ClassMap
 from edgeleuk.errors import UserError
 from edgeleuk.manifest import MANIFEST_NAME, Manifest, PreprocessSpec, QualityLimits, Variant, manifest_from_dict, read_manifest, verify_variant
 from edgeleuk.preprocess import preprocess
@@ -212,3 +212,25 @@ def load(model: str | Path | None = None, variant: str | None = None, backend: s
     return Classifier(backend=engine, labels=manifest.labels, spec=manifest.preprocess, path=path, variant=chosen,
                       ood=OODScorer(manifest.ood) if manifest.ood is not None else None,
                       cell_diameter_px=manifest.cell_diameter_px, quality=manifest.quality)
+
+
+def classes_beside(model_file: "str | Path", labels: tuple[str, ...]) -> ClassMap:
+    """The class map of the manifest beside a model file when it lists the file's labels; else the
+    labels alone (each reads the folder of its own name)."""
+    listed = Path(model_file).parent / MANIFEST_NAME
+    if listed.is_file():
+        classes = read_manifest(listed).classes()
+        if classes.labels == tuple(labels):
+            return classes
+    return ClassMap(tuple(labels))
+
+
+def predict_all(classifier: Classifier, images: np.ndarray, batch: int = 32) -> np.ndarray:
+    return infer_all(classifier, images, batch)[0]
+
+
+def infer_all(classifier: Classifier, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Probabilities and the OOD features (one array per feature output) of many images, in batches."""
+    out = [classifier.infer(images[i : i + batch]) for i in range(0, len(images), batch)]
+    features = [np.concatenate([f[k] for _, f in out]) for k in range(len(out[0][1]))]
+    return np.concatenate([p for p, _ in out]), features

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeleuk.evaluate.metrics import MIN_CONFIDENCE, sample_verdicts, trailing
+from edgeleuk.metrics import MIN_CONFIDENCE, sample_verdicts, trailing
 from edgeleuk.files import atomic_write_text
 
 
@@ -73,9 +73,9 @@ def cross_validate(config, found, group_of: dict[Path, str], pool: list, data: t
     recipe; `data`: every sample's images, labels and cached base features, in scan order."""
     import keras
 
-    from edgeleuk.evaluate.metrics import classification_metrics
+    from edgeleuk.metrics import classification_metrics
     from edgeleuk.split import make_folds
-    from edgeleuk.train.fit import Arrays, _fine_tune, _fit_head
+    from edgeleuk.train.steps import Arrays, fine_tune, fit_head
     from edgeleuk.train.model import build_model
 
     images, labels, feats = data
@@ -99,10 +99,10 @@ def cross_validate(config, found, group_of: dict[Path, str], pool: list, data: t
             model = build_model(alpha=config.alpha, input_size=config.input_size, weights=config.weights, num_classes=len(found.labels))
         folder = out / "cv" / f"fold{i}"
         folder.mkdir(parents=True, exist_ok=True)
-        _fit_head(model, feats, labels, parts, config, [], folder)
+        fit_head(model, Arrays(feats, labels, parts), config, [], folder)
         test = parts["test"]
         if config.fine_tune:
-            _fine_tune(model, Arrays(images, labels, parts), config, [], folder)
+            fine_tune(model, Arrays(images, labels, parts), config, [], folder)
             probs = model.predict(images[test], batch_size=64, verbose=0)
         else:
             probs = model.get_layer("dense_1")(model.get_layer("dense")(feats[test])).numpy()

@@ -57,7 +57,7 @@ def write_run_manifest(out: Path, model_path: Path, config: Any, metrics: dict, 
     import tensorflow as tf
 
     from edgeleuk.manifest import Variant
-    from edgeleuk.train.model import multiply_adds
+    from edgeleuk.keras_graph import multiply_adds
 
     sha = sha256_file(model_path)
     variant = Variant(name="keras", format="keras", file=model_path.name, sha256=sha, precision="fp32",

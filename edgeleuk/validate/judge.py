@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from edgeleuk.evaluate.metrics import calibration_error, trailing
+from edgeleuk.metrics import calibration_error, trailing
 from edgeleuk.validate.acceptance import ANSWERED, OOD, Acceptance, FieldResult
 from edgeleuk.stats import ALPHA, Claim, clopper_pearson, images_needed
 
