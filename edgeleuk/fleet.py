@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from edgeleuk.errors import UserError, missing_package
 from edgeleuk.messages import Rejected, parse, printable
-from edgeleuk.runtime.publish import BrokerAddress, client, refusal
+from edgeleuk.runtime.mqtt_link import BrokerAddress, BrokerLogin, Link, client, refusal
 
 # One dialect for both databases: `?` placeholders (turned into %s for psycopg), ON CONFLICT DO NOTHING,
 # DOUBLE PRECISION times (PostgreSQL's REAL is 4 bytes: seconds since 1970 would round to minutes).
@@ -96,13 +96,12 @@ def _first_line(exc: Exception) -> str:
 class Collector:
     """Subscribes to PREFIX/+/verdict and PREFIX/+/frame and stores each message once."""
 
-    def __init__(self, url: str, db_path: str | Path, client_id: str = "edgeleuk-collector", username: str | None = None,
-                 password: str | None = None, ca_file: str | None = None, certfile: str | None = None,
-                 keyfile: str | None = None, warn=None) -> None:
+    def __init__(self, url: str, db_path: str | Path, client_id: str = "edgeleuk-collector", login: BrokerLogin = BrokerLogin(),
+                 warn=None) -> None:
         self.address = BrokerAddress.parse(url)
         self.db = Store(db_path)
         self.warn = warn or (lambda text: print(text, flush=True))  # a line a service's journal shows at once
-        self.client = client(client_id, self.address, username, password, ca_file, certfile, keyfile, clean=False)
+        self.client = client(client_id, self.address, login, clean=False)
         self.client.manual_ack_set(True)  # acknowledged only once stored
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -156,30 +155,24 @@ class Collector:
             return None
 
     def run(self, seconds: float | None = None) -> None:
-        """Until Ctrl-C (or `seconds`); reconnects by itself."""
-        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
-        try:
-            self.client.connect(self.address.host, self.address.port, keepalive=30)
-        except OSError as exc:
-            raise UserError(f"collect: broker {self.address.host}:{self.address.port} unreachable ({exc.strerror or exc})") from None
+        """Until Ctrl-C (or `seconds`); reconnects by itself. An unreachable broker at the start is an error."""
+        link = Link(self.client, self.address)
+        problem = link.step(0.2)
+        if problem is not None:
+            self.db.close()
+            raise UserError(f"collect: {problem}")
         deadline = None if seconds is None else time.monotonic() + seconds
         try:
-            link = True
             while deadline is None or time.monotonic() < deadline:
-                if not link:  # (not is_connected(): that is False until the CONNACK; a second CONNECT breaks the first)
-                    try:
-                        self.client.reconnect()
-                        link = True
-                    except OSError:
-                        time.sleep(1.0)
-                        continue
-                link = self.client.loop(timeout=0.2) == 0
+                if link.step(0.2) is not None:
+                    time.sleep(1.0)
+                    continue
                 if self.refused:
                     raise UserError(f"collect: {self.refused}")
                 if self.db_problem:
                     raise UserError(f"collect: {self.db_problem}")
-                if not link:
+                if not link.up:
                     time.sleep(0.5)
         finally:
-            self.client.disconnect()
+            link.close()
             self.db.close()

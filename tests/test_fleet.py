@@ -264,14 +264,15 @@ def test_collector_restarted_mid_run_misses_nothing(converted, clip, broker, tmp
 
 
 def test_ten_devices_for_a_fixed_time_and_the_collector_keeps_up(broker, tmp_path):
-    from edgeleuk.runtime.publish import Publisher
+    from edgeleuk.runtime.publish import Publisher, PublishTarget
 
     collector = CollectorProcess(broker.url, tmp_path / "fleet.sqlite")
     sent = [0] * 10
     stop = time.monotonic() + 4.0
 
     def device(k: int) -> None:
-        pub = Publisher(broker.url, tmp_path / f"q{k}.sqlite", f"dev{k}", {"name": "m", "sha256": "0" * 64}, frames=True, warn=lambda t: None)
+        target = PublishTarget(broker.url, tmp_path / f"q{k}.sqlite", f"dev{k}", frames=True)
+        pub = Publisher(target, {"name": "m", "sha256": "0" * 64}, warn=lambda t: None)
         n = 0
         while time.monotonic() < stop:
             n += 1
@@ -325,7 +326,7 @@ def test_a_wrong_password_and_an_unreachable_broker_keep_the_device_classifying(
                                          ("mqtt://x/lab/#", "wildcards")])
 def test_bad_publish_urls_are_clear_errors(url, message):
     from edgeleuk.errors import UserError
-    from edgeleuk.runtime.publish import BrokerAddress
+    from edgeleuk.runtime.mqtt_link import BrokerAddress
 
     with pytest.raises(UserError, match=message):
         BrokerAddress.parse(url)

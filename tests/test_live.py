@@ -14,7 +14,7 @@ from conftest import cli, smear
 from edgeleuk.errors import UserError
 from edgeleuk.preprocess import model_region, preprocess
 from edgeleuk.runtime import load
-from edgeleuk.runtime.display import has_gui, render, x_display_reachable
+from edgeleuk.runtime.display import Overlay, has_gui, render, x_display_reachable
 from edgeleuk.runtime.quality import assess
 
 FAKES = Path(__file__).resolve().parent / "fakes"
@@ -132,14 +132,14 @@ def test_live_view_marks_the_model_region_and_unusable_frames(converted):
     x = preprocess(frame, clf.spec)
     quality = assess(x)
     probs = clf.predict(x)[0]
-    good = render(frame, "BGR", region, clf.labels, probs, quality, "sample: Early 90% (3 frames)", 30.0)
+    good = render(frame, "BGR", region, Overlay(clf.labels, probs, quality, "sample: Early 90% (3 frames)", 30.0))
     assert good.shape[1] == 960 and good.shape[0] > 540  # the frame shrunk to 960 wide, the panel below it
     border = good[270, round(280 * 0.75)]  # the left edge of the region, in the shrunk frame
     assert border[1] > 150 and border[2] < 100  # green (BGR)
     blurred = cv2.GaussianBlur(frame, (0, 0), 25)
     bad_quality = assess(preprocess(blurred, clf.spec))
     assert not bad_quality.usable
-    bad = render(blurred, "BGR", region, clf.labels, None, bad_quality, "sample: Early 90% (3 frames)", 30.0)
+    bad = render(blurred, "BGR", region, Overlay(clf.labels, None, bad_quality, "sample: Early 90% (3 frames)", 30.0))
     border = bad[270, round(280 * 0.75)]
     assert border[2] > 150 and border[1] < 100  # red
     panel = bad[540:]

@@ -417,7 +417,7 @@ def test_a_model_file_with_broken_embedded_information_is_a_clear_error(converte
 
 
 def test_an_endless_sample_keeps_a_bounded_latency_window():
-    from edgeleuk.runtime.session import LATENCY_WINDOW, Summary
+    from edgeleuk.runtime.records import LATENCY_WINDOW, Summary
     from edgeleuk.runtime.verdict import Verdict
 
     summary = Summary()

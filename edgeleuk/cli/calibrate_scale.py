@@ -76,25 +76,26 @@ def write_scale(path: Path, scale: float) -> None:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    from edgeleuk.cli.run import _roi
     from edgeleuk.errors import UsageError, UserError
     from edgeleuk.runtime import load
     from edgeleuk.runtime.config import read_config
+    from edgeleuk.runtime.settings import Flag, camera_flags, device_settings, parse_roi
     from edgeleuk.runtime.sources import open_source
 
     if args.write and not args.config:
         raise UserError("--write needs --config FILE (the device config to write camera.scale into)")
     if args.frames < 3:
         raise UsageError(f"Received: --frames {args.frames}; expected at least 3")
-    conf = read_config(args.config) if args.config else {}
-    cam_c = conf.get("camera", {})
-    classifier = load(args.model or conf.get("model", {}).get("path") or None)
+    given = [("model.path", "--model", args.model), ("camera.width", "--width", args.width), ("camera.height", "--height", args.height),
+             ("camera.roi", "--roi", parse_roi(args.roi) if args.roi else None)]
+    flags = camera_flags(args.camera, args.source) + [Flag(*g) for g in given if g[2] is not None]
+    settings = device_settings(read_config(args.config) if args.config else {}, flags)
+    classifier = load(settings.model.path or None)
     if not classifier.cell_diameter_px:
         raise UserError(f"{classifier.path}: the model carries no red-cell ruler (cell_diameter_px); convert it with this edgeleuk and --data")
-    camera = args.camera if args.camera is not None else (None if args.source else cam_c.get("device"))
-    source = open_source(args.source or (None if args.camera is not None else cam_c.get("source")),
-                         None if camera is None else str(camera), args.width or cam_c.get("width"), args.height or cam_c.get("height"))
-    roi = _roi(args.roi) if args.roi else (tuple(cam_c["roi"]) if cam_c.get("roi") else None)
+    cam = settings.camera
+    source = open_source(cam.source, None if cam.device is None else str(cam.device), cam.width, cam.height)
+    roi = tuple(cam.roi) if cam.roi else None
     try:
         diameter, seen, measured = measure(source, roi, args.frames)
     finally:

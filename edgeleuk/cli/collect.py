@@ -22,11 +22,12 @@ def main(argv: list[str]) -> int:
     from edgeleuk.cli import sigterm_as_interrupt
     from edgeleuk.fleet import Collector
     from edgeleuk.runtime.config import read_config
+    from edgeleuk.runtime.mqtt_link import BrokerLogin
+    from edgeleuk.runtime.settings import device_settings
 
-    conf = read_config(args.config).get("publish", {}) if args.config else {}
+    conf = device_settings(read_config(args.config) if args.config else {}, []).publish
     sigterm_as_interrupt()
-    collector = Collector(args.url, args.db, args.client_id, conf.get("username"), conf.get("password"), conf.get("ca_file"),
-                          conf.get("certfile"), conf.get("keyfile"))
+    collector = Collector(args.url, args.db, args.client_id, BrokerLogin.of(conf))
     print(f"collecting {collector.address.prefix}/+/verdict and /frame from {collector.address.host}:{collector.address.port} into {collector.db.name}",
           flush=True)
     try:

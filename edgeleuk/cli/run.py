@@ -56,109 +56,118 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _roi(text: str | None):
-    from edgeleuk.errors import UsageError
+def _flags(args) -> list:
+    """The flags given, each over the config key it overrides."""
+    from edgeleuk.runtime.settings import Flag, camera_flags, parse_roi
 
-    if not text:
-        return None
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 4 or min(values) < 0 or values[2] == 0 or values[3] == 0:
-        raise UsageError(f"Received: --roi {text}; expected x,y,w,h (non-negative integers, w and h > 0)")
-    return values
+    given = [("model.path", "--model", args.model), ("model.variant", "--variant", args.variant),
+             ("model.backend", "--backend", args.backend), ("model.threads", "--threads", args.threads),
+             ("camera.width", "--width", args.width), ("camera.height", "--height", args.height),
+             ("camera.scale", "--scale", args.scale), ("camera.roi", "--roi", parse_roi(args.roi) if args.roi else None),
+             ("sample.frames", "--frames", args.frames), ("sample.min_confidence", "--min-confidence", args.min_confidence),
+             ("sample.max_ood_fraction", "--max-ood-fraction", args.max_ood_fraction),
+             ("quality.min_focus", "--min-focus", args.min_focus), ("log.save_frames", "--save-frames", args.save_frames),
+             ("publish.url", "--publish", args.publish), ("publish.device_id", "--device-id", args.device_id),
+             ("publish.frames", "--publish-frames", True if args.publish_frames else None),
+             ("serve.address", "--serve", args.serve)]
+    return camera_flags(args.camera, args.source) + [Flag(*g) for g in given if g[2] is not None]
+
+
+def _settings(args):
+    from edgeleuk.runtime.config import read_config
+    from edgeleuk.runtime.settings import device_settings
+
+    return device_settings(read_config(args.config) if args.config else {}, _flags(args))
+
+
+def _log_path(args, settings) -> Path | None:
+    """--log, else a new file per start in the config's log folder; said aloud and checked before the run."""
+    from edgeleuk.files import writable_file
+
+    log = args.log
+    if log is None and settings.log.folder:
+        from datetime import datetime
+
+        log = str(Path(settings.log.folder) / f"edgeleuk-{datetime.now():%Y%m%d-%H%M%S}.jsonl")
+    if log:
+        _say_where_the_log_goes(Path(log))
+        writable_file(log, "--log")
+    return Path(log) if log else None
+
+
+def _options(args, settings):
+    from edgeleuk.files import writable_folder
+    from edgeleuk.runtime.records import RunOptions
+
+    log = _log_path(args, settings)
+    save_frames = settings.log.save_frames
+    label = _site_label(args, save_frames)
+    if save_frames:
+        writable_folder(save_frames, "--save-frames")
+    sample, camera = settings.sample, settings.camera
+    return RunOptions(frames=sample.frames, min_confidence=sample.min_confidence if sample.min_confidence is not None else 0.8,
+                      roi=tuple(camera.roi) if camera.roi else None, log=log,
+                      save_frames=Path(save_frames) if save_frames else None, label=label,
+                      display=args.display, status="off" if args.quiet else "auto", scale=camera.scale,
+                      max_scale_error=settings.quality.max_scale_error or 1.5, max_ood_fraction=sample.max_ood_fraction)
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    from edgeleuk.runtime.sources import open_source
+
+    settings = _settings(args)
+    options = _options(args, settings)
+    cam = settings.camera
+    source = open_source(cam.source, None if cam.device is None else str(cam.device), cam.width, cam.height, realtime=args.realtime)
+    try:  # the source is closed on every way out: a capture thread left inside OpenCV aborts the process at exit
+        summary, verdict = _run(args, settings, options, source)
+    finally:
+        source.close()
+    _report(summary, verdict, options)
+    return 0
+
+
+def _run(args, settings, options, source):
+    """Load the model, compose the live view and the publisher from the settings, and run."""
     from dataclasses import replace
 
     from edgeleuk.cli import sigterm_as_interrupt
-    from edgeleuk.errors import UsageError, UserError
     from edgeleuk.runtime import load
-    from edgeleuk.runtime.config import read_config
     from edgeleuk.runtime.quality import QualityThresholds
+    from edgeleuk.runtime.records import Control
     from edgeleuk.runtime.saving import SiteSet
-    from edgeleuk.runtime.session import Control, RunOptions, run
-    from edgeleuk.runtime.sources import open_source
+    from edgeleuk.runtime.session import run
 
-    conf = read_config(args.config) if args.config else {}
-    model_c, cam_c, sample_c, log_c, serve_c, pub_c = (conf.get(k, {}) for k in ("model", "camera", "sample", "log", "serve", "publish"))
-    quality_c = dict(conf.get("quality", {}))
-    max_scale_error = quality_c.pop("max_scale_error", 1.5)
-    if args.min_focus is not None:
-        quality_c["min_focus"] = args.min_focus  # the model's limits, then the config's, then the flag
-    camera = args.camera if args.camera is not None else (None if args.source else cam_c.get("device"))
-    source_path = args.source or (None if args.camera is not None else cam_c.get("source"))
-    if args.camera is not None and args.source:
-        raise UsageError("pass either --camera or --source, not both")
-    for name, value in (("min-confidence", args.min_confidence), ("max-ood-fraction", args.max_ood_fraction)):
-        if value is not None and not 0 <= value <= 1:
-            raise UsageError(f"Received: --{name} {value}; expected 0 … 1")
-    if args.scale is not None and not 0.05 <= args.scale <= 50:
-        raise UsageError(f"Received: --scale {args.scale}; expected 0.05 … 50 (frame pixels per training-image pixel)")
-    import math
-
-    if args.min_focus is not None and not (math.isfinite(args.min_focus) and args.min_focus >= 0):
-        raise UsageError(f"Received: --min-focus {args.min_focus}; expected a number ≥ 0")
-    if args.threads is not None and args.threads > 256:
-        raise UsageError(f"Received: --threads {args.threads}; expected 1 … 256")
-    for name in ("frames", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"Received: --{name} {value}; expected at least 1")
-    log = args.log
-    if log is None and log_c.get("folder"):
-        from datetime import datetime
-
-        log = str(Path(log_c["folder"]) / f"edgeleuk-{datetime.now():%Y%m%d-%H%M%S}.jsonl")
-    roi = _roi(args.roi) if args.roi else (tuple(cam_c["roi"]) if cam_c.get("roi") else None)
-    from edgeleuk.files import writable_file, writable_folder
-
-    if log:
-        _say_where_the_log_goes(Path(log))
-        writable_file(log, "--log")
-    save_frames = args.save_frames or log_c.get("save_frames")
-    label = _site_label(args, save_frames)
-    if save_frames:
-        writable_folder(save_frames, "--save-frames")
-    options = RunOptions(frames=args.frames or sample_c.get("frames"),
-                         min_confidence=args.min_confidence if args.min_confidence is not None else sample_c.get("min_confidence", 0.8),
-                         roi=roi, log=Path(log) if log else None,
-                         save_frames=Path(save_frames) if save_frames else None, label=label,
-                         display=args.display, status="off" if args.quiet else "auto",
-                         scale=args.scale if args.scale is not None else cam_c.get("scale"), max_scale_error=max_scale_error,
-                         max_ood_fraction=args.max_ood_fraction if args.max_ood_fraction is not None else sample_c.get("max_ood_fraction"))
-    source = open_source(source_path, None if camera is None else str(camera),
-                         args.width or cam_c.get("width"), args.height or cam_c.get("height"), realtime=args.realtime)
-    view = None
-    try:  # the source is closed on every way out: a capture thread left inside OpenCV aborts the process at exit
-        classifier = load(args.model or model_c.get("path") or None, variant=args.variant or model_c.get("variant"),
-                          backend=args.backend or model_c.get("backend"), threads=args.threads or model_c.get("threads"))
-        options.thresholds = replace(classifier.quality or QualityThresholds(), **quality_c)
-        sigterm_as_interrupt()  # systemd stop: same clean ending as Ctrl-C
-        print(f"model: {classifier.name} ({classifier.path.name}, {classifier.backend.name} {classifier.backend.version}, "
-              f"{classifier.backend.threads} threads); research use only, not a diagnosis", flush=True)
-        control = Control()
-        model = _model_info(classifier)
-        if options.save_frames:
-            options.site = SiteSet(options.save_frames, model, options.scale, args.sample)
-            _say_where_frames_go(options, classifier.labels)
-        address = args.serve or serve_c.get("address")
-        if address:
-            view = _live_view(str(address), serve_c, control, classifier, options, model)
+    m = settings.model
+    classifier = load(m.path or None, variant=m.variant, backend=m.backend, threads=m.threads)
+    overrides = {k: v for k, v in settings.given("quality").items() if k != "max_scale_error"}  # the model's, then the config's, then the flag
+    options.thresholds = replace(classifier.quality or QualityThresholds(), **overrides)
+    sigterm_as_interrupt()  # systemd stop: same clean ending as Ctrl-C
+    print(f"model: {classifier.name} ({classifier.path.name}, {classifier.backend.name} {classifier.backend.version}, "
+          f"{classifier.backend.threads} threads); research use only, not a diagnosis", flush=True)
+    control, model = Control(), _model_info(classifier)
+    if options.save_frames:
+        options.site = SiteSet(options.save_frames, model, options.scale, args.sample)
+        _say_where_frames_go(options, classifier.labels)
+    view = _live_view(settings.serve, control, classifier, options, model) if settings.serve.address else None
+    try:
         sinks = [view] if view else []
-        url = args.publish or pub_c.get("url")
-        if url:
-            sinks.append(_publisher(url, args, pub_c, model, log))
+        if settings.publish.url:
+            sinks.append(_publisher(settings.publish, model, options.log))
         summary, verdict = run(classifier, source, options, sinks=sinks, control=control)
         if view is not None and not args.exit_at_end:
             _linger(view, control, summary.stopped_by)
+        return summary, verdict
     finally:
-        source.close()
         if view is not None:
             view.shutdown()
+
+
+def _report(summary, verdict, options) -> None:
+    """The run's ending on the terminal; none of its frames readable is an error."""
+    from edgeleuk.errors import UserError
+
     s = summary.as_dict(verdict)
     rejected = ", ".join(f"{k}: {v}" for k, v in summary.rejected.items()) or "none"
     print(f"frames: {s['frames_seen']} seen, {s['frames_accepted']} accepted, rejected ({rejected}), "
@@ -173,7 +182,6 @@ def main(argv: list[str]) -> int:
     if summary.seen and summary.errors == summary.seen:
         raise UserError(f"none of the {summary.seen} frames could be read (see the lines above" +
                         (f" and {options.log})" if options.log else ")"))
-    return 0
 
 
 def _say_where_the_log_goes(log: Path) -> None:
@@ -201,24 +209,26 @@ def _linger(view, control, stopped_by: str | None) -> None:
         pass
 
 
-def _publisher(url: str, args, conf: dict, model: dict, log):
+def _publisher(conf, model: dict, log: Path | None):
+    """The MQTT publisher from the settings' [publish] section (flags included)."""
     import socket
     import sys
 
-    from edgeleuk.runtime.publish import Publisher
+    from edgeleuk.runtime.mqtt_link import BrokerLogin
+    from edgeleuk.runtime.publish import Publisher, PublishTarget
 
-    queue = conf.get("queue") or str((Path(log).parent if log else Path.home() / ".local" / "state" / "edgeleuk") / "outbox.sqlite")
-    publisher = Publisher(url, Path(queue), args.device_id or conf.get("device_id") or socket.gethostname(),
-                          {"name": model["name"], "sha256": model["sha256"]}, frames=args.publish_frames or conf.get("frames", False),
-                          username=conf.get("username"), password=conf.get("password"), ca_file=conf.get("ca_file"),
-                          certfile=conf.get("certfile"), keyfile=conf.get("keyfile"),
-                          resend_window=float(conf.get("resend_window", 300.0)), warn=lambda text: print(text, file=sys.stderr, flush=True))
+    queue = conf.queue or str((log.parent if log else Path.home() / ".local" / "state" / "edgeleuk") / "outbox.sqlite")
+    target = PublishTarget(conf.url, Path(queue), conf.device_id or socket.gethostname(), frames=bool(conf.frames),
+                           resend_window=float(conf.resend_window if conf.resend_window is not None else 300.0))
+    publisher = Publisher(target, {"name": model["name"], "sha256": model["sha256"]}, BrokerLogin.of(conf),
+                          warn=lambda text: print(text, file=sys.stderr, flush=True))
     print(f"publishing to {publisher.address.host}:{publisher.address.port} as {publisher.topic_base}/… "
           f"(queue {queue}; {publisher.outbox.count()} waiting from before)", flush=True)
     return publisher
 
 
 def _site_label(args, save_frames: str | None) -> str | None:
+    """--label checked as a folder name; --label and --sample need somewhere to save."""
     from edgeleuk.errors import UsageError
     from edgeleuk.runtime.saving import folder_name
 
@@ -247,11 +257,12 @@ def _model_info(classifier) -> dict:
     return {"name": classifier.name, "file": classifier.path.name, "sha256": sha, "edgeleuk": __version__}
 
 
-def _live_view(address: str, conf: dict, control, classifier, options, model: dict):
+def _live_view(conf, control, classifier, options, model: dict):
+    """The browser live view from the settings' [serve] section (--serve included)."""
     from edgeleuk.runtime.access import ServeSettings
     from edgeleuk.runtime.live import LiveView
 
-    settings = ServeSettings(address, conf.get("token"), tuple(str(h) for h in conf.get("hosts") or ()))
+    settings = ServeSettings(str(conf.address), conf.token, tuple(str(h) for h in conf.hosts or ()))
     view = LiveView(settings, control, classifier.labels, options.log, model, site=options.site)
     where = "loopback only" if view.token is None else "token required: keep this address private"
     print(f"live view: {view.url} ({where})", flush=True)

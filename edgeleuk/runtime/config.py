@@ -9,6 +9,7 @@ import dataclasses
 import math
 import sys
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,51 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple, str]]] = {
 }
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The range a number must lie in, declared once for the config key and the flag that overrides it."""
+
+    low: float | None = None
+    high: float | None = None
+    above: bool = False  # strictly above `low`
+    text: str = ""  # the range in words, for the error
+
+    def holds(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+_SHARE = Bound(0, 1, text="0 … 1")
+_AT_LEAST_0 = Bound(0, text="a number ≥ 0")
+BOUNDS: dict[str, Bound] = {
+    "model.threads": Bound(1, 256, text="1 … 256"),
+    "camera.scale": Bound(0.05, 50, text="0.05 … 50 (frame pixels per training-image pixel)"),
+    "sample.frames": Bound(1, text="at least 1"),
+    "sample.min_confidence": _SHARE,
+    "sample.max_ood_fraction": _SHARE,
+    "quality.max_scale_error": Bound(1, above=True, text="a number above 1"),
+    "publish.resend_window": Bound(0, 7 * 86400, text="0 … 604800 seconds"),
+    **{f"quality.{key}": _SHARE if "fraction" in key else _AT_LEAST_0 for key in SCHEMA["quality"] if key != "max_scale_error"},
+}
+
+
+def out_of_bounds(name: str, value: Any) -> str | None:
+    """What is wrong with a number for `name` ("section.key"), in words; None when it is in range
+    or has no declared range."""
+    bound = BOUNDS.get(name)
+    if bound is None or isinstance(value, bool) or not isinstance(value, (int, float)) or bound.holds(value):
+        return None
+    return f"out of range, expected {bound.text}" if not math.isfinite(value) else f"expected {bound.text}"
+
+
+def good_roi(roi: Any) -> bool:
+    return (len(roi) == 4 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in roi)
+            and roi[2] != 0 and roi[3] != 0)
+
+
 def _section(name: str, keys: dict[str, tuple[type | tuple, str]]) -> type:
     """The section as a dataclass (every key optional), so strict.checked reads it like the manifest."""
     def hint(kind):
@@ -80,30 +126,13 @@ def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
             raise UserError(f"{path}: {section} must be a table")
         checked(SECTIONS[section], body, section, str(path))
     roi = doc.get("camera", {}).get("roi")
-    if roi is not None and (len(roi) != 4 or not all(isinstance(v, int) and v >= 0 for v in roi) or roi[2] == 0 or roi[3] == 0):
+    if roi is not None and not good_roi(roi):
         raise UserError(f"{path}: camera.roi = {roi!r}; expected [x, y, w, h] with non-negative integers and w, h > 0")
-    for key in ("min_confidence", "max_ood_fraction"):
-        conf = doc.get("sample", {}).get(key)
-        if conf is not None and not (math.isfinite(conf) and 0 <= conf <= 1):
-            raise UserError(f"{path}: sample.{key} = {conf}; expected 0 … 1")
-    scale = doc.get("camera", {}).get("scale")
-    if scale is not None and not (math.isfinite(scale) and 0.05 <= scale <= 50):
-        raise UserError(f"{path}: camera.scale = {scale}; expected 0.05 … 50 (frame pixels per training-image pixel)")
-    error = doc.get("quality", {}).get("max_scale_error")
-    if error is not None and not (math.isfinite(error) and error > 1):
-        raise UserError(f"{path}: quality.max_scale_error = {error}; expected a number above 1")
-    window = doc.get("publish", {}).get("resend_window")
-    if window is not None and not (math.isfinite(window) and 0 <= window <= 7 * 86400):
-        raise UserError(f"{path}: publish.resend_window = {window}; expected 0 … 604800 seconds")
-    threads = doc.get("model", {}).get("threads")
-    if threads is not None and not 1 <= threads <= 256:
-        raise UserError(f"{path}: model.threads = {threads}; expected 1 … 256")
-    frames = doc.get("sample", {}).get("frames")
-    if frames is not None and frames < 1:
-        raise UserError(f"{path}: sample.frames = {frames}; expected at least 1")
-    for key, value in doc.get("quality", {}).items():
-        if not math.isfinite(value) or value < 0 or ("fraction" in key and value > 1):
-            raise UserError(f"{path}: quality.{key} = {value}; out of range")
+    for section, body in doc.items():
+        for key, value in body.items():
+            problem = out_of_bounds(f"{section}.{key}", value)
+            if problem:
+                raise UserError(f"{path}: {section}.{key} = {value}; {problem}")
     token = doc.get("serve", {}).get("token")
     secrets = [k for k, v in (("serve.token", token), ("publish.password", doc.get("publish", {}).get("password")),
                               ("publish.keyfile", doc.get("publish", {}).get("keyfile"))) if v is not None]

@@ -10,6 +10,8 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass, replace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -82,10 +84,21 @@ def desktop_reachable() -> bool:
     return backend.startswith("GTK") and wayland_reachable()
 
 
-def render(image: np.ndarray, color_order: str, region: tuple[int, int, int, int] | None, labels: tuple[str, ...],
-           probs: np.ndarray | None, quality, verdict_text: str, fps: float) -> np.ndarray:
+@dataclass(frozen=True)
+class Overlay:
+    """What is drawn over and under a frame."""
+
+    labels: tuple[str, ...]
+    probs: np.ndarray | None  # None: not answered (the reason is the quality's)
+    quality: Any  # quality.Quality, or None for an unreadable frame
+    verdict_text: str
+    fps: float = 0.0
+
+
+def render(image: np.ndarray, color_order: str, region: tuple[int, int, int, int] | None, overlay: Overlay) -> np.ndarray:
     """The window's picture (BGR): the frame shrunk to fit, the model's region (green when the frame is
     usable, red when not), then a panel with FPS, focus, the class and its bars or why the frame is unusable."""
+    labels, probs, quality, verdict_text, fps = overlay.labels, overlay.probs, overlay.quality, overlay.verdict_text, overlay.fps
     height, width = image.shape[:2]
     scale = min(1.0, MAX_VIEW[0] / width, MAX_VIEW[1] / height)
     view = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
@@ -119,6 +132,23 @@ def render(image: np.ndarray, color_order: str, region: tuple[int, int, int, int
     return canvas
 
 
+class FrameRate:
+    """Frames per second, smoothed: an exponential average of the intervals (0.9 old, 0.1 new)."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+        self.interval: float | None = None
+
+    def tick(self, now: float | None = None) -> float | None:
+        """A frame arrived (at `now`, perf_counter seconds); the rate so far, None before the second frame."""
+        now = time.perf_counter() if now is None else now
+        if self.last is not None:
+            dt = now - self.last
+            self.interval = dt if self.interval is None else 0.9 * self.interval + 0.1 * dt
+        self.last = now
+        return 1.0 / self.interval if self.interval else None
+
+
 class Display:
     """A window with the frame, the model's region, class, probability bars, FPS, focus and the verdict."""
 
@@ -135,19 +165,12 @@ class Display:
             cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: a plain live view
         except cv2.error as exc:
             raise UserError(f"--display: OpenCV cannot open a window ({str(exc).strip().splitlines()[-1]})") from None
-        self.last: float | None = None
-        self.interval: float | None = None  # smoothed seconds between frames, for a live FPS figure
+        self.rate = FrameRate()
 
-    def show(self, image: np.ndarray, color_order: str, region: tuple[int, int, int, int] | None,
-             labels: tuple[str, ...], probs: np.ndarray | None, quality, verdict_text: str) -> bool:
+    def show(self, image: np.ndarray, color_order: str, region: tuple[int, int, int, int] | None, overlay: Overlay) -> bool:
         """Draw one frame; True when the user closed the window (q, Esc or its close button)."""
-        now = time.perf_counter()
-        if self.last is not None:
-            dt = now - self.last
-            self.interval = dt if self.interval is None else 0.9 * self.interval + 0.1 * dt
-        self.last = now
-        fps = 1.0 / self.interval if self.interval else 0.0
-        cv2.imshow(WINDOW, render(image, color_order, region, labels, probs, quality, verdict_text, fps))
+        fps = self.rate.tick() or 0.0
+        cv2.imshow(WINDOW, render(image, color_order, region, replace(overlay, fps=fps)))
         key = cv2.waitKey(1) & 0xFF
         try:
             closed = cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1

@@ -5,7 +5,8 @@ A sink of the run loop. The loop only hands over references and a small status s
 the overlay (display.render, the same picture as --display) and JPEG encoding happen on the
 server's thread, once per new frame, shared by every viewer, and only while someone watches. A slow
 viewer gets fewer frames; the loop never waits for a viewer. Starlette on uvicorn: pure Python,
-about 6 MB installed (aiohttp with its compiled dependencies: 14 MB).
+about 6 MB installed (aiohttp with its compiled dependencies: 14 MB). The routes and the token gate
+are in web_app.py.
 
 Security: loopback unless a host is named; beyond it every request needs the token (printed at
 start, or `serve.token` in the config); state changes only by POST with a custom header (so a web
@@ -28,15 +29,15 @@ from typing import Any
 
 import cv2
 from edgeleuk.errors import UserError, missing_package
-from edgeleuk.runtime.access import COOKIE, ServeSettings, allowed_hosts, authorised, host_of, needs_token, parse_address
-from edgeleuk.runtime.display import render
+from edgeleuk.runtime.access import ServeSettings, allowed_hosts, needs_token, parse_address
+from edgeleuk.runtime.display import FrameRate, Overlay, render
 from edgeleuk.runtime.saving import SiteSet, save_shown
-from edgeleuk.runtime.session import Control, FrameResult, verdict_text, view_of
+from edgeleuk.runtime.records import Control, FrameResult
+from edgeleuk.runtime.sinks import verdict_text, view_of
 
 HISTORY_SECONDS = 60.0
 MAX_STREAM_FPS = 30.0  # the stream follows the camera, up to this
 JPEG_QUALITY = 80
-POST_HEADER = "x-edgeleuk"  # state-changing requests carry it: a cross-site form or image cannot
 ASSETS = ("index.html", "app.js", "style.css")
 # asyncio accepts up to `backlog` waiting connections in one go, before any of them can be refused:
 # uvicorn's 2,048 let a burst take every descriptor (EMFILE) ahead of the connection limit
@@ -60,8 +61,7 @@ class LiveView:
         self._status: dict[str, Any] = {"state": "starting"}
         self._history: deque = deque()
         self._started = time.time()
-        self._last_frame: float | None = None
-        self._interval: float | None = None  # smoothed seconds between frames: the FPS the picture shows
+        self._rate = FrameRate()  # the FPS the picture shows
         self.frames_streamed = 0
         self._socket = self._bind(self.host, port)
         self.port = self._socket.getsockname()[1]
@@ -114,11 +114,8 @@ class LiveView:
                   "unreadable": summary.errors}
         status = {"state": "running", "sample": result.record.get("sample", 1), "frame": current,
                   "verdict": verdict.as_dict(), "verdict_text": verdict_text(verdict), "counts": counts}
-        if self._last_frame is not None:
-            dt = now - self._last_frame
-            self._interval = dt if self._interval is None else 0.9 * self._interval + 0.1 * dt
-        self._last_frame = now
-        status["fps"] = round(1.0 / self._interval, 1) if self._interval else None
+        fps = self._rate.tick(now)
+        status["fps"] = round(fps, 1) if fps else None
         with self._lock:
             if result.frame.image is not None and q is not None:
                 self._latest = (result, status["verdict_text"], status["fps"])
@@ -153,6 +150,9 @@ class LiveView:
                     "history_seconds": HISTORY_SECONDS, "frames_streamed": self.frames_streamed, "saving": saving,
                     "connections_refused": self._protocol.refused_connections if self._protocol else 0}
 
+    def page_assets(self) -> dict[str, bytes]:
+        return {name: (resources.files("edgeleuk.runtime") / "web" / name).read_bytes() for name in ASSETS}
+
     def save_field(self, label: str) -> tuple[int, dict[str, Any]]:
         """The field on screen, saved as `label`: (HTTP status, reply)."""
         with self._lock:
@@ -166,7 +166,7 @@ class LiveView:
             return seq, None
         result, text, fps = latest
         probs, quality = view_of(result, self.labels)
-        picture = render(result.frame.image, result.frame.color_order, result.region, self.labels, probs, quality, text, fps or 0.0)
+        picture = render(result.frame.image, result.frame.color_order, result.region, Overlay(self.labels, probs, quality, text, fps or 0.0))
         ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         return seq, data.tobytes() if ok else None
 
@@ -176,95 +176,15 @@ class LiveView:
         from edgeleuk.runtime.http_guard import GuardedH11
 
         self._protocol = type("ViewProtocol", (GuardedH11,), {"refused_connections": 0})  # this view's own count
-        config = uvicorn.Config(self._app(), log_level="warning", access_log=False, lifespan="off",
+        from edgeleuk.runtime.web_app import create_app
+
+        config = uvicorn.Config(create_app(self, FrameHub(self)), log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=1, ws="none", http=self._protocol, backlog=ACCEPT_BATCH)
         self._server = uvicorn.Server(config)
         self._server.run(sockets=[self._socket])
 
-    def _app(self):
-        from starlette.applications import Starlette
-        from starlette.middleware import Middleware
-        from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-        from starlette.routing import Route
 
-        assets = {name: (resources.files("edgeleuk.runtime") / "web" / name).read_bytes() for name in ASSETS}
-        types = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
-        view = self
-        frames = _FrameHub(self)
-
-        class TokenGate:
-            """421 for a Host the view is not served under (DNS rebinding); 401 for every request without
-            the token (when there is one), streams and the log included."""
-
-            def __init__(self, app):
-                self.app = app
-
-            async def __call__(self, scope, receive, send):
-                host = host_of(scope) if scope["type"] == "http" else None
-                if host is not None and view.hosts is not None and host not in view.hosts:
-                    response = PlainTextResponse(f"421: this live view answers to {', '.join(sorted(view.hosts))} "
-                                                 "(serve.hosts in the config adds names)", 421)
-                elif scope["type"] != "http" or view.token is None or authorised(scope, view.token):
-                    return await self.app(scope, receive, send)
-                else:
-                    response = PlainTextResponse("401: this live view needs its token (printed when the run started)", 401,
-                                                 headers={"WWW-Authenticate": "Bearer"})
-                await response(scope, receive, send)
-
-        async def page(request):
-            response = Response(assets["index.html"], media_type=types["html"], headers={"Cache-Control": "no-store"})
-            if view.token is not None:  # the page's own requests (the stream, the status) carry it as a cookie
-                response.set_cookie(COOKIE, view.token, httponly=True, samesite="strict")
-            return response
-
-        async def asset(request):
-            name = request.path_params["name"]
-            if name not in assets or name == "index.html":
-                return PlainTextResponse("not found", 404)
-            return Response(assets[name], media_type=types[name.rsplit(".", 1)[1]])
-
-        async def status(request):
-            return JSONResponse(view.status(), headers={"Cache-Control": "no-store"})
-
-        async def frame(request):
-            data = await frames.latest()
-            if data is None:
-                return PlainTextResponse("no frame yet", 503)
-            return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
-
-        async def stream(request):
-            return StreamingResponse(frames.stream(request), media_type="multipart/x-mixed-replace; boundary=frame",
-                                     headers={"Cache-Control": "no-store"})
-
-        def action(name: str, act):
-            async def handler(request):
-                if request.headers.get(POST_HEADER) != "1":
-                    return PlainTextResponse(f"403: send the {POST_HEADER}: 1 header (the page does)", 403)
-                act()
-                return JSONResponse({"ok": True, "action": name}, status_code=202)
-            return handler
-
-        async def save(request):
-            if request.headers.get(POST_HEADER) != "1":
-                return PlainTextResponse(f"403: send the {POST_HEADER}: 1 header (the page does)", 403)
-            code, reply = await asyncio.to_thread(view.save_field, request.path_params["label"])
-            return JSONResponse(reply, status_code=code)
-
-        async def log(request):
-            if view.log is None or not view.log.is_file():
-                return PlainTextResponse("this run writes no log (start it with --log or log.folder)", 404)
-            return StreamingResponse(_log_lines(view.log), media_type="application/x-ndjson",
-                                     headers={"Content-Disposition": f'attachment; filename="{view.log.name}"', "Cache-Control": "no-store"})
-
-        routes = [Route("/", page), Route("/static/{name}", asset), Route("/api/status", status),
-                  Route("/frame.jpg", frame), Route("/stream.mjpg", stream), Route("/api/log", log),
-                  Route("/api/new-sample", action("new sample", self.control.new_sample), methods=["POST"]),
-                  Route("/api/stop", action("stop", lambda: self.control.stop("stopped from the web page")), methods=["POST"]),
-                  Route("/api/save/{label}", save, methods=["POST"])]
-        return Starlette(routes=routes, middleware=[Middleware(TokenGate)])
-
-
-class _FrameHub:
+class FrameHub:
     """One encoding per new frame, shared by all viewers; each viewer takes the newest when it is ready."""
 
     def __init__(self, view: LiveView) -> None:
@@ -295,21 +215,3 @@ class _FrameHub:
                     self.view.frames_streamed += 1
                     yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n"
             await asyncio.sleep(max(0.005, interval - (time.monotonic() - started)))
-
-
-async def _log_lines(path: Path, chunk: int = 1 << 16):
-    """The log as it is now, up to its last complete line (the run keeps appending while it is read)."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        sent, tail = 0, b""
-        while sent < size:
-            data = fh.read(min(chunk, size - sent))
-            if not data:
-                break
-            sent += len(data)
-            data = tail + data
-            cut = data.rfind(b"\n") + 1
-            tail = data[cut:]
-            if cut:
-                yield data[:cut]
-            await asyncio.sleep(0)

@@ -19,7 +19,6 @@ Mosquitto ACL that keeps each device to its own). paho-mqtt, the Eclipse client.
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import threading
 import time
@@ -27,35 +26,23 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from edgeleuk.errors import UserError, missing_package
+from edgeleuk.errors import UserError
+from edgeleuk.runtime.mqtt_link import BrokerAddress, BrokerLogin, Link, client, refusal
 
 KINDS = ("verdict", "frame")
 
 
 @dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    prefix: str
-    tls: bool
+class PublishTarget:
+    """Where and what a device publishes: the broker's URL, its local queue, its name in the topics."""
 
-    @classmethod
-    def parse(cls, url: str) -> "BrokerAddress":
-        parsed = urlparse(url)
-        if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
-            raise UserError(f"Received: {url}; expected mqtt://HOST[:PORT]/PREFIX (or mqtts:// for TLS)")
-        if parsed.username or parsed.password:
-            raise UserError("put the broker's username and password in the config ([publish] username, password), not in the URL")
-        prefix = parsed.path.strip("/") or "edgeleuk"
-        if any(c in prefix for c in "+#") or "#" in url or "//" in prefix:
-            raise UserError(f"Received: topic prefix {prefix!r}; MQTT wildcards (+, #) and empty levels are not allowed")
-        try:
-            port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
-        except ValueError:
-            raise UserError(f"Received: {url}; the port must be a number 1 … 65535") from None
-        return cls(parsed.hostname, port, prefix, parsed.scheme == "mqtts")
+    url: str
+    queue: Path
+    device_id: str
+    frames: bool = False  # every frame's record too, not only each sample's verdict
+    resend_window: float = 300.0  # seconds an acknowledged message stays queued (see the module's docstring)
+    drain_seconds: float = 5.0  # how long close() waits for the queue to empty
 
 
 class Outbox:
@@ -131,48 +118,19 @@ class Outbox:
             self.db.close()
 
 
-def client(client_id: str, address: BrokerAddress, username: str | None = None, password: str | None = None,
-           ca_file: str | None = None, certfile: str | None = None, keyfile: str | None = None, clean: bool = True):
-    """A paho-mqtt client with the credentials and TLS the config names."""
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError:
-        raise missing_package("paho-mqtt (for --publish and collect)", "publish") from None
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean, protocol=mqtt.MQTTv311)
-    if username:
-        c.username_pw_set(username, password)
-    if address.tls or ca_file or certfile:
-        try:
-            c.tls_set(ca_certs=ca_file, certfile=certfile, keyfile=keyfile)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"publish: TLS settings refused ({exc})") from None
-    return c
-
-
-def refusal(reason) -> str:
-    """The broker's CONNACK refusal, in words a user can act on."""
-    text = str(reason).lower()
-    if "password" in text or "user name" in text:
-        return "the broker refused the credentials (bad username or password)"
-    if "authori" in text:  # Mosquitto answers a wrong password so, too
-        return "the broker refused the credentials (not authorised: check [publish] username and password)"
-    return f"the broker refused the connection ({reason})"
-
-
 class Publisher:
     """A run-loop sink: each sample's verdict (and each frame's record when `frames`) goes to the
     outbox at once; a thread sends the outbox to the broker whenever it can."""
 
-    def __init__(self, url: str, queue: Path, device_id: str, model: dict[str, Any], frames: bool = False,
-                 username: str | None = None, password: str | None = None, ca_file: str | None = None,
-                 certfile: str | None = None, keyfile: str | None = None, drain_seconds: float = 5.0,
-                 resend_window: float = 300.0, warn=print) -> None:
+    def __init__(self, target: PublishTarget, model: dict[str, Any], login: BrokerLogin = BrokerLogin(), warn=print) -> None:
+        url, queue, device_id, frames = target.url, target.queue, target.device_id, target.frames
+        drain_seconds, resend_window = target.drain_seconds, target.resend_window
         self.address = BrokerAddress.parse(url)
         self.device_id = _check_id(device_id)
         self.model, self.frames, self.drain_seconds, self.warn = model, frames, drain_seconds, warn
         self.run_id = uuid.uuid4().hex[:12]
         self.outbox = Outbox(queue, resend_window)
-        self.client = client(f"edgeleuk-{self.device_id}", self.address, username, password, ca_file, certfile, keyfile)
+        self.client = client(f"edgeleuk-{self.device_id}", self.address, login)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
@@ -261,8 +219,7 @@ class Publisher:
             self.sent += 1
 
     def _loop(self) -> None:
-        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
-        warned, link = False, False
+        link, warned = Link(self.client, self.address), False
         tidied = time.monotonic()
         while not self.stop.is_set():
             if time.monotonic() - tidied > 10:
@@ -271,35 +228,31 @@ class Publisher:
             if time.monotonic() < self.retry_after:
                 self.stop.wait(0.2)
                 continue
-            if not link:  # (not is_connected(): that is False until the CONNACK, and a second CONNECT breaks the first)
-                try:
-                    self.client.connect(self.address.host, self.address.port, keepalive=30)
-                except (OSError, socket.error) as exc:
-                    self.last_problem = f"broker {self.address.host}:{self.address.port} unreachable ({exc.strerror or exc})"
-                    if not warned:
-                        self.warn(f"publish: {self.last_problem}; classifying goes on, messages wait in the queue")
-                        warned = True
-                    self.stop.wait(1.0)
-                    continue
-                warned, link = False, True
-            if self.client.loop(timeout=0.05) != 0:  # the socket is gone (paho has called on_disconnect)
-                link = False
+            problem = link.step(0.05)
+            if problem is not None:
+                self.last_problem = problem
+                if not warned:
+                    self.warn(f"publish: {problem}; classifying goes on, messages wait in the queue")
+                    warned = True
+                self.stop.wait(1.0)
+                continue
+            warned = False
+            if not link.up:
                 self.stop.wait(0.5)
-                continue
-            if not self.connected.is_set():
-                continue
+            elif self.connected.is_set():
+                self._send_due()
+        link.close()
+
+    def _send_due(self) -> None:
+        """Queue what is due and not in flight, up to 100 unacknowledged at a time."""
+        with self.inflight_lock:
+            busy = set(self.inflight.values())
+        for message_id, topic, payload in self.outbox.pending(busy, limit=max(0, 100 - len(busy))):
+            info = self.client.publish(topic, payload, qos=1)
+            if info.rc != 0:
+                break
             with self.inflight_lock:
-                busy = set(self.inflight.values())
-            for message_id, topic, payload in self.outbox.pending(busy, limit=max(0, 100 - len(busy))):
-                info = self.client.publish(topic, payload, qos=1)
-                if info.rc != 0:
-                    break
-                with self.inflight_lock:
-                    self.inflight[info.mid] = message_id
-        try:
-            self.client.disconnect()
-        except Exception:  # noqa: BLE001 (closing a broken connection)
-            pass
+                self.inflight[info.mid] = message_id
 
 
 def _check_id(device_id: str) -> str:

@@ -1,0 +1,173 @@
+"""The sinks every run can have, and the one place that composes a run's sinks: the JSONL log, the
+status line, the frame saver, the desktop window, then the live view and the publisher."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from edgeleuk.errors import UserError
+from edgeleuk.runtime.display import Display, Overlay
+from edgeleuk.runtime.quality import Quality
+from edgeleuk.runtime.records import Control, FrameResult, RunOptions, Sink
+from edgeleuk.runtime.saving import SaverSink
+from edgeleuk.runtime.verdict import Verdict
+
+
+class JsonlLog:
+    """One JSON object per line, each written by one system call: a killed run still leaves a complete
+    log, two runs sharing one file never interleave within a line, and a line the disk cannot take
+    whole is cut off again, so the file never ends in half a record."""
+
+    def __init__(self, path: Path | None):
+        self.fd: int | None = None
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise UserError(f"cannot write the log {path}: {exc.strerror}") from None
+
+    def write(self, record: dict) -> None:
+        if self.fd is None:
+            return
+        data, written = (json.dumps(record) + "\n").encode(), 0
+        try:
+            while written < len(data):  # a disk that took part of it: the next write completes it, or says why not
+                written += os.write(self.fd, data[written:])
+        except OSError as exc:
+            self._cut(written)
+            raise UserError(f"cannot write the log {self.path} any more ({exc.strerror}); it ends before this frame") from None
+
+    def _cut(self, written: int) -> None:
+        """Remove the `written` bytes of a partly written line (the file's size is read only here, off
+        the per-frame path); the summary cannot follow either."""
+        with contextlib.suppress(OSError):
+            if written:
+                os.ftruncate(self.fd, os.fstat(self.fd).st_size - written)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.fd = None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def verdict_text(verdict: Verdict) -> str:
+    """The sample so far, in one line (the status line, the window and the web view)."""
+    if verdict.out_of_distribution:
+        return f"sample: {verdict.decision} ({verdict.ood_frames} of {verdict.frames + verdict.ood_frames} usable frames)"
+    text = f"sample: {verdict.decision}" + (f" {verdict.confidence * 100:.0f}% ({verdict.frames} frames)" if verdict.frames else "")
+    if verdict.ood_frames:
+        text += f", {verdict.ood_frames} out of distribution"
+    return text
+
+
+def view_of(result: FrameResult, labels: tuple[str, ...]) -> tuple[np.ndarray | None, Quality | None]:
+    """What an overlay shows: the probabilities, or the reason the frame is not answered."""
+    if result.in_distribution is False:  # shown like a refused frame: red square, the reason, no class
+        return None, replace(result.quality, usable=False, reason="out of distribution: not answered")
+    return result.probs, result.quality
+
+
+class LogSink:
+    """The JSONL log: one line per frame, per sample boundary and the summary, flushed per line."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.log = JsonlLog(path)
+
+    def frame(self, result, verdict, summary) -> None:
+        self.log.write(result.record)
+
+    def sample(self, record: dict) -> None:
+        self.log.write(record)
+
+    def close(self, record: dict) -> None:
+        self.log.write(record)
+        self.log.close()
+
+
+class StatusSink:
+    """The terminal: a live line on a TTY, one line per frame otherwise."""
+
+    def __init__(self, labels: tuple[str, ...], live: bool) -> None:
+        self.labels, self.live = labels, live
+
+    def frame(self, result, verdict, summary) -> None:
+        f = result.frame
+        if result.error is not None:
+            _status(f"frame {f.index} ({f.name}): unreadable: {result.error}", False)
+            return
+        q = result.quality
+        if result.probs is None:
+            _status(f"frame {f.index}: unusable ({q.reason}; focus {q.focus:.0f}, brightness {q.brightness:.0f})", self.live)
+            return
+        probs, top = result.probs, int(result.probs.argmax())
+        probs_text = " ".join(f"{k} {v:.2f}" for k, v in zip(self.labels, probs))
+        answer = (f"out of distribution (score {result.ood_score:.2f})" if result.in_distribution is False
+                  else f"{self.labels[top]} {probs[top]*100:.1f}% [{probs_text}]")
+        ood = f", {verdict.ood_frames} out of distribution" if verdict.ood_frames else ""
+        _status(f"frame {f.index}: {answer} {result.total_ms:.1f} ms | sample: {verdict.decision} "
+                f"({verdict.confidence*100:.0f}%, {verdict.frames} frames{ood})", self.live)
+
+    def sample(self, record: dict) -> None:
+        if record.get("event") == "sample_end":
+            _status(f"sample {record['sample']} ended: {record['verdict']['decision']}", False)
+
+    def close(self, record: dict) -> None:
+        if self.live:
+            sys.stderr.write("\n")
+
+
+class DisplaySink:
+    """The desktop window; closing it stops the run."""
+
+    def __init__(self, display: Display, labels: tuple[str, ...], control: Control) -> None:
+        self.display, self.labels, self.control = display, labels, control
+
+    def frame(self, result, verdict, summary) -> None:
+        if result.quality is None:
+            return
+        probs, quality = view_of(result, self.labels)
+        overlay = Overlay(self.labels, probs, quality, verdict_text(verdict))
+        if self.display.show(result.frame.image, result.frame.color_order, result.region, overlay):
+            self.control.stop("window closed")
+
+    def sample(self, record: dict) -> None:
+        pass
+
+    def close(self, record: dict) -> None:
+        self.display.close()
+
+
+def _status(text: str, live: bool) -> None:
+    if live:
+        sys.stderr.write("\r" + text[:150].ljust(150))
+        sys.stderr.flush()
+    else:
+        print(text, flush=True)
+
+
+def compose(labels: tuple[str, ...], options: RunOptions, control: Control, extra: list | None = None) -> list[Sink]:
+    """Every sink of a run, in the order each frame reaches them: the log first (a frame is logged
+    before anything else can fail), the status line, the frame saver, the window, then `extra`
+    (the live view and the publisher, which the command builds from its settings). The window
+    opens before the log does: a refused window leaves no log behind."""
+    display = Display() if options.display else None
+    built: list = [LogSink(options.log)]
+    if options.status != "off":
+        built.append(StatusSink(labels, options.status == "auto" and sys.stderr.isatty()))
+    if options.save_frames:
+        built.append(SaverSink(options.save_frames, options.min_confidence, options.site, options.label))
+    if display is not None:
+        built.append(DisplaySink(display, labels, control))
+    return built + list(extra or [])
