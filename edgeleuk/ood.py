@@ -21,6 +21,8 @@ import hashlib
 import json
 import math
 
+from typing import Any
+
 import numpy as np
 
 from edgeleuk.manifest import TARGET_FLAGGED, OODComponent, OODStats
@@ -39,6 +41,18 @@ def fingerprint(stats: OODStats) -> str:
 
 def score_output_name(stats: OODStats) -> str:
     return f"{SCORE_OUTPUT}_{fingerprint(stats)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """What a fit reads: the training part with its labels and the validation part (images, or one
+    feature array per space); the test part never."""
+
+    train: Any
+    train_labels: np.ndarray
+    val: Any
+    classes: int
+    val_labels: np.ndarray | None = None
 
 
 class _Space:
@@ -173,9 +187,10 @@ def calibrate_thresholds(distances: list[np.ndarray], target_flagged: float = TA
     return thresholds(low)
 
 
-def fit_ood(train_features: list[np.ndarray], train_labels: np.ndarray, val_features: list[np.ndarray], classes: int,
-            names: list[str], target_flagged: float = TARGET_FLAGGED, calibration: str = "") -> OODStats:
-    """Statistics from the training part, thresholds from the validation part (never the test part)."""
+def fit_ood(features: Parts, names: list[str], target_flagged: float = TARGET_FLAGGED, calibration: str = "") -> OODStats:
+    """Statistics from the training part, thresholds from the validation part (never the test part);
+    `features.train` and `.val` hold one array per feature space, in the order of `names`."""
+    train_features, train_labels, val_features, classes = features.train, features.train_labels, features.val, features.classes
     drafts = []
     for name, train in zip(names, train_features):
         means, whitening, shrinkage = fit_gaussians(train, train_labels, classes)

@@ -48,11 +48,11 @@ def test_a_run_from_a_trained_model_keeps_its_size_and_records_where_it_started(
 
 
 def test_every_batch_holds_the_share_of_rehearsed_images_with_their_labels():
-    from edgeleuk.train.augment import AugmentedBatches
+    from edgeleuk.train.augment import AugmentedBatches, BatchRecipe
 
     new = np.full((8, 32, 32, 3), 200, np.uint8), np.zeros(8, np.int64)
     first = np.full((5, 32, 32, 3), 200, np.uint8), np.array([1, 1, 1, 1, 1])
-    batches = AugmentedBatches(*new, batch_size=4, seed=0, policy="basic", classes=2, rehearsal=first, rehearse_share=0.5)
+    batches = AugmentedBatches(*new, BatchRecipe(batch_size=4, seed=0, policy="basic", classes=2, rehearsal=first, rehearse_share=0.5))
     for index in range(len(batches)):
         images, targets, weights = batches[index]
         assert len(images) == 6 and targets[:4, 0].tolist() == [1] * 4 and targets[4:, 1].tolist() == [1, 1]

@@ -16,7 +16,7 @@ from edgeleuk.degrade import rescale
 from edgeleuk.errors import UserError
 from edgeleuk.manifest import SCHEMA_VERSION, manifest_from_dict, manifest_to_dict, read_manifest, write_manifest
 from edgeleuk.runtime.embedded import read_tflite_info
-from edgeleuk.ood import OODScorer, fit_ood
+from edgeleuk.ood import OODScorer, Parts, fit_ood
 from edgeleuk.preprocess import preprocess
 from edgeleuk.runtime import load
 from edgeleuk.runtime.scale import ScaleMonitor, measure_cells, scaled_region
@@ -35,7 +35,7 @@ def test_score_is_the_mahalanobis_distance_and_threshold_flags_the_target():
     val, _ = _clusters(rng, 2000)
     other, _ = _clusters(rng, 3000, dims=5)
     other_val, _ = _clusters(rng, 2000, dims=5)
-    stats = fit_ood([train, other], labels, [val, other_val], classes=3, names=["a", "b"], target_flagged=0.02)
+    stats = fit_ood(Parts([train, other], labels, [val, other_val], classes=3), names=["a", "b"], target_flagged=0.02)
     scorer = OODScorer(stats)
     flagged = ~scorer.in_distribution(scorer.score([val, other_val]))
     assert abs(flagged.mean() - 0.02) < 0.005  # the union of the two spaces' flags hits the target
@@ -287,15 +287,16 @@ def test_magnification_condition_and_training_scale_draws():
 
 
 def test_an_out_of_distribution_frame_is_shown_red_with_no_class(converted):
-    from edgeleuk.runtime.session import Control, DisplaySink, FrameResult
+    from edgeleuk.runtime.records import Control, FrameResult
+    from edgeleuk.runtime.sinks import DisplaySink
     from edgeleuk.runtime.quality import assess
     from edgeleuk.runtime.sources import Frame
 
     shown = []
 
     class Recorder:
-        def show(self, image, color_order, region, labels, probs, quality, text):
-            shown.append((probs, quality, text))
+        def show(self, image, color_order, region, overlay):
+            shown.append((overlay.probs, overlay.quality, overlay.verdict_text))
             return False
 
     clf = load(converted)
@@ -325,7 +326,7 @@ def test_scores_compared_on_the_float_model(trained, dataset):
     split = read_split(trained / "split.json", found.samples, found.root)
     parts = {p: load_arrays(split.part(found.samples, p), spec, progress=False) for p in ("train", "val", "test")}
     model = keras.models.load_model(trained / "model.keras", compile=False)
-    result = compare_methods(model, *parts["train"], parts["val"][0], parts["test"][0], {"far": _far_images(64)}, 4, target=0.05)
+    result = compare_methods(model, Parts(*parts["train"], parts["val"][0], 4), parts["test"][0], {"far": _far_images(64)}, target=0.05)
     assert len(result["rows"]) == 7 and sum("(shipped)" in r["method"] for r in result["rows"]) == 1
     for row in result["rows"]:
         assert row["val_flagged"] <= 0.1 and 0 <= row["auroc"] <= 1, row
@@ -548,7 +549,7 @@ def test_a_slide_that_gives_no_stain_reading_is_not_read_on_every_frame():
 
 
 def test_a_sample_too_short_for_the_ruler_says_so():
-    from edgeleuk.runtime.session import Summary
+    from edgeleuk.runtime.records import Summary
 
     field = cv2.cvtColor(discs(15, size=(224, 224)), cv2.COLOR_BGR2RGB)
     monitor = ScaleMonitor(15.0, every=8)

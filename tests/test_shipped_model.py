@@ -20,9 +20,9 @@ def report():
 
 @pytest.mark.host  # the evaluate stage (scikit-learn)
 def test_packaged_int8_accuracy_on_the_test_part(tmp_path):
-    from edgeleuk.evaluate.report import evaluate
+    from edgeleuk.evaluate.report import EvalRequest, evaluate
 
-    metrics = evaluate(str(DEFAULT_MODEL_DIR), str(DATA), split=str(DEFAULT_MODEL_DIR / "split.json"), out=str(tmp_path))
+    metrics = evaluate(EvalRequest(str(DEFAULT_MODEL_DIR), str(DATA), split=str(DEFAULT_MODEL_DIR / "split.json"), out=str(tmp_path)))
     assert metrics["n"] == 566
     assert metrics["accuracy"] >= 0.98 and metrics["macro_f1"] >= 0.975
     samples = metrics["samples"]  # runs of 20 file numbers, each pooled as `run` pools a slide

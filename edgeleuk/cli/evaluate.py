@@ -27,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    from edgeleuk.evaluate.report import evaluate
+    from edgeleuk.evaluate.report import EvalRequest, evaluate
 
     from edgeleuk.errors import UsageError, UserError
 
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
                 raise UserError(f"Received: condition {c!r}; expected one of {', '.join(CONDITIONS)}")
         for s in severities or ():
             level_of(s)
-    evaluate(args.model, args.data, split=args.split, part=args.part, out=args.out, variant=args.variant, threads=args.threads,
-             robustness=args.robustness, severities=severities, conditions=conditions, ood=args.ood,
-             write_gate=args.write_gate)
+    evaluate(EvalRequest(args.model, args.data, split=args.split, part=args.part, out=args.out, variant=args.variant,
+                         threads=args.threads, robustness=args.robustness, severities=severities, conditions=conditions,
+                         ood=args.ood, write_gate=args.write_gate))
     return 0

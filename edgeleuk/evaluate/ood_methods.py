@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeleuk.preprocess import dihedral
 from edgeleuk.manifest import TARGET_FLAGGED
-from edgeleuk.ood import OODScorer, fit_ood
+from edgeleuk.ood import OODScorer, Parts, fit_ood
 
 
 def _outputs(net, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -31,7 +31,7 @@ def candidates(train: dict[str, np.ndarray], train_labels: np.ndarray, classes: 
     from sklearn.mixture import GaussianMixture
 
     def fit(*spaces: str) -> OODScorer:  # each score gets its own threshold below; fit_ood's matters only for two spaces
-        return OODScorer(fit_ood([train[s] for s in spaces], train_labels, [val[s] for s in spaces], classes, list(spaces), target))
+        return OODScorer(fit_ood(Parts([train[s] for s in spaces], train_labels, [val[s] for s in spaces], classes), list(spaces), target))
 
     head, field, both = fit("features"), fit("field"), fit("features", "field")
     bank = train["features"] / (np.linalg.norm(train["features"], axis=1, keepdims=True) + 1e-9)
@@ -52,8 +52,11 @@ def candidates(train: dict[str, np.ndarray], train_labels: np.ndarray, classes: 
     }
 
 
-def compare_methods(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, test: np.ndarray,
-                    ood_sets: dict[str, np.ndarray], classes: int, target: float = TARGET_FLAGGED) -> dict[str, Any]:
+def compare_methods(model, parts: Parts, test: np.ndarray, ood_sets: dict[str, np.ndarray],
+                    target: float = TARGET_FLAGGED) -> dict[str, Any]:
+    """Each candidate score fitted on `parts` (images), thresholded on the validation views, and how
+    much of the test part and of each OOD set it flags."""
+    train, train_labels, val, classes = parts.train, parts.train_labels, parts.val, parts.classes
     from sklearn.metrics import roc_auc_score
 
     from edgeleuk.keras_graph import with_features

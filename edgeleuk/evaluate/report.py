@@ -117,11 +117,29 @@ def format_samples(v: dict[str, Any]) -> str:
             + (f"\nwrong, referred or passed by under 0.1: {', '.join(weak)}" if weak else ""))
 
 
-def evaluate(model: str | None, data: str, split: str | None = None, part: str = "test", out: str | None = None,
-             variant: str | None = None, threads: int | None = None, robustness: bool = False,
-             severities: tuple[int, ...] | None = None, conditions: list[str] | None = None, ood: bool = False,
-             write_gate: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EvalRequest:
+    """What `evaluate` measures, on what, and where it writes (the command's flags)."""
+
+    model: str | None  # None: the packaged default
+    data: str
+    split: str | None = None
+    part: str = "test"
+    out: str | None = None
+    variant: str | None = None
+    threads: int | None = None
+    robustness: bool = False
+    severities: tuple[int, ...] | None = None
+    conditions: list[str] | None = None
+    ood: bool = False
+    write_gate: bool = False
+
+
+def evaluate(request: EvalRequest) -> dict[str, Any]:
     """Metrics of the model on the part; writes metrics.json and confusion.png to `out`."""
+    r = request
+    model, data, split, part, out, variant, threads = r.model, r.data, r.split, r.part, r.out, r.variant, r.threads
+    robustness, severities, conditions, ood, write_gate = r.robustness, r.severities, r.conditions, r.ood, r.write_gate
     from edgeleuk import plots
     from edgeleuk.files import writable_folder
     from edgeleuk.metrics import classification_metrics, format_metrics
@@ -148,10 +166,11 @@ def evaluate(model: str | None, data: str, split: str | None = None, part: str =
         print(f"wrote {folder / 'metrics.json'} and confusion.png")
     if robustness:
         from edgeleuk.degrade import SEVERITIES
-        from edgeleuk.evaluate.robustness import format_robustness, robustness as run_suite, write_robustness
+        from edgeleuk.evaluate.robustness import Suite, format_robustness, robustness as run_suite, write_robustness
 
         limits = loaded.classifier.quality if loaded.classifier is not None else None
-        results = run_suite(loaded.predict, images, labels, conditions=conditions, severities=severities or SEVERITIES, thresholds=limits,
+        suite = Suite(conditions=conditions, severities=severities or SEVERITIES, thresholds=limits)
+        results = run_suite(loaded.predict, images, labels, suite,
                             judged=loaded.judged if loaded.classifier is not None and loaded.classifier.ood is not None else None)
         results.update(model=loaded.name, data=note)
         print(format_robustness(results))
@@ -184,10 +203,11 @@ def _ood(loaded: Loaded, data: str, split: str | None, out: str | None, test: np
         import keras
 
         from edgeleuk.evaluate.ood_methods import compare_methods, format_methods
+        from edgeleuk.ood import Parts
 
         model = keras.models.load_model(keras_file, compile=False)
-        result["methods"] = compare_methods(model, parts["train"][0], parts["train"][1], parts["val"][0], test, sets,
-                                            len(loaded.classifier.labels))
+        fit = Parts(parts["train"][0], parts["train"][1], parts["val"][0], len(loaded.classifier.labels))
+        result["methods"] = compare_methods(model, fit, test, sets)
         print("scores compared (float Keras model; % flagged, before the gate; threshold: 1% of validation views)")
         print(format_methods(result["methods"]))
     if out:

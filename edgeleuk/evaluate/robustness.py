@@ -3,6 +3,8 @@ severity, with the runtime's quality gate applied alongside (which frames it wou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -15,9 +17,18 @@ from edgeleuk.metrics import classification_metrics
 from edgeleuk.runtime.quality import QualityThresholds, assess
 
 
-def robustness(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray,
-               conditions: list[str] | None = None, severities: tuple[int, ...] = SEVERITIES, seed: int = 0,
-               thresholds: QualityThresholds | None = None, progress: bool = True,
+@dataclass(frozen=True)
+class Suite:
+    """Which degradations the robustness suite applies, and how."""
+
+    conditions: list[str] | None = None  # None: every condition
+    severities: tuple[int, ...] = SEVERITIES
+    seed: int = 0
+    thresholds: QualityThresholds | None = None  # the quality gate's limits (None: the defaults)
+    progress: bool = True
+
+
+def robustness(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray, suite: Suite = Suite(),
                judged: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None) -> dict[str, Any]:
     """Metrics per condition and severity; `gated_accuracy` counts only frames the quality gate accepts.
 
@@ -26,6 +37,7 @@ def robustness(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, 
     """
     if judged is not None:
         predict = lambda x: judged(x)[0]  # noqa: E731 (clean images: accuracy only)
+    conditions, severities, seed, thresholds, progress = suite.conditions, suite.severities, suite.seed, suite.thresholds, suite.progress
     conditions = conditions or list(CONDITIONS)
     clean = classification_metrics(labels, predict(images))
     results: dict[str, Any] = {"clean": {"accuracy": clean["accuracy"], "macro_f1": clean["macro_f1"]}, "conditions": {}}

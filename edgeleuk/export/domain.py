@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgeleuk.manifest import TARGET_FLAGGED, OODStats, QualityLimits, StainStats
-from edgeleuk.ood import OODScorer, fit_ood
+from edgeleuk.ood import OODScorer, Parts, fit_ood
 from edgeleuk.preprocess import dihedral
 from edgeleuk.runtime.quality import leukocyte_fraction, stain_strength
 from edgeleuk.runtime.scale import measure_cells
@@ -98,8 +98,10 @@ def _class_limits(s: np.ndarray, train_labels: np.ndarray, v: np.ndarray, val_la
     return _Limits(means_a + spread * sds_a + np.log(_envelope()), means_a, sds_a, spread, int(known.sum()), int(seen.sum()))
 
 
-def fit_domain(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, classes: int,
-               target_flagged: float = TARGET_FLAGGED, val_labels: np.ndarray | None = None) -> Domain:
+def fit_domain(model, parts: Parts, target_flagged: float = TARGET_FLAGGED) -> Domain:
+    """The OOD statistics (features, and the stain when the validation labels are given), the red-cell
+    ruler and the gate's limits, from the training and validation images."""
+    train, train_labels, val, classes, val_labels = parts.train, parts.train_labels, parts.val, parts.classes, parts.val_labels
     from edgeleuk.keras_graph import FEATURE_NAMES
 
     views = dihedral(val)
@@ -108,7 +110,7 @@ def fit_domain(model, train: np.ndarray, train_labels: np.ndarray, val: np.ndarr
             f"{target_flagged:.0%} of {len(views)} validation views ({len(val)} images × 8 turns and flips)")
     # fitted on the training images as they are: statistics that also covered the training policy's camera
     # variation flagged fewer noisy and dim frames but 2.3% of the test part and 84-91% of two OOD sets (model card)
-    stats = fit_ood(features_of(model, train), train_labels, val_features, classes, list(FEATURE_NAMES),
+    stats = fit_ood(Parts(features_of(model, train), train_labels, val_features, classes), list(FEATURE_NAMES),
                     target_flagged, calibration=note)
     if val_labels is not None:
         stats = dataclasses.replace(stats, stain=fit_stain(train, train_labels, val, val_labels, classes))

@@ -9,51 +9,24 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from edgeleuk import __version__
-from edgeleuk.classes import ClassMap, bare_labels
 from edgeleuk.errors import UsageError, UserError
-from edgeleuk.export.images import Images, load_images
+from edgeleuk.export.conversion import Conversion, ConvertConfig, prepare
+from edgeleuk.export.images import Images
 from edgeleuk.export.output import carry_over, merged_rows, staging_folder, swap
 from edgeleuk.export import sites
 from edgeleuk.export.variant_file import VariantJob, write_variant
-from edgeleuk.export.recipes import QuantizationConfig, load_recipes
+from edgeleuk.export.recipes import QuantizationConfig
 from edgeleuk.files import atomic_write_text
 from edgeleuk.interrupts import Held
-from edgeleuk.manifest import (MANIFEST_NAME, SCHEMA_VERSION, Manifest, PreprocessSpec, Variant, embedded_info, read_manifest, sha256_file,
+from edgeleuk.manifest import (SCHEMA_VERSION, Manifest, Variant, embedded_info, sha256_file,
                                write_manifest)
-from edgeleuk.stats import Claim
-from edgeleuk.keras_graph import with_features
-
-DEFAULT_SOURCE = Path(__file__).resolve().parents[1] / "models" / "default" / "model.keras"
-
-
-@dataclass
-class ConvertConfig:
-    model: str | None
-    out: str
-    variants: list[str] = field(default_factory=lambda: ["int8"])
-    formats: list[str] | None = None
-    data: str | None = None
-    split: str | None = None
-    calibration_size: int | None = None
-    max_drop: float = 1.0
-    float_output: bool = False
-    part: str = "test"
-    rehearse: str | None = None  # an adapted model's first site (default: the folder its run rehearsed; edgeleuk.export.sites)
-    claim: Claim = field(default_factory=Claim)  # what an adapted model's new-site test part must show to be published
-
-
-def _load_keras(path: Path):
-    from edgeleuk.keras_file import load_keras
-
-    return load_keras(path, "model")
-
 
 def _versions() -> dict[str, str]:
     from edgeleuk.versions import version_of
@@ -84,86 +57,74 @@ def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _convert(config: ConvertConfig, held: Held) -> tuple[list[dict[str, Any]], list[str]]:
-    from edgeleuk.export.parity import format_report, parity
+    from edgeleuk.export.parity import format_report
 
-    recipes = load_recipes()
-    chosen = _select(recipes, config)
-    model_path = Path(config.model) if config.model else DEFAULT_SOURCE
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder; convert writes a folder of variants")
     if not (math.isfinite(config.max_drop) and config.max_drop >= 0):
         raise UsageError(f"Received: --max-drop {config.max_drop}; expected a number of accuracy points ≥ 0")
-    model = _load_keras(model_path)
-    source_sha = sha256_file(model_path)
-    base = read_manifest(model_path.parent) if (model_path.parent / MANIFEST_NAME).is_file() else None
-    size = int(model.input_shape[1])
-    spec = base.preprocess if base else PreprocessSpec(size=size)
-    classes = base.classes() if base else ClassMap(bare_labels(int(model.output_shape[-1])))
-    labels = classes.labels
-    if sites.adapted(base) and not config.data:
-        raise UserError(f"{model_path} was adapted to a new site (--init-from): pass --data with that site's images; it is "
-                        "published only when their test part shows the claim")
-    load_args = (model_path, spec, recipes.calibration, any(c.needs_calibration for c in chosen), classes)
-    images = sites.with_first_site(load_images(config, *load_args), config, base, load_args)
-    if images.calibration is not None:
-        picks = np.unique(np.linspace(0, len(images.calibration) - 1, recipes.kernel_check_images).round().astype(int))
-        images.kernel_sample = images.calibration[picks]  # spread over the classes, which the calibration set holds in order
-    print(images.note)
-    exported = with_features(model)
-    domain = _domain(exported, images, len(labels)) if exported is not model else None
-    learned = {} if domain is None else {"ood": domain.ood, "cell_diameter_px": domain.cell_diameter_px, "quality": domain.quality}
-    info = embedded_info(Manifest(labels=labels, preprocess=spec, source_model_sha256=source_sha,
-                                  versions={"edgeleuk": __version__}, **learned))
-    if images.test is not None:
-        print(f"the Keras model on {len(images.test)} {config.part} images (the reference every variant is checked against) …", flush=True)
-    keras_probs = model.predict(images.test, batch_size=32, verbose=0) if images.test is not None else None
-    rows: list[dict[str, Any]] = []
-    if keras_probs is not None:
-        first = model.predict(images.first_test, batch_size=32, verbose=0) if images.first_test is not None else None
-        rows.append({"variant": "keras", "size_bytes": model_path.stat().st_size, **parity(keras_probs, keras_probs, images.test_labels),
-                     **sites.first_site_row(first, images), "conversion_seconds": None})
+    conv = prepare(config)
     held.checkpoint()
     staging = staging_folder(out)
     try:
-        previous = carry_over(out, staging, source_sha, model_path)
-        variants = []
-        for variant in _convert_variants(exported, chosen, staging, images, info, labels, spec, keras_probs, rows, out, domain):
-            variants.append(variant)
-            held.checkpoint()
-        failed = _failed(rows, config.max_drop, sites.site_failures(rows, config.claim) if sites.adapted(base) else {})
-        for v in [v for v in variants if v.name in failed]:  # a variant that fails the gate is never published
-            (staging / v.file).unlink(missing_ok=True)
-        variants = [v for v in variants if v.name not in failed]
-        if model_path.parent.resolve() == out.resolve():
-            variants.insert(0, _keras_variant(model_path, source_sha, size, rows))
-        manifest = previous or Manifest(labels=labels, class_folders=classes.folders, preprocess=spec,
-                                        model=dict(base.model) if base else {"input_size": size}, source_model_sha256=source_sha)
-        if domain is not None:
-            _warn_stale_layers(previous, domain.ood, {c.name for c in chosen})
-            manifest = replace(manifest, **{**learned, "quality": _kept_gate(previous, domain.quality)})
-        from edgeleuk.keras_graph import multiply_adds
-
-        manifest = replace(manifest, model={**manifest.model, "input_size": size, "parameters": int(model.count_params()),
-                                            "multiply_adds": multiply_adds(model)})
-        manifest = replace(manifest.with_variants(variants), versions=_versions(), schema_version=SCHEMA_VERSION,
-                           provenance={**manifest.provenance, "evaluation": images.note, "split_sha256": images.split_sha256,
-                                       "source_model": model_path.name if model_path.parent.resolve() == out.resolve() else str(model_path)})
-        write_manifest(staging, manifest)
-        if images.split_file is not None and images.split_file.resolve() != (out / "split.json").resolve():
-            shutil.copyfile(images.split_file, staging / "split.json")
-        report_rows = merged_rows(staging / "report.json", rows) if previous is not None else rows
-        report = {"rows": report_rows, "note": images.note, "max_drop_points": config.max_drop, "labels": list(labels),
-                  "evaluated_files": images.test_files}
-        atomic_write_text(staging / "report.json", json.dumps(report, indent=2) + "\n")
-        atomic_write_text(staging / "report.md", f"# Conversion report\n\n{images.note}\n\n{format_report(report_rows)}\n")
+        failed = _publish(conv, staging, held)
         swap(staging, out)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    print(format_report(rows))
+    print(format_report(conv.rows))
     print(f"wrote {out}" + (f" (not published: {', '.join(failed)})" if failed else ""))
-    return rows, failed
+    return conv.rows, failed
+
+
+def _publish(conv: Conversion, staging: Path, held: Held) -> dict[str, str]:
+    """Every variant into `staging`, the failed ones removed, then the manifest and the report; returns the failed."""
+    out, config = Path(conv.config.out), conv.config
+    previous = carry_over(out, staging, conv.source_sha, conv.model_path)
+    variants = []
+    for variant in _convert_variants(conv, staging):
+        variants.append(variant)
+        held.checkpoint()
+    failed = _failed(conv.rows, config.max_drop, sites.site_failures(conv.rows, config.claim) if sites.adapted(conv.base) else {})
+    for v in [v for v in variants if v.name in failed]:  # a variant that fails the gate is never published
+        (staging / v.file).unlink(missing_ok=True)
+    variants = [v for v in variants if v.name not in failed]
+    if conv.in_place:
+        variants.insert(0, _keras_variant(conv.model_path, conv.source_sha, conv.size, conv.rows))
+    write_manifest(staging, _manifest(conv, previous, variants))
+    images = conv.images
+    if images.split_file is not None and images.split_file.resolve() != (out / "split.json").resolve():
+        shutil.copyfile(images.split_file, staging / "split.json")
+    _write_report(conv, staging, previous is not None)
+    return failed
+
+
+def _manifest(conv: Conversion, previous: Manifest | None, variants: list[Variant]) -> Manifest:
+    from edgeleuk.keras_graph import multiply_adds
+
+    base, model = conv.base, conv.model
+    manifest = previous or Manifest(labels=conv.classes.labels, class_folders=conv.classes.folders, preprocess=conv.spec,
+                                    model=dict(base.model) if base else {"input_size": conv.size}, source_model_sha256=conv.source_sha)
+    if conv.domain is not None:
+        _warn_stale_layers(previous, conv.domain.ood, {c.name for c in conv.chosen})
+        manifest = replace(manifest, **{**conv.learned, "quality": _kept_gate(previous, conv.domain.quality)})
+    manifest = replace(manifest, model={**manifest.model, "input_size": conv.size, "parameters": int(model.count_params()),
+                                        "multiply_adds": multiply_adds(model)})
+    source = conv.model_path.name if conv.in_place else str(conv.model_path)
+    return replace(manifest.with_variants(variants), versions=_versions(), schema_version=SCHEMA_VERSION,
+                   provenance={**manifest.provenance, "evaluation": conv.images.note, "split_sha256": conv.images.split_sha256,
+                               "source_model": source})
+
+
+def _write_report(conv: Conversion, staging: Path, merge: bool) -> None:
+    from edgeleuk.export.parity import format_report
+
+    report_rows = merged_rows(staging / "report.json", conv.rows) if merge else conv.rows
+    report = {"rows": report_rows, "note": conv.images.note, "max_drop_points": conv.config.max_drop,
+              "labels": list(conv.classes.labels), "evaluated_files": conv.images.test_files}
+    atomic_write_text(staging / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(staging / "report.md", f"# Conversion report\n\n{conv.images.note}\n\n{format_report(report_rows)}\n")
 
 
 def _failed(rows: list[dict[str, Any]], max_drop: float, more: dict[str, str]) -> dict[str, str]:
@@ -209,36 +170,6 @@ def _kept_gate(previous: Manifest | None, fitted):
                    calibration=f"{fitted.calibration.split(';')[0]}; {measured}")
 
 
-def _select(recipes, config: ConvertConfig) -> list[QuantizationConfig]:
-    chosen = recipes.select(config.variants)
-    if config.formats:
-        chosen = [c for c in chosen if c.format in config.formats]
-        if not chosen:
-            raise UserError(f"Received: formats={','.join(config.formats)}; none of the selected variants has that format")
-    if config.float_output:
-        chosen = [replace(c, output_dtype="float32") if c.format == "tflite" else c for c in chosen]
-    return chosen
-
-
-def _domain(exported, images: Images, classes: int):
-    """OOD statistics (training part) and threshold (validation part), when the data is given."""
-    from edgeleuk.export.domain import fit_domain
-
-    if images.train is None or images.val is None or not len(images.val):
-        print("no --data (or no validation part): the variants carry no out-of-distribution statistics and cannot judge frames")
-        return None
-    print(f"fitting the out-of-distribution statistics on {len(images.train)} training images, thresholds on {len(images.val)} "
-          "validation images (8 views each) …", flush=True)
-    domain = fit_domain(exported, images.train, images.train_labels, images.val, classes, val_labels=images.val_labels)
-    limits = ", ".join(f"{c.features} {c.threshold:.3f}" for c in domain.ood.components)
-    if domain.ood.stain is not None:
-        stain = domain.ood.stain
-        red = "" if stain.red_log_limit is None else f", red cells {stain.red_log_limit}"
-        limits += f"; stain limits: leukocytes {stain.log_limit}{red} ({stain.calibration})"
-    print(f"out-of-distribution score: thresholds {limits} ({domain.ood.calibration}); red cells {domain.cell_diameter_px} px")
-    return domain
-
-
 def _ood_checks(domain, classifier, images: Images) -> dict[str, Any]:
     """The variant's own features against the float model's decisions (validation views and test part)."""
     from edgeleuk.export.domain import ood_agreement
@@ -268,40 +199,50 @@ def _ood_checks(domain, classifier, images: Images) -> dict[str, Any]:
     return checks
 
 
-def _convert_variants(model, chosen, staging: Path, images: Images, info: dict, labels, spec, keras_probs, rows: list, out: Path,
-                      domain=None) -> Iterator[Variant]:
+def _convert_variants(conv: Conversion, staging: Path) -> Iterator[Variant]:
     """Convert each variant into staging, load it back in its runtime and check it; appends report rows."""
-    from edgeleuk.export.parity import parity
-    from edgeleuk.runtime.classifier import predict_all
     from edgeleuk.runtime.backends import open_backend
     from edgeleuk.runtime.classifier import Classifier
 
+    info = embedded_info(Manifest(labels=conv.classes.labels, preprocess=conv.spec, source_model_sha256=conv.source_sha,
+                                  versions={"edgeleuk": __version__}, **conv.learned))
     with tempfile.TemporaryDirectory(dir=staging) as work:
-        for cfg in sorted(chosen, key=lambda c: (c.format, c.precision != "fp32")):
+        for cfg in sorted(conv.chosen, key=lambda c: (c.format, c.precision != "fp32")):
             print(f"converting {cfg.name} …", flush=True)
             try:
-                job = VariantJob(model, cfg, staging, info, Path(work), domain.ood if domain is not None else None)
-                path, seconds = write_variant(job, images.calibration)
-                classifier = Classifier(backend=open_backend(path, threads=None), labels=labels, spec=spec, path=path)
+                job = VariantJob(conv.exported, cfg, staging, info, Path(work), conv.domain.ood if conv.domain is not None else None)
+                path, seconds = write_variant(job, conv.images.calibration)
+                classifier = Classifier(backend=open_backend(path, threads=None), labels=conv.classes.labels, spec=conv.spec, path=path)
             except UserError:
                 raise
             except Exception as exc:
                 log = Path(work) / f"{cfg.name}.log"
                 tail = log.read_text(errors="replace")[-1500:] if log.is_file() else ""
                 raise UserError(f"{cfg.name}: conversion failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}); "
-                                f"the previous output in {out} is unchanged" + (f"\nconverter log (end):\n{tail}" if tail else "")) from None
-            row = {"variant": cfg.name, "size_bytes": path.stat().st_size, "conversion_seconds": seconds}
-            if images.test is not None:
-                row.update(parity(predict_all(classifier, images.test), keras_probs, images.test_labels))
-            if images.first_test is not None:
-                row.update(sites.first_site_row(predict_all(classifier, images.first_test), images))
-            row.update(_ood_checks(domain, classifier, images))
-            if cfg.format == "onnx" and cfg.precision == "int8" and images.kernel_sample is not None:
-                row.update(_kernel_checks(path, images.kernel_sample))
-            rows.append(row)
+                                f"the previous output in {conv.config.out} is unchanged"
+                                + (f"\nconverter log (end):\n{tail}" if tail else "")) from None
+            row = _checks(conv, cfg, path, classifier, seconds)
+            conv.rows.append(row)
             checks = {k: row[k] for k in ("accuracy", "macro_f1", "agreement", "max_prob_diff", "ood_agreement_val", "ood_flagged_test",
                                           "score_layers_max_diff", "kernel_agreement") if k in row}
             yield replace(_variant(cfg, path, classifier, seconds, checks), kernels_checked=tuple(row.get("kernels_checked", ())))
+
+
+def _checks(conv: Conversion, cfg: QuantizationConfig, path: Path, classifier, seconds: float) -> dict[str, Any]:
+    """One variant's report row: parity with Keras, the first site, the OOD score, the other CPUs' kernels."""
+    from edgeleuk.export.parity import parity
+    from edgeleuk.runtime.classifier import predict_all
+
+    images = conv.images
+    row: dict[str, Any] = {"variant": cfg.name, "size_bytes": path.stat().st_size, "conversion_seconds": seconds}
+    if images.test is not None:
+        row.update(parity(predict_all(classifier, images.test), conv.keras_probs, images.test_labels))
+    if images.first_test is not None:
+        row.update(sites.first_site_row(predict_all(classifier, images.first_test), images))
+    row.update(_ood_checks(conv.domain, classifier, images))
+    if cfg.format == "onnx" and cfg.precision == "int8" and images.kernel_sample is not None:
+        row.update(_kernel_checks(path, images.kernel_sample))
+    return row
 
 
 def _kernel_checks(path: Path, sample: np.ndarray) -> dict[str, Any]:

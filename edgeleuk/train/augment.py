@@ -5,6 +5,7 @@ and camera vary from slide to slide. Runs in numpy/OpenCV through the same degra
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import keras
@@ -62,6 +63,23 @@ def outlier(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return canvas
 
 
+@dataclass(frozen=True)
+class BatchRecipe:
+    """How AugmentedBatches draws each batch."""
+
+    batch_size: int
+    seed: int
+    policy: str  # basic or robust (POLICIES)
+    class_weights: dict[int, float] | None = None
+    outliers: float = 0.0  # outlier fields per batch, as a share of its images
+    outlier_weight: float = 0.5
+    classes: int = 4
+    soft_targets: np.ndarray | None = None  # a teacher's softened probabilities, per image
+    soft_weight: float = 0.0
+    rehearsal: tuple[np.ndarray, np.ndarray] | None = None  # the first site's images and labels
+    rehearse_share: float = 0.0
+
+
 class AugmentedBatches(keras.utils.PyDataset):
     """Shuffled, augmented batches; the epoch and batch index seed the generator (reproducible).
 
@@ -74,22 +92,20 @@ class AugmentedBatches(keras.utils.PyDataset):
     `rehearse_share` of its size drawn from them (edgeleuk.train.rehearse).
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, policy: str,
-                 class_weights: dict[int, float] | None = None, outliers: float = 0.0, outlier_weight: float = 0.5,
-                 classes: int = 4, soft_targets: np.ndarray | None = None, soft_weight: float = 0.0,
-                 rehearsal: tuple[np.ndarray, np.ndarray] | None = None, rehearse_share: float = 0.0, **kwargs):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, recipe: BatchRecipe, **kwargs):
         super().__init__(**kwargs)
-        if policy not in POLICIES:
+        if recipe.policy not in POLICIES:
             from edgeleuk.errors import UserError
 
-            raise UserError(f"Received: augment={policy!r}; expected one of {', '.join(POLICIES)}")
-        self.images, self.labels, self.batch_size, self.seed, self.policy = images, labels, batch_size, seed, policy
-        self.class_weights = class_weights or {}
-        self.outliers, self.outlier_weight, self.classes = outliers, outlier_weight, classes
-        self.soft_targets, self.soft_weight = soft_targets, soft_weight  # a teacher's, per image (distillation)
-        self.rehearsal, self.rehearse_share = rehearsal, rehearse_share
+            raise UserError(f"Received: augment={recipe.policy!r}; expected one of {', '.join(POLICIES)}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.seed, self.policy = recipe.batch_size, recipe.seed, recipe.policy
+        self.class_weights = recipe.class_weights or {}
+        self.outliers, self.outlier_weight, self.classes = recipe.outliers, recipe.outlier_weight, recipe.classes
+        self.soft_targets, self.soft_weight = recipe.soft_targets, recipe.soft_weight  # a teacher's, per image (distillation)
+        self.rehearsal, self.rehearse_share = recipe.rehearsal, recipe.rehearse_share
         self.epoch = 0
-        self.order = np.random.default_rng([seed, 0]).permutation(len(images))
+        self.order = np.random.default_rng([recipe.seed, 0]).permutation(len(images))
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)

@@ -56,7 +56,7 @@ def fine_tune(model, data: Arrays, config: TrainConfig, rows: list, out: Path) -
     import keras
     import tensorflow as tf
 
-    from edgeleuk.train.augment import AugmentedBatches
+    from edgeleuk.train.augment import AugmentedBatches, BatchRecipe
     from edgeleuk.train.callbacks import BestWeights, HistoryWriter
     from edgeleuk.train.model import unfreeze_top
 
@@ -69,10 +69,10 @@ def fine_tune(model, data: Arrays, config: TrainConfig, rows: list, out: Path) -
     print(f"stage 2 (fine-tuning from {config.fine_tune_from}): {layers} layers, {trainable:,} trainable parameters")
     tr = data.parts["train"]
     classes = int(model.output_shape[-1])
-    train_ds = AugmentedBatches(data.images[tr], data.labels[tr], config.batch_size, config.seed, config.augment,
-                                class_weights=_class_weights(data.labels[tr], classes), outliers=config.outliers, classes=classes,
-                                soft_targets=data.soft, soft_weight=config.distill_weight,
-                                rehearsal=data.rehearsal.pool() if data.rehearsal else None, rehearse_share=config.rehearse_share)
+    recipe = BatchRecipe(config.batch_size, config.seed, config.augment, class_weights=_class_weights(data.labels[tr], classes),
+                         outliers=config.outliers, classes=classes, soft_targets=data.soft, soft_weight=config.distill_weight,
+                         rehearsal=data.rehearsal.pool() if data.rehearsal else None, rehearse_share=config.rehearse_share)
+    train_ds = AugmentedBatches(data.images[tr], data.labels[tr], recipe)
     val_images, val_labels = _robust_validation(*_validation_part(data), config.seed, config.augment)
     val_ds = tf.data.Dataset.from_tensor_slices((val_images, np.eye(classes, dtype=np.float32)[val_labels])).batch(64)
     keeper = BestWeights()  # fine-tuning must beat the stage-1 model on the same validation set to replace it
