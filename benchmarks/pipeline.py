@@ -307,7 +307,7 @@ def score_cost(clip: Path, log: Path, args, out: Path) -> int:
     return 0
 
 
-def _env() -> dict:
+def run_env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
 
 
@@ -321,7 +321,7 @@ def run_command(clip: Path, log: Path, args, serve: bool = False) -> list[str]:
             + (["--model", args.model] if args.model else []) + (["--realtime"] if args.realtime else []) + extra)
 
 
-def _viewer(port: int, stop: threading.Event, counts: dict) -> None:
+def viewer(port: int, stop: threading.Event, counts: dict) -> None:
     """What the page does: read the MJPEG stream as it comes, poll the status twice a second."""
     def stream():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -350,13 +350,13 @@ def _viewer(port: int, stop: threading.Event, counts: dict) -> None:
 
 def serve_once(clip: Path, log: Path, args, serve: bool) -> tuple[list[dict], dict]:
     log.unlink(missing_ok=True)
-    proc = subprocess.Popen(run_command(clip, log, args, serve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(run_command(clip, log, args, serve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env())
     stop, counts = threading.Event(), {"stream_frames": 0, "status_polls": 0}
     if serve and args.serve:
         for line in proc.stdout:
             found = re.search(r"live view: http://127\.0\.0\.1:(\d+)/", line)
             if found:
-                threading.Thread(target=_viewer, args=(int(found.group(1)), stop, counts), daemon=True).start()
+                threading.Thread(target=viewer, args=(int(found.group(1)), stop, counts), daemon=True).start()
                 break
     proc.communicate()
     stop.set()
@@ -424,7 +424,7 @@ def main() -> int:
             run_decoded(clip, log, args.frames, args.model, args.threads)
             wall = time.perf_counter() - start
         else:
-            proc = subprocess.Popen(run_command(clip, log, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+            proc = subprocess.Popen(run_command(clip, log, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env())
             while proc.poll() is None and first is None:
                 if log.exists() and log.stat().st_size > 0:
                     first = time.perf_counter() - start

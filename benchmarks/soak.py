@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from pipeline import _env, _viewer, record_clip  # noqa: E402
+from pipeline import record_clip, run_env, viewer  # noqa: E402
 
 ALLOWED_GROWTH_MB = 10.0
 
@@ -75,12 +75,12 @@ def soak(args, work: Path) -> dict:
            "--save-frames", str(work / "saved"), "--label", args.label] + (["--model", args.model] if args.model else [])
     if url:
         cmd += ["--publish", url, "--publish-frames", "--device-id", "soak"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env())
     stop, counts = threading.Event(), {"stream_frames": 0, "status_polls": 0}
     for line in proc.stdout:
         found = re.search(r"live view: http://127\.0\.0\.1:(\d+)/", line)
         if found:
-            threading.Thread(target=_viewer, args=(int(found.group(1)), stop, counts), daemon=True).start()
+            threading.Thread(target=viewer, args=(int(found.group(1)), stop, counts), daemon=True).start()
             break
     threading.Thread(target=proc.stdout.read, daemon=True).start()  # drained, never blocking the run
     start, samples = time.monotonic(), []

@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from edgeleuk.export import score_layers  # noqa: E402
 from edgeleuk.files import atomic_write_text  # noqa: E402
-from edgeleuk.preprocess import preprocess  # noqa: E402
+from edgeleuk.preprocess import OD_LUT, preprocess  # noqa: E402
 from edgeleuk.runtime.quality import STAIN_MARGIN, STAIN_SIDE, leukocyte_mask, stain_strength  # noqa: E402
 
 
@@ -39,9 +39,9 @@ def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> byt
     """`data` (a TFLite file with a uint8 224×224 input) with the stand-in as one more output:
     [leukocytes' density sum, their count, red cells' density sum, their count]; with `slice_only`,
     its first operation alone (the 56×56 copy)."""
-    _, s = score_layers._schema()
-    model = score_layers._read(data)
-    g = score_layers._Graph(model, s)
+    _, s = score_layers.tflite_schema()
+    model = score_layers.read_tflite(data)
+    g = score_layers.GraphEditor(model, s)
     B, O, T = s.BuiltinOperator, s.BuiltinOptions, s.TensorType
     side, step = STAIN_SIDE, 224 // STAIN_SIDE
     image = [1, side, side, 3]
@@ -70,10 +70,10 @@ def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> byt
     if slice_only:
         g.graph.outputs = np.append(g.graph.outputs, np.int32(small))
         model.signatureDefs = []
-        return score_layers._write(model)
+        return score_layers.write_tflite(model)
     values = op(B.CAST, [small], image)
     if gather:
-        table = (-np.log((np.arange(256) + 1.0) / 256.0)).astype(np.float32)
+        table = OD_LUT
         gathered = s.GatherOptionsT()
         per_channel = op(B.GATHER, [t("table", [256], table), op(B.CAST, [small], image, dtype=T.INT32)], image, O.GatherOptions, gathered)
         od = op(B.SUM, [per_channel, channels], plane, O.ReducerOptions, keep)
@@ -98,7 +98,7 @@ def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> byt
     out = op(B.CONCATENATION, [sums[0], counts[0], sums[1], counts[1]], [1, 1, 1, 4], O.ConcatenationOptions, joined)
     g.graph.outputs = np.append(g.graph.outputs, np.int32(out))
     model.signatureDefs = []  # the stand-in is read by index
-    return score_layers._write(model)
+    return score_layers.write_tflite(model)
 
 
 def stand_in_numpy(image: np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from edgeleuk.preprocess import optical_density
+
 SEVERITIES = (1, 2, 3, 4, 5)
 MODERATE = 3
 
@@ -76,7 +78,7 @@ def stain_factor(level: float) -> float:
 
 def scale_stain(image: np.ndarray, factor: float) -> np.ndarray:
     """The field stained `factor` times as strongly: its optical density scaled (Beer-Lambert)."""
-    od = -np.log((_f32(image) + 1.0) / 256.0)
+    od = optical_density(image)
     return _u8(256.0 * np.exp(-od * factor) - 1.0)
 
 

@@ -187,3 +187,14 @@ def dihedral(images: np.ndarray) -> np.ndarray:
     views = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
     views += [np.rot90(images[:, :, ::-1], k, axes=(1, 2)) for k in range(4)]
     return np.ascontiguousarray(np.concatenate(views))
+
+
+# Beer-Lambert: a stain's absorbance is additive in optical density, -log of the light let through
+OD_LUT = (-np.log((np.arange(256, dtype=np.float64) + 1.0) / 256.0)).astype(np.float32)
+
+
+def optical_density(image: np.ndarray) -> np.ndarray:
+    """The optical density of each pixel (float32): a table lookup for uint8 images."""
+    if image.dtype == np.uint8:
+        return OD_LUT[image]
+    return -np.log((image.astype(np.float32) + 1.0) / 256.0)

@@ -59,15 +59,10 @@ class _SilentImport(importlib.abc.MetaPathFinder):
         run = spec.loader.exec_module
 
         def exec_module(module):
-            sys.stderr.flush()
-            saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 2)
-            try:
+            from edgeleuk.redirect import redirected
+
+            with redirected():
                 run(module)
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-                os.close(null)
 
         spec.loader.exec_module = exec_module
         return spec

@@ -13,7 +13,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from edgeleuk.degrade import rescale
+from edgeleuk.degrade import rescale, scale_stain
 from edgeleuk.runtime.quality import STAIN_MARGIN
 
 Maker = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -116,8 +116,7 @@ def other_stain(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         elif kind == 1:
             out.append(cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB))
         else:
-            od = -np.log((img.astype(np.float32) + 1.0) / 256.0)
-            out.append(np.clip(256.0 * np.exp(-od * rng.uniform(2.5, 3.5)) - 1.0, 0, 255).astype(np.uint8))
+            out.append(scale_stain(img, rng.uniform(2.5, 3.5)))
     return np.stack(out)
 
 

@@ -26,7 +26,7 @@ from edgeleuk.runtime.backends import output_roles
 PREFIX = "ood/"  # the appended tensors' names
 
 
-def _schema():
+def tflite_schema():
     try:
         import flatbuffers
         from ai_edge_litert import schema_py_generated as schema
@@ -35,19 +35,19 @@ def _schema():
     return flatbuffers, schema
 
 
-def _read(data: bytes):
-    _, schema = _schema()
+def read_tflite(data: bytes):
+    _, schema = tflite_schema()
     return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
 
 
-def _write(model) -> bytes:
-    flatbuffers, _ = _schema()
+def write_tflite(model) -> bytes:
+    flatbuffers, _ = tflite_schema()
     builder = flatbuffers.Builder(len(model.buffers) * 64 + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
-class _Graph:
+class GraphEditor:
     """Appends tensors, constants and operators to a model's first subgraph."""
 
     def __init__(self, model, schema):
@@ -85,9 +85,9 @@ class _Graph:
 
 def append_tflite(data: bytes, stats: OODStats) -> bytes:
     """The TFLite flatbuffer `data` with the score as one more output, [batch, 1] float32."""
-    _, s = _schema()
-    model = _read(data)
-    g = _Graph(model, s)
+    _, s = tflite_schema()
+    model = read_tflite(data)
+    g = GraphEditor(model, s)
     outputs = [int(i) for i in g.graph.outputs]
     sizes = [int(g.graph.tensors[i].shape[-1]) for i in outputs]
     _, features = output_roles(sizes, len(stats.components[0].means), stats.dims, "the converted file")
@@ -136,20 +136,20 @@ def append_tflite(data: bytes, stats: OODStats) -> bytes:
         entry = s.TensorMapT()
         entry.name, entry.tensorIndex = name, score
         signature.outputs.append(entry)
-    return _write(model)
+    return write_tflite(model)
 
 
 def strip_tflite(data: bytes) -> bytes:
     """`data` without the score layers (what the file would be without the score): a baseline for
     benchmarks. The embedded manifest after the flatbuffer is not kept."""
-    model = _read(data)
+    model = read_tflite(data)
     g = model.subgraphs[0]
     appended = {i for i, t in enumerate(g.tensors) if t.name.decode().startswith((PREFIX, SCORE_OUTPUT))}
     g.operators = [op for op in g.operators if not set(int(i) for i in op.outputs) & appended]
     g.outputs = np.array([i for i in g.outputs if int(i) not in appended], np.int32)
     for signature in model.signatureDefs or []:
         signature.outputs = [t for t in signature.outputs if int(t.tensorIndex) not in appended]
-    return _write(model)
+    return write_tflite(model)
 
 
 def append_onnx(source: Path, target: Path, stats: OODStats) -> None:

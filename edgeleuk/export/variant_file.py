@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeleuk.export.quiet import quiet
+from edgeleuk.redirect import redirected
 from edgeleuk.export.recipes import QuantizationConfig
 from edgeleuk.runtime.embedded import EMBEDDED_NAME
 
@@ -33,7 +33,7 @@ def write_variant(job: VariantJob, calibration: np.ndarray | None) -> tuple[Path
     start = time.perf_counter()
     batches = (lambda: iter(calibration)) if calibration is not None else None
     target = job.folder / job.cfg.file_name
-    with quiet(job.work / f"{job.cfg.name}.log"):
+    with redirected(job.work / f"{job.cfg.name}.log", (1, 2)):  # the converters' chatter: kept for errors
         (_tflite if job.cfg.format == "tflite" else _onnx)(job, target, batches)
     return target, time.perf_counter() - start
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 
 from edgeleuk.errors import UserError, missing_package
 from edgeleuk.manifest import Quantization
+from edgeleuk.redirect import redirected
 
 BACKENDS = ("litert", "tflite-runtime", "tf-lite", "onnxruntime")
 
@@ -24,22 +24,10 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-@contextlib.contextmanager
 def _native_stderr_quiet():
     """Close stderr at the file-descriptor level while a native library starts, when the command
     line asked for quiet (every command does, unless --verbose)."""
-    if os.environ.get("EDGELEUK_QUIET") != "1":
-        yield
-        return
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
+    return redirected() if os.environ.get("EDGELEUK_QUIET") == "1" else contextlib.nullcontext()
 
 
 def _interpreter_class(backend: str | None):

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from edgeleuk.manifest import QualityLimits
+from edgeleuk.preprocess import OD_LUT
 
 
 QualityThresholds = QualityLimits  # the manifest's type: one definition of the gate's limits
@@ -56,7 +57,6 @@ def leukocyte_mask(image_rgb: np.ndarray) -> np.ndarray:
 _KERNEL = np.ones((3, 3), np.uint8)
 
 
-_OD = (-np.log((np.arange(256, dtype=np.float64) + 1.0) / 256.0)).astype(np.float32)  # optical density per grey level
 _ONES = np.ones((1, 3), np.float32)
 STAIN_SIDE = 56  # the statistics are read on a 56×56 copy of the crop, the same in fitting and on the device
 MIN_STAIN_PIXELS = 8
@@ -73,7 +73,7 @@ def stain_strength(image_rgb: np.ndarray, mask: np.ndarray | None = None) -> tup
     than 8 of its pixels show in the 56×56 copy."""
     mask = leukocyte_mask(image_rgb) if mask is None else mask
     small = cv2.resize(image_rgb, _STAIN_SHAPE, interpolation=cv2.INTER_NEAREST)
-    od = cv2.transform(cv2.LUT(small, _OD), _ONES).reshape(-1)  # flat: 1-D selections are faster than 2-D ones
+    od = cv2.transform(cv2.LUT(small, OD_LUT), _ONES).reshape(-1)  # flat: 1-D selections are faster than 2-D ones
     od -= np.partition(od, _BACKGROUND)[_BACKGROUND]
     leukocytes = _nearest(mask).reshape(-1).view(bool)  # the same pixels as `small`
     red_cells = (od > RED_CELL_OD) > leukocytes  # and not a leukocyte's (booleans: a > b is a and not b)
