@@ -19,6 +19,7 @@ from typing import Any
 from edgeleuk.classes import ClassMap, read_classes
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_write_text, read_text
+from edgeleuk.ood_stats import OODStats, read_ood
 from edgeleuk.strict import checked, finite
 
 SCHEMA_VERSION = 5  # 2: the out-of-distribution statistics (`ood`), the features output, the cell ruler; 3: `quality`;
@@ -49,86 +50,6 @@ class PreprocessSpec:
             raise UserError(f"Received: size={self.size}; expected 16 … 4096")
 
 
-OOD_METHOD = "mahalanobis"
-TARGET_FLAGGED = 0.01  # share of in-distribution validation frames the threshold flags
-MAX_OOD_FRACTION = 0.25  # a sample with more of its usable frames out of distribution is referred
-
-
-@dataclass(frozen=True)
-class OODComponent:
-    """One feature space the score reads: class centres and the whitening of their shared covariance."""
-
-    features: str  # "head": the Dense(128, relu) output; "field": block_12's pooled output (stain, texture, scale)
-    means: tuple[tuple[float, ...], ...]  # one centre per class, in label order (classes × dims)
-    whitening: tuple[tuple[float, ...], ...]  # W with W Wᵀ = Σ⁻¹ (dims × dims)
-    threshold: float  # its distance above which a frame is out of distribution
-    shrinkage: float = 0.0
-
-    def __post_init__(self) -> None:
-        dims = len(self.whitening)
-        if not self.means or any(len(m) != dims for m in self.means) or any(len(r) != dims for r in self.whitening):
-            raise UserError(f"manifest: ood component {self.features!r}: means and whitening disagree in size")
-        if not (math.isfinite(self.threshold) and self.threshold > 0):
-            raise UserError(f"manifest: ood component {self.features!r}: threshold={self.threshold!r}; expected a positive number")
-
-    @property
-    def dims(self) -> int:
-        return len(self.whitening)
-
-
-@dataclass(frozen=True)
-class StainStats:
-    """How strongly each class's training fields are stained (log of the leukocytes' median optical
-    density over the background, and of the red cells'; `runtime.quality.stain_strength`). A frame
-    stained beyond either limit of the class the model names is out of distribution: the limit is
-    the class's natural spread times the suite's severity-3 stain, which the model must still read
-    (`export.domain.fit_stain`). The red-cell fields are absent in models converted before them."""
-
-    log_limit: tuple[float, ...]  # leukocytes, per class, in label order
-    log_mean: tuple[float, ...]
-    log_sd: tuple[float, ...]
-    calibration: str = ""
-    red_log_limit: tuple[float, ...] | None = None  # red cells, per class; None: not judged
-    red_log_mean: tuple[float, ...] | None = None
-    red_log_sd: tuple[float, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if not self.log_limit or not len(self.log_limit) == len(self.log_mean) == len(self.log_sd):
-            raise UserError("manifest: ood.stain: log_limit, log_mean and log_sd need one value per class")
-        red = (self.red_log_limit, self.red_log_mean, self.red_log_sd)
-        if any(r is not None for r in red) and not all(r is not None and len(r) == len(self.log_limit) for r in red):
-            raise UserError("manifest: ood.stain: red_log_limit, red_log_mean and red_log_sd need one value per class, all three or none")
-        if not all(math.isfinite(v) for v in (*self.log_limit, *self.log_mean, *self.log_sd, *(v for r in red if r for v in r))):
-            raise UserError("manifest: ood.stain: every value must be a finite number")
-
-
-@dataclass(frozen=True)
-class OODStats:
-    """What the runtime needs to judge a frame; travels in the manifest. A frame is out of
-    distribution when any component's distance passes that component's threshold."""
-
-    components: tuple[OODComponent, ...]
-    method: str = OOD_METHOD
-    target_flagged: float = TARGET_FLAGGED
-    max_ood_fraction: float = MAX_OOD_FRACTION
-    calibration: str = ""
-    stain: StainStats | None = None  # None: the stain's strength is not judged (models converted before it)
-
-    def __post_init__(self) -> None:
-        if self.method != OOD_METHOD:
-            raise UserError(f"manifest: ood.method={self.method!r}; this edgeleuk computes {OOD_METHOD!r}")
-        if not self.components:
-            raise UserError("manifest: ood.components is empty")
-        if len({c.dims for c in self.components}) != len(self.components):
-            raise UserError("manifest: ood.components must differ in size (the outputs are matched by size)")
-        if not 0 < self.max_ood_fraction <= 1:
-            raise UserError(f"manifest: ood.max_ood_fraction={self.max_ood_fraction!r}; expected 0 … 1")
-
-    @property
-    def dims(self) -> tuple[int, ...]:
-        return tuple(c.dims for c in self.components)
-
-
 @dataclass(frozen=True)
 class QualityLimits:
     """The frame quality gate's limits, measured on the model input (the 224 crop), so they hold at
@@ -152,7 +73,10 @@ class QualityLimits:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
                     or ("fraction" in f.name and value > 1):
-                raise UserError(f"quality.{f.name}={value!r}; expected a finite number ≥ 0" + (" and ≤ 1" if "fraction" in f.name else ""))
+                raise UserError(
+                    f"quality.{f.name}={value!r}; expected a finite number ≥ 0"
+                    + (" and ≤ 1" if "fraction" in f.name else "")
+                )
 
 
 @dataclass(frozen=True)
@@ -195,7 +119,8 @@ class Manifest:
     """Everything a stage needs to know about a set of artifacts."""
 
     labels: tuple[str, ...] = ()  # the classes in output order, from the training data's folders
-    class_folders: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label → the folders it merged (--classes a=x+y)
+    # label → the folders it merged (--classes a=x+y)
+    class_folders: dict[str, tuple[str, ...]] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     variants: tuple[Variant, ...] = ()
@@ -248,7 +173,10 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
     finite(data, "manifest", positive=("cell_diameter_px",))
     version = data.get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise UserError(f"manifest: schema_version {version!r} is newer than this edgeleuk reads ({SCHEMA_VERSION}); upgrade edgeleuk")
+        raise UserError(
+            f"manifest: schema_version {version!r} is newer than this edgeleuk reads ({SCHEMA_VERSION}); upgrade "
+            "edgeleuk"
+        )
     spec = _strict(PreprocessSpec, data.get("preprocess", {}), "preprocess")
     spec = dict(spec)
     if "value_range" in spec:
@@ -265,7 +193,9 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
             raise UserError(f"manifest: variants[{i}].format={v.get('format')!r}; expected one of {FORMATS}")
         name = v.get("file")
         if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
-            raise UserError(f"manifest: variants[{i}].file={name!r}; expected a plain file name inside the model folder")
+            raise UserError(
+                f"manifest: variants[{i}].file={name!r}; expected a plain file name inside the model folder"
+            )
         variants.append(Variant(**v))
     data["preprocess"] = PreprocessSpec(**spec)
     data["variants"] = tuple(variants)
@@ -283,25 +213,6 @@ def embedded_info(manifest: Manifest) -> dict[str, Any]:
     data = manifest_to_dict(manifest)
     data.pop("variants")
     return data
-
-
-def read_ood(data: dict[str, Any]) -> OODStats:
-    """The `ood` object of a manifest or of a model file's embedded info, checked."""
-    ood = dict(_strict(OODStats, data, "ood"))
-    try:
-        components = []
-        for i, item in enumerate(ood.get("components", ())):
-            item = dict(_strict(OODComponent, item, f"ood.components[{i}]"))
-            for key in ("means", "whitening"):
-                item[key] = tuple(tuple(float(v) for v in row) for row in item.get(key, ()))
-            components.append(OODComponent(**item))
-        ood["components"] = tuple(components)
-        if ood.get("stain") is not None and not isinstance(ood["stain"], StainStats):
-            stain = dict(_strict(StainStats, ood["stain"], "ood.stain"))
-            ood["stain"] = StainStats(**{k: v if k == "calibration" or v is None else tuple(float(x) for x in v) for k, v in stain.items()})
-        return OODStats(**ood)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"manifest: ood: {exc}") from None
 
 
 def manifest_to_dict(manifest: Manifest) -> dict[str, Any]:
@@ -344,5 +255,8 @@ def verify_variant(folder: str | os.PathLike, variant: Variant) -> Path:
         raise UserError(f"manifest names {variant.file} but it is not in {folder}")
     actual = sha256_file(path)
     if actual != variant.sha256:
-        raise UserError(f"{path}: sha256 {actual[:12]}… does not match the manifest ({variant.sha256[:12]}…); the file was changed or is corrupt")
+        raise UserError(
+            f"{path}: sha256 {actual[:12]}… does not match the manifest ({variant.sha256[:12]}…); the file was "
+            "changed or is corrupt"
+        )
     return path

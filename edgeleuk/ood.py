@@ -7,7 +7,8 @@ divided by √dims. The two spaces are the head's 128 features (what the classif
 block 12's pooled 96 channels (the field: stain, texture, cell size, which the head was trained to
 ignore). Fitting needs numpy only; the runtime computes it per frame from the statistics in the
 manifest: TFLite and ONNX files converted by edgeleuk carry it as float layers after their features
-(export/score_layers.py, checked against this code at conversion); other files are scored here. Beside them, the stain's strength against the
+(export/score_layers.py, checked against this code at conversion); other files are scored here. Beside them, the
+stain's strength against the
 named class's limits, in its leukocytes and its red cells (`stain_score`): a smear stained far more
 strongly than training is referred.
 `edgeleuk evaluate --ood` compares it with other scores (max softmax, energy, k-nearest neighbours,
@@ -20,21 +21,21 @@ import dataclasses
 import hashlib
 import json
 import math
-
 from typing import Any
 
 import numpy as np
 
-from edgeleuk.manifest import TARGET_FLAGGED, OODComponent, OODStats
+from edgeleuk.ood_stats import TARGET_FLAGGED, OODComponent, OODStats
 
-
-SCORE_OUTPUT = "ood_score"  # a file's own score output: this, "_", and the fingerprint of the statistics it was built from
+# a file's own score output: this, "_", and the fingerprint of the statistics it was built from
+SCORE_OUTPUT = "ood_score"
 
 
 def fingerprint(stats: OODStats) -> str:
     """12 hex digits of the sha256 of what the score reads (the components: centres, whitening,
     thresholds), as the manifest writes them."""
-    fields = [{f.name: getattr(c, f.name) for f in dataclasses.fields(c)} for c in stats.components]  # asdict's deep copy took 28 ms
+    # asdict's deep copy took 28 ms
+    fields = [{f.name: getattr(c, f.name) for f in dataclasses.fields(c)} for c in stats.components]
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -98,7 +99,9 @@ class OODScorer:
         self._centres = np.concatenate([s.centres for s in self.spaces], axis=1)  # classes × total
         stain = stats.stain  # the limits as Python floats: math.exp on them takes 1.5 µs in the run loop, numpy's 2.7
         self._stain_limit = None if stain is None else tuple(float(v) for v in stain.log_limit)
-        self._red_limit = None if stain is None or stain.red_log_limit is None else tuple(float(v) for v in stain.red_log_limit)
+        self._red_limit = (
+            None if stain is None or stain.red_log_limit is None else tuple(float(v) for v in stain.red_log_limit)
+        )
 
     @property
     def matrices(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -132,14 +135,17 @@ class OODScorer:
         if len(features) != len(self.spaces):
             raise ValueError(f"{len(features)} feature arrays for {len(self.spaces)} components")
         z = np.concatenate(features, axis=1) @ self._whitening
-        d2 = np.square(z[:, None, :] - self._centres) @ self._sum  # N × classes × spaces, each already over dims × threshold²
+        # N × classes × spaces, each already over dims × threshold²
+        d2 = np.square(z[:, None, :] - self._centres) @ self._sum
         return np.sqrt(d2.min(1).max(1))
 
     def in_distribution(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) <= self.threshold
 
 
-def fit_gaussians(features: np.ndarray, labels: np.ndarray, classes: int, shrinkage: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+def fit_gaussians(
+    features: np.ndarray, labels: np.ndarray, classes: int, shrinkage: float | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Class means and the whitening matrix of the shared (within-class) covariance.
 
     The covariance is shrunk towards its mean variance (Ledoit-Wolf's estimate of how much, unless
@@ -147,7 +153,9 @@ def fit_gaussians(features: np.ndarray, labels: np.ndarray, classes: int, shrink
     blow up, and a frame unlike the training data lights exactly those up.
     """
     features = np.asarray(features, dtype=np.float64)
-    means = np.stack([features[labels == c].mean(0) if np.any(labels == c) else features.mean(0) for c in range(classes)])
+    means = np.stack(
+        [features[labels == c].mean(0) if np.any(labels == c) else features.mean(0) for c in range(classes)]
+    )
     centred = features - means[labels]
     n, dims = centred.shape
     cov = centred.T @ centred / max(n - 1, 1)
@@ -187,10 +195,17 @@ def calibrate_thresholds(distances: list[np.ndarray], target_flagged: float = TA
     return thresholds(low)
 
 
-def fit_ood(features: Parts, names: list[str], target_flagged: float = TARGET_FLAGGED, calibration: str = "") -> OODStats:
+def fit_ood(
+    features: Parts, names: list[str], target_flagged: float = TARGET_FLAGGED, calibration: str = ""
+) -> OODStats:
     """Statistics from the training part, thresholds from the validation part (never the test part);
     `features.train` and `.val` hold one array per feature space, in the order of `names`."""
-    train_features, train_labels, val_features, classes = features.train, features.train_labels, features.val, features.classes
+    train_features, train_labels, val_features, classes = (
+        features.train,
+        features.train_labels,
+        features.val,
+        features.classes,
+    )
     drafts = []
     for name, train in zip(names, train_features):
         means, whitening, shrinkage = fit_gaussians(train, train_labels, classes)
@@ -203,4 +218,5 @@ def fit_ood(features: Parts, names: list[str], target_flagged: float = TARGET_FL
 
 
 def _rows(matrix: np.ndarray) -> tuple[tuple[float, ...], ...]:
-    return tuple(tuple(float(f"{v:.6g}") for v in row) for row in np.asarray(matrix))  # 6 digits: 1e-6, far below the features' own noise
+    # 6 digits: 1e-6, far below the features' own noise
+    return tuple(tuple(float(f"{v:.6g}") for v in row) for row in np.asarray(matrix))

@@ -63,8 +63,14 @@ def test_picamera2_frames_reach_the_model_in_the_right_colour_order(converted, s
 def test_picamera2_missing_or_absent_camera_is_a_clear_error(converted):
     proc = cli("run", "--model", str(converted), "--camera", "picamera2")
     assert proc.returncode == 1 and "Picamera2 is not installed" in proc.stderr and "Traceback" not in proc.stderr
-    proc = cli("run", "--model", str(converted), "--camera", "picamera2", env={**FAKE_ENV, "FAKE_PICAMERA2_CAMERAS": "0"})
-    assert proc.returncode == 1 and "CSI camera could not be started" in proc.stderr and "CSI cameras found: 0" in proc.stderr
+    proc = cli(
+        "run", "--model", str(converted), "--camera", "picamera2", env={**FAKE_ENV, "FAKE_PICAMERA2_CAMERAS": "0"}
+    )
+    assert (
+        proc.returncode == 1
+        and "CSI camera could not be started" in proc.stderr
+        and "CSI cameras found: 0" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
 
 
@@ -73,13 +79,13 @@ def test_picamera2_failing_mid_run_reconnects_then_stops(monkeypatch):
     monkeypatch.syspath_prepend(str(FAKES))
     import picamera2
 
-    import edgeleuk.runtime.sources as sources
+    import edgeleuk.runtime.cameras as cameras
 
     monkeypatch.setattr(picamera2, "delivered", 0)
     monkeypatch.setattr(picamera2, "opened", 0)
     monkeypatch.setenv("FAKE_PICAMERA2_FRAMES", "3")
-    monkeypatch.setattr(sources.time, "sleep", lambda s: None)
-    camera = sources.PicameraSource(320, 240, retries=2)
+    monkeypatch.setattr(cameras.time, "sleep", lambda s: None)
+    camera = cameras.PicameraSource(320, 240, retries=2)
     seen = []
     with pytest.raises(UserError, match="picamera2 stopped delivering frames"):
         for frame in camera.frames():
@@ -146,9 +152,23 @@ def test_live_view_marks_the_model_region_and_unusable_frames(converted):
     assert ((panel[..., 2] > 150) & (panel[..., 1] < 100)).sum() > 200  # the reason, written in red
 
 
-@pytest.mark.skipif(not has_gui() or not x_display_reachable(), reason="needs OpenCV with GUI support (opencv-python) and an X display")
+@pytest.mark.skipif(
+    not has_gui() or not x_display_reachable(), reason="needs OpenCV with GUI support (opencv-python) and an X display"
+)
 def test_display_window_runs_and_closes(converted, clip):
-    cli("run", "--model", str(converted), "--source", str(clip), "--display", "--frames", "10", "--min-focus", "0", check_rc=0)
+    cli(
+        "run",
+        "--model",
+        str(converted),
+        "--source",
+        str(clip),
+        "--display",
+        "--frames",
+        "10",
+        "--min-focus",
+        "0",
+        check_rc=0,
+    )
 
 
 def test_wayland_counts_only_for_gtk_builds(monkeypatch, tmp_path):

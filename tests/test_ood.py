@@ -15,10 +15,10 @@ from edgeleuk.classes import KNOWN_DATASET as LABELS
 from edgeleuk.degrade import rescale
 from edgeleuk.errors import UserError
 from edgeleuk.manifest import SCHEMA_VERSION, manifest_from_dict, manifest_to_dict, read_manifest, write_manifest
-from edgeleuk.runtime.embedded import read_tflite_info
 from edgeleuk.ood import OODScorer, Parts, fit_ood
 from edgeleuk.preprocess import preprocess
 from edgeleuk.runtime import load
+from edgeleuk.runtime.embedded import read_tflite_info
 from edgeleuk.runtime.scale import ScaleMonitor, measure_cells, scaled_region
 from edgeleuk.runtime.verdict import OOD_DECISION, Verdict
 
@@ -60,8 +60,13 @@ def test_statistics_round_trip_through_the_manifest(tmp_path, converted):
     assert manifest.ood is not None and manifest.quality is not None and manifest.schema_version == SCHEMA_VERSION
     write_manifest(tmp_path, manifest)
     again = read_manifest(tmp_path)
-    assert again.ood == manifest.ood and again.cell_diameter_px == manifest.cell_diameter_px and again.quality == manifest.quality
-    embedded = manifest_from_dict(read_tflite_info(converted / "model_int8.tflite"))  # the same reader for the file's own copy
+    assert (
+        again.ood == manifest.ood
+        and again.cell_diameter_px == manifest.cell_diameter_px
+        and again.quality == manifest.quality
+    )
+    # the same reader for the file's own copy
+    embedded = manifest_from_dict(read_tflite_info(converted / "model_int8.tflite"))
     assert embedded.ood == manifest.ood and embedded.quality == manifest.quality and embedded.variants == ()
     x = [np.random.default_rng(1).random((4, d)).astype(np.float32) for d in again.ood.dims]
     np.testing.assert_array_equal(OODScorer(again.ood).score(x), OODScorer(manifest.ood).score(x))
@@ -151,7 +156,9 @@ def ood_folder(tmp_path_factory, converted):
 
 def test_run_log_carries_the_fields_and_a_folder_of_strangers_is_referred(converted, ood_folder, tmp_path):
     log = tmp_path / "run.jsonl"
-    proc = cli("run", "--model", str(converted), "--source", str(ood_folder), "--log", str(log), "--min-focus", "0", check_rc=0)
+    proc = cli(
+        "run", "--model", str(converted), "--source", str(ood_folder), "--log", str(log), "--min-focus", "0", check_rc=0
+    )
     assert f"verdict: {OOD_DECISION}" in proc.stdout
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     frames = [x for x in lines if "class" in x]
@@ -177,7 +184,9 @@ def test_a_model_without_statistics_runs_and_says_once_it_cannot_judge(converted
     manifest = read_manifest(bare)
     write_manifest(bare, dataclasses.replace(manifest, ood=None))
     log = tmp_path / "bare.jsonl"
-    proc = cli("run", "--model", str(bare), "--source", str(ood_folder), "--log", str(log), "--min-focus", "0", check_rc=0)
+    proc = cli(
+        "run", "--model", str(bare), "--source", str(ood_folder), "--log", str(log), "--min-focus", "0", check_rc=0
+    )
     assert proc.stderr.count("cannot tell frames unlike its training images") == 1
     assert OOD_DECISION not in proc.stdout
     frames = [json.loads(x) for x in log.read_text().splitlines() if '"class"' in x]
@@ -210,7 +219,8 @@ def discs(diameter: float, size=(640, 480), seed: int = 0) -> np.ndarray:
     for y in range(step, h - step, step):
         for x in range(step, w - step, step):
             cx, cy = x + int(rng.integers(-step // 8, step // 8 + 1)), y + int(rng.integers(-step // 8, step // 8 + 1))
-            cv2.circle(image, (cx, cy), int(round((diameter - 1) / 2)), (170, 120, 200), -1, lineType=cv2.LINE_AA)  # 2r+1 px across
+            # 2r+1 px across
+            cv2.circle(image, (cx, cy), int(round((diameter - 1) / 2)), (170, 120, 200), -1, lineType=cv2.LINE_AA)
     return np.clip(image + rng.normal(0, 2, image.shape), 0, 255).astype(np.uint8)
 
 
@@ -233,18 +243,23 @@ def test_calibrate_scale_writes_the_config_keeping_its_mode_group_and_link(conve
     # the tests run as root), reached through a link, as /etc/edgeleuk/edgeleuk.toml may be
     config = tmp_path / "etc" / "device.toml"
     config.parent.mkdir()
-    config.write_text('[camera]\nwidth = 640\n\n[sample]\nmin_confidence = 0.8\n\n[serve]\ntoken = "t0ken-0123456789abcdef"\n')
+    config.write_text(
+        '[camera]\nwidth = 640\n\n[sample]\nmin_confidence = 0.8\n\n[serve]\ntoken = "t0ken-0123456789abcdef"\n'
+    )
     config.chmod(0o640)
     group = 4242 if os.geteuid() == 0 else os.getegid()
     os.chown(config, -1, group)
     link = tmp_path / "device.toml"
     link.symlink_to(config)
-    proc = cli("calibrate-scale", "--model", str(model), "--source", str(frames), "--config", str(link), "--write", check_rc=0)
+    proc = cli(
+        "calibrate-scale", "--model", str(model), "--source", str(frames), "--config", str(link), "--write", check_rc=0
+    )
     from edgeleuk.runtime.config import read_config
 
     scale = read_config(link)["camera"]["scale"]  # and the config's own check of its token still passes
     assert abs(scale - 2.5) < 0.1, proc.stdout
-    assert "min_confidence = 0.8" in config.read_text() and "t0ken" in config.read_text()  # the rest of the file is kept
+    # the rest of the file is kept
+    assert "min_confidence = 0.8" in config.read_text() and "t0ken" in config.read_text()
     assert link.is_symlink() and (config.stat().st_mode & 0o777, config.stat().st_gid) == (0o640, group)
     bad = cli("calibrate-scale", "--model", str(model), "--source", str(frames), "--write")
     assert bad.returncode == 1 and "--write needs --config" in bad.stderr
@@ -287,9 +302,9 @@ def test_magnification_condition_and_training_scale_draws():
 
 
 def test_an_out_of_distribution_frame_is_shown_red_with_no_class(converted):
+    from edgeleuk.runtime.quality import assess
     from edgeleuk.runtime.records import Control, FrameResult
     from edgeleuk.runtime.sinks import DisplaySink
-    from edgeleuk.runtime.quality import assess
     from edgeleuk.runtime.sources import Frame
 
     shown = []
@@ -326,7 +341,9 @@ def test_scores_compared_on_the_float_model(trained, dataset):
     split = read_split(trained / "split.json", found.samples, found.root)
     parts = {p: load_arrays(split.part(found.samples, p), spec, progress=False) for p in ("train", "val", "test")}
     model = keras.models.load_model(trained / "model.keras", compile=False)
-    result = compare_methods(model, Parts(*parts["train"], parts["val"][0], 4), parts["test"][0], {"far": _far_images(64)}, target=0.05)
+    result = compare_methods(
+        model, Parts(*parts["train"], parts["val"][0], 4), parts["test"][0], {"far": _far_images(64)}, target=0.05
+    )
     assert len(result["rows"]) == 7 and sum("(shipped)" in r["method"] for r in result["rows"]) == 1
     for row in result["rows"]:
         assert row["val_flagged"] <= 0.1 and 0 <= row["auroc"] <= 1, row
@@ -334,7 +351,9 @@ def test_scores_compared_on_the_float_model(trained, dataset):
     assert shipped["sets"]["far"] >= 0.9
 
 
-def _cells_field(rng: np.random.Generator, leukocyte: tuple[int, int, int] | None = None, size: int = 224) -> np.ndarray:
+def _cells_field(
+    rng: np.random.Generator, leukocyte: tuple[int, int, int] | None = None, size: int = 224
+) -> np.ndarray:
     """RGB: lavender-grey red cells on a bright background, and optionally one stained leukocyte."""
     field = np.full((size, size, 3), (236, 234, 242), np.uint8)
     for _ in range(40):
@@ -391,15 +410,34 @@ def test_write_gate_puts_this_models_limits_into_its_manifest(converted, dataset
     model = tmp_path / "model"
     shutil.copytree(converted, model)
     before = read_manifest(model).quality
-    proc = cli("evaluate", str(model), "--data", str(dataset), "--variant", "tflite-int8", "--robustness", "--write-gate",
-               "--out", str(tmp_path / "evaluated"), check_rc=0)
+    proc = cli(
+        "evaluate",
+        str(model),
+        "--data",
+        str(dataset),
+        "--variant",
+        "tflite-int8",
+        "--robustness",
+        "--write-gate",
+        "--out",
+        str(tmp_path / "evaluated"),
+        check_rc=0,
+    )
     after = read_manifest(model).quality
     assert "wrote the quality gate's limits into" in proc.stdout
     assert after.min_leukocyte_fraction == before.min_leukocyte_fraction
     assert "evaluate --robustness on this model" in after.calibration
     assert (after.min_focus, after.max_brightness) != (before.min_focus, before.max_brightness)
     assert load(model).quality == after  # the runtime reads them
-    bad = cli("evaluate", str(converted / "model_int8.tflite"), "--data", str(dataset), "--robustness", "--write-gate", check_rc=1)
+    bad = cli(
+        "evaluate",
+        str(converted / "model_int8.tflite"),
+        "--data",
+        str(dataset),
+        "--robustness",
+        "--write-gate",
+        check_rc=1,
+    )
     assert "--write-gate needs --robustness and a conversion folder" in bad.stderr
 
 
@@ -409,7 +447,9 @@ def _stained_field(seed: int, od_scale: float = 1.0, strength: float = 1.0, red:
     rng = np.random.default_rng(seed)
     image = np.empty((224, 224, 3), np.float32)
     image[:] = (236, 226, 232)
-    red_colour = tuple(float(v) for v in np.array([236.0, 226.0, 232.0]) * (np.array([228.0, 196.0, 186.0]) / (236, 226, 232)) ** red)
+    red_colour = tuple(
+        float(v) for v in np.array([236.0, 226.0, 232.0]) * (np.array([228.0, 196.0, 186.0]) / (236, 226, 232)) ** red
+    )
     for _ in range(6):  # pale enough to stay out of the leukocyte mask when stained 3× (a real field's may not)
         cv2.circle(image, (int(rng.integers(10, 214)), int(rng.integers(10, 214))), 14, red_colour, -1)
     od = -np.log(np.array([150.0, 60.0, 160.0]) / 236.0) * strength  # the leukocyte's colour as optical density
@@ -428,7 +468,9 @@ def test_stain_strength_reads_a_stronger_stain_and_not_exposure_or_white_balance
     assert np.all(np.abs(np.array(stain_strength(_stained_field(1, od_scale=2.0))) - base - np.log(2.0)) < 0.15)
     darker = np.clip(_stained_field(1).astype(np.float32) * 0.85, 0, 255).astype(np.uint8)
     cast = np.clip(_stained_field(1).astype(np.float32) * np.array([0.92, 1.0, 1.06]), 0, 255).astype(np.uint8)
-    assert np.all(np.abs(np.array(stain_strength(darker)) - base) < 0.06) and np.all(np.abs(np.array(stain_strength(cast)) - base) < 0.06)
+    assert np.all(np.abs(np.array(stain_strength(darker)) - base) < 0.06) and np.all(
+        np.abs(np.array(stain_strength(cast)) - base) < 0.06
+    )
     for side in (160, 96, 64):  # the smaller models' inputs read the same (not only multiples of the 56×56 copy)
         small = cv2.resize(_stained_field(1), (side, side), interpolation=cv2.INTER_AREA)
         assert np.all(np.abs(np.array(stain_strength(small)) - base) < 0.05)
@@ -444,12 +486,14 @@ def test_stain_strength_reads_a_stronger_stain_and_not_exposure_or_white_balance
 
 def test_stain_limits_refer_a_far_stronger_stain_of_the_named_class_only():
     from edgeleuk.export.domain import fit_stain
-    from edgeleuk.manifest import OODComponent, OODStats
+    from edgeleuk.ood_stats import OODComponent, OODStats
 
     rng = np.random.default_rng(0)
     strengths = {0: 0.7, 1: 1.2}  # class 0 stained paler than class 1, as Pro is in the real data
     labels = np.array([c for c in (0, 1) for _ in range(30)])
-    images = np.stack([_stained_field(i, strength=strengths[c] * rng.uniform(0.95, 1.05)) for i, c in enumerate(labels)])
+    images = np.stack(
+        [_stained_field(i, strength=strengths[c] * rng.uniform(0.95, 1.05)) for i, c in enumerate(labels)]
+    )
     stain = fit_stain(images[::2], labels[::2], images[1::2], labels[1::2], classes=2)
     assert stain is not None and stain.log_limit[0] < stain.log_limit[1] and "severity-3 stain" in stain.calibration
     scorer = OODScorer(OODStats(components=(OODComponent("head", ((0.0,),), ((1.0,),), 1.0),), stain=stain))
@@ -458,7 +502,8 @@ def test_stain_limits_refer_a_far_stronger_stain_of_the_named_class_only():
     assert scorer.stain_score(*_reading(pale, 0)) < 1.0  # like its class's training fields
     assert scorer.stain_score(*_reading(_stained_field(99, strength=0.7, od_scale=1.3), 0)) < 1.0  # within severity 3
     assert scorer.stain_score(*_reading(_stained_field(99, strength=0.7, od_scale=3.0), 0)) > 1.0  # far stronger
-    assert scorer.stain_score(*_reading(_stained_field(99, strength=0.7, red=3.0), 0)) > 1.0  # its red cells far stronger
+    # its red cells far stronger
+    assert scorer.stain_score(*_reading(_stained_field(99, strength=0.7, red=3.0), 0)) > 1.0
     assert scorer.stain_score(*_reading(pale, 1)) < 1.0  # paler than the named class: not this check's to judge
     assert scorer.stain_score(None, 0) == 0.0 and scorer.stain_score(None, 0, None) == 0.0
 
@@ -484,7 +529,12 @@ def test_the_run_loop_refers_a_stain_beyond_the_named_class_limit(converted, tmp
     shutil.copytree(converted, model)
     data = json.loads((model / "manifest.json").read_text())
     limit = round(normal + float(np.log(1.42)) + 0.1, 4)
-    data["ood"]["stain"] = {"log_limit": [limit] * 4, "log_mean": [normal] * 4, "log_sd": [0.05] * 4, "calibration": "test"}
+    data["ood"]["stain"] = {
+        "log_limit": [limit] * 4,
+        "log_mean": [normal] * 4,
+        "log_sd": [0.05] * 4,
+        "calibration": "test",
+    }
     (model / "manifest.json").write_text(json.dumps(data))
     logs = {}
     for name, scale in (("as_is", 1.0), ("strong", 3.0)):
@@ -499,7 +549,8 @@ def test_the_run_loop_refers_a_stain_beyond_the_named_class_limit(converted, tmp
         frames = [r for r in records if "class" in r]
         assert len(frames) == 10, name
         read = [i for i, r in enumerate(frames) if r["quality"]["stain"] is not None]
-        assert read == [0, 1, 2, 8] and all(frames[i]["quality"]["red_stain"] is not None for i in read)  # the first 3, then every 8th; red cells too
+        # the first 3, then every 8th; red cells too
+        assert read == [0, 1, 2, 8] and all(frames[i]["quality"]["red_stain"] is not None for i in read)
         ratios = [float(np.exp(frames[i]["quality"]["stain"] - limit)) for i in read]
         assert all(r["ood_score"] >= ratios[0] - 1e-3 for r in frames[:8])
         assert all(r["ood_score"] >= max(ratios) - 1e-3 for r in frames[8:])  # the larger of the two readings
@@ -511,23 +562,28 @@ def test_the_run_loop_refers_a_stain_beyond_the_named_class_limit(converted, tmp
 
 
 def test_stain_monitor_reads_the_first_frames_then_every_nth_and_starts_afresh_for_a_new_sample():
-    from edgeleuk.manifest import OODComponent, OODStats, StainStats
+    from edgeleuk.ood_stats import OODComponent, OODStats, StainStats
     from edgeleuk.runtime.quality import Quality
     from edgeleuk.runtime.stain import StainMonitor
 
     stain = StainStats(log_limit=(0.0, 1.0), log_mean=(0.0, 0.0), log_sd=(0.1, 0.1))
-    monitor = StainMonitor(OODScorer(OODStats(components=(OODComponent("head", ((0.0,),), ((1.0,),), 1.0),), stain=stain)),
-                           every=2, window=3)
+    monitor = StainMonitor(
+        OODScorer(OODStats(components=(OODComponent("head", ((0.0,),), ((1.0,),), 1.0),), stain=stain)),
+        every=2,
+        window=3,
+    )
 
     def usable(reading=None, top=0):  # one usable frame after inference: its stain as `assess` read it (or not)
         due = monitor.due
         return due, monitor.update(Quality(50.0, 200.0, 0.0, 0.0, True, None, stain=reading), top)
 
     assert usable() == (True, 0.0)  # too few stained pixels: nothing read, the features judge alone
-    assert usable(np.log(2.0)) == (True, pytest.approx(2.0))  # every frame is read until three readings: against class 0's limit, e^0
+    # every frame is read until three readings: against class 0's limit, e^0
+    assert usable(np.log(2.0)) == (True, pytest.approx(2.0))
     assert usable(np.log(4.0)) == (True, pytest.approx(4.0))  # the largest reading
     assert usable(np.log(0.5)) == (True, pytest.approx(4.0))  # a paler one does not clear it
-    assert usable(np.log(8.0), top=1) == (True, pytest.approx(4.0))  # then every 2nd: against class 1's limit, e^1: 2.94
+    # then every 2nd: against class 1's limit, e^1: 2.94
+    assert usable(np.log(8.0), top=1) == (True, pytest.approx(4.0))
     assert usable(9.0) == (False, pytest.approx(4.0))  # not its turn: a reading there is not counted
     assert usable(0.0) == (True, pytest.approx(8.0 / np.e))  # three readings back, 4 has left the window
     monitor.reset()
@@ -535,12 +591,14 @@ def test_stain_monitor_reads_the_first_frames_then_every_nth_and_starts_afresh_f
 
 
 def test_a_slide_that_gives_no_stain_reading_is_not_read_on_every_frame():
-    from edgeleuk.manifest import OODComponent, OODStats, StainStats
+    from edgeleuk.ood_stats import OODComponent, OODStats, StainStats
     from edgeleuk.runtime.quality import Quality
     from edgeleuk.runtime.stain import StainMonitor
 
     stain = StainStats(log_limit=(0.0, 1.0), log_mean=(0.0, 0.0), log_sd=(0.1, 0.1))
-    monitor = StainMonitor(OODScorer(OODStats(components=(OODComponent("head", ((0.0,),), ((1.0,),), 1.0),), stain=stain)))
+    monitor = StainMonitor(
+        OODScorer(OODStats(components=(OODComponent("head", ((0.0,),), ((1.0,),), 1.0),), stain=stain))
+    )
     due = []
     for _ in range(48):  # fields without enough stained pixels: nothing is ever read
         due.append(monitor.due)

@@ -1,8 +1,8 @@
 """Device runtime: no TensorFlow, sources, quality gate, verdict, logs, faults."""
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +28,11 @@ def default_sigint() -> None:
 
 def _no_tf(code: str) -> dict:
     """Run code in a fresh interpreter; report which heavy modules it imported."""
-    probe = code + "\nimport sys, json; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'onnx'))))"
+    probe = (
+        code
+        + "\nimport sys, json; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', "
+          "'keras', 'tf2onnx', 'onnx'))))"
+    )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -54,12 +58,16 @@ def test_run_and_doctor_import_no_tensorflow(converted, frames_dir):
 
 def test_run_on_a_folder_matches_direct_predictions(converted, frames_dir, tmp_path):
     log = tmp_path / "run.jsonl"
-    proc = cli("run", "--model", str(converted), "--source", str(frames_dir), "--log", str(log), "--min-focus", "0", check_rc=0)
+    proc = cli(
+        "run", "--model", str(converted), "--source", str(frames_dir), "--log", str(log), "--min-focus", "0", check_rc=0
+    )
     assert "research use only" in proc.stdout and "verdict:" in proc.stdout
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     frames = [x for x in lines if "frame" in x and "class" in x]
     clf = load(converted)
-    images, _ = load_arrays([type("S", (), {"path": p, "class_index": 0})() for p in sorted(frames_dir.iterdir())], clf.spec, progress=False)
+    images, _ = load_arrays(
+        [type("S", (), {"path": p, "class_index": 0})() for p in sorted(frames_dir.iterdir())], clf.spec, progress=False
+    )
     expected = [clf.labels[i] for i in clf.predict(images).argmax(1)]
     assert [f["class"] for f in frames] == expected
     assert lines[-1]["event"] == "summary" and lines[-1]["frames_seen"] == 8
@@ -73,13 +81,41 @@ def test_recorded_video_and_frame_limit(converted, tmp_path):
         writer.write(cv2.resize(smear("Pre", i), (320, 240)))
     writer.release()
     log = tmp_path / "new" / "v.jsonl"
-    proc = cli("run", "--model", str(converted), "--source", str(video), "--frames", "5", "--min-focus", "0", "--log", str(log), check_rc=0)
+    proc = cli(
+        "run",
+        "--model",
+        str(converted),
+        "--source",
+        str(video),
+        "--frames",
+        "5",
+        "--min-focus",
+        "0",
+        "--log",
+        str(log),
+        check_rc=0,
+    )
     summary = json.loads(log.read_text().splitlines()[-1])
     assert summary["frames_accepted"] == 5 and summary["stopped_by"] == "5 accepted frames"
     assert "verdict:" in proc.stdout and f"log: creating the folder {log.parent}" in proc.stdout
     lines = len(log.read_text().splitlines())
-    again = cli("run", "--model", str(converted), "--source", str(video), "--frames", "2", "--min-focus", "0", "--log", str(log), check_rc=0)
-    assert f"log: appending to {log}, which already holds {lines} lines" in again.stdout and "creating" not in again.stdout
+    again = cli(
+        "run",
+        "--model",
+        str(converted),
+        "--source",
+        str(video),
+        "--frames",
+        "2",
+        "--min-focus",
+        "0",
+        "--log",
+        str(log),
+        check_rc=0,
+    )
+    assert (
+        f"log: appending to {log}, which already holds {lines} lines" in again.stdout and "creating" not in again.stdout
+    )
     assert len(log.read_text().splitlines()) > lines
 
 
@@ -90,9 +126,26 @@ def test_source_that_ends_early_and_corrupt_images(converted, frames_dir, tmp_pa
         (folder / p.name).write_bytes(p.read_bytes())
     (folder / "zz-corrupt.jpg").write_bytes(b"\xff\xd8garbage")
     log = tmp_path / "m.jsonl"
-    cli("run", "--model", str(converted), "--source", str(folder), "--frames", "50", "--min-focus", "0", "--log", str(log), check_rc=0)
+    cli(
+        "run",
+        "--model",
+        str(converted),
+        "--source",
+        str(folder),
+        "--frames",
+        "50",
+        "--min-focus",
+        "0",
+        "--log",
+        str(log),
+        check_rc=0,
+    )
     summary = json.loads(log.read_text().splitlines()[-1])
-    assert summary["frames_unreadable"] == 1 and summary["frames_accepted"] == 3 and summary["stopped_by"] == "end of source"
+    assert (
+        summary["frames_unreadable"] == 1
+        and summary["frames_accepted"] == 3
+        and summary["stopped_by"] == "end of source"
+    )
 
 
 def test_a_source_of_only_unreadable_images_exits_1(converted, tmp_path):
@@ -102,7 +155,9 @@ def test_a_source_of_only_unreadable_images_exits_1(converted, tmp_path):
         (folder / f"b{i}.jpg").write_bytes(b"\xff\xd8garbage")
     log = tmp_path / "b.jsonl"
     proc = cli("run", "--model", str(converted), "--source", str(folder), "--log", str(log))
-    assert proc.returncode == 1 and "none of the 3 frames could be read" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 1 and "none of the 3 frames could be read" in proc.stderr and "Traceback" not in proc.stderr
+    )
     assert json.loads(log.read_text().splitlines()[-1])["frames_unreadable"] == 3  # the log is still complete
 
 
@@ -112,23 +167,29 @@ def test_missing_camera_says_which_exist(converted):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--source", "/nonexistent/x.avi"], "does not exist"),
-    (["--source", "EMPTY"], "no images found"),
-    (["--source", "X", "--roi", "1,2,3"], "--roi"),
-    (["--source", "X", "--frames", "0"], "--frames"),
-    (["--source", "X", "--roi", "100,100,100000,100000"], "reaches beyond the 160×120 frame"),
-    (["--source", "X", "--scale", "9"], "needs a 576×576 px region"),
-    (["--source", "X", "--scale", "0"], "--scale 0.0; expected 0.05"),
-    (["--source", "X", "--max-ood-fraction", "1.5"], "--max-ood-fraction 1.5; expected 0"),
-    (["--source", "X", "--threads", "1000"], "--threads 1000; expected 1 … 256"),
-    (["--source", "X", "--min-focus", "-5"], "--min-focus -5.0; expected a number ≥ 0"),
-    (["--source", "X", "--config", "DIR"], "is a folder"),
-    (["--source", "X", "--config", "LATIN1"], "not UTF-8 text"),
-    (["--source", "X", "--config", "THREADS"], "model.threads = 100000000000000000000"),
-    (["--source", "X", "--config", "NAN"], "quality.min_focus = nan; out of range"),
-    (["--source", "X", "--config", "SCALE"], "camera.scale = 'big' has the wrong type; expected a number (or leave the key out)"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--source", "/nonexistent/x.avi"], "does not exist"),
+        (["--source", "EMPTY"], "no images found"),
+        (["--source", "X", "--roi", "1,2,3"], "--roi"),
+        (["--source", "X", "--frames", "0"], "--frames"),
+        (["--source", "X", "--roi", "100,100,100000,100000"], "reaches beyond the 160×120 frame"),
+        (["--source", "X", "--scale", "9"], "needs a 576×576 px region"),
+        (["--source", "X", "--scale", "0"], "--scale 0.0; expected 0.05"),
+        (["--source", "X", "--max-ood-fraction", "1.5"], "--max-ood-fraction 1.5; expected 0"),
+        (["--source", "X", "--threads", "1000"], "--threads 1000; expected 1 … 256"),
+        (["--source", "X", "--min-focus", "-5"], "--min-focus -5.0; expected a number ≥ 0"),
+        (["--source", "X", "--config", "DIR"], "is a folder"),
+        (["--source", "X", "--config", "LATIN1"], "not UTF-8 text"),
+        (["--source", "X", "--config", "THREADS"], "model.threads = 100000000000000000000"),
+        (["--source", "X", "--config", "NAN"], "quality.min_focus = nan; out of range"),
+        (
+            ["--source", "X", "--config", "SCALE"],
+            "camera.scale = 'big' has the wrong type; expected a number (or leave the key out)",
+        ),
+    ],
+)
 def test_bad_run_input(converted, frames_dir, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "latin1.toml").write_bytes("[sample]\n# caf\xe9\n".encode("latin-1"))
@@ -139,7 +200,8 @@ def test_bad_run_input(converted, frames_dir, tmp_path, args, message):
              "THREADS": tmp_path / "threads.toml", "NAN": tmp_path / "nan.toml", "SCALE": tmp_path / "scale.toml"}
     args = [str(files[a]) if a in files else a for a in args]
     proc = cli("run", "--model", str(converted), *args)
-    usage = message.startswith("--") and "--config" not in args  # a flag's value: bad usage (2); a file or a frame: bad input (1)
+    # a flag's value: bad usage (2); a file or a frame: bad input (1)
+    usage = message.startswith("--") and "--config" not in args
     assert proc.returncode == (2 if usage else 1) and message in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -160,8 +222,10 @@ def test_hash_mismatch_and_unreadable_model(converted, tmp_path):
         load(junk)
 
 
-@pytest.mark.parametrize("sig,attempt", [(signal.SIGINT, 0), (signal.SIGTERM, 0), (signal.SIGTERM, 1), (signal.SIGTERM, 2),
-                                          (signal.SIGTERM, 3)])
+@pytest.mark.parametrize(
+    "sig,attempt",
+    [(signal.SIGINT, 0), (signal.SIGTERM, 0), (signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGTERM, 3)],
+)
 def test_ctrl_c_leaves_summary_and_exit_0(converted, tmp_path, sig, attempt):
     video = tmp_path / "long.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (160, 120))
@@ -223,7 +287,7 @@ def test_backend_override(converted):
 
 def test_camera_unplugged_mid_run_retries_then_stops_cleanly(monkeypatch):
     """A camera that delivers frames, then fails every read: reconnects with back-off, then a clear error."""
-    import edgeleuk.runtime.sources as sources
+    import edgeleuk.runtime.cameras as cameras
 
     opened = []
 
@@ -248,8 +312,8 @@ def test_camera_unplugged_mid_run_retries_then_stops_cleanly(monkeypatch):
             pass
 
     monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
-    monkeypatch.setattr(sources.time, "sleep", lambda s: None)
-    camera = sources.CameraSource(0, retries=3)
+    monkeypatch.setattr(cameras.time, "sleep", lambda s: None)
+    camera = cameras.CameraSource(0, retries=3)
     seen = []
     with pytest.raises(UserError, match="stopped delivering frames"):
         for frame in camera.frames():
@@ -267,9 +331,29 @@ def test_run_writes_nothing_outside_its_log_and_save_folders(converted, frames_d
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORT_", "XDG_"))}
     env.update(HOME=str(home), TMPDIR=str(tmp), TF_CPP_MIN_LOG_LEVEL="3")
     exe = Path(sys.executable).with_name("edgeleuk")
-    proc = subprocess.run([str(exe), "run", "--model", str(converted), "--variant", variant, "--source", str(frames_dir),
-                           "--log", str(out / "run.jsonl"), "--save-frames", str(out / "flagged"), "--quiet", "--min-confidence", "1"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [
+            str(exe),
+            "run",
+            "--model",
+            str(converted),
+            "--variant",
+            variant,
+            "--source",
+            str(frames_dir),
+            "--log",
+            str(out / "run.jsonl"),
+            "--save-frames",
+            str(out / "flagged"),
+            "--quiet",
+            "--min-confidence",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list(home.rglob("*")) == [] and list(tmp.rglob("*")) == []
     assert (out / "run.jsonl").is_file() and any((out / "flagged").iterdir())
@@ -290,7 +374,10 @@ def test_a_host_command_error_is_the_only_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = cli("convert", "--data", str(empty), "--out", str(tmp_path / "out"), check_rc=1)
-    assert proc.stderr.strip().splitlines() == [f"edgeleuk convert: error: {empty} holds no class folders; expected one sub-folder per class (or Original/<class>)"]
+    assert proc.stderr.strip().splitlines() == [
+        f"edgeleuk convert: error: {empty} holds no class folders; expected one sub-folder per class (or "
+        "Original/<class>)"
+    ]
 
 
 def test_an_image_with_too_many_pixels_is_one_unreadable_frame(converted, frames_dir, tmp_path):
@@ -304,8 +391,14 @@ def test_an_image_with_too_many_pixels_is_one_unreadable_frame(converted, frames
     log = tmp_path / "run.jsonl"
     cli("run", "--model", str(converted), "--source", str(folder), "--log", str(log), "--quiet", check_rc=0)
     lines = [json.loads(x) for x in log.read_text().splitlines()]
-    assert [x["error"] for x in lines if "error" in x] == [f"{folder / 'f01b-huge.png'}: too many pixels to decode (over 134 megapixels)"]
-    assert lines[-1]["frames_seen"] == 4 and lines[-1]["frames_unreadable"] == 1 and lines[-1]["stopped_by"] == "end of source"
+    assert [x["error"] for x in lines if "error" in x] == [
+        f"{folder / 'f01b-huge.png'}: too many pixels to decode (over 134 megapixels)"
+    ]
+    assert (
+        lines[-1]["frames_seen"] == 4
+        and lines[-1]["frames_unreadable"] == 1
+        and lines[-1]["stopped_by"] == "end of source"
+    )
 
 
 @pytest.mark.parametrize("flag,where,message", [
@@ -318,7 +411,19 @@ def test_an_image_with_too_many_pixels_is_one_unreadable_frame(converted, frames
 def test_unwritable_outputs_are_one_clear_error(converted, frames_dir, tmp_path, flag, where, message):
     (tmp_path / "file").write_text("x")
     target = where if where.startswith("/") else str(tmp_path / where) if where != "." else str(tmp_path)
-    proc = cli("run", "--model", str(converted), "--source", str(frames_dir), "--quiet", "--min-confidence", "1", flag, target, check_rc=1)
+    proc = cli(
+        "run",
+        "--model",
+        str(converted),
+        "--source",
+        str(frames_dir),
+        "--quiet",
+        "--min-confidence",
+        "1",
+        flag,
+        target,
+        check_rc=1,
+    )
     assert proc.stderr.strip() == "edgeleuk run: error: " + message.format(d=tmp_path) + (
         "; it ends before this frame" if "/dev/full" in message else "")
 
@@ -330,7 +435,18 @@ def test_a_disk_that_fills_under_the_log_leaves_only_whole_records(converted, fr
 
     log = tmp_path / "run.jsonl"
     limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (3000, resource.RLIM_INFINITY))  # noqa: E731
-    proc = cli("run", "--model", str(converted), "--source", str(frames_dir), "--quiet", "--log", str(log), preexec=limit, check_rc=1)
+    proc = cli(
+        "run",
+        "--model",
+        str(converted),
+        "--source",
+        str(frames_dir),
+        "--quiet",
+        "--log",
+        str(log),
+        preexec=limit,
+        check_rc=1,
+    )
     assert f"cannot write the log {log} any more (File too large); it ends before this frame" in proc.stderr
     assert "Traceback" not in proc.stderr
     text = log.read_text()
@@ -367,7 +483,9 @@ def _onnx_model(path: Path, inputs: list[int], outputs: int) -> Path:
     ([1, 64, 64, 3], 4, r"input of shape \[1, 64, 64, 3\]; the preprocessing gives \[batch, 224, 224, 3\]"),
     ([1, 224, 224, 3], 1000, r"outputs of sizes \[1000\]; expected exactly one of size 4"),
 ])
-def test_a_model_that_disagrees_with_its_preprocessing_or_labels_is_refused_at_load(tmp_path, frames_dir, inputs, outputs, message):
+def test_a_model_that_disagrees_with_its_preprocessing_or_labels_is_refused_at_load(
+    tmp_path, frames_dir, inputs, outputs, message
+):
     model = _onnx_model(tmp_path / "m.onnx", inputs, outputs)
     proc = cli("run", "--model", str(model), "--source", str(frames_dir), "--quiet", check_rc=1)
     assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr
@@ -439,7 +557,9 @@ def test_a_pipe_and_a_huge_sparse_file_among_the_images_are_skipped_not_read(con
         fh.truncate(64 << 30)  # 64 GB, sparse: reading it whole ran out of memory
     log = tmp_path / "run.jsonl"
     for source in (str(folder / "*.jpg"), str(folder)):
-        proc = cli("run", "--model", str(converted), "--source", source, "--min-focus", "0", "--log", str(log), timeout=120)
+        proc = cli(
+            "run", "--model", str(converted), "--source", source, "--min-focus", "0", "--log", str(log), timeout=120
+        )
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     records = [json.loads(line) for line in log.read_text().splitlines() if '"frame"' in line]
     errors = {r["source"]: r.get("error") for r in records if r.get("error")}
@@ -458,4 +578,7 @@ def test_a_model_file_whose_embedded_info_is_damaged_is_refused_not_run_blind(co
     for name, data in (("cut.tflite", intact[:-10]), ("flipped.tflite", flipped), ("bad.onnx", bad_text)):
         (tmp_path / name).write_bytes(data)
         proc = cli("run", "--model", str(tmp_path / name), "--source", str(frames_dir), "--min-focus", "0")
-        assert proc.returncode == 1 and "the file is damaged" in proc.stderr and "Traceback" not in proc.stderr, (name, proc.stderr[-1500:])
+        assert proc.returncode == 1 and "the file is damaged" in proc.stderr and "Traceback" not in proc.stderr, (
+            name,
+            proc.stderr[-1500:],
+        )

@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeleuk.preprocess import dihedral
-from edgeleuk.manifest import TARGET_FLAGGED
 from edgeleuk.ood import OODScorer, Parts, fit_ood
+from edgeleuk.ood_stats import TARGET_FLAGGED
+from edgeleuk.preprocess import dihedral
 
 
 def _outputs(net, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -30,8 +30,13 @@ def candidates(train: dict[str, np.ndarray], train_labels: np.ndarray, classes: 
     from scipy.special import logsumexp
     from sklearn.mixture import GaussianMixture
 
-    def fit(*spaces: str) -> OODScorer:  # each score gets its own threshold below; fit_ood's matters only for two spaces
-        return OODScorer(fit_ood(Parts([train[s] for s in spaces], train_labels, [val[s] for s in spaces], classes), list(spaces), target))
+    # each score gets its own threshold below; fit_ood's matters only for two spaces
+    def fit(*spaces: str) -> OODScorer:
+        return OODScorer(
+            fit_ood(
+                Parts([train[s] for s in spaces], train_labels, [val[s] for s in spaces], classes), list(spaces), target
+            )
+        )
 
     head, field, both = fit("features"), fit("field"), fit("features", "field")
     bank = train["features"] / (np.linalg.norm(train["features"], axis=1, keepdims=True) + 1e-9)
@@ -69,7 +74,9 @@ def compare_methods(model, parts: Parts, test: np.ndarray, ood_sets: dict[str, n
         scores = {part: score(out) for part, out in outs.items()}
         threshold = float(np.quantile(scores["val"], 1 - target))
         every_ood = np.concatenate([scores[s] for s in ood_sets])
-        auroc = roc_auc_score(np.r_[np.zeros(len(scores["test"])), np.ones(len(every_ood))], np.r_[scores["test"], every_ood])
+        auroc = roc_auc_score(
+            np.r_[np.zeros(len(scores["test"])), np.ones(len(every_ood))], np.r_[scores["test"], every_ood]
+        )
         rows.append({"method": name, "val_flagged": float(np.mean(scores["val"] > threshold)),
                      "test_flagged": float(np.mean(scores["test"] > threshold)),
                      "sets": {s: float(np.mean(scores[s] > threshold)) for s in ood_sets}, "auroc": float(auroc)})

@@ -3,9 +3,8 @@ severity, with the runtime's quality gate applied alongside (which frames it wou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,8 +27,13 @@ class Suite:
     progress: bool = True
 
 
-def robustness(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray, suite: Suite = Suite(),
-               judged: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None) -> dict[str, Any]:
+def robustness(
+    predict: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    labels: np.ndarray,
+    suite: Suite = Suite(),
+    judged: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None,
+) -> dict[str, Any]:
     """Metrics per condition and severity; `gated_accuracy` counts only frames the quality gate accepts.
 
     With `judged` (images → probabilities and the in-distribution decision), each cell also gives the
@@ -37,46 +41,62 @@ def robustness(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, 
     """
     if judged is not None:
         predict = lambda x: judged(x)[0]  # noqa: E731 (clean images: accuracy only)
-    conditions, severities, seed, thresholds, progress = suite.conditions, suite.severities, suite.seed, suite.thresholds, suite.progress
-    conditions = conditions or list(CONDITIONS)
+    conditions = suite.conditions or list(CONDITIONS)
     clean = classification_metrics(labels, predict(images))
-    results: dict[str, Any] = {"clean": {"accuracy": clean["accuracy"], "macro_f1": clean["macro_f1"]}, "conditions": {}}
+    results: dict[str, Any] = {
+        "clean": {"accuracy": clean["accuracy"], "macro_f1": clean["macro_f1"]},
+        "conditions": {},
+    }
     frames: list[tuple[float, float, float, float, bool]] = []
-    clean_quality = [assess(img, thresholds) for img in images]
+    clean_quality = [assess(img, suite.thresholds) for img in images]
     results["clean"]["accepted"] = float(np.mean([q.usable for q in clean_quality]))
-    jobs = [(c, s) for c in conditions for s in severities]
-    iterator = jobs
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            iterator = tqdm(jobs, desc="robustness", unit="condition", leave=False)
-        except ImportError:
-            pass
-    for condition, severity in iterator:
-        degraded = np.stack([degrade(img, condition, severity, seed=seed * 100003 + i) for i, img in enumerate(images)])
-        probs, answered = judged(degraded) if judged is not None else (predict(degraded), None)
-        m = classification_metrics(labels, probs)
-        quality = [assess(img, thresholds) for img in degraded]
-        accepted = np.array([q.usable for q in quality])
-        correct = probs.argmax(1) == labels
-        for q, ok in zip(quality, correct):
-            frames.append((q.focus, q.brightness, q.dark_fraction, q.bright_fraction, bool(ok)))
-        results["conditions"].setdefault(condition, {})[str(severity)] = {
-            "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "accepted": float(accepted.mean()),
-            "gated_accuracy": float(correct[accepted].mean()) if accepted.any() else None}
-        if answered is not None:
-            results["conditions"][condition][str(severity)].update(
-                flagged=float(1 - answered.mean()), answered_accuracy=float(correct[answered].mean()) if answered.any() else None)
+    for condition, severity in _jobs(conditions, suite):
+        cell, cell_frames = _cell(predict, judged, images, labels, (condition, severity), suite)
+        results["conditions"].setdefault(condition, {})[str(severity)] = cell
+        frames += cell_frames
     moderate = {c: v[str(MODERATE)]["accuracy"] for c, v in results["conditions"].items() if str(MODERATE) in v}
     if moderate:
         worst = min(moderate, key=moderate.get)
         results["moderate"] = {"severity": MODERATE, "mean_accuracy": float(np.mean(list(moderate.values()))),
                                "worst_condition": worst, "worst_accuracy": moderate[worst]}
     clean_frames = [(q.focus, q.brightness, q.dark_fraction, q.bright_fraction) for q in clean_quality]
-    results["gate_suggestion"] = calibrate_gate(np.array(frames, dtype=np.float64), np.array(clean_frames, dtype=np.float64))
+    results["gate_suggestion"] = calibrate_gate(
+        np.array(frames, dtype=np.float64), np.array(clean_frames, dtype=np.float64)
+    )
     results["_frames"] = (np.array(frames, dtype=np.float64), np.array(clean_frames, dtype=np.float64))  # not written
     return results
+
+
+def _jobs(conditions: list[str], suite: Suite):
+    jobs = [(c, s) for c in conditions for s in suite.severities]
+    if suite.progress:
+        try:
+            from tqdm import tqdm
+
+            return tqdm(jobs, desc="robustness", unit="condition", leave=False)
+        except ImportError:
+            pass
+    return jobs
+
+
+def _cell(predict, judged, images: np.ndarray, labels: np.ndarray, job: tuple[str, int], suite: Suite):
+    """One condition at one severity: its figures, and each frame's quality measures and correctness."""
+    condition, severity = job
+    degraded = np.stack(
+        [degrade(img, condition, severity, seed=suite.seed * 100003 + i) for i, img in enumerate(images)]
+    )
+    probs, answered = judged(degraded) if judged is not None else (predict(degraded), None)
+    m = classification_metrics(labels, probs)
+    quality = [assess(img, suite.thresholds) for img in degraded]
+    accepted = np.array([q.usable for q in quality])
+    correct = probs.argmax(1) == labels
+    frames = [(q.focus, q.brightness, q.dark_fraction, q.bright_fraction, bool(ok)) for q, ok in zip(quality, correct)]
+    cell = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "accepted": float(accepted.mean()),
+            "gated_accuracy": float(correct[accepted].mean()) if accepted.any() else None}
+    if answered is not None:
+        cell.update(flagged=float(1 - answered.mean()),
+                    answered_accuracy=float(correct[answered].mean()) if answered.any() else None)
+    return cell, frames
 
 
 # measure column, side of failure ("low": small values fail), threshold field, whether the suite sweeps
@@ -91,7 +111,8 @@ def calibrate_gate(frames: np.ndarray, clean: np.ndarray, target: float = 0.9, m
 
     For each measure, frames are ordered from its bad extreme inward. The threshold is the innermost
     point where both the frames beyond it (the tail) and the `min_share` of the suite just beyond it
-    (the band at its edge, the tail's innermost part) are classified correctly less than `target` of the time. The tail alone
+    (the band at its edge, the tail's innermost part) are classified correctly less than `target` of the time. The
+    tail alone
     mixes a failing extreme with good frames nearer the middle: on the shipped model it put the
     brightness limit at 240, where frames are 98% correct. A band alone finds clusters of hard images
     anywhere in the range. Where no tail fails, the threshold is the edge of what the suite covered
@@ -139,8 +160,12 @@ def format_robustness(results: dict[str, Any]) -> str:
     if any("flagged" in row[s] for row in results["conditions"].values() for s in row):
         lines.append("out of distribution % by severity (the OOD score's flags; accuracy on the frames it answers)")
         for condition, row in results["conditions"].items():
-            cells = [f"{row[s]['flagged'] * 100:>5.1f} ({row[s]['answered_accuracy'] * 100:.1f})" if row[s].get("answered_accuracy") is not None
-                     else f"{row[s].get('flagged', 0) * 100:>5.1f} (—)" for s in sev]
+            cells = [
+                f"{row[s]['flagged'] * 100:>5.1f} ({row[s]['answered_accuracy'] * 100:.1f})"
+                if row[s].get("answered_accuracy") is not None
+                else f"{row[s].get('flagged', 0) * 100:>5.1f} (—)"
+                for s in sev
+            ]
             lines.append(f"{condition:<18}" + "".join(f"{c:>14}" for c in cells))
     if "gate_suggestion" in results:
         g = results["gate_suggestion"]
@@ -148,8 +173,10 @@ def format_robustness(results: dict[str, Any]) -> str:
                      ", ".join(f"{k} {v}" for k, v in g.items() if k not in ("target_accuracy", "frames", "basis")))
     if "moderate" in results:
         m = results["moderate"]
-        lines.append(f"severity {m['severity']}: mean accuracy {m['mean_accuracy']*100:.2f}%, worst {m['worst_condition']} "
-                     f"{m['worst_accuracy']*100:.2f}%")
+        lines.append(
+            f"severity {m['severity']}: mean accuracy {m['mean_accuracy'] * 100:.2f}%, worst {m['worst_condition']} "
+            f"{m['worst_accuracy'] * 100:.2f}%"
+        )
     return "\n".join(lines)
 
 

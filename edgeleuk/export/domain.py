@@ -1,5 +1,6 @@
 """What the device needs to know about the training data, learned at conversion: the statistics of
-the out-of-distribution score (features and stain strength), the red-cell ruler and the quality gate's leukocyte check. Fitted on the training part, thresholds on
+the out-of-distribution score (features and stain strength), the red-cell ruler and the quality gate's leukocyte
+check. Fitted on the training part, thresholds on
 the validation part; the test part is never used here."""
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edgeleuk.manifest import TARGET_FLAGGED, OODStats, QualityLimits, StainStats
+from edgeleuk.manifest import QualityLimits
 from edgeleuk.ood import OODScorer, Parts, fit_ood
+from edgeleuk.ood_stats import TARGET_FLAGGED, OODStats, StainStats
 from edgeleuk.preprocess import dihedral
 from edgeleuk.runtime.quality import leukocyte_fraction, stain_strength
 from edgeleuk.runtime.scale import measure_cells
 
-LEUKOCYTE_MARGIN = 0.25  # the gate refuses fields with under a quarter of the leukocyte area of the sparsest training fields
+# the gate refuses fields with under a quarter of the leukocyte area of the sparsest training fields
+LEUKOCYTE_MARGIN = 0.25
 
 
 @dataclass
@@ -38,7 +41,9 @@ def cell_diameter(images: np.ndarray) -> float | None:
     return round(float(np.median(readings)), 3) if len(readings) >= max(3, len(images) // 10) else None
 
 
-def fit_stain(train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, val_labels: np.ndarray, classes: int) -> StainStats | None:
+def fit_stain(
+    train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, val_labels: np.ndarray, classes: int
+) -> StainStats | None:
     """Each class's stain strength in its training fields, in the leukocytes and in the red cells, and
     its limits: the class's own spread out to the validation part's 99% quantile of |z|, times the
     suite's severity-3 stain (1.42×), which the model must read (a frame stained beyond it is
@@ -51,14 +56,25 @@ def fit_stain(train: np.ndarray, train_labels: np.ndarray, val: np.ndarray, val_
     if leukocytes is None:
         return None
     red = _class_limits(readings[0][:, 1], train_labels, readings[1][:, 1], val_labels, classes)
-    note = (f"per class: the mean and sd of {leukocytes.fields} training fields, out to z {leukocytes.spread:.2f} (99% of "
-            f"{leukocytes.seen} validation fields), times {_envelope():.2f} (the suite's severity-3 stain)")
+    note = (
+        f"per class: the mean and sd of {leukocytes.fields} training fields, out to z {leukocytes.spread:.2f} (99% of "
+        f"{leukocytes.seen} validation fields), times {_envelope():.2f} (the suite's severity-3 stain)"
+    )
     extra = {}
     if red is not None:
-        extra = {"red_log_limit": _rounded(red.limits), "red_log_mean": _rounded(red.means), "red_log_sd": _rounded(red.sds)}
+        extra = {
+            "red_log_limit": _rounded(red.limits),
+            "red_log_mean": _rounded(red.means),
+            "red_log_sd": _rounded(red.sds),
+        }
         note += f"; red cells likewise ({red.fields} training fields, z {red.spread:.2f})"
-    return StainStats(log_limit=_rounded(leukocytes.limits), log_mean=_rounded(leukocytes.means), log_sd=_rounded(leukocytes.sds),
-                      calibration=note, **extra)
+    return StainStats(
+        log_limit=_rounded(leukocytes.limits),
+        log_mean=_rounded(leukocytes.means),
+        log_sd=_rounded(leukocytes.sds),
+        calibration=note,
+        **extra,
+    )
 
 
 class _Limits(NamedTuple):
@@ -81,7 +97,9 @@ def _rounded(values) -> tuple[float, ...]:
     return tuple(round(float(x), 5) for x in values)
 
 
-def _class_limits(s: np.ndarray, train_labels: np.ndarray, v: np.ndarray, val_labels: np.ndarray, classes: int) -> _Limits | None:
+def _class_limits(
+    s: np.ndarray, train_labels: np.ndarray, v: np.ndarray, val_labels: np.ndarray, classes: int
+) -> _Limits | None:
     """One log strength's limits per class (None when too few fields give a reading)."""
     known, seen = ~np.isnan(s), ~np.isnan(v)
     if known.sum() < 10 or seen.sum() < 3:
@@ -95,13 +113,21 @@ def _class_limits(s: np.ndarray, train_labels: np.ndarray, v: np.ndarray, val_la
     means_a, sds_a = np.array(means), np.array(sds)
     z = np.abs(v[seen] - means_a[val_labels[seen]]) / sds_a[val_labels[seen]]
     spread = float(np.quantile(z, 0.99))
-    return _Limits(means_a + spread * sds_a + np.log(_envelope()), means_a, sds_a, spread, int(known.sum()), int(seen.sum()))
+    return _Limits(
+        means_a + spread * sds_a + np.log(_envelope()), means_a, sds_a, spread, int(known.sum()), int(seen.sum())
+    )
 
 
 def fit_domain(model, parts: Parts, target_flagged: float = TARGET_FLAGGED) -> Domain:
     """The OOD statistics (features, and the stain when the validation labels are given), the red-cell
     ruler and the gate's limits, from the training and validation images."""
-    train, train_labels, val, classes, val_labels = parts.train, parts.train_labels, parts.val, parts.classes, parts.val_labels
+    train, train_labels, val, classes, val_labels = (
+        parts.train,
+        parts.train_labels,
+        parts.val,
+        parts.classes,
+        parts.val_labels,
+    )
     from edgeleuk.keras_graph import FEATURE_NAMES
 
     views = dihedral(val)
@@ -122,9 +148,13 @@ def quality_limits(train: np.ndarray) -> QualityLimits:
     when they show no stained cell), the rest the defaults."""
     fractions = np.array([leukocyte_fraction(img) for img in train])
     floor = float(np.quantile(fractions, 0.001))
-    return QualityLimits(min_leukocyte_fraction=round(floor * LEUKOCYTE_MARGIN, 4), calibration=(
-        f"min_leukocyte_fraction: {LEUKOCYTE_MARGIN:g} × the 0.1% quantile ({floor:.4f}) of {len(train)} training images; "
-        "focus and exposure: the defaults, from the shipped model's robustness suite"))
+    return QualityLimits(
+        min_leukocyte_fraction=round(floor * LEUKOCYTE_MARGIN, 4),
+        calibration=(
+            f"min_leukocyte_fraction: {LEUKOCYTE_MARGIN:g} × the 0.1% quantile ({floor:.4f}) of {len(train)} "
+            "training images; focus and exposure: the defaults, from the shipped model's robustness suite"
+        ),
+    )
 
 
 def ood_agreement(scorer: OODScorer, reference: np.ndarray, features: list[np.ndarray]) -> float:

@@ -7,26 +7,23 @@ import json
 import math
 import platform
 import shutil
-import subprocess
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-
 from edgeleuk import __version__
 from edgeleuk.errors import UsageError, UserError
-from edgeleuk.export.conversion import Conversion, ConvertConfig, prepare
-from edgeleuk.export.images import Images
-from edgeleuk.export.output import carry_over, merged_rows, staging_folder, swap
 from edgeleuk.export import sites
-from edgeleuk.export.variant_file import VariantJob, write_variant
+from edgeleuk.export.conversion import Conversion, ConvertConfig, prepare
+from edgeleuk.export.output import carry_over, merged_rows, staging_folder, swap
 from edgeleuk.export.recipes import QuantizationConfig
+from edgeleuk.export.variant_checks import variant_row
+from edgeleuk.export.variant_file import VariantJob, write_variant
 from edgeleuk.files import atomic_write_text
 from edgeleuk.interrupts import Held
-from edgeleuk.manifest import (SCHEMA_VERSION, Manifest, Variant, embedded_info, sha256_file,
-                               write_manifest)
+from edgeleuk.manifest import SCHEMA_VERSION, Manifest, Variant, embedded_info, sha256_file, write_manifest
+
 
 def _versions() -> dict[str, str]:
     from edgeleuk.versions import version_of
@@ -41,11 +38,23 @@ def _versions() -> dict[str, str]:
 def _variant(cfg: QuantizationConfig, path: Path, classifier, seconds: float, metrics: dict) -> Variant:
     b = classifier.backend
     features = tuple(int(b.output_sizes[i]) for i in classifier.features_indices)
-    return Variant(name=cfg.name, format=cfg.format, file=path.name, sha256=sha256_file(path), precision=cfg.precision,
-                   input_name=b.input_name, input_shape=tuple(None if d in (-1, None) else int(d) for d in b.input_shape),
-                   input_dtype=b.input_dtype, output_dtype=classifier.output_dtype, input_quantization=b.input_quantization,
-                   output_quantization=classifier.output_quantization, features=features, size_bytes=path.stat().st_size,
-                   conversion_seconds=round(seconds, 2), metrics=metrics)
+    return Variant(
+        name=cfg.name,
+        format=cfg.format,
+        file=path.name,
+        sha256=sha256_file(path),
+        precision=cfg.precision,
+        input_name=b.input_name,
+        input_shape=tuple(None if d in (-1, None) else int(d) for d in b.input_shape),
+        input_dtype=b.input_dtype,
+        output_dtype=classifier.output_dtype,
+        input_quantization=b.input_quantization,
+        output_quantization=classifier.output_quantization,
+        features=features,
+        size_bytes=path.stat().st_size,
+        conversion_seconds=round(seconds, 2),
+        metrics=metrics,
+    )
 
 
 def convert(config: ConvertConfig) -> tuple[list[dict[str, Any]], list[str]]:
@@ -86,7 +95,9 @@ def _publish(conv: Conversion, staging: Path, held: Held) -> dict[str, str]:
     for variant in _convert_variants(conv, staging):
         variants.append(variant)
         held.checkpoint()
-    failed = _failed(conv.rows, config.max_drop, sites.site_failures(conv.rows, config.claim) if sites.adapted(conv.base) else {})
+    failed = _failed(
+        conv.rows, config.max_drop, sites.site_failures(conv.rows, config.claim) if sites.adapted(conv.base) else {}
+    )
     for v in [v for v in variants if v.name in failed]:  # a variant that fails the gate is never published
         (staging / v.file).unlink(missing_ok=True)
     variants = [v for v in variants if v.name not in failed]
@@ -104,17 +115,37 @@ def _manifest(conv: Conversion, previous: Manifest | None, variants: list[Varian
     from edgeleuk.keras_graph import multiply_adds
 
     base, model = conv.base, conv.model
-    manifest = previous or Manifest(labels=conv.classes.labels, class_folders=conv.classes.folders, preprocess=conv.spec,
-                                    model=dict(base.model) if base else {"input_size": conv.size}, source_model_sha256=conv.source_sha)
+    manifest = previous or Manifest(
+        labels=conv.classes.labels,
+        class_folders=conv.classes.folders,
+        preprocess=conv.spec,
+        model=dict(base.model) if base else {"input_size": conv.size},
+        source_model_sha256=conv.source_sha,
+    )
     if conv.domain is not None:
         _warn_stale_layers(previous, conv.domain.ood, {c.name for c in conv.chosen})
         manifest = replace(manifest, **{**conv.learned, "quality": _kept_gate(previous, conv.domain.quality)})
-    manifest = replace(manifest, model={**manifest.model, "input_size": conv.size, "parameters": int(model.count_params()),
-                                        "multiply_adds": multiply_adds(model)})
+    manifest = replace(
+        manifest,
+        model={
+            **manifest.model,
+            "input_size": conv.size,
+            "parameters": int(model.count_params()),
+            "multiply_adds": multiply_adds(model),
+        },
+    )
     source = conv.model_path.name if conv.in_place else str(conv.model_path)
-    return replace(manifest.with_variants(variants), versions=_versions(), schema_version=SCHEMA_VERSION,
-                   provenance={**manifest.provenance, "evaluation": conv.images.note, "split_sha256": conv.images.split_sha256,
-                               "source_model": source})
+    return replace(
+        manifest.with_variants(variants),
+        versions=_versions(),
+        schema_version=SCHEMA_VERSION,
+        provenance={
+            **manifest.provenance,
+            "evaluation": conv.images.note,
+            "split_sha256": conv.images.split_sha256,
+            "source_model": source,
+        },
+    )
 
 
 def _write_report(conv: Conversion, staging: Path, merge: bool) -> None:
@@ -124,16 +155,21 @@ def _write_report(conv: Conversion, staging: Path, merge: bool) -> None:
     report = {"rows": report_rows, "note": conv.images.note, "max_drop_points": conv.config.max_drop,
               "labels": list(conv.classes.labels), "evaluated_files": conv.images.test_files}
     atomic_write_text(staging / "report.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(staging / "report.md", f"# Conversion report\n\n{conv.images.note}\n\n{format_report(report_rows)}\n")
+    atomic_write_text(
+        staging / "report.md", f"# Conversion report\n\n{conv.images.note}\n\n{format_report(report_rows)}\n"
+    )
 
 
 def _failed(rows: list[dict[str, Any]], max_drop: float, more: dict[str, str]) -> dict[str, str]:
     """Variants that are not published, and why: more than max_drop points below the Keras model's
     test accuracy, other answers under another CPU's int8 kernels, or `more` (an adapted model's
     new site). Marked in the report."""
-    failed = more | {r["variant"]: f"gives other answers under the {r['kernel_failed']} int8 kernels (top class agrees on "
-                            f"{r['kernel_agreement']:.1%} of {r['kernel_images']} images)"
-              for r in rows if r.get("kernel_failed")}
+    failed = more | {
+        r["variant"]: f"gives other answers under the {r['kernel_failed']} int8 kernels (top class agrees on "
+        f"{r['kernel_agreement']:.1%} of {r['kernel_images']} images)"
+        for r in rows
+        if r.get("kernel_failed")
+    }
     if rows and rows[0]["variant"] == "keras":
         reference = rows[0]["accuracy"]
         for r in rows[1:]:
@@ -163,40 +199,16 @@ def _warn_stale_layers(previous: Manifest | None, fitted, converted: set[str]) -
 def _kept_gate(previous: Manifest | None, fitted):
     """A re-conversion of the same model refits the gate's leukocyte check; the focus and exposure
     limits that `evaluate --robustness --write-gate` measured for it stay (convert cannot measure them)."""
-    if previous is None or previous.quality is None or fitted is None or "evaluate --robustness" not in previous.quality.calibration:
+    if (
+        previous is None
+        or previous.quality is None
+        or fitted is None
+        or "evaluate --robustness" not in previous.quality.calibration
+    ):
         return fitted
     measured = previous.quality.calibration.split("; ", 1)[-1]
     return replace(previous.quality, min_leukocyte_fraction=fitted.min_leukocyte_fraction,
                    calibration=f"{fitted.calibration.split(';')[0]}; {measured}")
-
-
-def _ood_checks(domain, classifier, images: Images) -> dict[str, Any]:
-    """The variant's own features against the float model's decisions (validation views and test part)."""
-    from edgeleuk.export.domain import ood_agreement
-    from edgeleuk.preprocess import dihedral
-    from edgeleuk.runtime.classifier import infer_all
-    from edgeleuk.ood import OODScorer
-    from edgeleuk.runtime.classifier import Classifier
-
-    if domain is None or not classifier.features_indices:
-        return {}
-    scorer = OODScorer(domain.ood)
-    views = dihedral(images.val)
-    features = infer_all(classifier, views)[1]
-    checks = {"ood_agreement_val": ood_agreement(scorer, domain.val_scores, features)}
-    judged = Classifier(backend=classifier.backend, labels=classifier.labels, spec=classifier.spec, path=classifier.path, ood=scorer)
-    if judged.score_index is not None:  # the file's own score layers against numpy on the same features
-        own = np.concatenate([judged.infer_judged(views[i:i + 32])[1] for i in range(0, len(views), 32)])
-        numpy_scores = scorer.score(features)
-        diff = float(np.max(np.abs(own - numpy_scores) / np.maximum(numpy_scores, 1e-6)))
-        if not diff <= 1e-4:
-            raise UserError(f"{classifier.path.name}: its score layers differ from the numpy score by {diff:.2g} (relative); "
-                            "not published")
-        checks["score_layers_max_diff"] = diff
-    if images.test is not None:
-        scores = scorer.score(infer_all(classifier, images.test)[1])
-        checks["ood_flagged_test"] = float(np.mean(~scorer.in_distribution(scores)))
-    return checks
 
 
 def _convert_variants(conv: Conversion, staging: Path) -> Iterator[Variant]:
@@ -210,69 +222,57 @@ def _convert_variants(conv: Conversion, staging: Path) -> Iterator[Variant]:
         for cfg in sorted(conv.chosen, key=lambda c: (c.format, c.precision != "fp32")):
             print(f"converting {cfg.name} …", flush=True)
             try:
-                job = VariantJob(conv.exported, cfg, staging, info, Path(work), conv.domain.ood if conv.domain is not None else None)
+                job = VariantJob(
+                    conv.exported, cfg, staging, info, Path(work), conv.domain.ood if conv.domain is not None else None
+                )
                 path, seconds = write_variant(job, conv.images.calibration)
-                classifier = Classifier(backend=open_backend(path, threads=None), labels=conv.classes.labels, spec=conv.spec, path=path)
+                classifier = Classifier(
+                    backend=open_backend(path, threads=None), labels=conv.classes.labels, spec=conv.spec, path=path
+                )
             except UserError:
                 raise
             except Exception as exc:
                 log = Path(work) / f"{cfg.name}.log"
                 tail = log.read_text(errors="replace")[-1500:] if log.is_file() else ""
-                raise UserError(f"{cfg.name}: conversion failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}); "
-                                f"the previous output in {conv.config.out} is unchanged"
-                                + (f"\nconverter log (end):\n{tail}" if tail else "")) from None
-            row = _checks(conv, cfg, path, classifier, seconds)
+                raise UserError(
+                    f"{cfg.name}: conversion failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}); "
+                    f"the previous output in {conv.config.out} is unchanged"
+                    + (f"\nconverter log (end):\n{tail}" if tail else "")
+                ) from None
+            row = variant_row(conv, cfg, path, classifier, seconds)
             conv.rows.append(row)
-            checks = {k: row[k] for k in ("accuracy", "macro_f1", "agreement", "max_prob_diff", "ood_agreement_val", "ood_flagged_test",
-                                          "score_layers_max_diff", "kernel_agreement") if k in row}
-            yield replace(_variant(cfg, path, classifier, seconds, checks), kernels_checked=tuple(row.get("kernels_checked", ())))
-
-
-def _checks(conv: Conversion, cfg: QuantizationConfig, path: Path, classifier, seconds: float) -> dict[str, Any]:
-    """One variant's report row: parity with Keras, the first site, the OOD score, the other CPUs' kernels."""
-    from edgeleuk.export.parity import parity
-    from edgeleuk.runtime.classifier import predict_all
-
-    images = conv.images
-    row: dict[str, Any] = {"variant": cfg.name, "size_bytes": path.stat().st_size, "conversion_seconds": seconds}
-    if images.test is not None:
-        row.update(parity(predict_all(classifier, images.test), conv.keras_probs, images.test_labels))
-    if images.first_test is not None:
-        row.update(sites.first_site_row(predict_all(classifier, images.first_test), images))
-    row.update(_ood_checks(conv.domain, classifier, images))
-    if cfg.format == "onnx" and cfg.precision == "int8" and images.kernel_sample is not None:
-        row.update(_kernel_checks(path, images.kernel_sample))
-    return row
-
-
-def _kernel_checks(path: Path, sample: np.ndarray) -> dict[str, Any]:
-    """The ONNX int8 file under the other family of CPU int8 kernels (export/kernel_check.py)."""
-    from edgeleuk.cpu import EMULATED_MODEL, read_cpu
-    from edgeleuk.export.kernel_check import check_file, emulator, other_family
-
-    family = other_family(read_cpu().int8_family)
-    if emulator() is not None:
-        print(f"  checking {path.name} under the {family} int8 kernels (emulated {EMULATED_MODEL[family]}, {len(sample)} "
-              "calibration images) …", flush=True)
-    try:
-        check = check_file(path, sample)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        raise UserError(f"{path.name}: the emulated kernel check could not run ({exc}); nothing was published") from None
-    if check.skipped:
-        print(f"  warning: {path.name} was checked under this CPU's {check.checked[0]} int8 kernels only: {check.skipped}. "
-              "`edgeleuk doctor` warns on CPUs of another family.")
-    row: dict[str, Any] = {"kernels_checked": list(check.checked), "kernel_images": check.images}
-    if check.agreement is not None:
-        row.update(kernel_agreement=check.agreement, kernel_max_prob_diff=check.max_prob_diff)
-    if check.failed:
-        row["kernel_failed"] = check.failed
-    return row
+            checks = {
+                k: row[k]
+                for k in (
+                    "accuracy",
+                    "macro_f1",
+                    "agreement",
+                    "max_prob_diff",
+                    "ood_agreement_val",
+                    "ood_flagged_test",
+                    "score_layers_max_diff",
+                    "kernel_agreement",
+                )
+                if k in row
+            }
+            yield replace(
+                _variant(cfg, path, classifier, seconds, checks), kernels_checked=tuple(row.get("kernels_checked", ()))
+            )
 
 
 def _keras_variant(model_path: Path, source_sha: str, size: int, rows: list[dict[str, Any]]) -> Variant:
     """The source model, listed when it lives in the output folder."""
     keras_row = rows[0] if rows and rows[0]["variant"] == "keras" else {}
-    return Variant(name="keras", format="keras", file=model_path.name, sha256=source_sha, precision="fp32",
-                   input_name="image", input_shape=(None, size, size, 3), input_dtype="float32", output_dtype="float32",
-                   size_bytes=model_path.stat().st_size, metrics={k: keras_row[k] for k in ("accuracy", "macro_f1") if k in keras_row})
-
+    return Variant(
+        name="keras",
+        format="keras",
+        file=model_path.name,
+        sha256=source_sha,
+        precision="fp32",
+        input_name="image",
+        input_shape=(None, size, size, 3),
+        input_dtype="float32",
+        output_dtype="float32",
+        size_bytes=model_path.stat().st_size,
+        metrics={k: keras_row[k] for k in ("accuracy", "macro_f1") if k in keras_row},
+    )

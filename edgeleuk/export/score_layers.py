@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeleuk.errors import UserError
-from edgeleuk.manifest import OODStats
 from edgeleuk.ood import SCORE_OUTPUT, OODScorer, score_output_name
+from edgeleuk.ood_stats import OODStats
 from edgeleuk.runtime.backends import output_roles
 
 PREFIX = "ood/"  # the appended tensors' names
@@ -31,7 +31,9 @@ def tflite_schema():
         import flatbuffers
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
-        raise UserError("the score layers need ai-edge-litert's flatbuffer schema: pip install ai-edge-litert") from None
+        raise UserError(
+            "the score layers need ai-edge-litert's flatbuffer schema: pip install ai-edge-litert"
+        ) from None
     return flatbuffers, schema
 
 
@@ -93,40 +95,45 @@ def append_tflite(data: bytes, stats: OODStats) -> bytes:
     _, features = output_roles(sizes, len(stats.components[0].means), stats.dims, "the converted file")
     whitenings, centres, space_sum = OODScorer(stats).matrices
     (classes, total), spaces = centres.shape, space_sum.shape[1]
-    B, O = s.BuiltinOperator, s.BuiltinOptions
+    B, Opts = s.BuiltinOperator, s.BuiltinOptions
     parts = []
     for k, (i, whitening) in enumerate(zip(features, whitenings)):
         source = outputs[i]
         if g.graph.tensors[source].type != s.TensorType.FLOAT32:  # float variants: the features as they are
             source = g.tensor(f"features{k}", [1, sizes[i]])
-            g.op(B.DEQUANTIZE, [outputs[i]], [source], O.DequantizeOptions, s.DequantizeOptionsT())
+            g.op(B.DEQUANTIZE, [outputs[i]], [source], Opts.DequantizeOptions, s.DequantizeOptionsT())
         # each space whitened apart, not by one block-diagonal matrix: half the weights to fetch, which
         # is what the product costs with caches cold after the model (the layers alone: 12.9 against 15.6 µs)
         parts.append(g.tensor(f"whitened{k}", [1, sizes[i]]))
-        g.op(B.FULLY_CONNECTED, [source, g.tensor(f"whitening{k}", list(whitening.shape), whitening.T.copy()), -1], [parts[-1]],
-             O.FullyConnectedOptions, s.FullyConnectedOptionsT())  # FULLY_CONNECTED's weights are [out, in]
+        g.op(
+            B.FULLY_CONNECTED,
+            [source, g.tensor(f"whitening{k}", list(whitening.shape), whitening.T.copy()), -1],
+            [parts[-1]],
+            Opts.FullyConnectedOptions,
+            s.FullyConnectedOptionsT(),
+        )  # FULLY_CONNECTED's weights are [out, in]
     whitened = g.tensor("whitened", [1, total])
     concat = s.ConcatenationOptionsT()
     concat.axis = 1
-    g.op(B.CONCATENATION, parts, [whitened], O.ConcatenationOptions, concat)
+    g.op(B.CONCATENATION, parts, [whitened], Opts.ConcatenationOptions, concat)
     column = g.tensor("whitened_column", [1, 1, total])
     g.op(B.RESHAPE, [whitened, g.tensor("column_shape", [3], np.array([-1, 1, total], np.int32))], [column],
-         O.ReshapeOptions, s.ReshapeOptionsT())
+         Opts.ReshapeOptions, s.ReshapeOptionsT())
     squared = g.tensor("squared", [1, classes, total])
     g.op(B.SQUARED_DIFFERENCE, [column, g.tensor("centres", [classes, total], centres)], [squared],
-         O.SquaredDifferenceOptions, s.SquaredDifferenceOptionsT())
+         Opts.SquaredDifferenceOptions, s.SquaredDifferenceOptionsT())
     per_space = g.tensor("per_space", [1, classes, spaces])
     keep = s.FullyConnectedOptionsT()
     keep.keepNumDims = True
     g.op(B.FULLY_CONNECTED, [squared, g.tensor("space_sum", [spaces, total], space_sum.T.copy()), -1], [per_space],
-         O.FullyConnectedOptions, keep)
+         Opts.FullyConnectedOptions, keep)
     axis = g.tensor("axis", [1], np.array([1], np.int32))
     nearest = g.tensor("nearest", [1, spaces])
-    g.op(B.REDUCE_MIN, [per_space, axis], [nearest], O.ReducerOptions, s.ReducerOptionsT())
+    g.op(B.REDUCE_MIN, [per_space, axis], [nearest], Opts.ReducerOptions, s.ReducerOptionsT())
     furthest = g.tensor("furthest", [1, 1])
     reducer = s.ReducerOptionsT()
     reducer.keepDims = True
-    g.op(B.REDUCE_MAX, [nearest, axis], [furthest], O.ReducerOptions, reducer)
+    g.op(B.REDUCE_MAX, [nearest, axis], [furthest], Opts.ReducerOptions, reducer)
     score = g.tensor("score", [1, 1])
     name = score_output_name(stats).encode()
     g.graph.tensors[score].name = name
@@ -177,18 +184,34 @@ def append_onnx(source: Path, target: Path, stats: OODStats) -> None:
         return helper.make_node(op, [source_name], [out], axes=[1], keepdims=keep, name=out)
 
     p = PREFIX
-    graph.node.extend([helper.make_node("MatMul", [outputs[i].name, f"{p}whitening{k}"], [f"{p}whitened{k}"], name=f"{p}whitened{k}")
-                       for k, i in enumerate(features)])  # each space apart, as in the TFLite layers
-    graph.node.extend([
-        helper.make_node("Concat", [f"{p}whitened{k}" for k in range(len(features))], [p + "whitened"], axis=1, name=p + "whitened"),
-        helper.make_node("Unsqueeze", [p + "whitened", p + "axis"], [p + "whitened_column"], name=p + "whitened_column"),
-        helper.make_node("Sub", [p + "whitened_column", p + "centres"], [p + "difference"], name=p + "difference"),
-        helper.make_node("Mul", [p + "difference", p + "difference"], [p + "squared"], name=p + "squared"),
-        helper.make_node("MatMul", [p + "squared", p + "space_sum"], [p + "per_space"], name=p + "per_space"),
-        reduce("ReduceMin", p + "per_space", p + "nearest", 0),
-        reduce("ReduceMax", p + "nearest", p + "furthest", 1),
-        helper.make_node("Sqrt", [p + "furthest"], [name], name=name),
-    ])
+    graph.node.extend(
+        [
+            helper.make_node(
+                "MatMul", [outputs[i].name, f"{p}whitening{k}"], [f"{p}whitened{k}"], name=f"{p}whitened{k}"
+            )
+            for k, i in enumerate(features)
+        ]
+    )  # each space apart, as in the TFLite layers
+    graph.node.extend(
+        [
+            helper.make_node(
+                "Concat",
+                [f"{p}whitened{k}" for k in range(len(features))],
+                [p + "whitened"],
+                axis=1,
+                name=p + "whitened",
+            ),
+            helper.make_node(
+                "Unsqueeze", [p + "whitened", p + "axis"], [p + "whitened_column"], name=p + "whitened_column"
+            ),
+            helper.make_node("Sub", [p + "whitened_column", p + "centres"], [p + "difference"], name=p + "difference"),
+            helper.make_node("Mul", [p + "difference", p + "difference"], [p + "squared"], name=p + "squared"),
+            helper.make_node("MatMul", [p + "squared", p + "space_sum"], [p + "per_space"], name=p + "per_space"),
+            reduce("ReduceMin", p + "per_space", p + "nearest", 0),
+            reduce("ReduceMax", p + "nearest", p + "furthest", 1),
+            helper.make_node("Sqrt", [p + "furthest"], [name], name=name),
+        ]
+    )
     graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", 1]))
     onnx.checker.check_model(model)
     onnx.save(model, str(target))

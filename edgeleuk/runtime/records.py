@@ -20,6 +20,18 @@ from edgeleuk.runtime.verdict import Verdict
 
 
 @dataclass
+class Frame:
+    """One frame as a source hands it over."""
+
+    index: int
+    image: np.ndarray | None  # None when this frame could not be read
+    name: str  # file name or camera id
+    color_order: str = "BGR"
+    error: str | None = None
+    handoff_ms: float = 0.0  # time from the frame being ready to the consumer having it
+
+
+@dataclass
 class RunOptions:
     frames: int | None = None  # stop after this many accepted frames
     min_confidence: float = 0.8
@@ -32,7 +44,8 @@ class RunOptions:
     display: bool = False
     status: str = "auto"  # auto: a live line on a terminal, one line per frame otherwise; "off"
     scale: float | None = None  # frame pixels per training-image pixel (calibrate-scale); None: the whole centre square
-    max_scale_error: float = 1.5  # refuse frames while the cells look this many times larger or smaller than in training
+    # refuse frames while the cells look this many times larger or smaller than in training
+    max_scale_error: float = 1.5
     max_ood_fraction: float | None = None  # None: the manifest's
 
 
@@ -52,18 +65,30 @@ class Summary:
     started: float = field(default_factory=time.perf_counter)
     interrupted: bool = False
     stopped_by: str | None = None
-    checks: dict = field(default_factory=dict)  # slide-level check → (its readings, the readings it needs) (Processor.checks)
+    # slide-level check → (its readings, the readings it needs) (Processor.checks)
+    checks: dict = field(default_factory=dict)
 
     def as_dict(self, verdict: Verdict) -> dict:
         elapsed = time.perf_counter() - self.started
         lat = np.array(self.latency_ms or [0.0])
-        return {"event": "summary", "frames_seen": self.seen, "frames_accepted": self.accepted,
-                "frames_rejected": dict(self.rejected), "frames_out_of_distribution": self.out_of_distribution,
-                "frames_unreadable": self.errors,
-                "latency_ms_p50": round(float(np.median(lat)), 3), "inference_ms_p50": round(float(np.median(self.inference_ms or [0.0])), 3),
-                "fps": round(self.seen / elapsed, 2) if elapsed > 0 else None, "seconds": round(elapsed, 2),
-                "interrupted": self.interrupted, "stopped_by": self.stopped_by, "verdict": verdict.as_dict(),
-                "checks": {name: {"readings": n, "needed": need, "judged": n >= need} for name, (n, need) in self.checks.items()}}
+        return {
+            "event": "summary",
+            "frames_seen": self.seen,
+            "frames_accepted": self.accepted,
+            "frames_rejected": dict(self.rejected),
+            "frames_out_of_distribution": self.out_of_distribution,
+            "frames_unreadable": self.errors,
+            "latency_ms_p50": round(float(np.median(lat)), 3),
+            "inference_ms_p50": round(float(np.median(self.inference_ms or [0.0])), 3),
+            "fps": round(self.seen / elapsed, 2) if elapsed > 0 else None,
+            "seconds": round(elapsed, 2),
+            "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by,
+            "verdict": verdict.as_dict(),
+            "checks": {
+                name: {"readings": n, "needed": need, "judged": n >= need} for name, (n, need) in self.checks.items()
+            },
+        }
 
     def unjudged(self) -> list[str]:
         """The slide-level checks that had too few readings to judge this sample, in words."""

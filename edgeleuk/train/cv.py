@@ -13,15 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from edgeleuk.metrics import MIN_CONFIDENCE, sample_verdicts, trailing
 from edgeleuk.files import atomic_write_text
+from edgeleuk.metrics import MIN_CONFIDENCE, sample_verdicts, trailing
 
 
 def fold_figures(metrics: dict[str, Any], verdicts: dict[str, Any]) -> dict[str, Any]:
-    return {"n": metrics["n"], "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-            "recall": {k: v["recall"] for k, v in metrics["per_class"].items()},
-            "samples": verdicts["n"], "verdict_accuracy": verdicts["accuracy"], "lowest_margin": verdicts["lowest_margin"],
-            "weak_samples": [r["group"] for r in verdicts["rows"] if r["margin"] is None or r["margin"] < 0.1]}
+    return {
+        "n": metrics["n"],
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "recall": {k: v["recall"] for k, v in metrics["per_class"].items()},
+        "samples": verdicts["n"],
+        "verdict_accuracy": verdicts["accuracy"],
+        "lowest_margin": verdicts["lowest_margin"],
+        "weak_samples": [r["group"] for r in verdicts["rows"] if r["margin"] is None or r["margin"] < 0.1],
+    }
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -40,7 +46,16 @@ def summarise(folds: list[dict[str, Any]], labels: tuple[str, ...]) -> dict[str,
 
 def format_cv(doc: dict[str, Any]) -> str:
     labels = doc["labels"]
-    head = ["fold", "fields", "accuracy", "macro F1", *[f"recall {k}" for k in labels], "samples", "verdicts right", "lowest margin"]
+    head = [
+        "fold",
+        "fields",
+        "accuracy",
+        "macro F1",
+        *[f"recall {k}" for k in labels],
+        "samples",
+        "verdicts right",
+        "lowest margin",
+    ]
     rows = []
     for i, f in enumerate(doc["folds"], 1):
         margin = "—" if f["lowest_margin"] is None else f"{f['lowest_margin']:.3f}"
@@ -52,51 +67,52 @@ def format_cv(doc: dict[str, Any]) -> str:
     def pm(key: str, fmt: str) -> str:
         return "—" if key not in s else f"{format(s[key]['mean'], fmt)} ± {format(s[key]['sd'], fmt)}"
 
-    rows.append(["mean ± sd", "", pm("accuracy", ".2%"), pm("macro_f1", ".4f"),
-                 *[f"{s['recall'][k]['mean']:.2%} ± {s['recall'][k]['sd']:.2%}" for k in labels], "", pm("verdict_accuracy", ".1%"),
-                 "—" if s["lowest_margin"] is None else f"{s['lowest_margin']:.3f}"])
+    rows.append(
+        [
+            "mean ± sd",
+            "",
+            pm("accuracy", ".2%"),
+            pm("macro_f1", ".4f"),
+            *[f"{s['recall'][k]['mean']:.2%} ± {s['recall'][k]['sd']:.2%}" for k in labels],
+            "",
+            pm("verdict_accuracy", ".1%"),
+            "—" if s["lowest_margin"] is None else f"{s['lowest_margin']:.3f}",
+        ]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
     weak = trailing({k: s["recall"][k]["mean"] for k in labels})
     if weak:
-        lines.append(f"\nnote: recall of {', '.join(weak)} is more than 2 points below the other classes' (mean over folds)")
+        lines.append(
+            f"\nnote: recall of {', '.join(weak)} is more than 2 points below the other classes' (mean over folds)"
+        )
     return "\n".join(lines)
 
 
 def write_cv(doc: dict[str, Any], out: Path) -> None:
     atomic_write_text(out / "cv.json", json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
-    atomic_write_text(out / "cv.md", f"# Grouped {len(doc['folds'])}-fold cross-validation\n\n{doc['note']}\n\n{format_cv(doc)}\n")
+    atomic_write_text(
+        out / "cv.md", f"# Grouped {len(doc['folds'])}-fold cross-validation\n\n{doc['note']}\n\n{format_cv(doc)}\n"
+    )
 
 
-def cross_validate(config, found, group_of: dict[Path, str], pool: list, data: tuple[np.ndarray, np.ndarray, np.ndarray],
-                   out: Path) -> dict[str, Any]:
+def cross_validate(
+    config, found, group_of: dict[Path, str], pool: list, data: tuple[np.ndarray, np.ndarray, np.ndarray], out: Path
+) -> dict[str, Any]:
     """K models on grouped folds of `pool` (the training and validation parts), each the run's own
     recipe; `data`: every sample's images, labels and cached base features, in scan order."""
     import keras
 
     from edgeleuk.metrics import classification_metrics
     from edgeleuk.split import make_folds
-    from edgeleuk.train.steps import Arrays, fine_tune, fit_head
-    from edgeleuk.train.model import build_model
+    from edgeleuk.train.steps import Arrays, fine_tune, fit_head, fresh_model
 
     images, labels, feats = data
     index = {s.path: i for i, s in enumerate(found.samples)}
-    folds = make_folds(pool, config.cv, group_of, seed=config.seed)
     results = []
-    for i, fold in enumerate(folds, 1):
-        parts = {p: np.array([index[s.path] for s in pool if fold.assignment[s.path] == p]) for p in ("train", "val", "test")}
-        print(f"cross-validation fold {i} of {config.cv}: " + ", ".join(f"{p} {len(ix)}" for p, ix in parts.items()), flush=True)
-        if any(len(ix) == 0 for ix in parts.values()):
-            from edgeleuk.errors import UserError
-
-            raise UserError(f"--cv {config.cv}: fold {i} has an empty part ({', '.join(f'{p} {len(ix)}' for p, ix in parts.items())}); "
-                            f"{len(set(group_of[s.path] for s in pool))} groups are too few for {config.cv} folds: use fewer folds")
+    for i, fold in enumerate(make_folds(pool, config.cv, group_of, seed=config.seed), 1):
+        parts = _fold_parts(config, (i, fold), pool, index, group_of)
         keras.utils.set_random_seed(config.seed + i)
-        if config.init_from:  # every fold starts where the final model does
-            from edgeleuk.train.adapt import warm_start
-
-            model = warm_start(config, found.labels)
-        else:
-            model = build_model(alpha=config.alpha, input_size=config.input_size, weights=config.weights, num_classes=len(found.labels))
+        model = fresh_model(config, found.labels)
         folder = out / "cv" / f"fold{i}"
         folder.mkdir(parents=True, exist_ok=True)
         fit_head(model, Arrays(feats, labels, parts), config, [], folder)
@@ -111,10 +127,34 @@ def cross_validate(config, found, group_of: dict[Path, str], pool: list, data: t
         results.append(fold_figures(metrics, verdicts))
         print(f"fold {i}: accuracy {metrics['accuracy']:.2%}, macro F1 {metrics['macro_f1']:.4f}, "
               f"sample verdicts right {verdicts['right']} of {verdicts['n']}", flush=True)
-    doc = {"k": config.cv, "labels": list(found.labels), "folds": results, "summary": summarise(results, found.labels),
-           "note": f"{len(pool)} images of the training and validation parts, in {config.cv} folds that never split a group; "
-                   f"the recipe: {'fine-tuned from ' + config.fine_tune_from if config.fine_tune else 'frozen base (stage 1)'}, "
-                   f"{config.input_size} px, alpha {config.alpha}; verdicts pool each group's fields at min_confidence {MIN_CONFIDENCE}"}
+    recipe = f"fine-tuned from {config.fine_tune_from}" if config.fine_tune else "frozen base (stage 1)"
+    doc = {
+        "k": config.cv,
+        "labels": list(found.labels),
+        "folds": results,
+        "summary": summarise(results, found.labels),
+        "note": f"{len(pool)} images of the training and validation parts, in {config.cv} folds that never split a "
+        f"group; the recipe: {recipe}, {config.input_size} px, alpha {config.alpha}; verdicts pool each group's "
+        f"fields at min_confidence {MIN_CONFIDENCE}",
+    }
     write_cv(doc, out)
     print(format_cv(doc))
     return doc
+
+
+def _fold_parts(config, numbered: tuple, pool: list, index: dict, group_of: dict) -> dict[str, np.ndarray]:
+    """The fold's training, validation and test rows; a fold with an empty part is an error."""
+    i, fold = numbered
+    parts = {
+        p: np.array([index[s.path] for s in pool if fold.assignment[s.path] == p]) for p in ("train", "val", "test")
+    }
+    sizes = ", ".join(f"{p} {len(ix)}" for p, ix in parts.items())
+    print(f"cross-validation fold {i} of {config.cv}: {sizes}", flush=True)
+    if any(len(ix) == 0 for ix in parts.values()):
+        from edgeleuk.errors import UserError
+
+        raise UserError(
+            f"--cv {config.cv}: fold {i} has an empty part ({sizes}); "
+            f"{len(set(group_of[s.path] for s in pool))} groups are too few for {config.cv} folds: use fewer folds"
+        )
+    return parts

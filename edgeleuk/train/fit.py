@@ -15,13 +15,13 @@ import numpy as np
 from edgeleuk.dataset import Scan, load_arrays, scan
 from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_path, atomic_write_text
+from edgeleuk.groups import assign_groups
 from edgeleuk.manifest import PreprocessSpec, sha256_file
 from edgeleuk.metrics import classification_metrics, format_metrics
-from edgeleuk.groups import assign_groups
 from edgeleuk.split import Split, make_split, near_duplicates_across, read_split, write_split
 from edgeleuk.train.config import TrainConfig
 from edgeleuk.train.run_folder import prepare_out, save_clean, write_run_manifest
-from edgeleuk.train.steps import Arrays, fine_tune, fit_head
+from edgeleuk.train.steps import Arrays, fine_tune, fit_head, fresh_model
 
 __all__ = ["TrainConfig", "train"]
 
@@ -73,8 +73,11 @@ def _teacher_targets(config: TrainConfig, samples: list, train_rows: np.ndarray)
     logits = np.log(np.clip(probs, 1e-7, 1.0)) / config.distill_temperature
     soft = np.exp(logits - logits.max(1, keepdims=True))
     soft /= soft.sum(1, keepdims=True)
-    print(f"distillation: {config.teacher} ({size}×{size}) soft labels on {len(images)} training images, T={config.distill_temperature}, "
-          f"weight {config.distill_weight}")
+    print(
+        f"distillation: {config.teacher} ({size}×{size}) soft labels on {len(images)} training images, "
+        f"T={config.distill_temperature}, "
+        f"weight {config.distill_weight}"
+    )
     return soft.astype(np.float32)
 
 
@@ -101,21 +104,18 @@ def _train(config: TrainConfig, out: Path, started: float) -> dict[str, Any]:
 
     from edgeleuk import plots
     from edgeleuk.train.callbacks import write_history
-    from edgeleuk.train.model import build_model
 
     found, split, images, labels, group_of = _data(config, out)
-    parts = {p: np.array([i for i, s in enumerate(found.samples) if split.assignment[s.path] == p]) for p in ("train", "val", "test")}
+    parts = {
+        p: np.array([i for i, s in enumerate(found.samples) if split.assignment[s.path] == p])
+        for p in ("train", "val", "test")
+    }
     print("split: " + ", ".join(f"{p} {len(ix)}" for p, ix in parts.items()))
     if any(len(ix) == 0 for ix in parts.values()):
         raise UserError("a split part is empty: " + ", ".join(f"{p} {len(ix)}" for p, ix in parts.items())
                         + "; each class needs enough groups (patients) for train, test and val: add images or groups")
     keras.utils.set_random_seed(config.seed)
-    if config.init_from:
-        from edgeleuk.train.adapt import warm_start
-
-        model = warm_start(config, found.labels)
-    else:
-        model = build_model(alpha=config.alpha, input_size=config.input_size, weights=config.weights, num_classes=len(found.labels))
+    model = fresh_model(config, found.labels)
     rehearsal = _rehearsal(config, found.labels, out)
     rows: list[dict] = []
     interrupted, frozen = False, None
@@ -180,7 +180,9 @@ def _first_site(model, rehearsal, labels: tuple[str, ...]) -> dict | None:
     if rehearsal is None:
         return None
     rows = rehearsal.parts["test"]
-    metrics = classification_metrics(rehearsal.labels[rows], model.predict(rehearsal.images[rows], batch_size=64, verbose=0), labels)
+    metrics = classification_metrics(
+        rehearsal.labels[rows], model.predict(rehearsal.images[rows], batch_size=64, verbose=0), labels
+    )
     print(format_metrics(metrics, f"test, the first site ({rehearsal.root}):"))
     return metrics
 
@@ -190,7 +192,10 @@ def _data(config: TrainConfig, out: Path) -> tuple[Scan, Split, np.ndarray, np.n
     found = scan(config.data, classes=config.classes)
     for path, why in found.skipped:
         print(f"skipped {path}: {why}")
-    print(f"data: {len(found.samples)} images" + (f", {len(found.skipped)} skipped (listed above)" if found.skipped else ""))
+    print(
+        f"data: {len(found.samples)} images"
+        + (f", {len(found.skipped)} skipped (listed above)" if found.skipped else "")
+    )
     print("classes: " + ", ".join(f"{label} {n}" for label, n in found.counts().items())
           + (f" (--classes {config.classes})" if config.classes else " (one per folder)"))
     groups = assign_groups(found, config.groups)

@@ -37,7 +37,11 @@ def fit_head(model, data: Arrays, config: TrainConfig, rows: list, out: Path) ->
     from edgeleuk.train.model import head_model
 
     head = head_model(model)
-    head.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    head.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     keeper = BestWeights()
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
     feats, labels = data.images, data.labels
@@ -69,17 +73,30 @@ def fine_tune(model, data: Arrays, config: TrainConfig, rows: list, out: Path) -
     print(f"stage 2 (fine-tuning from {config.fine_tune_from}): {layers} layers, {trainable:,} trainable parameters")
     tr = data.parts["train"]
     classes = int(model.output_shape[-1])
-    recipe = BatchRecipe(config.batch_size, config.seed, config.augment, class_weights=_class_weights(data.labels[tr], classes),
-                         outliers=config.outliers, classes=classes, soft_targets=data.soft, soft_weight=config.distill_weight,
-                         rehearsal=data.rehearsal.pool() if data.rehearsal else None, rehearse_share=config.rehearse_share)
+    recipe = BatchRecipe(
+        config.batch_size,
+        config.seed,
+        config.augment,
+        class_weights=_class_weights(data.labels[tr], classes),
+        outliers=config.outliers,
+        classes=classes,
+        soft_targets=data.soft,
+        soft_weight=config.distill_weight,
+        rehearsal=data.rehearsal.pool() if data.rehearsal else None,
+        rehearse_share=config.rehearse_share,
+    )
     train_ds = AugmentedBatches(data.images[tr], data.labels[tr], recipe)
     val_images, val_labels = _robust_validation(*_validation_part(data), config.seed, config.augment)
     val_ds = tf.data.Dataset.from_tensor_slices((val_images, np.eye(classes, dtype=np.float32)[val_labels])).batch(64)
     keeper = BestWeights()  # fine-tuning must beat the stage-1 model on the same validation set to replace it
-    keeper.start_from(model.evaluate(val_ds, verbose=0, return_dict=True)["loss"], model.get_weights(), "the stage-1 model")
+    keeper.start_from(
+        model.evaluate(val_ds, verbose=0, return_dict=True)["loss"], model.get_weights(), "the stage-1 model"
+    )
     print(f"stage 2 must beat the stage-1 model's validation loss {keeper.best:.4f} to replace it")
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.fine_tune_patience)
-    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, config.fine_tune_patience // 2), verbose=1)
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss", factor=0.3, patience=max(1, config.fine_tune_patience // 2), verbose=1
+    )
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=config.fine_tune_epochs, verbose=1,
                   callbacks=[keras.callbacks.SwapEMAWeights(swap_on_epoch=True), keeper, stop, plateau,
@@ -111,3 +128,16 @@ def _robust_validation(images: np.ndarray, labels: np.ndarray, seed: int, policy
     rng = np.random.default_rng([seed, 99])
     degraded = [np.stack([augment(img, rng, policy) for img in images]) for _ in range(copies)]
     return np.concatenate([images, *degraded]), np.concatenate([labels] * (copies + 1))
+
+
+def fresh_model(config: TrainConfig, labels: tuple[str, ...]):
+    """The model a run (or a fold) starts from: a trained one's weights (--init-from), else the study's."""
+    if config.init_from:
+        from edgeleuk.train.adapt import warm_start
+
+        return warm_start(config, labels)
+    from edgeleuk.train.model import build_model
+
+    return build_model(
+        alpha=config.alpha, input_size=config.input_size, weights=config.weights, num_classes=len(labels)
+    )
