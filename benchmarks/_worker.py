@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import stats as _stats, time_calls as _time  # noqa: E402
+from timing import stats as _stats  # noqa: E402
+from timing import time_calls as _time
 
 
 def _pin(threads: int) -> None:
@@ -52,7 +53,9 @@ def runtime_job(job: dict) -> dict:
     first_ms = (time.perf_counter() - t0) * 1000
     out = {"load_ms": load_ms, "first_ms": first_ms, "backend_version": clf.backend.version, "file": str(clf.path),
            "size_bytes": clf.path.stat().st_size}
-    timing = dict(warmup=job["warmup"], min_runs=job["min_runs"], min_seconds=job["min_seconds"], max_runs=job["max_runs"])
+    timing = dict(
+        warmup=job["warmup"], min_runs=job["min_runs"], min_seconds=job["min_seconds"], max_runs=job["max_runs"]
+    )
     out.update(_stats(_time(lambda: clf.predict(x), **timing), job["batch"]))
     if job["batch"] == 1:
         raw = clf.prepare(x)
@@ -72,7 +75,13 @@ def runtime_job(job: dict) -> dict:
         e2e = _stats(_time(end_to_end, **timing), 1)
         out["e2e_p50_ms"] = e2e["p50_ms"]
     if job.get("data"):
-        out.update(_accuracy(job, clf.spec, lambda images: np.concatenate([clf.predict(images[i:i + 32]) for i in range(0, len(images), 32)])))
+        out.update(
+            _accuracy(
+                job,
+                clf.spec,
+                lambda images: np.concatenate([clf.predict(images[i : i + 32]) for i in range(0, len(images), 32)]),
+            )
+        )
     return out
 
 
@@ -105,8 +114,15 @@ def keras_job(job: dict) -> dict:
     t0 = time.perf_counter()
     call(x).numpy()
     first_ms = (time.perf_counter() - t0) * 1000
-    timing = dict(warmup=job["warmup"], min_runs=job["min_runs"], min_seconds=job["min_seconds"], max_runs=job["max_runs"])
-    out = {"load_ms": load_ms, "first_ms": first_ms, "backend_version": tf.__version__, "size_bytes": os.path.getsize(job["file"])}
+    timing = dict(
+        warmup=job["warmup"], min_runs=job["min_runs"], min_seconds=job["min_seconds"], max_runs=job["max_runs"]
+    )
+    out = {
+        "load_ms": load_ms,
+        "first_ms": first_ms,
+        "backend_version": tf.__version__,
+        "size_bytes": os.path.getsize(job["file"]),
+    }
     out.update(_stats(_time(lambda: call(x).numpy(), **timing), job["batch"]))
     if job.get("data"):
         from edgeleuk.manifest import read_manifest

@@ -56,8 +56,10 @@ def emulated(family: str, path: Path, images: np.ndarray, work: Path) -> np.ndar
     """The file's probabilities under the emulated family, CHUNK images per process, with the time left."""
     want = SATURATED if family == X86_AVX2 else EXACT
     if (answer := probe_under(family, work)) != want:
-        raise UserError(f"the emulated {EMULATED_MODEL[family]} gave the int8 probe {answer}, not {want}: it does not reproduce "
-                        f"the {family} kernels (QEMU too old?)")
+        raise UserError(
+            f"the emulated {EMULATED_MODEL[family]} gave the int8 probe {answer}, not {want}: it does not reproduce "
+            f"the {family} kernels (QEMU too old?)"
+        )
     out, start = [], time.perf_counter()
     for i in range(0, len(images), CHUNK):
         np.save(work / "x.npy", images[i:i + CHUNK])
@@ -65,20 +67,33 @@ def emulated(family: str, path: Path, images: np.ndarray, work: Path) -> np.ndar
         out.append(np.load(work / "y.npy"))
         done = min(i + CHUNK, len(images))
         left = (time.perf_counter() - start) / done * (len(images) - done)
-        print(f"  {family} (emulated {EMULATED_MODEL[family]}): {done}/{len(images)} images, about {left / 60:.1f} min left", flush=True)
+        print(
+            f"  {family} (emulated {EMULATED_MODEL[family]}): {done}/{len(images)} images, about {left / 60:.1f} min "
+            "left",
+            flush=True,
+        )
     return np.concatenate(out)
 
 
 def row(name: str, probs: np.ndarray, native: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> dict:
     pred = probs.argmax(1)
     per_class = {n: float(np.mean(pred[labels == c] == c)) for c, n in enumerate(names) if np.any(labels == c)}
-    return {"kernels": name, "accuracy": float(np.mean(pred == labels)), "agreement_with_native": float(np.mean(pred == native.argmax(1))),
-            "max_prob_diff_from_native": float(np.max(np.abs(probs - native))), "per_class_recall": per_class}
+    return {
+        "kernels": name,
+        "accuracy": float(np.mean(pred == labels)),
+        "agreement_with_native": float(np.mean(pred == native.argmax(1))),
+        "max_prob_diff_from_native": float(np.max(np.abs(probs - native))),
+        "per_class_recall": per_class,
+    }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="conversion folder with split.json (default: the packaged model)")
+    p.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL_DIR),
+        help="conversion folder with split.json (default: the packaged model)",
+    )
     p.add_argument("--data", required=True, help="the dataset folder the split names")
     p.add_argument("--variant", default="onnx-int8")
     p.add_argument("--limit", type=int, help="this many test images, spread over the part (default: all)")
@@ -94,8 +109,15 @@ def main() -> int:
         rows = [row(f"native ({read_cpu().int8_family})", native, native, labels, names)]
         with tempfile.TemporaryDirectory() as tmp:
             for family in (X86_AVX2, X86_SSE):
-                rows.append(row(f"{family} (emulated {EMULATED_MODEL[family]})", emulated(family, path, images, Path(tmp)),
-                                native, labels, names))
+                rows.append(
+                    row(
+                        f"{family} (emulated {EMULATED_MODEL[family]})",
+                        emulated(family, path, images, Path(tmp)),
+                        native,
+                        labels,
+                        names,
+                    )
+                )
     except UserError as exc:
         print(f"cpu_kernels: {exc}", file=sys.stderr)
         return 1
@@ -103,11 +125,27 @@ def main() -> int:
     print("| kernels | accuracy | top class as native | largest probability change | " + " | ".join(names) + " |")
     print("|---|---|---|---|" + "---|" * len(names))
     for r in rows:
-        print(f"| {r['kernels']} | {r['accuracy']:.2%} | {r['agreement_with_native']:.2%} | {r['max_prob_diff_from_native']:.3f} | "
-              + " | ".join(f"{r['per_class_recall'].get(n, float('nan')):.1%}" for n in names) + " |")
+        print(
+            f"| {r['kernels']} | {r['accuracy']:.2%} | {r['agreement_with_native']:.2%} | "
+            f"{r['max_prob_diff_from_native']:.3f} | "
+            + " | ".join(f"{r['per_class_recall'].get(n, float('nan')):.1%}" for n in names)
+            + " |"
+        )
     if args.out:
-        atomic_write_text(Path(args.out), json.dumps({"date": time.strftime("%Y-%m-%d"), "file": path.name, "cpu": read_cpu().summary(),
-                                                      "images": len(labels), "rows": rows}, indent=2) + "\n")
+        atomic_write_text(
+            Path(args.out),
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d"),
+                    "file": path.name,
+                    "cpu": read_cpu().summary(),
+                    "images": len(labels),
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
     return 0
 
 

@@ -44,13 +44,20 @@ def point(folder: Path) -> dict:
     train = {}
     if (folder / "metrics.json").is_file():
         train = json.loads((folder / "metrics.json").read_text())
-    return {"name": folder.name if folder != DEFAULT_MODEL_DIR else "default (the study's model, fine-tuned)", "folder": str(folder),
-            "input_size": manifest.preprocess.size, "alpha": manifest.model.get("alpha", 1.0),
-            "distilled_from": manifest.model.get("distilled_from"), "multiply_adds": manifest.model.get("multiply_adds"),
-            "parameters": manifest.model.get("parameters"), "size_bytes": variant.size_bytes,
-            "accuracy": metrics["accuracy"], "macro_f1": metrics.get("macro_f1"),
-            "keras_accuracy": next((v.metrics.get("accuracy") for v in manifest.variants if v.name == "keras"), None),
-            "train_seconds": train.get("train_seconds")}
+    return {
+        "name": folder.name if folder != DEFAULT_MODEL_DIR else "default (the study's model, fine-tuned)",
+        "folder": str(folder),
+        "input_size": manifest.preprocess.size,
+        "alpha": manifest.model.get("alpha", 1.0),
+        "distilled_from": manifest.model.get("distilled_from"),
+        "multiply_adds": manifest.model.get("multiply_adds"),
+        "parameters": manifest.model.get("parameters"),
+        "size_bytes": variant.size_bytes,
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics.get("macro_f1"),
+        "keras_accuracy": next((v.metrics.get("accuracy") for v in manifest.variants if v.name == "keras"), None),
+        "train_seconds": train.get("train_seconds"),
+    }
 
 
 def measure(folders: list[Path], threads: list[int], rounds: int, runs: int) -> dict[tuple[int, int], list[float]]:
@@ -78,8 +85,11 @@ def pareto(points: list[dict], key: str) -> list[int]:
     """Indices of the points no other point beats on both latency (lower) and accuracy (not lower)."""
     front = []
     for i, p in enumerate(points):
-        if not any(q[key] <= p[key] and q["accuracy"] >= p["accuracy"] and (q[key] < p[key] or q["accuracy"] > p["accuracy"])
-                   for j, q in enumerate(points) if j != i):
+        if not any(
+            q[key] <= p[key] and q["accuracy"] >= p["accuracy"] and (q[key] < p[key] or q["accuracy"] > p["accuracy"])
+            for j, q in enumerate(points)
+            if j != i
+        ):
             front.append(i)
     return front
 
@@ -98,7 +108,9 @@ def profile(folder: Path, runs: int = 200, threads: int = 2) -> dict:
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         dtype = np.float32 if session.get_inputs()[0].type == "tensor(float)" else np.uint8
-        feed = {session.get_inputs()[0].name: np.zeros((1, manifest.preprocess.size, manifest.preprocess.size, 3), dtype)}
+        feed = {
+            session.get_inputs()[0].name: np.zeros((1, manifest.preprocess.size, manifest.preprocess.size, 3), dtype)
+        }
         for _ in range(20):
             session.run(None, feed)
         for _ in range(runs):
@@ -108,7 +120,9 @@ def profile(folder: Path, runs: int = 200, threads: int = 2) -> dict:
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
             name = e["name"][: -len("_kernel_time")]
-            row = nodes.setdefault(name, {"node": name, "op": e.get("args", {}).get("op_name", "?"), "us": 0.0, "calls": 0})
+            row = nodes.setdefault(
+                name, {"node": name, "op": e.get("args", {}).get("op_name", "?"), "us": 0.0, "calls": 0}
+            )
             row["us"] += e["dur"]
             row["calls"] += 1
     total = sum(r["us"] for r in nodes.values()) or 1.0
@@ -117,10 +131,20 @@ def profile(folder: Path, runs: int = 200, threads: int = 2) -> dict:
         by_op[r["op"]] = by_op.get(r["op"], 0.0) + r["us"]
     top = sorted(nodes.values(), key=lambda r: -r["us"])[:10]
     shapes = _conv_shapes(path)
-    return {"top_nodes": [{"node": r["node"], "op": r["op"], "us_per_image": round(r["us"] / max(r["calls"], 1), 1),
-                           "share": round(r["us"] / total, 4), **shapes.get(r["node"].split("_token_")[0], {})} for r in top],
-            "by_op": {k: round(v / total, 4) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
-            "node_ms_per_image": round(total / (runs + 20) / 1e3, 3)}
+    return {
+        "top_nodes": [
+            {
+                "node": r["node"],
+                "op": r["op"],
+                "us_per_image": round(r["us"] / max(r["calls"], 1), 1),
+                "share": round(r["us"] / total, 4),
+                **shapes.get(r["node"].split("_token_")[0], {}),
+            }
+            for r in top
+        ],
+        "by_op": {k: round(v / total, 4) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
+        "node_ms_per_image": round(total / (runs + 20) / 1e3, 3),
+    }
 
 
 def _conv_shapes(path: Path) -> dict[str, dict]:
@@ -142,14 +166,19 @@ def _conv_shapes(path: Path) -> dict[str, dict]:
         weight = dequantized.get(node.input[1], node.input[1])
         parts = weight.split("/")
         layer = next((parts[i - 1] for i, p in enumerate(parts) if p in ("convolution", "depthwise") and i), "")
-        if not layer:  # folded kernels lose their name: the fused output's layer (…/block_2_depthwise_relu_1/Relu6:0) has it
+        # folded kernels lose their name: the fused output's layer (…/block_2_depthwise_relu_1/Relu6:0) has it
+        if not layer:
             out = node.output[0].split("/")
             layer = out[-2] if len(out) > 1 else ""
             for tail in ("_1", "_relu", "_BN"):
                 layer = layer[: -len(tail)] if layer.endswith(tail) else layer
         groups = next((a.i for a in node.attribute if a.name == "group"), 1)
-        found[node.name] = {"layer": layer.rsplit("_", 1)[0] if layer[-2:-1] == "_" else layer, "kernel": list(weights.get(weight, ())),
-                            "groups": groups, "output": outputs.get(node.output[0])}
+        found[node.name] = {
+            "layer": layer.rsplit("_", 1)[0] if layer[-2:-1] == "_" else layer,
+            "kernel": list(weights.get(weight, ())),
+            "groups": groups,
+            "output": outputs.get(node.output[0]),
+        }
     return found
 
 
@@ -164,10 +193,19 @@ def plot(points: list[dict], front: list[int], path: Path) -> None:
     ys = [p["accuracy"] * 100 for p in points]
     ax.scatter(xs, ys, color="#4c72b0", zorder=3)
     for k, (p, x, y) in enumerate(zip(points, xs, ys)):
-        near = sum(1 for j in range(k) if abs(xs[j] - x) < 0.03 * max(xs) and abs(ys[j] - y) < 0.05)  # stack labels of close points
-        ax.annotate(f"{p['name']} ({p['multiply_adds'] / 1e6:.0f} M)", (x, y), textcoords="offset points", xytext=(5, 4 - 11 * near), fontsize=8)
+        # stack labels of close points
+        near = sum(1 for j in range(k) if abs(xs[j] - x) < 0.03 * max(xs) and abs(ys[j] - y) < 0.05)
+        ax.annotate(
+            f"{p['name']} ({p['multiply_adds'] / 1e6:.0f} M)",
+            (x, y),
+            textcoords="offset points",
+            xytext=(5, 4 - 11 * near),
+            fontsize=8,
+        )
     order = sorted(front, key=lambda i: xs[i])
-    ax.plot([xs[i] for i in order], [ys[i] for i in order], color="#c44e52", linestyle="--", label="Pareto front", zorder=2)
+    ax.plot(
+        [xs[i] for i in order], [ys[i] for i in order], color="#c44e52", linestyle="--", label="Pareto front", zorder=2
+    )
     ax.set_xlabel("int8 TFLite batch-1 p50, 2 threads (ms, this machine)")
     ax.set_ylabel("test accuracy, int8 (%)")
     ax.grid(alpha=0.3)
@@ -184,10 +222,13 @@ def table(points: list[dict], front: list[int], threads: list[int]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for i, p in enumerate(points):
         rate = p["multiply_adds"] / (p["p50_ms_2t"] / 1e3) / 1e9 if p.get("multiply_adds") else None
-        lines.append(f"| {p['name']} | {p['input_size']} | {'yes' if p['distilled_from'] else 'no'} | {p['multiply_adds'] / 1e6:.0f} M | "
-                     f"{p['accuracy'] * 100:.2f}% | {p['macro_f1']:.4f} | "
-                     + " | ".join(f"{p[f'p50_ms_{t}t']:.3f} ms" for t in threads)
-                     + f" | {rate:.1f} G/s | {p['train_seconds'] or 0:.0f} s | {'●' if i in front else ''} |")
+        lines.append(
+            f"| {p['name']} | {p['input_size']} | {'yes' if p['distilled_from'] else 'no'} | "
+            f"{p['multiply_adds'] / 1e6:.0f} M | "
+            f"{p['accuracy'] * 100:.2f}% | {p['macro_f1']:.4f} | "
+            + " | ".join(f"{p[f'p50_ms_{t}t']:.3f} ms" for t in threads)
+            + f" | {rate:.1f} G/s | {p['train_seconds'] or 0:.0f} s | {'●' if i in front else ''} |"
+        )
     return "\n".join(lines)
 
 
@@ -215,7 +256,9 @@ def main() -> int:
         for t in threads:
             pt[f"p50_ms_{t}t"] = float(np.median(times[(i, t)]))
         if pt.get("multiply_adds"):
-            pt["multiply_adds_per_second_2t"] = pt["multiply_adds"] / (pt.get("p50_ms_2t", pt[f"p50_ms_{threads[-1]}t"]) / 1e3)
+            pt["multiply_adds_per_second_2t"] = pt["multiply_adds"] / (
+                pt.get("p50_ms_2t", pt[f"p50_ms_{threads[-1]}t"]) / 1e3
+            )
     key = "p50_ms_2t" if 2 in threads else f"p50_ms_{threads[-1]}t"
     front = pareto(points, key)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -231,11 +274,18 @@ def main() -> int:
     print(text)
     if args.profile:
         for name, prof in result["profiles"].items():
-            print(f"\n{name}: ONNX Runtime int8, 2 threads, {prof['node_ms_per_image']} ms of node time per image; by operator: "
-                  + ", ".join(f"{k} {v * 100:.0f}%" for k, v in list(prof["by_op"].items())[:5]))
+            print(
+                f"\n{name}: ONNX Runtime int8, 2 threads, {prof['node_ms_per_image']} ms of node time per image; by "
+                "operator: "
+                + ", ".join(f"{k} {v * 100:.0f}%" for k, v in list(prof["by_op"].items())[:5])
+            )
             for r in prof["top_nodes"]:
-                where = (f"{r.get('layer')}: kernel {r.get('kernel')}{' depthwise' if r.get('groups', 1) > 1 else ''} → {r.get('output')}"
-                         if r.get("kernel") else "")
+                where = (
+                    f"{r.get('layer')}: kernel {r.get('kernel')}{' depthwise' if r.get('groups', 1) > 1 else ''} → "
+                    f"{r.get('output')}"
+                    if r.get("kernel")
+                    else ""
+                )
                 print(f"  {r['share'] * 100:5.1f}%  {r['us_per_image']:7.1f} µs  {r['op']:<12} {r['node']:<22} {where}")
     print(f"wrote {args.out}")
     return 0

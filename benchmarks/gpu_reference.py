@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from timing import stats as _stats, time_calls as _time
+from timing import stats as _stats
+from timing import time_calls as _time
+
 
 def gpu_job(job: dict) -> dict:
     """The float model on a GPU: onnxruntime CUDA, else PyTorch + onnx2torch (eager and CUDA graph).
@@ -119,7 +121,10 @@ def _parity(out: np.ndarray, oracle: dict, batch: int) -> dict:
     if batch not in oracle:
         return {}
     ref = oracle[batch]
-    return {"max_abs_diff_vs_cpu": float(np.abs(out - ref).max()), "top1_agreement_vs_cpu": float((out.argmax(1) == ref.argmax(1)).mean())}
+    return {
+        "max_abs_diff_vs_cpu": float(np.abs(out - ref).max()),
+        "top1_agreement_vs_cpu": float((out.argmax(1) == ref.argmax(1)).mean()),
+    }
 
 
 GPU_TIMING = dict(warmup=20, min_runs=200, min_seconds=2.0, max_runs=5000)
@@ -130,12 +135,14 @@ def _ort_cuda(onnx_file: str, inputs: dict, oracle: dict) -> dict:
 
     sess = ort.InferenceSession(onnx_file, providers=["CUDAExecutionProvider"])
     if "CUDAExecutionProvider" not in sess.get_providers():
-        return {"skipped": "onnxruntime lists CUDA but the session fell back to the CPU (CUDA/cuDNN libraries missing?)"}
+        return {
+            "skipped": "onnxruntime lists CUDA but the session fell back to the CPU (CUDA/cuDNN libraries missing?)"
+        }
     name = sess.get_inputs()[0].name
     results = {"gpu": "onnxruntime CUDA", "backend": "onnxruntime CUDA", "backend_version": ort.__version__,
                "precision": "fp32", "input": "copied from the host in every call"}
     for batch, x in inputs.items():
-        results[f"host_b{batch}"] = {**_stats(_time(lambda: sess.run(None, {name: x}), **GPU_TIMING), batch),
+        results[f"host_b{batch}"] = {**_stats(_time(lambda x=x: sess.run(None, {name: x}), **GPU_TIMING), batch),
                                      **_parity(sess.run(None, {name: x})[0], oracle, batch)}
     results["eager_b1"] = results["host_b1"]
     return results
@@ -154,7 +161,7 @@ def _torch_cuda(net, inputs: dict, oracle: dict) -> dict:
     for batch, host in inputs.items():
         x = torch.from_numpy(host).cuda()
 
-        def eager():
+        def eager(x=x):
             with torch.inference_mode():
                 net(x)
             torch.cuda.synchronize()

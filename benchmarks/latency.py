@@ -31,8 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from edgeleuk.errors import UserError, missing_package  # noqa: E402
-from edgeleuk.files import atomic_path  # noqa: E402
-from edgeleuk.files import atomic_write_text  # noqa: E402
+from edgeleuk.files import atomic_path, atomic_write_text  # noqa: E402
 from edgeleuk.manifest import read_manifest, sha256_file  # noqa: E402
 from edgeleuk.runtime.backends import default_threads  # noqa: E402
 from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR  # noqa: E402
@@ -46,10 +45,31 @@ def machine_facts() -> dict:
     from edgeleuk.versions import version_of
 
     cpu = read_cpu()
-    facts = {"os": f"{platform.system()} {platform.release()}", "python": platform.python_version(), "cores": default_threads(),
-             "cpu": cpu.model, "arch": cpu.arch, "cpu_summary": cpu.summary(), "int8_kernels": cpu.int8_family, "versions": {d: version_of(d) for d in ("ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow", "tensorflow-cpu", "numpy", "opencv-python-headless")}}
+    facts = {
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "cores": default_threads(),
+        "cpu": cpu.model,
+        "arch": cpu.arch,
+        "cpu_summary": cpu.summary(),
+        "int8_kernels": cpu.int8_family,
+        "versions": {
+            d: version_of(d)
+            for d in (
+                "ai-edge-litert",
+                "tflite-runtime",
+                "onnxruntime",
+                "tensorflow",
+                "tensorflow-cpu",
+                "numpy",
+                "opencv-python-headless",
+            )
+        },
+    }
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
         facts["gpu"] = out.stdout.strip() or None
     except (OSError, subprocess.TimeoutExpired):
         facts["gpu"] = None
@@ -72,8 +92,16 @@ def plan(args, folder: Path) -> list[dict]:
         threads = [int(t) for t in args.threads.split(",")]
     batches = [1] if args.quick else [1, args.batch]
     rounds = 1 if args.quick else args.rounds
-    timing = {"warmup": 5, "min_runs": 20, "min_seconds": 0.3, "max_runs": 200} if args.quick else \
-             {"warmup": 50, "min_runs": max(50, args.min_runs // rounds), "min_seconds": args.min_seconds / rounds, "max_runs": 20000}
+    timing = (
+        {"warmup": 5, "min_runs": 20, "min_seconds": 0.3, "max_runs": 200}
+        if args.quick
+        else {
+            "warmup": 50,
+            "min_runs": max(50, args.min_runs // rounds),
+            "min_seconds": args.min_seconds / rounds,
+            "max_runs": 20000,
+        }
+    )
     wanted = set(args.variants.split(",")) if args.variants else None
     jobs = []
     for v in manifest.variants:
@@ -97,7 +125,9 @@ def plan(args, folder: Path) -> list[dict]:
                     elif backend == "tensorflow" and not _importable("tensorflow"):
                         job["skipped"] = str(missing_package("TensorFlow", "train"))
                     elif backend == "tflite-runtime" and not _importable("tflite_runtime"):
-                        job["skipped"] = "tflite-runtime not installed (its last release needs numpy<2 and lacks XNNPACK int8)"
+                        job["skipped"] = (
+                            "tflite-runtime not installed (its last release needs numpy<2 and lacks XNNPACK int8)"
+                        )
                     elif backend == "litert" and not _importable("ai_edge_litert"):
                         job["skipped"] = "ai-edge-litert not installed"
                     job["kind"] = "keras" if backend == "tensorflow" else "runtime"
@@ -170,7 +200,17 @@ def combine(rounds: list[dict]) -> dict:
         return rounds[0]
     used = undisturbed(done)
     row = dict(used[0])
-    for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "bare_p50_ms", "e2e_p50_ms", "load_ms", "first_ms"):
+    for key in (
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "mean_ms",
+        "throughput_ips",
+        "bare_p50_ms",
+        "e2e_p50_ms",
+        "load_ms",
+        "first_ms",
+    ):
         values = [r[key] for r in used if r.get(key) is not None]
         if values:
             row[key] = statistics.median(values)
@@ -188,10 +228,19 @@ def run_job(job: dict) -> dict:
     payload["backend"] = job.get("backend_arg")
     try:
         path = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
-        proc = subprocess.run([sys.executable, str(HERE / "_worker.py"), json.dumps(payload)], capture_output=True, text=True,
-                              timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": path})
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "_worker.py"), json.dumps(payload)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": path},
+        )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        result = json.loads(lines[-1]) if lines else {"skipped": f"worker failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"}
+        result = (
+            json.loads(lines[-1])
+            if lines
+            else {"skipped": f"worker failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"}
+        )
     except subprocess.TimeoutExpired:
         result = {"skipped": "timed out after 600 s"}
     return {**job, **result}
@@ -209,7 +258,8 @@ def gpu_reference(args, folder: Path) -> dict:
     job = {"kind": "gpu", "file": str(onnx), "threads": 1, "throughput_batch": 32}
     rounds = [run_job(job)]
     if "skipped" not in rounds[0]:  # no GPU now means none in the next round either
-        rounds += [run_job(job) for _ in range(0 if args.quick else max(5, args.rounds) - 1)]  # eager time varies by process
+        # eager time varies by process
+        rounds += [run_job(job) for _ in range(0 if args.quick else max(5, args.rounds) - 1)]
     result = {k: v for k, v in combine_gpu(rounds).items() if k not in ("kind", "file", "threads")}
     result["model_sha256"] = _model_sha(onnx)
     if "skipped" not in result:
@@ -232,8 +282,15 @@ def combine_gpu(rounds: list[dict]) -> dict:
     for key, first in done[0].items():
         if isinstance(first, dict) and "p50_ms" in first:
             runs = [r[key] for r in done if "p50_ms" in r.get(key, {})]
-            out[key] = {**first, **{f: statistics.median(r[f] for r in runs) for f in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips")},
-                        "runs": sum(r["runs"] for r in runs), "p50_rounds_ms": [round(r["p50_ms"], 4) for r in runs]}
+            out[key] = {
+                **first,
+                **{
+                    f: statistics.median(r[f] for r in runs)
+                    for f in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips")
+                },
+                "runs": sum(r["runs"] for r in runs),
+                "p50_rounds_ms": [round(r["p50_ms"], 4) for r in runs],
+            }
     return out
 
 
@@ -264,20 +321,42 @@ def _fmt(v, spec: str = ".2f", unit: str = "") -> str:
 def table(rows: list[dict], gpu: dict) -> str:
     eager = (gpu.get("eager_b1") or {}).get("p50_ms")
     graph = (gpu.get("graph_b1") or {}).get("p50_ms")
-    head = "| variant | backend | thr | batch | size MB | accuracy | p50 ms | p90 ms | p99 ms | bare invoke ms | 720p e2e ms | FPS | RSS MB | load ms | first ms | ×GPU eager | ×GPU graph |"
+    head = ("| variant | backend | thr | batch | size MB | accuracy | p50 ms | p90 ms | p99 ms | bare invoke ms | "
+            "720p e2e ms | FPS | RSS MB | load ms | first ms | ×GPU eager | ×GPU graph |")
     out = [head, "|" + "---|" * 17]
     for r in rows:
         if "skipped" in r:
-            out.append(f"| {r['variant']} | {r['backend']} | {r['threads']} | {r['batch']} | — | — | skipped: {r['skipped']} |" + " |" * 10)
+            out.append(
+                f"| {r['variant']} | {r['backend']} | {r['threads']} | {r['batch']} | — | — | skipped: {r['skipped']} |"
+                + " |" * 10
+            )
             continue
         per_image = r["p50_ms"] / r["batch"]
-        out.append("| " + " | ".join([
-            r["variant"], r["backend"], str(r["threads"]), str(r["batch"]), _fmt(r.get("size_bytes", 0) / 1e6),
-            _fmt(r.get("accuracy") and r["accuracy"] * 100, ".2f", "%"), _fmt(r["p50_ms"]), _fmt(r["p90_ms"]), _fmt(r["p99_ms"]),
-            _fmt(r.get("bare_p50_ms")), _fmt(r.get("e2e_p50_ms")), _fmt(r["throughput_ips"], ".0f"), _fmt(r.get("peak_rss_mb"), ".0f"),
-            _fmt(r.get("load_ms"), ".0f"), _fmt(r.get("first_ms"), ".1f"),
-            _fmt(per_image / eager if eager and r["batch"] == 1 else None, ".2f", "×"),
-            _fmt(per_image / graph if graph and r["batch"] == 1 else None, ".2f", "×")]) + " |")
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    r["variant"],
+                    r["backend"],
+                    str(r["threads"]),
+                    str(r["batch"]),
+                    _fmt(r.get("size_bytes", 0) / 1e6),
+                    _fmt(r.get("accuracy") and r["accuracy"] * 100, ".2f", "%"),
+                    _fmt(r["p50_ms"]),
+                    _fmt(r["p90_ms"]),
+                    _fmt(r["p99_ms"]),
+                    _fmt(r.get("bare_p50_ms")),
+                    _fmt(r.get("e2e_p50_ms")),
+                    _fmt(r["throughput_ips"], ".0f"),
+                    _fmt(r.get("peak_rss_mb"), ".0f"),
+                    _fmt(r.get("load_ms"), ".0f"),
+                    _fmt(r.get("first_ms"), ".1f"),
+                    _fmt(per_image / eager if eager and r["batch"] == 1 else None, ".2f", "×"),
+                    _fmt(per_image / graph if graph and r["batch"] == 1 else None, ".2f", "×"),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(out)
 
 
@@ -306,7 +385,9 @@ def chart(rows: list[dict], gpu: dict, path: Path) -> None:
     for key, style in (("eager_b1", "--"), ("graph_b1", ":")):
         if isinstance(gpu.get(key), dict) and "p50_ms" in gpu[key]:
             where = gpu.get("gpu") if gpu.get("source") == "measured here" else f"{gpu.get('gpu')}, recorded"
-            ax.axvline(gpu[key]["p50_ms"], color="#c44e52", linestyle=style, label=f"GPU fp32 {key.split('_')[0]} ({where})")
+            ax.axvline(
+                gpu[key]["p50_ms"], color="#c44e52", linestyle=style, label=f"GPU fp32 {key.split('_')[0]} ({where})"
+            )
     ax.set_xscale("log")
     ax.set_xlabel("batch-1 latency, ms (bar: p50, whisker: p99)")
     ax.legend(fontsize=7, loc="lower right") if ax.get_legend_handles_labels()[0] else None
@@ -316,8 +397,29 @@ def chart(rows: list[dict], gpu: dict, path: Path) -> None:
     plt.close(fig)
 
 
-FIELDS = ("variant", "backend", "threads", "batch", "size_bytes", "accuracy", "macro_f1", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
-          "rounds_used", "runs", "throughput_ips", "bare_p50_ms", "e2e_p50_ms", "peak_rss_mb", "load_ms", "first_ms", "backend_version", "skipped")
+FIELDS = (
+    "variant",
+    "backend",
+    "threads",
+    "batch",
+    "size_bytes",
+    "accuracy",
+    "macro_f1",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "rounds_used",
+    "runs",
+    "throughput_ips",
+    "bare_p50_ms",
+    "e2e_p50_ms",
+    "peak_rss_mb",
+    "load_ms",
+    "first_ms",
+    "backend_version",
+    "skipped",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,14 +430,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8, help="throughput batch size (default 8)")
     p.add_argument("--min-runs", type=int, default=300, help="timed runs per configuration, over all rounds")
     p.add_argument("--min-seconds", type=float, default=3.0, help="timed seconds per configuration, over all rounds")
-    p.add_argument("--rounds", type=int, default=3, help="round-robin rounds; figures are medians over rounds (default 3; "
-                   "the GPU reference takes at least 5)")
-    p.add_argument("--max-rounds", type=int, default=6, help="rounds for a configuration with fewer than two undisturbed rounds (default 6)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="round-robin rounds; figures are medians over rounds (default 3; the GPU reference takes at least 5)",
+    )
+    p.add_argument(
+        "--max-rounds",
+        type=int,
+        default=6,
+        help="rounds for a configuration with fewer than two undisturbed rounds (default 6)",
+    )
     p.add_argument("--data", help="image folder: adds accuracy on the test part of the model's split")
     p.add_argument("--split", help="split.json for --data (default: the one beside the model)")
-    p.add_argument("--reference", help="results.json recorded on a GPU machine (default: measure here, else the recorded one "
-                   "in benchmarks/reference/ made for this model file)")
-    p.add_argument("--gpu-only", action="store_true", help="measure only the GPU reference: record it on a GPU machine for --reference")
+    p.add_argument(
+        "--reference",
+        help="results.json recorded on a GPU machine (default: measure here, else the recorded one "
+        "in benchmarks/reference/ made for this model file)",
+    )
+    p.add_argument(
+        "--gpu-only",
+        action="store_true",
+        help="measure only the GPU reference: record it on a GPU machine for --reference",
+    )
     p.add_argument("--quick", action="store_true", help="few runs, one thread setting, batch 1 (for CI)")
     p.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
     args = p.parse_args(argv)
@@ -347,13 +465,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine: {facts['cpu_summary']}, {facts['cores']} cores, {facts['os']}, Python {facts['python']}")
         gpu = gpu_reference(args, folder)
         def report(row: dict) -> None:
-            state = row.get("skipped") or f"p50 {row['p50_ms']:.3f} ms (rounds: {', '.join(f'{v:.3f}' for v in row['p50_rounds_ms'])})"
-            print(f"  {row['variant']:<15}{row['backend']:<26}threads {row['threads']} batch {row['batch']}: {state}", flush=True)
+            state = (
+                row.get("skipped")
+                or f"p50 {row['p50_ms']:.3f} ms (rounds: {', '.join(f'{v:.3f}' for v in row['p50_rounds_ms'])})"
+            )
+            print(
+                f"  {row['variant']:<15}{row['backend']:<26}threads {row['threads']} batch {row['batch']}: {state}",
+                flush=True,
+            )
 
         jobs = [] if args.gpu_only else plan(args, folder)
         if jobs:
-            print(f"measuring {len(jobs)} configurations, {1 if args.quick else args.rounds} round(s) each, each in its own process"
-                  + ("" if args.quick else " (--quick: one round, one thread setting, batch 1: under a minute)"), flush=True)
+            print(
+                f"measuring {len(jobs)} configurations, {1 if args.quick else args.rounds} round(s) each, each in "
+                "its own process"
+                + ("" if args.quick else " (--quick: one round, one thread setting, batch 1: under a minute)"),
+                flush=True,
+            )
         rows = run_rounds(jobs, 1 if args.quick else args.rounds, report, None if args.quick else args.max_rounds)
         if args.gpu_only and gpu.get("source") != "measured here":
             raise UserError(f"--gpu-only: no GPU reference measured here ({gpu.get('skipped', gpu.get('source'))})")
@@ -366,7 +494,20 @@ def main(argv: list[str] | None = None) -> int:
     md = (f"# Latency\n\nmachine: {facts['cpu_summary']}, {facts['cores']} cores, {facts['os']}\n\n"
           f"model: {folder} ({len(labels)} classes: {', '.join(labels)})\n\n{gpu_line(gpu)}\n\n{table(rows, gpu)}\n")
     clean = [{k: v for k, v in r.items() if k not in ("model", "backend_arg", "kind")} for r in rows]
-    atomic_write_text(out / "results.json", json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": facts, "labels": labels, "gpu_reference": gpu, "rows": clean}, indent=2) + "\n")
+    atomic_write_text(
+        out / "results.json",
+        json.dumps(
+            {
+                "date": time.strftime("%Y-%m-%d"),
+                "machine": facts,
+                "labels": labels,
+                "gpu_reference": gpu,
+                "rows": clean,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """What `edgeleuk run` costs over the bare interpreter, on a recorded slide video (720p by default).
 
-    python benchmarks/pipeline.py [--model DIR] [--data ../shared/data/all4] [--frames 600] [--threads N] [--size 640x480]
+    python benchmarks/pipeline.py [--model DIR] [--data ../shared/data/all4] [--frames 600] [--threads N] [--size
+    640x480]
                                   [--realtime | --decoded] [--serve] [--score-cost]
 
-Records an MJPG clip, 1280×720 unless --size says otherwise (real test images when --data is given, else synthetic cells), runs
+Records an MJPG clip, 1280×720 unless --size says otherwise (real test images when --data is given, else synthetic
+cells), runs
 `edgeleuk run --source clip` in a fresh process, and reports: per-frame path (hand-off,
 preprocessing, quality gate, inference, post-processing) against a bare `invoke()` loop of the same
 model and threads, frames per second, peak RSS and cold start to first result. Device-safe.
@@ -182,7 +184,9 @@ def _strip_score_layers(folder: Path) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-def inference_step_cost_us(shipped: str, stripped: str, threads: int, clip: Path, runs: int = 600, pairs: int = 8) -> dict[str, float] | None:
+def inference_step_cost_us(
+    shipped: str, stripped: str, threads: int, clip: Path, runs: int = 600, pairs: int = 8
+) -> dict[str, float] | None:
     """µs the features' score adds to the inference step (`infer_judged`: the interpreter, reading
     its outputs, the score), over reading the probabilities only: with the file's own score layers,
     and with numpy from the features of the file without them. Each alternated call by call with the
@@ -209,7 +213,11 @@ def inference_step_cost_us(shipped: str, stripped: str, threads: int, clip: Path
             # interpreters of their own: sharing one made every other call follow a call of its own
             # interpreter, weights still in cache (~100 µs faster)
             bare = load(stripped, threads=threads)
-            other = load(shipped, threads=threads) if arm == "layers" else dataclasses.replace(load(stripped, threads=threads), ood=layers.ood)
+            other = (
+                load(shipped, threads=threads)
+                if arm == "layers"
+                else dataclasses.replace(load(stripped, threads=threads), ood=layers.ood)
+            )
             times: list[list[float]] = [[], []]
             for i in range(runs * 2):
                 x = xs[(i // 2) % len(xs)]
@@ -245,27 +253,48 @@ def score_cost(clip: Path, log: Path, args, out: Path) -> int:
                 manifest.get("ood", {}).pop("stain", None)
             (arms[arm] / "manifest.json").write_text(json.dumps(manifest))
         _strip_score_layers(arms["none"])
-        arms["full"] = arms["timed"] = folder  # timed: the full score again, with timers around its calls (not in the comparison: they cost µs)
+        # timed: the full score again, with timers around its calls (not in the comparison: they cost µs)
+        arms["full"] = arms["timed"] = folder
         for i in range(args.pairs):
             for arm, model in arms.items():
                 log.unlink(missing_ok=True)
                 with call_timers() if arm == "timed" else contextlib.nullcontext({}) as spent:
                     run_decoded(clip, log, args.frames, str(model), args.threads)
                 frames = [r for r in map(json.loads, log.read_text().splitlines()) if "latency_ms" in r]
-                row = {"arm": arm, "round": i, **{k: float(np.median([f["latency_ms"][k] for f in frames])) for k in steps},
-                       "scored": float(np.mean([f.get("ood_score") is not None for f in frames])),
-                       # the mean as well: the stain is read on every 8th usable frame only (runtime/stain.py), which a p50 leaves out
-                       "gate and score mean": float(np.mean([f["latency_ms"]["quality"] + f["latency_ms"]["ood"] for f in frames])),
-                       "stain read": float(np.mean([f["quality"].get("stain") is not None or f["quality"].get("red_stain") is not None
-                                                    for f in frames])),
-                       **{f"{k} p50": float(np.median(v)) * 1e3 for k, v in spent.items() if v}}
+                row = {
+                    "arm": arm,
+                    "round": i,
+                    **{k: float(np.median([f["latency_ms"][k] for f in frames])) for k in steps},
+                    "scored": float(np.mean([f.get("ood_score") is not None for f in frames])),
+                    # the mean as well: the stain is read on every 8th usable frame only (runtime/stain.py), which a
+                    # p50 leaves out
+                    "gate and score mean": float(
+                        np.mean([f["latency_ms"]["quality"] + f["latency_ms"]["ood"] for f in frames])
+                    ),
+                    "stain read": float(
+                        np.mean(
+                            [
+                                f["quality"].get("stain") is not None or f["quality"].get("red_stain") is not None
+                                for f in frames
+                            ]
+                        )
+                    ),
+                    **{f"{k} p50": float(np.median(v)) * 1e3 for k, v in spent.items() if v},
+                }
                 rows.append(row)
-                print(f"round {i + 1}, score {arm}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("arm", "round", "scored", "stain read"))
-                      + f" ms (p50); stain read on {row['stain read']:.1%} of frames")
+                print(
+                    f"round {i + 1}, score {arm}: "
+                    + ", ".join(
+                        f"{k} {v:.3f}" for k, v in row.items() if k not in ("arm", "round", "scored", "stain read")
+                    )
+                    + f" ms (p50); stain read on {row['stain read']:.1%} of frames"
+                )
         step = inference_step_cost_us(str(folder), str(arms["none"]), args.threads, clip)
-    inference_us = step["layers"] if step else 0.0  # the file as shipped scores in its layers, else numpy inside the step (timed here)
+    # the file as shipped scores in its layers, else numpy inside the step (timed here)
+    inference_us = step["layers"] if step else 0.0
 
-    def added(arm: str) -> list[float]:  # the gate and score steps against the same round's run without the score, plus the inference step's share
+    # the gate and score steps against the same round's run without the score, plus the inference step's share
+    def added(arm: str) -> list[float]:
         base = {r["round"]: r["quality"] + r["ood"] for r in rows if r["arm"] == "none"}
         return [r["quality"] + r["ood"] - base[r["round"]] + inference_us / 1e3 for r in rows if r["arm"] == arm]
 
@@ -273,36 +302,55 @@ def score_cost(clip: Path, log: Path, args, out: Path) -> int:
         base = {r["round"]: r["gate and score mean"] for r in rows if r["arm"] == "none"}
         return [r["gate and score mean"] - base[r["round"]] + inference_us / 1e3 for r in rows if r["arm"] == arm]
 
-    def added_with_invoke(arm: str) -> list[float]:  # the same with the run loop's own inference timings (noisier by far)
+    # the same with the run loop's own inference timings (noisier by far)
+    def added_with_invoke(arm: str) -> list[float]:
         base = {r["round"]: r["quality"] + r["inference"] + r["ood"] for r in rows if r["arm"] == "none"}
         return [r["quality"] + r["inference"] + r["ood"] - base[r["round"]] for r in rows if r["arm"] == arm]
 
-    result = {"threads": args.threads, "frames": args.frames, "model": str(folder), "runs": rows, "inference_step_us": step,
-              "added_ms": {arm: added(arm) for arm in ("features", "full")},
-              "added_ms_median": {arm: float(np.median(added(arm))) for arm in ("features", "full")},
-              "added_ms_mean": {arm: added_mean(arm) for arm in ("features", "full")},
-              "added_ms_mean_median": {arm: float(np.median(added_mean(arm))) for arm in ("features", "full")},
-              "added_ms_median_with_loop_invoke": {arm: float(np.median(added_with_invoke(arm))) for arm in ("features", "full")}}
+    result = {
+        "threads": args.threads,
+        "frames": args.frames,
+        "model": str(folder),
+        "runs": rows,
+        "inference_step_us": step,
+        "added_ms": {arm: added(arm) for arm in ("features", "full")},
+        "added_ms_median": {arm: float(np.median(added(arm))) for arm in ("features", "full")},
+        "added_ms_mean": {arm: added_mean(arm) for arm in ("features", "full")},
+        "added_ms_mean_median": {arm: float(np.median(added_mean(arm))) for arm in ("features", "full")},
+        "added_ms_median_with_loop_invoke": {
+            arm: float(np.median(added_with_invoke(arm))) for arm in ("features", "full")
+        },
+    }
     timed = [r for r in rows if r["arm"] == "timed" and "stain_strength p50" in r]
-    if timed:  # the steadiest estimate of the mean: the p50s (no reading on the median frame) plus the readings' share, timed
+    # the steadiest estimate of the mean: the p50s (no reading on the median frame) plus the readings' share, timed
+    if timed:
         reading_ms = float(np.median([r["stain_strength p50"] for r in timed]))
         share = float(np.median([r["stain read"] for r in timed]))
         result["stain_reading_ms"], result["stain_read_share"] = reading_ms, share
         result["added_ms_full_p50_plus_readings"] = result["added_ms_median"]["full"] + share * reading_ms
     atomic_write_text(out / "pipeline-score-cost.json", json.dumps(result, indent=2) + "\n")
     if step is not None:
-        print(f"the features' score in the inference step, over reading the probabilities only (alternated call by call, "
-              f"median of fresh interpreter pairs): {step['layers']:.1f} µs with the file's own layers (pairs "
-              f"{step['layers range'][0]:.1f} to {step['layers range'][1]:.1f}), {step['numpy']:.1f} µs with numpy from its features "
-              f"({step['numpy range'][0]:.1f} to {step['numpy range'][1]:.1f})")
+        print(
+            f"the features' score in the inference step, over reading the probabilities only (alternated call by call, "
+            f"median of fresh interpreter pairs): {step['layers']:.1f} µs with the file's own layers (pairs "
+            f"{step['layers range'][0]:.1f} to {step['layers range'][1]:.1f}), {step['numpy']:.1f} µs with numpy "
+            f"from its features ({step['numpy range'][0]:.1f} to {step['numpy range'][1]:.1f})"
+        )
     for arm, what in (("features", "the features' distances"), ("full", "the whole score (distances and stain check)")):
-        print(f"{what} add per round: " + ", ".join(f"{a:.3f}" for a in added(arm)) + f" ms; median {result['added_ms_median'][arm]:.3f} ms "
-              f"(with the loop's own inference timings instead: {result['added_ms_median_with_loop_invoke'][arm]:.3f} ms)")
+        print(
+            f"{what} add per round: "
+            + ", ".join(f"{a:.3f}" for a in added(arm))
+            + f" ms; median {result['added_ms_median'][arm]:.3f} ms "
+            f"(with the loop's own inference timings instead: {result['added_ms_median_with_loop_invoke'][arm]:.3f} ms)"
+        )
         print("  from each run's mean over its frames instead: " + ", ".join(f"{a:.3f}" for a in added_mean(arm))
               + f" ms; median {result['added_ms_mean_median'][arm]:.3f} ms")
     if "stain_reading_ms" in result:
-        print(f"the stain reading, timed in the loop: {result['stain_reading_ms']:.3f} ms, on {result['stain_read_share']:.1%} of frames; "
-              f"the whole score's p50s plus that share: {result['added_ms_full_p50_plus_readings']:.3f} ms")
+        print(
+            f"the stain reading, timed in the loop: {result['stain_reading_ms']:.3f} ms, on "
+            f"{result['stain_read_share']:.1%} of frames; "
+            f"the whole score's p50s plus that share: {result['added_ms_full_p50_plus_readings']:.3f} ms"
+        )
     print(f"wrote {out / 'pipeline-score-cost.json'}")
     return 0
 
@@ -317,8 +365,24 @@ def run_command(clip: Path, log: Path, args, serve: bool = False) -> list[str]:
         extra = ["--serve", "127.0.0.1:0", "--exit-at-end"]
     elif serve and args.publish:
         extra = ["--publish", args.publish, "--publish-frames", "--device-id", "bench"]
-    return ([sys.executable, "-m", "edgeleuk", "run", "--source", str(clip), "--log", str(log), "--quiet", "--threads", str(args.threads)]
-            + (["--model", args.model] if args.model else []) + (["--realtime"] if args.realtime else []) + extra)
+    return (
+        [
+            sys.executable,
+            "-m",
+            "edgeleuk",
+            "run",
+            "--source",
+            str(clip),
+            "--log",
+            str(log),
+            "--quiet",
+            "--threads",
+            str(args.threads),
+        ]
+        + (["--model", args.model] if args.model else [])
+        + (["--realtime"] if args.realtime else [])
+        + extra
+    )
 
 
 def viewer(port: int, stop: threading.Event, counts: dict) -> None:
@@ -350,7 +414,9 @@ def viewer(port: int, stop: threading.Event, counts: dict) -> None:
 
 def serve_once(clip: Path, log: Path, args, serve: bool) -> tuple[list[dict], dict]:
     log.unlink(missing_ok=True)
-    proc = subprocess.Popen(run_command(clip, log, args, serve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env())
+    proc = subprocess.Popen(
+        run_command(clip, log, args, serve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env()
+    )
     stop, counts = threading.Event(), {"stream_frames": 0, "status_polls": 0}
     if serve and args.serve:
         for line in proc.stdout:
@@ -367,15 +433,22 @@ def serve_once(clip: Path, log: Path, args, serve: bool) -> tuple[list[dict], di
 
 def compare_serve(clip: Path, log: Path, args, out: Path, width: int, height: int) -> int:
     rows = []
-    for i in range(args.pairs):
+    for _ in range(args.pairs):
         for serve in (False, True):
             records, counts = serve_once(clip, log, args, serve)
             frames = [r for r in records if "latency_ms" in r]
             rows.append({"serve": serve, "path_p50_ms": float(np.median([f["latency_ms"]["total"] for f in frames])),
                          "frames": len(frames), "fps": records[-1]["fps"], **counts})
             what = "the live view" if args.serve else "publishing every frame"
-            print(f"{'with' if serve else 'without'} {what}: path p50 {rows[-1]['path_p50_ms']:.3f} ms, {len(frames)} frames, "
-                  f"{records[-1]['fps']} frames/s" + (f", {counts['stream_frames']} frames streamed, {counts['status_polls']} status polls" if serve else ""))
+            print(
+                f"{'with' if serve else 'without'} {what}: path p50 {rows[-1]['path_p50_ms']:.3f} ms, {len(frames)} "
+                f"frames, {records[-1]['fps']} frames/s"
+                + (
+                    f", {counts['stream_frames']} frames streamed, {counts['status_polls']} status polls"
+                    if serve
+                    else ""
+                )
+            )
     with_view = float(np.median([r["path_p50_ms"] for r in rows if r["serve"]]))
     without = float(np.median([r["path_p50_ms"] for r in rows if not r["serve"]]))
     result = {"frame_size": f"{width}x{height}", "threads": args.threads, "realtime": args.realtime, "runs": rows,
@@ -395,13 +468,34 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=600)
     p.add_argument("--threads", type=int, default=default_threads())
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--realtime", action="store_true", help="replay at the clip's 30 frames/s, as a live camera delivers them")
-    mode.add_argument("--decoded", action="store_true", help="frames decoded ahead, back to back, in this process (see above)")
-    p.add_argument("--serve", action="store_true", help="compare runs with the live view and one viewer against runs without (see above)")
-    p.add_argument("--publish", metavar="URL", help="compare runs publishing every frame's record to this MQTT broker (mqtt://127.0.0.1:1883/bench) "
-                   "against runs without")
-    p.add_argument("--score-cost", action="store_true", help="compare the model with and without its out-of-distribution statistics (see above)")
-    p.add_argument("--pairs", type=int, default=3, help="--serve, --publish, --score-cost: rounds of runs with and without, alternated (default 3)")
+    mode.add_argument(
+        "--realtime", action="store_true", help="replay at the clip's 30 frames/s, as a live camera delivers them"
+    )
+    mode.add_argument(
+        "--decoded", action="store_true", help="frames decoded ahead, back to back, in this process (see above)"
+    )
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="compare runs with the live view and one viewer against runs without (see above)",
+    )
+    p.add_argument(
+        "--publish",
+        metavar="URL",
+        help="compare runs publishing every frame's record to this MQTT broker (mqtt://127.0.0.1:1883/bench) "
+        "against runs without",
+    )
+    p.add_argument(
+        "--score-cost",
+        action="store_true",
+        help="compare the model with and without its out-of-distribution statistics (see above)",
+    )
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="--serve, --publish, --score-cost: rounds of runs with and without, alternated (default 3)",
+    )
     p.add_argument("--size", default="1280x720", help="frame size WxH of the recorded clip (default 1280x720)")
     p.add_argument("--out", default="runs/pipeline")
     args = p.parse_args()
@@ -424,7 +518,9 @@ def main() -> int:
             run_decoded(clip, log, args.frames, args.model, args.threads)
             wall = time.perf_counter() - start
         else:
-            proc = subprocess.Popen(run_command(clip, log, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env())
+            proc = subprocess.Popen(
+                run_command(clip, log, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env()
+            )
             while proc.poll() is None and first is None:
                 if log.exists() and log.stat().st_size > 0:
                     first = time.perf_counter() - start
@@ -443,17 +539,34 @@ def main() -> int:
     in_loop = float(np.median([f["latency_ms"]["total"] / f["latency_ms"]["invoke"] for f in frames]))
     bare = bare_invoke_ms(args.model, args.threads)
     paced = bare_invoke_ms(args.model, args.threads, runs=300, interval_s=1 / 30) if args.realtime else None
-    result = {"frame_size": f"{width}x{height}", "frames": len(frames), "threads": args.threads, "fps": summary["fps"], "bare_invoke_p50_ms": bare,
-              "bare_invoke_at_30fps_p50_ms": paced, "path_over_bare_at_30fps": parts["total"] / paced if paced else None,
-              "path_p50_ms": parts, "path_over_bare": parts["total"] / bare, "path_over_invoke_in_loop": in_loop,
-              "peak_rss_mb": peak_rss_mb,
-              "cold_start_to_first_result_s": first, "wall_s": wall, "verdict": summary["verdict"]["decision"],
-              "source": "real test images" if args.data else "synthetic cells",
-              "mode": "realtime 30 frames/s (camera-like)" if args.realtime else
-                      "decoded ahead, back to back, in-process" if args.decoded else "every frame, as fast as possible"}
+    result = {
+        "frame_size": f"{width}x{height}",
+        "frames": len(frames),
+        "threads": args.threads,
+        "fps": summary["fps"],
+        "bare_invoke_p50_ms": bare,
+        "bare_invoke_at_30fps_p50_ms": paced,
+        "path_over_bare_at_30fps": parts["total"] / paced if paced else None,
+        "path_p50_ms": parts,
+        "path_over_bare": parts["total"] / bare,
+        "path_over_invoke_in_loop": in_loop,
+        "peak_rss_mb": peak_rss_mb,
+        "cold_start_to_first_result_s": first,
+        "wall_s": wall,
+        "verdict": summary["verdict"]["decision"],
+        "source": "real test images" if args.data else "synthetic cells",
+        "mode": "realtime 30 frames/s (camera-like)"
+        if args.realtime
+        else "decoded ahead, back to back, in-process"
+        if args.decoded
+        else "every frame, as fast as possible",
+    }
     name = "pipeline-realtime.json" if args.realtime else "pipeline-decoded.json" if args.decoded else "pipeline.json"
     atomic_write_text(out / name, json.dumps(result, indent=2) + "\n")
-    print(f"{width}×{height} MJPG clip, {len(frames)} frames, {args.threads} threads ({result['source']}; {result['mode']})")
+    print(
+        f"{width}×{height} MJPG clip, {len(frames)} frames, {args.threads} threads ({result['source']}; "
+        f"{result['mode']})"
+    )
     print("per-frame path p50 (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
     print(f"whole path / that frame's own invoke() inside the loop: p50 {in_loop:.2f}×")
     print(f"bare invoke() p50: {bare:.3f} ms; whole path / bare invoke: {result['path_over_bare']:.2f}×")
@@ -461,9 +574,14 @@ def main() -> int:
         print(f"bare invoke() once every 33 ms, like the camera's frames: p50 {paced:.3f} ms; "
               f"whole path / that: {result['path_over_bare_at_30fps']:.2f}×")
     if args.decoded:
-        print(f"frames per second: {summary['fps']} (decoding excluded; peak RSS and cold start: run without --decoded)")
+        print(
+            f"frames per second: {summary['fps']} (decoding excluded; peak RSS and cold start: run without --decoded)"
+        )
     else:
-        print(f"frames per second: {summary['fps']}; peak RSS {peak_rss_mb:.0f} MB; cold start to first result {first:.2f} s")
+        print(
+            f"frames per second: {summary['fps']}; peak RSS {peak_rss_mb:.0f} MB; cold start to first result "
+            f"{first:.2f} s"
+        )
     print(f"wrote {out}")
     return 0
 

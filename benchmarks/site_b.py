@@ -22,9 +22,9 @@ import numpy as np
 
 from edgeleuk.dataset import scan
 from edgeleuk.degrade import rescale, scale_stain
+from edgeleuk.groups import BLOCK_SIZE, block_groups
 from edgeleuk.preprocess import load_image
 from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR
-from edgeleuk.groups import BLOCK_SIZE, block_groups
 from edgeleuk.split import Split, read_split, write_split
 
 MAGNIFICATION, STAIN, HUE, GAINS, NOISE, QUALITY = 0.75, 1.35, 8, (1.08, 0.96, 0.88), 4.0, 70
@@ -44,7 +44,11 @@ def site_b(rgb: np.ndarray, seed: int) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="the ALL dataset (site A)")
-    p.add_argument("--split", default=str(DEFAULT_MODEL_DIR / "split.json"), help="the split whose parts are kept (default: the packaged model's)")
+    p.add_argument(
+        "--split",
+        default=str(DEFAULT_MODEL_DIR / "split.json"),
+        help="the split whose parts are kept (default: the packaged model's)",
+    )
     p.add_argument("--out", required=True, help="folder to write site B into (outside the repository)")
     args = p.parse_args(argv)
     found = scan(args.data, check_decode=False)

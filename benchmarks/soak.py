@@ -70,9 +70,27 @@ def soak(args, work: Path) -> dict:
     clip = work / "clip.avi"
     record_clip(clip, int(args.minutes * 60 * 30) + 60, None, width, height)
     broker, url = _broker(work)
-    cmd = [sys.executable, "-m", "edgeleuk", "run", "--source", str(clip), "--realtime", "--quiet", "--min-focus", "0",
-           "--log", str(work / "run.jsonl"), "--serve", "127.0.0.1:0", "--exit-at-end",
-           "--save-frames", str(work / "saved"), "--label", args.label] + (["--model", args.model] if args.model else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgeleuk",
+        "run",
+        "--source",
+        str(clip),
+        "--realtime",
+        "--quiet",
+        "--min-focus",
+        "0",
+        "--log",
+        str(work / "run.jsonl"),
+        "--serve",
+        "127.0.0.1:0",
+        "--exit-at-end",
+        "--save-frames",
+        str(work / "saved"),
+        "--label",
+        args.label,
+    ] + (["--model", args.model] if args.model else [])
     if url:
         cmd += ["--publish", url, "--publish-frames", "--device-id", "soak"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env())
@@ -98,10 +116,20 @@ def soak(args, work: Path) -> dict:
     records = [json.loads(x) for x in (work / "run.jsonl").read_text().splitlines()]
     at_one = next(r for t, r in samples if t >= 60)
     end = samples[-1][1]
-    return {"minutes": args.minutes, "size": args.size, "frames_logged": sum("frame" in r for r in records), "published": url is not None,
-            "saved_frames": sum(1 for _ in (work / "saved").rglob("*.jpg")), "viewer": counts,
-            "rss_mb_at_minute_one": at_one, "rss_mb_at_end": end, "rss_mb_max": max(r for _, r in samples),
-            "growth_mb": round(end - at_one, 2), "passed": end - at_one <= ALLOWED_GROWTH_MB, "rss_mb_every_5s": samples}
+    return {
+        "minutes": args.minutes,
+        "size": args.size,
+        "frames_logged": sum("frame" in r for r in records),
+        "published": url is not None,
+        "saved_frames": sum(1 for _ in (work / "saved").rglob("*.jpg")),
+        "viewer": counts,
+        "rss_mb_at_minute_one": at_one,
+        "rss_mb_at_end": end,
+        "rss_mb_max": max(r for _, r in samples),
+        "growth_mb": round(end - at_one, 2),
+        "passed": end - at_one <= ALLOWED_GROWTH_MB,
+        "rss_mb_every_5s": samples,
+    }
 
 
 def main() -> int:

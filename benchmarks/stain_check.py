@@ -64,9 +64,22 @@ def main() -> int:
     print("clean test part:", flagged(test))
     for factor in (2.5, 3.0, 3.5):
         print(f"stain {factor}x too strong:", flagged([scale_stain(i, factor) for i in test]))
-    for condition in ("stain_intensity", "gamma", "underexposure", "overexposure", "contrast", "color_cast", "vignetting"):
-        print(condition, "  ".join(f"s{sev} {flagged([degrade(im, condition, sev, seed=k) for k, im in enumerate(test)])}"
-                                    for sev in (1, 3, 5)))
+    for condition in (
+        "stain_intensity",
+        "gamma",
+        "underexposure",
+        "overexposure",
+        "contrast",
+        "color_cast",
+        "vignetting",
+    ):
+        print(
+            condition,
+            "  ".join(
+                f"s{sev} {flagged([degrade(im, condition, sev, seed=k) for k, im in enumerate(test)])}"
+                for sev in (1, 3, 5)
+            ),
+        )
     return 0
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Could the stain reading run inside the model file, as the features' score does? Times a stand-in.
 
-    python benchmarks/stain_layers.py [--model DIR] [--data ../shared/data/all4] [--threads 2] [--runs 2000] [--gather] [--out DIR]
+    python benchmarks/stain_layers.py [--model DIR] [--data ../shared/data/all4] [--threads 2] [--runs 2000]
+    [--gather] [--out DIR]
 
 The shipped reading (`runtime.quality.stain_strength`) takes a quantile and two masked medians, which
 a TFLite graph can only get by sorting. The stand-in is cheaper than that: on the 56×56 copy of the
@@ -9,7 +10,8 @@ input, the optical density (log, or with --gather a 256-entry table), the leukoc
 a background (the mean density of the pixels below the field's mean), and the sums and counts for
 the two masked means: 29 builtin operations (28 with --gather). It is appended to the model's TFLite file and timed
 against the file as it is and against the file with the stand-in's first operation only, the
-56×56 copy (invoke only, the three alternated call by call, each on its own interpreter); in the same run, `stain_strength` is timed right after an invoke of the same file,
+56×56 copy (invoke only, the three alternated call by call, each on its own interpreter); in the same run,
+`stain_strength` is timed right after an invoke of the same file,
 as the run loop calls it, on real fields with --data (else synthetic ones: red cells and a
 leukocyte on blurred noise). Its four outputs are checked against numpy, so the timed graph computes
 what it says. Needs ai-edge-litert only (device-safe).
@@ -42,7 +44,7 @@ def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> byt
     _, s = score_layers.tflite_schema()
     model = score_layers.read_tflite(data)
     g = score_layers.GraphEditor(model, s)
-    B, O, T = s.BuiltinOperator, s.BuiltinOptions, s.TensorType
+    B, Opts, T = s.BuiltinOperator, s.BuiltinOptions, s.TensorType
     side, step = STAIN_SIDE, 224 // STAIN_SIDE
     image = [1, side, side, 3]
     plane = [1, side, side, 1]
@@ -65,8 +67,19 @@ def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> byt
     keep.keepDims = True
     axes = t("axes", [3], i32(1, 2, 3))
     channels = t("channels", [1], i32(3))
-    small = op(B.STRIDED_SLICE, [int(g.graph.inputs[0]), t("begin", [4], i32(0, 0, 0, 0)), t("end", [4], i32(1, 224, 224, 3)),
-                                 t("strides", [4], i32(1, step, step, 1))], image, O.StridedSliceOptions, s.StridedSliceOptionsT(), T.UINT8)
+    small = op(
+        B.STRIDED_SLICE,
+        [
+            int(g.graph.inputs[0]),
+            t("begin", [4], i32(0, 0, 0, 0)),
+            t("end", [4], i32(1, 224, 224, 3)),
+            t("strides", [4], i32(1, step, step, 1)),
+        ],
+        image,
+        Opts.StridedSliceOptions,
+        s.StridedSliceOptionsT(),
+        T.UINT8,
+    )
     if slice_only:
         g.graph.outputs = np.append(g.graph.outputs, np.int32(small))
         model.signatureDefs = []
@@ -75,27 +88,76 @@ def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> byt
     if gather:
         table = OD_LUT
         gathered = s.GatherOptionsT()
-        per_channel = op(B.GATHER, [t("table", [256], table), op(B.CAST, [small], image, dtype=T.INT32)], image, O.GatherOptions, gathered)
-        od = op(B.SUM, [per_channel, channels], plane, O.ReducerOptions, keep)
+        per_channel = op(
+            B.GATHER,
+            [t("table", [256], table), op(B.CAST, [small], image, dtype=T.INT32)],
+            image,
+            Opts.GatherOptions,
+            gathered,
+        )
+        od = op(B.SUM, [per_channel, channels], plane, Opts.ReducerOptions, keep)
     else:
-        logs = op(B.LOG, [op(B.ADD, [values, t("one", [1], f32(1))], image, O.AddOptions, s.AddOptionsT())], image)
-        od = op(B.SUB, [t("log256", [1], f32(3 * np.log(256.0))), op(B.SUM, [logs, channels], plane, O.ReducerOptions, keep)],
-                plane, O.SubOptions, s.SubOptionsT())
-    purple = op(B.SUM, [op(B.MUL, [values, t("margin_weights", [3], f32(0.5, -1, 0.5))], image, O.MulOptions, s.MulOptionsT()), channels],
-                plane, O.ReducerOptions, keep)
+        logs = op(B.LOG, [op(B.ADD, [values, t("one", [1], f32(1))], image, Opts.AddOptions, s.AddOptionsT())], image)
+        od = op(
+            B.SUB,
+            [t("log256", [1], f32(3 * np.log(256.0))), op(B.SUM, [logs, channels], plane, Opts.ReducerOptions, keep)],
+            plane,
+            Opts.SubOptions,
+            s.SubOptionsT(),
+        )
+    purple = op(
+        B.SUM,
+        [
+            op(B.MUL, [values, t("margin_weights", [3], f32(0.5, -1, 0.5))], image, Opts.MulOptions, s.MulOptionsT()),
+            channels,
+        ],
+        plane,
+        Opts.ReducerOptions,
+        keep,
+    )
     leukocytes = op(B.CAST, [op(B.GREATER, [purple, t("margin", [1], f32(STAIN_MARGIN))], plane, dtype=T.BOOL)], plane)
-    below = op(B.CAST, [op(B.LESS, [od, op(B.MEAN, [od, axes], one, O.ReducerOptions, keep)], plane, dtype=T.BOOL)], plane)
-    background = op(B.DIV, [op(B.SUM, [op(B.MUL, [od, below], plane, O.MulOptions, s.MulOptionsT()), axes], one, O.ReducerOptions, keep),
-                            op(B.SUM, [below, axes], one, O.ReducerOptions, keep)], one, O.DivOptions, s.DivOptionsT())
-    relative = op(B.SUB, [od, background], plane, O.SubOptions, s.SubOptionsT())
+    below = op(
+        B.CAST, [op(B.LESS, [od, op(B.MEAN, [od, axes], one, Opts.ReducerOptions, keep)], plane, dtype=T.BOOL)], plane
+    )
+    background = op(
+        B.DIV,
+        [
+            op(
+                B.SUM,
+                [op(B.MUL, [od, below], plane, Opts.MulOptions, s.MulOptionsT()), axes],
+                one,
+                Opts.ReducerOptions,
+                keep,
+            ),
+            op(B.SUM, [below, axes], one, Opts.ReducerOptions, keep),
+        ],
+        one,
+        Opts.DivOptions,
+        s.DivOptionsT(),
+    )
+    relative = op(B.SUB, [od, background], plane, Opts.SubOptions, s.SubOptionsT())
     dense = op(B.CAST, [op(B.GREATER, [relative, t("red_od", [1], f32(0.3))], plane, dtype=T.BOOL)], plane)
-    red = op(B.MUL, [dense, op(B.SUB, [t("ones", [1], f32(1)), leukocytes], plane, O.SubOptions, s.SubOptionsT())], plane, O.MulOptions, s.MulOptionsT())
-    sums = [op(B.SUM, [op(B.MUL, [relative, m], plane, O.MulOptions, s.MulOptionsT()), axes], one, O.ReducerOptions, keep)
-            for m in (leukocytes, red)]
-    counts = [op(B.SUM, [m, axes], one, O.ReducerOptions, keep) for m in (leukocytes, red)]
+    red = op(
+        B.MUL,
+        [dense, op(B.SUB, [t("ones", [1], f32(1)), leukocytes], plane, Opts.SubOptions, s.SubOptionsT())],
+        plane,
+        Opts.MulOptions,
+        s.MulOptionsT(),
+    )
+    sums = [
+        op(
+            B.SUM,
+            [op(B.MUL, [relative, m], plane, Opts.MulOptions, s.MulOptionsT()), axes],
+            one,
+            Opts.ReducerOptions,
+            keep,
+        )
+        for m in (leukocytes, red)
+    ]
+    counts = [op(B.SUM, [m, axes], one, Opts.ReducerOptions, keep) for m in (leukocytes, red)]
     joined = s.ConcatenationOptionsT()
     joined.axis = 3
-    out = op(B.CONCATENATION, [sums[0], counts[0], sums[1], counts[1]], [1, 1, 1, 4], O.ConcatenationOptions, joined)
+    out = op(B.CONCATENATION, [sums[0], counts[0], sums[1], counts[1]], [1, 1, 1, 4], Opts.ConcatenationOptions, joined)
     g.graph.outputs = np.append(g.graph.outputs, np.int32(out))
     model.signatureDefs = []  # the stand-in is read by index
     return score_layers.write_tflite(model)
@@ -113,7 +175,8 @@ def stand_in_numpy(image: np.ndarray) -> np.ndarray:
 
 
 def fields(data: str | None, count: int = 16) -> list[np.ndarray]:
-    """Fields as decoded (BGR): every seventh image of `data`, else synthetic ones (red cells and a leukocyte on blurred noise)."""
+    """Fields as decoded (BGR): every seventh image of `data`, else synthetic ones (red cells and a leukocyte on
+    blurred noise)."""
     if data:
         paths = sorted(Path(data).glob("*/*.jpg"))[::7][:count]
         if not paths:
@@ -125,7 +188,8 @@ def fields(data: str | None, count: int = 16) -> list[np.ndarray]:
         field = cv2.GaussianBlur(rng.integers(150, 255, (224, 224, 3), dtype=np.uint8), (0, 0), 2)
         for _ in range(6):  # red cells, pink (BGR): under the leukocyte colour margin
             cv2.circle(field, (int(rng.integers(20, 204)), int(rng.integers(20, 204))), 16, (165, 160, 200), -1)
-        cv2.circle(field, (int(rng.integers(60, 164)), int(rng.integers(60, 164))), 40, (120, 60, 150), -1)  # a leukocyte, purple
+        # a leukocyte, purple
+        cv2.circle(field, (int(rng.integers(60, 164)), int(rng.integers(60, 164))), 40, (120, 60, 150), -1)
         out.append(field)
     return out
 
@@ -147,9 +211,16 @@ def main() -> int:
     if classifier.path.suffix != ".tflite":
         raise SystemExit(f"{classifier.path.name}: the stand-in is appended to TFLite files only")
     if classifier.spec.size != 224 or classifier.spec.dtype != "uint8":
-        raise SystemExit(f"{classifier.path.name}: the stand-in needs a uint8 224×224 input (this one: {classifier.spec.dtype} {classifier.spec.size})")
+        raise SystemExit(
+            f"{classifier.path.name}: the stand-in needs a uint8 224×224 input (this one: {classifier.spec.dtype} "
+            f"{classifier.spec.size})"
+        )
     data = classifier.path.read_bytes()
-    files = {"as is": data, "with the stand-in": stand_in(data, args.gather), "with its 56×56 copy only": stand_in(data, slice_only=True)}
+    files = {
+        "as is": data,
+        "with the stand-in": stand_in(data, args.gather),
+        "with its 56×56 copy only": stand_in(data, slice_only=True),
+    }
     interpreters = {}
     for name, content in files.items():
         interpreters[name] = Interpreter(model_content=content, num_threads=args.threads)
@@ -179,10 +250,16 @@ def main() -> int:
             stain_strength(image, mask)
             times["stain_strength after invoke"].append(time.perf_counter() - t0)
     p50 = {name: float(np.median(v[len(v) // 20:])) * 1e6 for name, v in times.items()}
-    result = {"model": str(classifier.path), "threads": args.threads, "runs": args.runs, "density": "table" if args.gather else "log",
-              "invoke_us": {name: p50[name] for name in files}, "stand_in_adds_us": p50["with the stand-in"] - p50["as is"],
-              "copy_alone_adds_us": p50["with its 56×56 copy only"] - p50["as is"],
-              "stain_strength_after_invoke_us": p50["stain_strength after invoke"]}
+    result = {
+        "model": str(classifier.path),
+        "threads": args.threads,
+        "runs": args.runs,
+        "density": "table" if args.gather else "log",
+        "invoke_us": {name: p50[name] for name in files},
+        "stand_in_adds_us": p50["with the stand-in"] - p50["as is"],
+        "copy_alone_adds_us": p50["with its 56×56 copy only"] - p50["as is"],
+        "stain_strength_after_invoke_us": p50["stain_strength after invoke"],
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "stain-layers.json", json.dumps(result, indent=2) + "\n")

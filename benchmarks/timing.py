@@ -21,5 +21,11 @@ def time_calls(fn, warmup: int, min_runs: int, min_seconds: float, max_runs: int
 
 def stats(times: list[float], batch: int) -> dict:
     a = np.array(times)
-    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)), "p99_ms": float(np.percentile(a, 99)),
-            "mean_ms": float(a.mean()), "runs": len(times), "throughput_ips": float(batch * 1000.0 / a.mean())}
+    return {
+        "p50_ms": float(np.percentile(a, 50)),
+        "p90_ms": float(np.percentile(a, 90)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "mean_ms": float(a.mean()),
+        "runs": len(times),
+        "throughput_ips": float(batch * 1000.0 / a.mean()),
+    }

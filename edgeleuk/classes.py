@@ -68,8 +68,10 @@ class ClassMap:
 
 def _check_labels(labels: list[str], where: str) -> None:
     if len(labels) < MIN_CLASSES:
-        raise UserError(f"{where}: {len(labels)} class{'' if len(labels) == 1 else 'es'} ({', '.join(labels) or 'none'}); "
-                        f"a classifier needs at least {MIN_CLASSES}")
+        raise UserError(
+            f"{where}: {len(labels)} class{'' if len(labels) == 1 else 'es'} ({', '.join(labels) or 'none'}); "
+            f"a classifier needs at least {MIN_CLASSES}"
+        )
     seen: dict[str, str] = {}
     for label in labels:
         if not label or _RESERVED & set(label):

@@ -97,6 +97,8 @@ def covered(family: str, checked: tuple[str, ...]) -> bool:
 
 def unchecked_warning(name: str, family: str) -> str:
     """What doctor and run say of an ONNX int8 file that was never run under this CPU's kernels."""
-    return (f"{name} was not checked under this CPU's int8 kernels ({family}: onnxruntime's u8×s8 pair sums saturate "
-            "here), so its answers may differ from the ones it was evaluated with; run the TFLite variant (the default), "
-            "or convert the model again with this edgeleuk")
+    return (
+        f"{name} was not checked under this CPU's int8 kernels ({family}: onnxruntime's u8×s8 pair sums saturate "
+        "here), so its answers may differ from the ones it was evaluated with; run the TFLite variant (the default), "
+        "or convert the model again with this edgeleuk"
+    )

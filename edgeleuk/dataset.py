@@ -82,7 +82,9 @@ def _class_folders(root: Path, classes: ClassMap) -> dict[str, list[Path]]:
     return found
 
 
-def _check_counts(root: Path, found: dict[str, list[Path]], counts: dict[str, int], require_all: bool, least: int) -> None:
+def _check_counts(
+    root: Path, found: dict[str, list[Path]], counts: dict[str, int], require_all: bool, least: int
+) -> None:
     missing = [label for label in counts if label not in found]
     if missing and require_all:
         raise UserError(f"{root}: no folder for class {', '.join(missing)}; the classes are {', '.join(counts)}")
@@ -103,7 +105,9 @@ def scan(root: str | Path, check_decode: bool = True, classes: "str | ClassMap |
     same file under two classes.
     """
     root = class_root(Path(root))
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name.lower() != "segmented")
+    names = sorted(
+        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name.lower() != "segmented"
+    )
     if not names:
         raise UserError(f"{root} holds no class folders; expected one sub-folder per class (or Original/<class>)")
     cmap = class_map(classes, names, str(root))
@@ -125,7 +129,8 @@ def scan(root: str | Path, check_decode: bool = True, classes: "str | ClassMap |
                 digest = hashlib.sha256(data).hexdigest()
                 if check_decode:
                     try:
-                        decode_image(np.frombuffer(data, dtype=np.uint8), path)  # the bytes already read, not the file again
+                        # the bytes already read, not the file again
+                        decode_image(np.frombuffer(data, dtype=np.uint8), path)
                     except ImageError as exc:
                         skipped.append((path, str(exc).split(": ", 1)[-1]))
                         continue

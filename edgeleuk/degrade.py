@@ -201,7 +201,9 @@ def random_camera(image: np.ndarray, rng: np.random.Generator, p: float = 0.6, m
     return image
 
 
-def random_scale(image: np.ndarray, rng: np.random.Generator, low: float = 0.7, high: float = 1.4, p: float = 0.7) -> np.ndarray:
+def random_scale(
+    image: np.ndarray, rng: np.random.Generator, low: float = 0.7, high: float = 1.4, p: float = 0.7
+) -> np.ndarray:
     """Training policy: with probability p, a magnification drawn log-uniformly in [low, high]."""
     if rng.random() >= p:
         return image

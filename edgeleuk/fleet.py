@@ -23,12 +23,15 @@ from edgeleuk.runtime.mqtt_link import BrokerAddress, BrokerLogin, Link, client,
 # One dialect for both databases: `?` placeholders (turned into %s for psycopg), ON CONFLICT DO NOTHING,
 # DOUBLE PRECISION times (PostgreSQL's REAL is 4 bytes: seconds since 1970 would round to minutes).
 # `rejected` holds what failed messages.parse, with the reason, once per topic and payload.
-SCHEMA = ("""CREATE TABLE IF NOT EXISTS messages (
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, device TEXT NOT NULL, run TEXT, sample INTEGER,
     model TEXT, model_sha256 TEXT, edgeleuk TEXT, sent_at DOUBLE PRECISION, received_at DOUBLE PRECISION NOT NULL,
     topic TEXT NOT NULL, payload TEXT NOT NULL)""",
-          """CREATE TABLE IF NOT EXISTS rejected (
-    key TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL, payload TEXT NOT NULL)""")
+    """CREATE TABLE IF NOT EXISTS rejected (
+    key TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
+    payload TEXT NOT NULL)""",
+)
 INSERT = "INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING"
 REJECT = "INSERT INTO rejected VALUES (?,?,?,?,?) ON CONFLICT (key) DO NOTHING"
 KEPT_BYTES = 4096  # of a rejected payload: enough to see what it was
@@ -96,8 +99,14 @@ def _first_line(exc: Exception) -> str:
 class Collector:
     """Subscribes to PREFIX/+/verdict and PREFIX/+/frame and stores each message once."""
 
-    def __init__(self, url: str, db_path: str | Path, client_id: str = "edgeleuk-collector", login: BrokerLogin = BrokerLogin(),
-                 warn=None) -> None:
+    def __init__(
+        self,
+        url: str,
+        db_path: str | Path,
+        client_id: str = "edgeleuk-collector",
+        login: BrokerLogin = BrokerLogin(),
+        warn=None,
+    ) -> None:
         self.address = BrokerAddress.parse(url)
         self.db = Store(db_path)
         self.warn = warn or (lambda text: print(text, flush=True))  # a line a service's journal shows at once
@@ -120,9 +129,12 @@ class Collector:
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties=None) -> None:
         if any(r.is_failure for r in reasons):
-            self.refused = f"the broker refused the subscription to {self.address.prefix}/+/verdict and /frame (its ACL?)"
+            self.refused = (
+                f"the broker refused the subscription to {self.address.prefix}/+/verdict and /frame (its ACL?)"
+            )
             return
-        if not self.ready.is_set():  # the ready line: from here on the broker queues this client id's messages while it is away
+        # the ready line: from here on the broker queues this client id's messages while it is away
+        if not self.ready.is_set():
             self.warn(f"collect: subscribed to {self.address.prefix}/+/verdict and /frame")
         self.ready.set()
 

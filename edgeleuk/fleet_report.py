@@ -32,9 +32,13 @@ def fleet_report(db_path: str | Path, settings: ReportSettings = ReportSettings(
     try:
         devices = [r[0] for r in db.execute("SELECT DISTINCT device FROM messages ORDER BY device")]
         rows = [_device(db, device, settings) for device in devices]
-        rejected = [{"topic": topic, "messages": n, "last_received": last, "last_reason": reason} for topic, n, last, reason in db.execute(
-            "SELECT topic, COUNT(*), MAX(received_at), (SELECT reason FROM rejected r2 WHERE r2.topic = r.topic "
-            "ORDER BY received_at DESC LIMIT 1) FROM rejected r GROUP BY topic ORDER BY topic")]
+        rejected = [
+            {"topic": topic, "messages": n, "last_received": last, "last_reason": reason}
+            for topic, n, last, reason in db.execute(
+                "SELECT topic, COUNT(*), MAX(received_at), (SELECT reason FROM rejected r2 WHERE r2.topic = r.topic "
+                "ORDER BY received_at DESC LIMIT 1) FROM rejected r GROUP BY topic ORDER BY topic"
+            )
+        ]
         return {"devices": rows, "rejected": rejected}
     finally:
         db.close()
@@ -42,8 +46,15 @@ def fleet_report(db_path: str | Path, settings: ReportSettings = ReportSettings(
 
 def _device(db: Store, device: str, settings: ReportSettings) -> dict[str, Any]:
     last_seen = db.execute("SELECT MAX(received_at) FROM messages WHERE device = ?", (device,)).fetchone()[0]
-    models = [r[0] for r in db.execute("SELECT DISTINCT model_sha256 FROM messages WHERE device = ? AND model_sha256 IS NOT NULL", (device,))]
-    payloads = db.execute("SELECT payload FROM messages WHERE device = ? AND kind = 'verdict' ORDER BY received_at, id", (device,))
+    models = [
+        r[0]
+        for r in db.execute(
+            "SELECT DISTINCT model_sha256 FROM messages WHERE device = ? AND model_sha256 IS NOT NULL", (device,)
+        )
+    ]
+    payloads = db.execute(
+        "SELECT payload FROM messages WHERE device = ? AND kind = 'verdict' ORDER BY received_at, id", (device,)
+    )
     samples, unreadable = [], 0
     for (payload,) in payloads.fetchall():
         try:  # a database an older collector filled may hold messages that were never checked
@@ -56,12 +67,23 @@ def _device(db: Store, device: str, settings: ReportSettings) -> dict[str, Any]:
     for s in samples:
         verdicts[s.decision] = verdicts.get(s.decision, 0) + 1
     skew = _clock_offset(db, device)
-    return {"device": device, "last_seen": last_seen, "model_sha256": models, "samples": len(samples), "verdicts": verdicts,
-            "refused_share_by_sample": refused, "ood_share_by_sample": ood, "sample_times": [s.time for s in samples],
-            "drift": _drift(refused, ood, settings), "clock_offset_s": skew,
-            "clock": _clock_note(skew),
-            "unreadable_verdicts": unreadable,
-            "frame_records": db.execute("SELECT COUNT(*) FROM messages WHERE device = ? AND kind = 'frame'", (device,)).fetchone()[0]}
+    return {
+        "device": device,
+        "last_seen": last_seen,
+        "model_sha256": models,
+        "samples": len(samples),
+        "verdicts": verdicts,
+        "refused_share_by_sample": refused,
+        "ood_share_by_sample": ood,
+        "sample_times": [s.time for s in samples],
+        "drift": _drift(refused, ood, settings),
+        "clock_offset_s": skew,
+        "clock": _clock_note(skew),
+        "unreadable_verdicts": unreadable,
+        "frame_records": db.execute(
+            "SELECT COUNT(*) FROM messages WHERE device = ? AND kind = 'frame'", (device,)
+        ).fetchone()[0],
+    }
 
 
 def _drift(refused: list[float], ood: list[float], settings: ReportSettings) -> str | None:
@@ -109,7 +131,13 @@ def format_report(report: dict[str, Any]) -> str:
             verdicts += f" ({r['unreadable_verdicts']} unreadable)"
         last = f"{r['refused_share_by_sample'][-1]:.0%}" if r["refused_share_by_sample"] else "–"
         models = ", ".join(m[:12] for m in r["model_sha256"]) or "?"
-        lines.append(f"| {r['device']} | {seen} | {models} | {r['samples']} | {verdicts} | {last} | {r['drift'] or 'no'} | {r['clock'] or 'ok'} |")
+        lines.append(
+            f"| {r['device']} | {seen} | {models} | {r['samples']} | {verdicts} | {last} | {r['drift'] or 'no'} | "
+            f"{r['clock'] or 'ok'} |"
+        )
     for x in report["rejected"]:
-        lines.append(f"set aside by the collector: {x['messages']} message(s) on {printable(x['topic'])} (last: {printable(x['last_reason'])})")
+        lines.append(
+            f"set aside by the collector: {x['messages']} message(s) on {printable(x['topic'])} (last: "
+            f"{printable(x['last_reason'])})"
+        )
     return "\n".join(lines)

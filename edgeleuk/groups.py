@@ -40,16 +40,20 @@ class Groups:
     def note(self) -> str:
         text = f"groups: {len(set(self.of.values()))} by {self.source}"
         if self.crossing:
-            text += (f"\nwarning: {len(self.crossing)} group(s) hold more than one class ({', '.join(self.crossing[:3])}"
-                     f"{', …' if len(self.crossing) > 3 else ''}); each stays whole on one side of the split")
+            text += (
+                f"\nwarning: {len(self.crossing)} group(s) hold more than one class ({', '.join(self.crossing[:3])}"
+                f"{', …' if len(self.crossing) > 3 else ''}); each stays whole on one side of the split"
+            )
         return text
 
 
 def _by_folders(samples: tuple[Sample, ...]) -> dict[Path, str]:
     loose = [s for s in samples if s.subfolder is None]
     if loose:
-        raise UserError(f"--groups folders: {len(loose)} of {len(samples)} images lie directly in a class folder "
-                        f"(e.g. {loose[0].path}); put each in a sample folder, or choose --groups blocks, files or a CSV")
+        raise UserError(
+            f"--groups folders: {len(loose)} of {len(samples)} images lie directly in a class folder "
+            f"(e.g. {loose[0].path}); put each in a sample folder, or choose --groups blocks, files or a CSV"
+        )
     return {s.path: s.subfolder for s in samples}  # type: ignore[misc]
 
 

@@ -29,7 +29,8 @@ class Held:
         if not self.active or (self.pending and self.notice is not None):
             raise KeyboardInterrupt
         self.pending = True
-        if self.notice and self.stderr is not None:  # the terminal's stderr, also while a converter's output goes to a log
+        # the terminal's stderr, also while a converter's output goes to a log
+        if self.notice and self.stderr is not None:
             os.write(self.stderr, f"\n{self.notice} (Ctrl-C again to stop at once)\n".encode(errors="replace"))
 
     def __enter__(self) -> "Held":

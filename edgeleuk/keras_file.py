@@ -24,4 +24,6 @@ def load_keras(path: str | Path, what: str = "model"):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:
-        raise UserError(f"{what} {path} could not be loaded as a Keras model ({str(exc).splitlines()[0][:200]})") from None
+        raise UserError(
+            f"{what} {path} could not be loaded as a Keras model ({str(exc).splitlines()[0][:200]})"
+        ) from None

@@ -61,13 +61,22 @@ def parse(payload: bytes, topic: str) -> Message:
     parts = topic.split("/")
     kind, device = _text(body, "kind", 16), _text(body, "device", 64)
     if len(parts) < 3 or (parts[-2], parts[-1]) != (device, kind):
-        raise Rejected(f"device {device!r} and kind {kind!r} do not match the topic {printable(topic[:200])}")  # a device speaks only for itself
+        # a device speaks only for itself
+        raise Rejected(f"device {device!r} and kind {kind!r} do not match the topic {printable(topic[:200])}")
     if kind not in KINDS:
         raise Rejected(f"kind {kind!r}; expected one of {', '.join(KINDS)}")
-    message = Message(id=_text(body, "id", 200), kind=kind, device=device, run=_text(body, "run", 64, optional=True),
-                      sample=_count(body, "sample", optional=True), model=_text(body, "model", 300, optional=True, names=True),
-                      model_sha256=_text(body, "model_sha256", 64, optional=True),
-                      edgeleuk=_text(body, "edgeleuk", 64, optional=True), sent_at=_time(body.get("sent_at")), body=body)
+    message = Message(
+        id=_text(body, "id", 200),
+        kind=kind,
+        device=device,
+        run=_text(body, "run", 64, optional=True),
+        sample=_count(body, "sample", optional=True),
+        model=_text(body, "model", 300, optional=True, names=True),
+        model_sha256=_text(body, "model_sha256", 64, optional=True),
+        edgeleuk=_text(body, "edgeleuk", 64, optional=True),
+        sent_at=_time(body.get("sent_at")),
+        body=body,
+    )
     if kind == "verdict":
         sample_summary(body)
     elif not isinstance(body.get("record"), dict):

@@ -36,7 +36,9 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     return calibration_error(probs.max(axis=1), probs.argmax(axis=1) == y_true, bins)
 
 
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...] | None = None) -> dict[str, Any]:
+def classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """Accuracy with its 95% CI, per-class and macro precision/recall/F1, confusion matrix, ECE.
 
     `labels`: the class names in output order (None: class_0, class_1, … for figures that need none)."""
@@ -59,7 +61,12 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: tuple[
         "macro_f1": float(macro[2]),
         "ece": expected_calibration_error(probs, y_true),
         "per_class": {
-            label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, label in enumerate(labels)
         },
         "labels": list(labels),
@@ -71,7 +78,11 @@ def trailing(values: dict[str, float], points: float = 2.0) -> list[str]:
     """The keys whose share is more than `points` percentage points below the mean of the others'."""
     if len(values) < 2:
         return []
-    return [k for k, v in values.items() if (sum(o for c, o in values.items() if c != k) / (len(values) - 1) - v) * 100 > points]
+    return [
+        k
+        for k, v in values.items()
+        if (sum(o for c, o in values.items() if c != k) / (len(values) - 1) - v) * 100 > points
+    ]
 
 
 def weak_classes(m: dict[str, Any], points: float = 2.0) -> list[str]:
@@ -85,8 +96,10 @@ def format_metrics(m: dict[str, Any], title: str = "") -> str:
     labels = m["labels"]
     w = max(8, *(len(name) + 2 for name in labels))
     lines = [title] if title else []
-    lines.append(f"accuracy {m['accuracy']*100:.2f}% (95% CI {lo*100:.1f}–{hi*100:.1f}%, n={m['n']})  "
-                 f"macro P {m['macro_precision']:.4f}  R {m['macro_recall']:.4f}  F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}")
+    lines.append(
+        f"accuracy {m['accuracy'] * 100:.2f}% (95% CI {lo * 100:.1f}–{hi * 100:.1f}%, n={m['n']})  "
+        f"macro P {m['macro_precision']:.4f}  R {m['macro_recall']:.4f}  F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}"
+    )
     lines.append(f"{'class':<{w}}{'precision':>10}{'recall':>9}{'f1':>8}{'support':>9}")
     for label, row in m["per_class"].items():
         lines.append(f"{label:<{w}}{row['precision']:>10.4f}{row['recall']:>9.4f}{row['f1']:>8.4f}{row['support']:>9d}")
@@ -95,7 +108,10 @@ def format_metrics(m: dict[str, Any], title: str = "") -> str:
     for name, row in zip(labels, m["confusion"]):
         lines.append(f"{name:<{w}}" + "".join(f"{v:>{w}d}" for v in row))
     for name in weak_classes(m):
-        lines.append(f"note: {name} recall {m['per_class'][name]['recall']*100:.1f}% is more than 2 points below the other classes'")
+        lines.append(
+            f"note: {name} recall {m['per_class'][name]['recall'] * 100:.1f}% is more than 2 points below the other "
+            "classes'"
+        )
     return "\n".join(lines)
 
 
@@ -114,8 +130,15 @@ def sample_verdicts(probs: np.ndarray, truth: np.ndarray, groups: list[str], lab
         for p in probs[members]:
             verdict.add(p)
         true = labels[int(np.bincount(truth[members]).argmax())]
-        rows.append({"group": g, "class": true, "decision": verdict.decision, "confidence": round(verdict.confidence, 4),
-                     "margin": round(verdict.confidence - min_confidence, 4) if verdict.decision == true else None})
+        rows.append(
+            {
+                "group": g,
+                "class": true,
+                "decision": verdict.decision,
+                "confidence": round(verdict.confidence, 4),
+                "margin": round(verdict.confidence - min_confidence, 4) if verdict.decision == true else None,
+            }
+        )
     right = [r for r in rows if r["margin"] is not None]
     return {"n": len(rows), "right": len(right), "accuracy": len(right) / len(rows) if rows else None,
             "lowest_margin": min((r["margin"] for r in right), default=None), "rows": rows}

@@ -43,11 +43,13 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> None:
 
 def plot_confusion(metrics: dict[str, Any], path: str | Path, title: str = "") -> None:
     plt = _pyplot()
-    from sklearn.metrics import ConfusionMatrixDisplay
     import numpy as np
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ConfusionMatrixDisplay(np.array(metrics["confusion"]), display_labels=metrics["labels"]).plot(ax=ax, colorbar=False, cmap="Blues")
+    ConfusionMatrixDisplay(np.array(metrics["confusion"]), display_labels=metrics["labels"]).plot(
+        ax=ax, colorbar=False, cmap="Blues"
+    )
     ax.set_title(title or f"accuracy {metrics['accuracy']*100:.1f}% (n={metrics['n']})")
     _save(fig, Path(path))
     plt.close(fig)

@@ -162,7 +162,9 @@ def decode_image(data: np.ndarray, path: Path) -> np.ndarray:
     except cv2.error as exc:  # e.g. more pixels than OPENCV_IO_MAX_IMAGE_PIXELS (edgeleuk/__init__.py)
         detail = str(exc).strip().splitlines()[-1]
         if "CV_IO_MAX_IMAGE_PIXELS" in detail:
-            raise ImageError(f"{path}: too many pixels to decode (over {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels)") from None
+            raise ImageError(
+                f"{path}: too many pixels to decode (over {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels)"
+            ) from None
         raise ImageError(f"{path}: not a decodable image ({detail[:200]})") from None
     except MemoryError:
         raise ImageError(f"{path}: too large to decode in this machine's memory") from None

@@ -62,21 +62,31 @@ def _groups(samples: list[Sample], group_of: dict[Path, str]) -> list[list[Sampl
     return list(groups.values())
 
 
-def _assign(groups: list[list[Sample]], totals: dict[str, int], filled: dict[str, dict[str, int]], assignment: dict[Path, str],
-            fractions: dict[str, float] = FRACTIONS) -> None:
+def _assign(
+    groups: list[list[Sample]],
+    totals: dict[str, int],
+    filled: dict[str, dict[str, int]],
+    assignment: dict[Path, str],
+    fractions: dict[str, float] = FRACTIONS,
+) -> None:
     """Each group in turn goes to the part furthest below its target share of the group's classes."""
     for group in groups:
         held = defaultdict(int)
         for s in group:
             held[s.label] += 1
-        part = max(fractions, key=lambda p: sum(n * (fractions[p] * totals[c] - filled[c][p]) / totals[c] for c, n in held.items()))
+        part = max(
+            fractions,
+            key=lambda p: sum(n * (fractions[p] * totals[c] - filled[c][p]) / totals[c] for c, n in held.items()),
+        )
         for c, n in held.items():
             filled[c][part] += n
         for s in group:
             assignment[s.path] = part
 
 
-def _place(samples: tuple[Sample, ...] | list[Sample], group_of: dict[Path, str], seed: int, fractions: dict[str, float]) -> dict[Path, str]:
+def _place(
+    samples: tuple[Sample, ...] | list[Sample], group_of: dict[Path, str], seed: int, fractions: dict[str, float]
+) -> dict[Path, str]:
     """Whole groups to parts, stratified per class: mixed groups first, then each class's own."""
     ordered = sorted(samples, key=lambda s: (s.class_index, s.number or -1, str(s.path)))
     groups = _groups(ordered, group_of)
@@ -105,7 +115,9 @@ def make_split(samples: tuple[Sample, ...], seed: int = 42, block_size: int = BL
     return Split(assignment=_place(samples, group_of, seed, FRACTIONS), seed=seed, block_size=block_size)
 
 
-def make_folds(samples: list[Sample], k: int, group_of: dict[Path, str], seed: int = 42, val_share: float = 0.125) -> list[Split]:
+def make_folds(
+    samples: list[Sample], k: int, group_of: dict[Path, str], seed: int = 42, val_share: float = 0.125
+) -> list[Split]:
     """K splits for grouped cross-validation: fold i's groups are its test part; of the others'
     groups, `val_share` validate (early stopping) and the rest train. No group is ever split."""
     folds = _place(samples, group_of, seed, {f"fold{i}": 1 / k for i in range(k)})
@@ -168,9 +180,12 @@ def unseen_part(found, split_file: Path, part: str = "test", hint: str = ""):
     if inside == 0:
         return found, True
     if inside < len(found.samples):
-        raise UserError(f"{len(found.samples) - inside} of the {len(found.samples)} images in {found.root} are new and {inside} are in "
-                        f"the model's {split_file}: use a folder of new images only (all of it is judged) or the data the split "
-                        f"was made from (its {part} part is){hint}")
+        raise UserError(
+            f"{len(found.samples) - inside} of the {len(found.samples)} images in {found.root} are new and {inside} "
+            "are in "
+            f"the model's {split_file}: use a folder of new images only (all of it is judged) or the data the split "
+            f"was made from (its {part} part is){hint}"
+        )
     chosen = read_split(split_file, found.samples, found.root).part(found.samples, part)
     return dataclasses.replace(found, samples=tuple(chosen)), False
 

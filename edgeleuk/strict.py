@@ -50,7 +50,8 @@ def finite(data: Any, where: str, positive: tuple[str, ...] = (), limit: float =
     elif isinstance(data, (list, tuple)):
         for i, value in enumerate(data):
             if isinstance(value, (dict, list, tuple)) or (isinstance(value, float) and not -limit <= value <= limit):
-                finite(value, f"{where}[{i}]", positive, limit)  # a row of plain numbers costs no call each (OOD matrices)
+                # a row of plain numbers costs no call each (OOD matrices)
+                finite(value, f"{where}[{i}]", positive, limit)
     elif isinstance(data, float) and not (math.isfinite(data) and abs(data) <= limit):
         raise UserError(f"{where} = {data}; expected a finite number within ±{limit:g} (the file is damaged)")
 
@@ -96,8 +97,10 @@ def _name(hint: Any, null: bool = True) -> str:
     if hint in _NAMES:
         return _NAMES[hint]
     if origin in (typing.Union, types.UnionType):
-        kinds = [a for a in args if not (a is int and float in args) and (null or a is not type(None))]  # a number includes the integers
-        kinds.sort(key=lambda a: typing.get_origin(a) in (tuple, list))  # "null or a list, each …", not "a list, each … or null"
+        # a number includes the integers
+        kinds = [a for a in args if not (a is int and float in args) and (null or a is not type(None))]
+        # "null or a list, each …", not "a list, each … or null"
+        kinds.sort(key=lambda a: typing.get_origin(a) in (tuple, list))
         return " or ".join(dict.fromkeys(_name(a, null) for a in kinds))
     if hint in (tuple, list) or origin in (tuple, list):
         if len(args) == 2 and args[1] is Ellipsis or origin is list and args:

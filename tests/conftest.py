@@ -57,14 +57,18 @@ def make_dataset(root: Path, per_class: int = 30, folder_names: dict[str, str] |
     return root
 
 
-def cli(*args: str, timeout: float = 600, check_rc: int | None = None, env: dict | None = None, preexec=None) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, timeout: float = 600, check_rc: int | None = None, env: dict | None = None, preexec=None
+) -> subprocess.CompletedProcess:
     """Run the console script, as a user would (`preexec`: run in the child first, e.g. to set a limit)."""
     exe = Path(sys.executable).with_name("edgeleuk")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edgeleuk"]
     proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, preexec_fn=preexec)
     if check_rc is not None:
-        assert proc.returncode == check_rc, f"rc {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+        assert proc.returncode == check_rc, (
+            f"rc {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -154,6 +158,19 @@ def two_class(request, tmp_path_factory) -> Path:
     data = site(root / "data", TWO_CLASSES, patients=10, fields=3)
     run = root / "run"
     cli("train", "--data", str(data), "--out", str(run), *tiny, "--epochs", "12", "--feature-cache", "off", check_rc=0)
-    cli("convert", str(run / "model.keras"), "--variants", "tflite-int8", "--data", str(data), "--calibration-size", "20",
-        "--max-drop", "100", "--out", str(run), check_rc=0)
+    cli(
+        "convert",
+        str(run / "model.keras"),
+        "--variants",
+        "tflite-int8",
+        "--data",
+        str(data),
+        "--calibration-size",
+        "20",
+        "--max-drop",
+        "100",
+        "--out",
+        str(run),
+        check_rc=0,
+    )
     return run

@@ -22,7 +22,9 @@ def test_the_head_rows_follow_the_new_label_order_and_a_new_class_gets_its_own(t
 
     source = keras.models.load_model(trained / "model.keras", compile=False)
     kernel, bias = source.get_layer("dense_1").get_weights()
-    model = warm_start(_config(trained, classes="Pro,Pre,Early,Benign,Other"), ("Pro", "Pre", "Early", "Benign", "Other"))
+    model = warm_start(
+        _config(trained, classes="Pro,Pre,Early,Benign,Other"), ("Pro", "Pre", "Early", "Benign", "Other")
+    )
     new_kernel, new_bias = model.get_layer("dense_1").get_weights()
     assert np.array_equal(new_kernel[:, :4], kernel[:, ::-1]) and np.array_equal(new_bias[:4], bias[::-1])
     assert not np.array_equal(new_kernel[:, 4], kernel[:, 0])  # Other: a fresh row
@@ -32,8 +34,20 @@ def test_the_head_rows_follow_the_new_label_order_and_a_new_class_gets_its_own(t
 
 def test_other_labels_without_a_mapping_are_one_clear_error(trained, tmp_path):
     data = site(tmp_path / "data", ("healthy", "blast"), patients=6, fields=2)
-    proc = cli("train", "--data", str(data), "--out", str(tmp_path / "run"), "--init-from", str(trained), "--feature-cache", "off")
-    assert proc.returncode == 1 and "are not the model's (Benign, Early, Pre, Pro): blast, healthy are new" in proc.stderr
+    proc = cli(
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "run"),
+        "--init-from",
+        str(trained),
+        "--feature-cache",
+        "off",
+    )
+    assert (
+        proc.returncode == 1 and "are not the model's (Benign, Early, Pre, Pro): blast, healthy are new" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
 
 
@@ -41,8 +55,11 @@ def test_a_run_from_a_trained_model_keeps_its_size_and_records_where_it_started(
     out = tmp_path / "run"
     proc = cli("train", "--data", str(dataset), "--out", str(out), "--init-from", str(trained), "--epochs", "3",
                "--feature-cache", "off", "--cv", "3", check_rc=0)
-    assert proc.stdout.count("4 of 4 classes keep the model's head rows") == 4  # each fold starts where the final model does
-    assert "input, 64 px, and width, 0.35" in proc.stdout and len(json.loads((out / "cv.json").read_text())["folds"]) == 3
+    # each fold starts where the final model does
+    assert proc.stdout.count("4 of 4 classes keep the model's head rows") == 4
+    assert (
+        "input, 64 px, and width, 0.35" in proc.stdout and len(json.loads((out / "cv.json").read_text())["folds"]) == 3
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["initialised_from"] == str(trained) and manifest["model"]["input_size"] == 64
 
@@ -52,7 +69,9 @@ def test_every_batch_holds_the_share_of_rehearsed_images_with_their_labels():
 
     new = np.full((8, 32, 32, 3), 200, np.uint8), np.zeros(8, np.int64)
     first = np.full((5, 32, 32, 3), 200, np.uint8), np.array([1, 1, 1, 1, 1])
-    batches = AugmentedBatches(*new, BatchRecipe(batch_size=4, seed=0, policy="basic", classes=2, rehearsal=first, rehearse_share=0.5))
+    batches = AugmentedBatches(
+        *new, BatchRecipe(batch_size=4, seed=0, policy="basic", classes=2, rehearsal=first, rehearse_share=0.5)
+    )
     for index in range(len(batches)):
         images, targets, weights = batches[index]
         assert len(images) == 6 and targets[:4, 0].tolist() == [1] * 4 and targets[4:, 1].tolist() == [1, 1]
@@ -63,8 +82,25 @@ def adapted(trained, dataset, tmp_path_factory):
     """A model adapted from `trained` to another site, rehearsing `trained`'s data."""
     root = tmp_path_factory.mktemp("adapted")
     data = site(root / "data", ("Benign", "Early", "Pre", "Pro"), patients=6, fields=2)
-    proc = cli("train", "--data", str(data), "--out", str(root / "run"), "--init-from", str(trained), "--rehearse", str(dataset),
-               "--epochs", "2", "--fine-tune", "--fine-tune-epochs", "1", "--feature-cache", "off", check_rc=0)
+    proc = cli(
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(root / "run"),
+        "--init-from",
+        str(trained),
+        "--rehearse",
+        str(dataset),
+        "--epochs",
+        "2",
+        "--fine-tune",
+        "--fine-tune-epochs",
+        "1",
+        "--feature-cache",
+        "off",
+        check_rc=0,
+    )
     return SimpleNamespace(data=data, run=root / "run", stdout=proc.stdout)
 
 

@@ -25,8 +25,19 @@ def _device_stages(run: Path, labels: tuple[str, ...], classes: tuple[str, ...],
     """run, validate and the latency benchmark on a converted run folder: no TensorFlow needed."""
     log = tmp_path / "run.jsonl"
     frames = site(tmp_path / "frames", classes[:1], patients=1, fields=3, first=70)
-    cli("run", "--model", str(run), "--source", str(frames / classes[0] / f"{classes[0]}-patient-70"), "--min-focus", "0",
-        "--log", str(log), "--quiet", check_rc=0)
+    cli(
+        "run",
+        "--model",
+        str(run),
+        "--source",
+        str(frames / classes[0] / f"{classes[0]}-patient-70"),
+        "--min-focus",
+        "0",
+        "--log",
+        str(log),
+        "--quiet",
+        check_rc=0,
+    )
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert all(set(r["probabilities"]) == set(labels) for r in records if "probabilities" in r)
 
@@ -41,8 +52,22 @@ def _device_stages(run: Path, labels: tuple[str, ...], classes: tuple[str, ...],
     assert doc["result"] == ("PASS" if proc.returncode == 0 else "FAIL") and f"result: {doc['result']}" in proc.stdout
     assert (out / "validation.md").read_text().startswith(f"# Site acceptance: {doc['result']}")
 
-    bench = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--quick", "--model", str(run),
-                            "--variants", "tflite-int8", "--out", str(tmp_path / "bench")], capture_output=True, text=True, timeout=600)
+    bench = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "latency.py"),
+            "--quick",
+            "--model",
+            str(run),
+            "--variants",
+            "tflite-int8",
+            "--out",
+            str(tmp_path / "bench"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert bench.returncode == 0, bench.stderr[-2000:]
     assert json.loads((tmp_path / "bench" / "results.json").read_text())["labels"] == list(labels)
 
@@ -52,12 +77,27 @@ def test_three_classes_from_the_folders_go_through_every_stage(tiny, tmp_path):
     classes = ("blast", "lymphocyte", "normal")
     data = site(tmp_path / "data", classes, patients=10, fields=3)
     run = tmp_path / "run"
-    trained = cli("train", "--data", str(data), "--out", str(run), *tiny, "--epochs", "12", "--feature-cache", "off", check_rc=0)
+    trained = cli(
+        "train", "--data", str(data), "--out", str(run), *tiny, "--epochs", "12", "--feature-cache", "off", check_rc=0
+    )
     assert "classes: blast 30, lymphocyte 30, normal 30 (one per folder)" in trained.stdout
     assert "groups: 30 by sample folders" in trained.stdout and _split_keeps_groups_whole(run)
     assert list(json.loads((run / "metrics.json").read_text())["test"]["per_class"]) == list(classes)
-    cli("convert", str(run / "model.keras"), "--variants", "tflite-int8", "--data", str(data), "--calibration-size", "20",
-        "--max-drop", "100", "--out", str(run), check_rc=0)
+    cli(
+        "convert",
+        str(run / "model.keras"),
+        "--variants",
+        "tflite-int8",
+        "--data",
+        str(data),
+        "--calibration-size",
+        "20",
+        "--max-drop",
+        "100",
+        "--out",
+        str(run),
+        check_rc=0,
+    )
     assert tuple(json.loads((run / "manifest.json").read_text())["labels"]) == classes
     _device_stages(run, classes, classes, tmp_path)
 

@@ -12,9 +12,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_quick_benchmark_writes_every_output(converted, tmp_path):
     out = tmp_path / "bench"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--quick", "--model", str(converted),
-                           "--variants", "tflite-int8,onnx-int8,tflite-fp32", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "latency.py"),
+            "--quick",
+            "--model",
+            str(converted),
+            "--variants",
+            "tflite-int8,onnx-int8,tflite-fp32",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     import importlib.util
 
@@ -38,7 +51,11 @@ def test_quick_benchmark_writes_every_output(converted, tmp_path):
     if _cuda_here():
         assert gpu["eager_b1"]["p50_ms"] > 0
     else:  # either the recorded reference (labelled so) or a row saying why there is none
-        assert gpu.get("source", "").startswith("recorded") or "no GPU" in gpu.get("skipped", "") or "not installed" in gpu.get("skipped", ""), gpu
+        assert (
+            gpu.get("source", "").startswith("recorded")
+            or "no GPU" in gpu.get("skipped", "")
+            or "not installed" in gpu.get("skipped", "")
+        ), gpu
     missing = [r for r in rows if r["backend"] == "tflite-runtime"]
     assert missing
     if importlib.util.find_spec("tflite_runtime") is None:
@@ -49,8 +66,12 @@ def test_quick_benchmark_writes_every_output(converted, tmp_path):
 
 
 def test_bad_model_folder_is_an_error(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--quick", "--model", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--quick", "--model", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "no manifest.json" in proc.stderr
 
 
@@ -97,7 +118,11 @@ def test_gpu_rounds_combine_to_medians():
 
 def test_figures_come_from_undisturbed_rounds_and_a_lone_fast_round_gets_more(monkeypatch):
     latency = _latency_module()
-    timings = {"steady": iter([2.0, 2.02, 2.01]), "bimodal": iter([2.6, 2.0, 2.7, 2.5, 2.05]), "lone": iter([2.0, 3.0, 2.9, 2.95, 2.04])}
+    timings = {
+        "steady": iter([2.0, 2.02, 2.01]),
+        "bimodal": iter([2.6, 2.0, 2.7, 2.5, 2.05]),
+        "lone": iter([2.0, 3.0, 2.9, 2.95, 2.04]),
+    }
     monkeypatch.setattr(latency, "run_job", lambda job: {**job, "p50_ms": next(timings[job["variant"]]), "runs": 10})
     rows = latency.run_rounds([{"variant": v} for v in timings], 3, lambda row: None, max_rounds=6)
     steady, bimodal, lone = rows
@@ -118,7 +143,9 @@ def test_pipeline_benchmark_reports_the_path_against_invoke(converted, tmp_path,
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / ("pipeline-decoded.json" if mode else "pipeline.json")).read_text())
     assert result["frames"] == 30
-    assert {"handoff", "preprocess", "quality", "inference", "postprocess", "total", "invoke"} <= set(result["path_p50_ms"])
+    assert {"handoff", "preprocess", "quality", "inference", "postprocess", "total", "invoke"} <= set(
+        result["path_p50_ms"]
+    )
     assert result["path_over_invoke_in_loop"] >= 1.0 and result["bare_invoke_p50_ms"] > 0
     assert (result["peak_rss_mb"] is None) == bool(mode)
 
@@ -128,19 +155,43 @@ def test_score_cost_alternates_the_model_without_its_score_with_features_only_an
     step empty without statistics, and the model's own folder left as it was (the arms are copies)."""
     before = (converted / "manifest.json").read_bytes()
     out = tmp_path / "cost"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pipeline.py"), "--model", str(converted), "--score-cost",
-                           "--pairs", "2", "--frames", "20", "--size", "320x240", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "pipeline.py"),
+            "--model",
+            str(converted),
+            "--score-cost",
+            "--pairs",
+            "2",
+            "--frames",
+            "20",
+            "--size",
+            "320x240",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "pipeline-score-cost.json").read_text())
-    assert [(r["arm"], r["round"]) for r in result["runs"]] == [(a, i) for i in range(2) for a in ("none", "features", "full", "timed")]
+    assert [(r["arm"], r["round"]) for r in result["runs"]] == [
+        (a, i) for i in range(2) for a in ("none", "features", "full", "timed")
+    ]
     assert len(result["added_ms"]["features"]) == len(result["added_ms"]["full"]) == 2
     timers = {k for r in result["runs"] for k in r if k.endswith(" p50")}
-    assert timers == {"stain_strength p50", "leukocyte_mask p50"}  # no numpy feature score: the file's own layers compute it
-    assert all(("stain_strength p50" in r) == (r["arm"] == "timed") for r in result["runs"])  # the compared arms run without timers
-    assert set(result["inference_step_us"]) == {"layers", "numpy", "layers range", "numpy range"}  # with its score layers, and without them scored with numpy
-    assert len(result["added_ms_mean"]["full"]) == 2  # from the runs' means too: the stain is read on every 8th frame only
-    assert 0 < result["stain_read_share"] < 0.5 and result["stain_reading_ms"] > 0  # read on some frames only, and timed
+    # no numpy feature score: the file's own layers compute it
+    assert timers == {"stain_strength p50", "leukocyte_mask p50"}
+    # the compared arms run without timers
+    assert all(("stain_strength p50" in r) == (r["arm"] == "timed") for r in result["runs"])
+    # with its score layers, and without them scored with numpy
+    assert set(result["inference_step_us"]) == {"layers", "numpy", "layers range", "numpy range"}
+    # from the runs' means too: the stain is read on every 8th frame only
+    assert len(result["added_ms_mean"]["full"]) == 2
+    # read on some frames only, and timed
+    assert 0 < result["stain_read_share"] < 0.5 and result["stain_reading_ms"] > 0
     assert all(r["scored"] == (0.0 if r["arm"] == "none" else 1.0) for r in result["runs"])  # no statistics, no score
     assert (converted / "manifest.json").read_bytes() == before
 
@@ -148,18 +199,35 @@ def test_score_cost_alternates_the_model_without_its_score_with_features_only_an
 def test_every_configuration_failing_is_a_non_zero_exit(converted, tmp_path):
     """A folder whose variant files load in no runtime (hashes kept consistent, so only loading fails)."""
     import shutil
+    from dataclasses import replace
 
     from edgeleuk.manifest import read_manifest, sha256_file, write_manifest
-    from dataclasses import replace
 
     broken = tmp_path / "broken"
     shutil.copytree(converted, broken)
     manifest = read_manifest(broken)
     (broken / "model_int8.tflite").write_bytes(b"not a flatbuffer" * 64)
-    variants = [replace(v, sha256=sha256_file(broken / v.file)) if v.file == "model_int8.tflite" else v for v in manifest.variants]
+    variants = [
+        replace(v, sha256=sha256_file(broken / v.file)) if v.file == "model_int8.tflite" else v
+        for v in manifest.variants
+    ]
     write_manifest(broken, replace(manifest, variants=tuple(variants)))
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--quick", "--model", str(broken),
-                           "--variants", "tflite-int8", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "latency.py"),
+            "--quick",
+            "--model",
+            str(broken),
+            "--variants",
+            "tflite-int8",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1 and "every configuration failed or was skipped" in proc.stderr, proc.stderr[-2000:]
 
 
@@ -194,8 +262,15 @@ def test_stain_layers_stand_in_computes_what_numpy_does_and_is_timed(tmp_path):
     want = stain_layers.stand_in_numpy(x[0])
     assert want[1] > 100 and want[3] > 0  # the synthetic field shows leukocyte and red-cell pixels
     assert got == pytest.approx(want, rel=1e-3)
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stain_layers.py"), "--runs", "20", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "stain_layers.py"), "--runs", "20", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "stain-layers.json").read_text())
-    assert set(result["invoke_us"]) == {"as is", "with the stand-in", "with its 56×56 copy only"} and result["stain_strength_after_invoke_us"] > 0
+    assert (
+        set(result["invoke_us"]) == {"as is", "with the stand-in", "with its 56×56 copy only"}
+        and result["stain_strength_after_invoke_us"] > 0
+    )

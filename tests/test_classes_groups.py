@@ -95,7 +95,9 @@ def test_a_group_in_two_classes_is_named_and_kept_whole(tmp_path):
 def test_groups_from_a_csv_and_its_errors(tmp_path):
     make_dataset(tmp_path / "d", per_class=12)
     found = scan(tmp_path / "d")
-    rows = ["file,group"] + [f"{s.path.relative_to(found.root).as_posix()},p{i % 8}" for i, s in enumerate(found.samples)]
+    rows = ["file,group"] + [
+        f"{s.path.relative_to(found.root).as_posix()},p{i % 8}" for i, s in enumerate(found.samples)
+    ]
     (tmp_path / "g.csv").write_text("\n".join(rows) + "\n")
     groups = assign_groups(found, str(tmp_path / "g.csv"))
     assert set(groups.of.values()) == {f"p{i}" for i in range(8)} and groups.source == "g.csv"

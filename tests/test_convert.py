@@ -59,8 +59,13 @@ def test_int8_variants_keep_the_decisions_of_a_model_that_has_learned(dataset, t
     x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
-    images = np.stack([cv2.cvtColor(cv2.resize(smear(label, i), (64, 64), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-                       for label in LABELS for i in range(1, 31)]).astype("float32")
+    images = np.stack(
+        [
+            cv2.cvtColor(cv2.resize(smear(label, i), (64, 64), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+            for label in LABELS
+            for i in range(1, 31)
+        ]
+    ).astype("float32")
     labels = np.repeat(np.arange(4), 30)
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(images, labels, epochs=40, batch_size=32, verbose=0)
@@ -114,8 +119,17 @@ def test_a_variant_beyond_max_drop_fails_and_is_never_published(trained, dataset
 
 @pytest.mark.parametrize("value", ["-5", "nan", "inf"])
 def test_max_drop_must_be_a_number_of_points(trained, value, tmp_path):
-    proc = cli("convert", str(trained / "model.keras"), "--variants", "tflite-fp32", "--max-drop", value, "--out", str(tmp_path / "o"),
-               check_rc=2)  # bad usage
+    proc = cli(
+        "convert",
+        str(trained / "model.keras"),
+        "--variants",
+        "tflite-fp32",
+        "--max-drop",
+        value,
+        "--out",
+        str(tmp_path / "o"),
+        check_rc=2,
+    )  # bad usage
     assert f"Received: --max-drop {float(value)}; expected a number of accuracy points ≥ 0" in proc.stderr
     assert not (tmp_path / "o").exists()
 
@@ -135,8 +149,23 @@ def test_sigterm_during_convert_leaves_no_staging_folder(trained, dataset, tmp_p
     import time
 
     out = tmp_path / "variants"
-    proc = subprocess.Popen([sys.executable, "-m", "edgeleuk", "convert", str(trained / "model.keras"), "--all", "--data", str(dataset),
-                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgeleuk",
+            "convert",
+            str(trained / "model.keras"),
+            "--all",
+            "--data",
+            str(dataset),
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob(".variants.staging-*")):
         time.sleep(0.05)
@@ -152,10 +181,13 @@ def test_sigterm_during_convert_leaves_no_staging_folder(trained, dataset, tmp_p
     while time.time() < deadline and proc.poll() is None and not written():
         time.sleep(0.02)
     assert proc.poll() is None, "convert ended before it could be signalled"
-    proc.send_signal(signal.SIGTERM)  # held until the variant in hand is converted and checked, never raised inside a converter
+    # held until the variant in hand is converted and checked, never raised inside a converter
+    proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
-    assert "stopping after this step of the conversion" in stderr and stderr.rstrip().endswith("edgeleuk convert: interrupted")
+    assert "stopping after this step of the conversion" in stderr and stderr.rstrip().endswith(
+        "edgeleuk convert: interrupted"
+    )
     assert list(tmp_path.iterdir()) == [] and "Traceback" not in stderr
 
 
@@ -181,13 +213,20 @@ def test_a_held_signal_waits_for_the_checkpoint_and_a_second_stops_at_once(capfd
     assert capfd.readouterr().err.count("stopping after this step (Ctrl-C again to stop at once)") == 2
 
 
-@pytest.mark.parametrize("case,message", [
-    ("missing-model", "model {tmp}/none.keras does not exist"),
-    ("not-keras", "model {tmp}/model.keras is not a Keras model: a .keras file is a zip archive, and this one (11 bytes) is not"),
-    ("no-calibration-data", "int8 variants need real calibration images: pass --data DIR"),
-    ("unwritable-out", "cannot write the output folder {tmp}/file/out"),
-    ("unknown-variant", "tflite-int9"),
-])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("missing-model", "model {tmp}/none.keras does not exist"),
+        (
+            "not-keras",
+            "model {tmp}/model.keras is not a Keras model: a .keras file is a zip archive, and this one (11 bytes) "
+            "is not",
+        ),
+        ("no-calibration-data", "int8 variants need real calibration images: pass --data DIR"),
+        ("unwritable-out", "cannot write the output folder {tmp}/file/out"),
+        ("unknown-variant", "tflite-int9"),
+    ],
+)
 def test_bad_input_leaves_nothing_behind(trained, dataset, tmp_path, case, message):
     model, extra = str(trained / "model.keras"), ["--int8"]
     out = tmp_path / "out"
@@ -228,8 +267,11 @@ def test_failed_conversion_keeps_previous_output(trained, dataset, tmp_path, mon
 
     monkeypatch.setattr(variant_file, "_onnx", failing)
     with pytest.raises(UserError, match="simulated converter crash"):
-        pipeline.convert(pipeline.ConvertConfig(model=str(trained / "model.keras"), out=str(out), variants=["onnx-fp32"],
-                                                data=str(dataset)))
+        pipeline.convert(
+            pipeline.ConvertConfig(
+                model=str(trained / "model.keras"), out=str(out), variants=["onnx-fp32"], data=str(dataset)
+            )
+        )
     assert calls
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(os.listdir(tmp_path)) == ["out"]
@@ -249,7 +291,16 @@ def test_converting_into_the_model_folder_keeps_its_files(trained, dataset, tmp_
     folder = tmp_path / "model"
     shutil.copytree(trained, folder)
     before = {p.name for p in folder.iterdir()}
-    proc = cli("convert", str(folder / "model.keras"), "--variants", "tflite-fp32", "--data", str(dataset), "--out", str(folder))
+    proc = cli(
+        "convert",
+        str(folder / "model.keras"),
+        "--variants",
+        "tflite-fp32",
+        "--data",
+        str(dataset),
+        "--out",
+        str(folder),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = {p.name for p in folder.iterdir()}
     assert before <= after and "model_fp32.tflite" in after
@@ -257,15 +308,34 @@ def test_converting_into_the_model_folder_keeps_its_files(trained, dataset, tmp_
     assert {v.name for v in manifest.variants} == {"keras", "tflite-fp32"}
     assert manifest.variant("keras").sha256 == sha256_file(folder / "model.keras")
     # a second conversion adds to the folder: manifest and report keep the first one's variant
-    cli("convert", str(folder / "model.keras"), "--variants", "onnx-fp32", "--data", str(dataset), "--out", str(folder), check_rc=0)
+    cli(
+        "convert",
+        str(folder / "model.keras"),
+        "--variants",
+        "onnx-fp32",
+        "--data",
+        str(dataset),
+        "--out",
+        str(folder),
+        check_rc=0,
+    )
     assert {v.name for v in read_manifest(folder).variants} == {"keras", "tflite-fp32", "onnx-fp32"}
     report = json.loads((folder / "report.json").read_text())
     assert {r["variant"] for r in report["rows"]} == {"keras", "tflite-fp32", "onnx-fp32"}
 
 
 def test_a_named_split_that_does_not_exist_is_an_error(trained, dataset, tmp_path):
-    proc = cli("convert", str(trained / "model.keras"), "--int8", "--data", str(dataset), "--split", str(tmp_path / "typo.json"),
-               "--out", str(tmp_path / "out"))
+    proc = cli(
+        "convert",
+        str(trained / "model.keras"),
+        "--int8",
+        "--data",
+        str(dataset),
+        "--split",
+        str(tmp_path / "typo.json"),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert proc.returncode == 1 and "split file" in proc.stderr and "typo.json does not exist" in proc.stderr
     assert not (tmp_path / "out").exists()
 
@@ -281,7 +351,9 @@ def test_a_refit_that_differs_names_the_variants_whose_layers_are_now_stale(conv
     previous = read_manifest(converted)
     _warn_stale_layers(previous, previous.ood, {"onnx-int8"})
     assert capsys.readouterr().out == ""  # the same statistics: nothing to say
-    refit = replace(previous.ood, components=tuple(replace(c, threshold=c.threshold + 1e-6) for c in previous.ood.components))
+    refit = replace(
+        previous.ood, components=tuple(replace(c, threshold=c.threshold + 1e-6) for c in previous.ood.components)
+    )
     _warn_stale_layers(previous, refit, {"onnx-int8"})
     out = capsys.readouterr().out
     assert "tflite-int8" in out and "onnx-fp32" in out and "keep score layers built from the earlier ones" in out

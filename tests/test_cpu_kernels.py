@@ -11,18 +11,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli
 
+from conftest import cli
 from edgeleuk.cpu import ARM64, SATURATING, X86_AVX2, X86_SSE, X86_VNNI, covered, read_cpu
 from edgeleuk.errors import UserError
 from edgeleuk.manifest import read_manifest
 
 ZEN3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7B13\n" \
        "flags\t\t: fpu sse4_1 sse4_2 avx fma avx2 bmi2 sha_ni vaes\n"
-ZEN4 = ZEN3.replace("avx2", "avx2 avx512f avx512bw avx512_vnni").replace("cpu family\t: 25\nmodel\t\t: 1", "cpu family\t: 25\nmodel\t\t: 17")
+ZEN4 = ZEN3.replace("avx2", "avx2 avx512f avx512bw avx512_vnni").replace(
+    "cpu family\t: 25\nmodel\t\t: 1", "cpu family\t: 25\nmodel\t\t: 17"
+)
 NEHALEM = "model name\t: Intel Core i7 920\nflags\t\t: fpu sse4_1 sse4_2\n"
-PI5 = "arch\t: aarch64\nprocessor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n" \
-      "CPU implementer\t: 0x41\nCPU part\t: 0xd0b\n"
+PI5 = (
+    "arch\t: aarch64\nprocessor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 asimdhp cpuid asimdrdm lrcpc dcpop "
+    "asimddp\n"
+    "CPU implementer\t: 0x41\nCPU part\t: 0xd0b\n"
+)
 EMULATION_MISSING = "no qemu-x86_64 ≥ 7.2 on this x86-64 machine: tests/system-packages.sh installs Debian's qemu-user"
 
 
@@ -45,8 +50,14 @@ def test_the_int8_kernel_family_follows_the_instruction_sets(tmp_path, text, fam
 
 
 def test_one_exact_family_stands_for_the_others_the_saturating_one_for_none():
-    assert covered(X86_VNNI, (X86_SSE,)) and covered(ARM64, (X86_AVX2, X86_SSE)) and covered(X86_AVX2, (X86_VNNI, X86_AVX2))
-    assert not covered(X86_AVX2, (X86_VNNI, X86_SSE)) and not covered(X86_VNNI, (X86_AVX2,)) and not covered(X86_AVX2, ())
+    assert (
+        covered(X86_VNNI, (X86_SSE,))
+        and covered(ARM64, (X86_AVX2, X86_SSE))
+        and covered(X86_AVX2, (X86_VNNI, X86_AVX2))
+    )
+    assert (
+        not covered(X86_AVX2, (X86_VNNI, X86_SSE)) and not covered(X86_VNNI, (X86_AVX2,)) and not covered(X86_AVX2, ())
+    )
 
 
 @pytest.mark.host
@@ -97,9 +108,13 @@ def _tiny_quantized(folder: Path, reduce_range: bool) -> Path:
     c = 2 / (32 * 255)
     w = np.zeros((64, 2), np.float32)
     w[:, 0], w[::2, 1] = c, c
-    graph = helper.make_graph([helper.make_node("MatMul", ["image", "w"], ["logits"]), helper.make_node("Softmax", ["logits"], ["probs"])],
-                              "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 64])],
-                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 2])], [numpy_helper.from_array(w, "w")])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["image", "w"], ["logits"]), helper.make_node("Softmax", ["logits"], ["probs"])],
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 64])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 2])],
+        [numpy_helper.from_array(w, "w")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     fp32, out = folder / "fp32.onnx", folder / f"int8_{'7bit' if reduce_range else '8bit'}.onnx"
@@ -112,7 +127,9 @@ def _tiny_quantized(folder: Path, reduce_range: bool) -> Path:
 
 
 def _bright_inputs() -> np.ndarray:
-    return np.concatenate([np.full((4, 64), 255, np.uint8), np.random.default_rng(1).integers(200, 256, (12, 64)).astype(np.uint8)])
+    return np.concatenate(
+        [np.full((4, 64), 255, np.uint8), np.random.default_rng(1).integers(200, 256, (12, 64)).astype(np.uint8)]
+    )
 
 
 @pytest.mark.host
@@ -149,7 +166,8 @@ def test_convert_checked_the_onnx_int8_file_under_both_kernel_families(converted
         pytest.fail(EMULATION_MISSING)
     want = {native, other_family(native)} if read_cpu().x86 else {native}
     assert set(onnx_int8.kernels_checked) == want and onnx_int8.metrics.get("kernel_agreement", 1.0) >= 0.99
-    assert read_manifest(converted).variant("tflite-int8").kernels_checked == ()  # XNNPACK's kernels are exact everywhere
+    # XNNPACK's kernels are exact everywhere
+    assert read_manifest(converted).variant("tflite-int8").kernels_checked == ()
 
 
 @pytest.mark.host
@@ -160,7 +178,9 @@ def test_every_weight_of_the_onnx_int8_file_fits_seven_bits(converted):
     from onnx import numpy_helper
 
     graph = onnx.load(str(converted / "model_int8.onnx")).graph
-    weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2]
+    weights = [
+        numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2
+    ]
     assert len(weights) >= 10 and max(int(np.abs(w.astype(int)).max()) for w in weights) == 64
 
 
@@ -180,12 +200,19 @@ def test_doctor_names_the_cpu_and_warns_of_an_unchecked_onnx_file_on_a_saturatin
     avx2 = cli("doctor", "--model", str(folder), env={"EDGELEUK_CPUINFO": str(_cpuinfo(tmp_path, ZEN3))})
     assert "AMD EPYC 7B13 (x86_64, cpu_family 25, model 1): AVX2 yes, AVX-512 no, AVX512-VNNI no" in avx2.stdout
     assert "int8 kernels: x86-avx2" in avx2.stdout and "onnxruntime int8 probe:" in avx2.stdout
-    assert "warning: model_int8.onnx was not checked under this CPU's int8 kernels (x86-avx2" in avx2.stdout, avx2.stdout
+    assert "warning: model_int8.onnx was not checked under this CPU's int8 kernels (x86-avx2" in avx2.stdout, (
+        avx2.stdout
+    )
     assert "int8 speed here" in avx2.stdout or "model_int8.onnx" in avx2.stdout
     vnni = cli("doctor", "--model", str(folder), env={"EDGELEUK_CPUINFO": str(_cpuinfo(tmp_path, ZEN4))})
     assert "int8 kernels: x86-vnni" in vnni.stdout and "warning: model_int8.onnx" not in vnni.stdout
     fastest = [line for line in vnni.stdout.splitlines() if "int8 speed here" in line]
-    assert fastest and "tflite-int8 (litert)" in fastest[0] and "onnx-int8 (onnxruntime)" in fastest[0] and "fastest:" in fastest[0]
+    assert (
+        fastest
+        and "tflite-int8 (litert)" in fastest[0]
+        and "onnx-int8 (onnxruntime)" in fastest[0]
+        and "fastest:" in fastest[0]
+    )
 
 
 def test_run_refuses_an_unchecked_onnx_int8_file_on_a_saturating_cpu_only(converted, tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ import pytest
 from conftest import SHARED, cli, make_dataset
 from edgeleuk.dataset import scan
 from edgeleuk.groups import assign_groups
-from edgeleuk.split import make_folds
 from edgeleuk.metrics import sample_verdicts
+from edgeleuk.split import make_folds
 
 DATA = SHARED / "data" / "all4"
 
@@ -48,7 +48,21 @@ def test_train_cv_5_on_a_subset_of_the_real_images(tiny, tmp_path):
         for path in sorted(folder.glob("*.jpg"))[::12]:
             shutil.copy(path, subset / folder.name / path.name)
     out = tmp_path / "run"
-    proc = cli("train", "--data", str(subset), "--out", str(out), *tiny, "--epochs", "8", "--feature-cache", "off", "--cv", "5", check_rc=0)
+    proc = cli(
+        "train",
+        "--data",
+        str(subset),
+        "--out",
+        str(out),
+        *tiny,
+        "--epochs",
+        "8",
+        "--feature-cache",
+        "off",
+        "--cv",
+        "5",
+        check_rc=0,
+    )
     doc = json.loads((out / "cv.json").read_text())
     assert len(doc["folds"]) == 5 and doc["labels"] == ["Benign", "Early", "Pre", "Pro"]
     assert all(f["samples"] >= 1 and 0 <= f["accuracy"] <= 1 for f in doc["folds"])

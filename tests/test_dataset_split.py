@@ -41,7 +41,9 @@ def test_bad_layouts(tmp_path):
         scan(tmp_path / "empty")
     make_dataset(tmp_path / "d", per_class=12)
     (tmp_path / "d" / "Healthy").mkdir()  # any folder is a class: an empty one is named with every count
-    with pytest.raises(UserError, match=r"too few readable images in Healthy \(Benign: 12, Early: 12, Healthy: 0, Pre: 12, Pro: 12\)"):
+    with pytest.raises(
+        UserError, match=r"too few readable images in Healthy \(Benign: 12, Early: 12, Healthy: 0, Pre: 12, Pro: 12\)"
+    ):
         scan(tmp_path / "d")
     with pytest.raises(UserError, match="unknown class folder 'Healthy'.*--classes"):
         scan(tmp_path / "d", classes="Benign,Early,Pre,Pro")
@@ -71,7 +73,9 @@ def test_an_image_with_too_many_pixels_is_skipped_with_its_reason(tmp_path):
     root = make_dataset(tmp_path / "d", per_class=12)
     huge_png(root / "Pre" / "WBC-Pre-999.png")
     found = scan(root)
-    assert [(p.name, why) for p, why in found.skipped] == [("WBC-Pre-999.png", "too many pixels to decode (over 134 megapixels)")]
+    assert [(p.name, why) for p, why in found.skipped] == [
+        ("WBC-Pre-999.png", "too many pixels to decode (over 134 megapixels)")
+    ]
 
 
 def test_split_is_deterministic_stratified_and_keeps_blocks_together(tmp_path):

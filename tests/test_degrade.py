@@ -59,8 +59,17 @@ def test_training_policy_varies_and_is_seeded(image):
 @pytest.mark.host
 def test_robustness_suite_end_to_end(converted, dataset, tmp_path):
     out = tmp_path / "rob"
-    proc = cli("evaluate", str(converted), "--data", str(dataset), "--split", str(converted.parent.parent / "missing.json"),
-               "--robustness", "--out", str(out))
+    proc = cli(
+        "evaluate",
+        str(converted),
+        "--data",
+        str(dataset),
+        "--split",
+        str(converted.parent.parent / "missing.json"),
+        "--robustness",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 1 and "does not exist" in proc.stderr
     proc = cli("evaluate", str(converted), "--data", str(dataset), "--robustness", "--severities", "1,3",
                "--conditions", "jpeg,focus_blur", "--out", str(out), check_rc=0)
@@ -115,5 +124,7 @@ def test_evaluate_takes_a_folder_of_new_images_whole_and_refuses_a_mixed_one(tra
     mixed = tmp_path / "mixed"
     shutil.copytree(dataset, mixed)
     cv2.imwrite(str(mixed / "Pro" / "lab-new.jpg"), smear("Pro", 900))
-    proc = cli("evaluate", str(trained / "model.keras"), "--data", str(mixed), "--out", str(tmp_path / "ev2"), check_rc=1)
+    proc = cli(
+        "evaluate", str(trained / "model.keras"), "--data", str(mixed), "--out", str(tmp_path / "ev2"), check_rc=1
+    )
     assert "1 of the 121 images" in proc.stderr and "pass --split" in proc.stderr and "Traceback" not in proc.stderr

@@ -51,8 +51,12 @@ def test_install_script_refuses_32_bit_arm(tmp_path):
     fake.mkdir()
     (fake / "uname").write_text("#!/bin/sh\necho armv7l\n")
     (fake / "uname").chmod(0o755)
-    proc = subprocess.run(["bash", str(DEVICE / "install.sh"), "--prefix", str(tmp_path / "p")], capture_output=True, text=True,
-                          env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
+    proc = subprocess.run(
+        ["bash", str(DEVICE / "install.sh"), "--prefix", str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},
+    )
     assert proc.returncode == 1 and "32-bit ARM" in proc.stderr
 
 
@@ -80,8 +84,13 @@ def test_install_into_a_fresh_folder_then_doctor_and_run(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "verdict:" in run.stdout and "6 seen" in run.stdout
     # idempotent: a second run reuses the environment
-    again = subprocess.run(["bash", str(DEVICE / "install.sh"), "--prefix", str(prefix), "--no-doctor"], capture_output=True,
-                           text=True, timeout=1200, env={**os.environ, "PYTHON": sys.executable})
+    again = subprocess.run(
+        ["bash", str(DEVICE / "install.sh"), "--prefix", str(prefix), "--no-doctor"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     assert again.returncode == 0 and "reusing" in again.stdout
 
 
@@ -107,10 +116,13 @@ def test_wheelhouse_for_a_pi_then_offline_install(tmp_path):
         pytest.skip("the offline install below uses the x86_64 wheelhouse")
     prefix = tmp_path / "offline"
     # an index that cannot answer: the install must not need one
-    proc = subprocess.run(["bash", str(DEVICE / "install.sh"), "--prefix", str(prefix), "--wheels", str(houses["x86_64"]),
-                           "--no-doctor"], capture_output=True, text=True, timeout=900,
-                          env={**env, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "",
-                               "PIP_FIND_LINKS": ""})
+    proc = subprocess.run(
+        ["bash", str(DEVICE / "install.sh"), "--prefix", str(prefix), "--wheels", str(houses["x86_64"]), "--no-doctor"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**env, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": ""},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "(offline)" in proc.stdout
     edgeleuk = prefix / "venv" / "bin" / "edgeleuk"
@@ -118,8 +130,13 @@ def test_wheelhouse_for_a_pi_then_offline_install(tmp_path):
     assert "verdict: ready" in doctor.stdout, doctor.stdout + doctor.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    refused = subprocess.run(["bash", str(DEVICE / "install.sh"), "--prefix", str(tmp_path / "p3"), "--wheels", str(empty)],
-                             capture_output=True, text=True, timeout=300, env=env)
+    refused = subprocess.run(
+        ["bash", str(DEVICE / "install.sh"), "--prefix", str(tmp_path / "p3"), "--wheels", str(empty)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert refused.returncode == 1 and "holds no edgeleuk wheel" in refused.stderr
 
 
@@ -192,9 +209,31 @@ def test_the_device_tests_pass_in_an_environment_without_tensorflow(converted, t
     names = {p["name"].lower() for p in json.loads(listed.stdout)}
     assert not names & {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx", "scikit-learn", "matplotlib"}, names
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
-    env.update(EDGELEUK_TEST_CONVERTED=str(converted), EDGELEUK_TEST_TWO_CLASS=str(two_class), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
-    run = subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "inner"),
-                          "-m", "not host and not install and not docker and not slow", str(ROOT / "tests")], capture_output=True, text=True, timeout=1800, cwd=ROOT, env=env)
+    env.update(
+        EDGELEUK_TEST_CONVERTED=str(converted),
+        EDGELEUK_TEST_TWO_CLASS=str(two_class),
+        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+    )
+    run = subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--basetemp",
+            str(tmp_path / "inner"),
+            "-m",
+            "not host and not install and not docker and not slow",
+            str(ROOT / "tests"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=ROOT,
+        env=env,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     passed = int(re.search(r"(\d+) passed", run.stdout).group(1))
     assert passed >= 150, run.stdout[-2000:]
@@ -224,11 +263,15 @@ def test_system_packages_installs_what_a_fresh_machine_lacks_and_fails_when_apt_
     fake, env = _fake_machine(tmp_path, uid=0)  # CI: a fresh machine, as root
     proc = run(env)
     assert proc.returncode == 0, proc.stderr
-    assert (fake / "apt.log").read_text().splitlines() == ["update -qq", "install -y -qq chromium chromium-driver mosquitto postgresql openssl"]
+    assert (fake / "apt.log").read_text().splitlines() == [
+        "update -qq",
+        "install -y -qq chromium chromium-driver mosquitto postgresql openssl",
+    ]
     fake, env = _fake_machine(tmp_path, uid=0, apt_rc=100)  # no network: CI fails instead of skipping those tests
     proc = run(env)
     assert proc.returncode == 1 and "apt-get could not install chromium" in proc.stderr
-    fake, env = _fake_machine(tmp_path, uid=1000)  # without root or sudo: the test command fails rather than skip silently
+    # without root or sudo: the test command fails rather than skip silently
+    fake, env = _fake_machine(tmp_path, uid=1000)
     proc = run(env)
     assert proc.returncode == 1 and "EDGELEUK_SKIP_SYSTEM_TESTS=1" in proc.stderr and not (fake / "apt.log").exists()
     # a developer without root or sudo who asks for it: the tests skip, saying why
@@ -239,7 +282,8 @@ def test_system_packages_installs_what_a_fresh_machine_lacks_and_fails_when_apt_
     postgres.parent.mkdir(parents=True)
     postgres.write_text("")
     proc = run(env)
-    assert proc.returncode == 0 and proc.stdout == "" and not (fake / "apt.log").exists()  # everything there: nothing to do
+    # everything there: nothing to do
+    assert proc.returncode == 0 and proc.stdout == "" and not (fake / "apt.log").exists()
 
 
 def test_the_device_readme_gives_the_packaged_models_own_gate_limits():
@@ -249,6 +293,10 @@ def test_the_device_readme_gives_the_packaged_models_own_gate_limits():
 
     q = read_manifest(DEFAULT_MODEL_DIR).quality
     text = " ".join((DEVICE / "README.md").read_text().split())
-    for quoted in (f"`min_focus` ({q.min_focus:.2f} for the packaged model", f"mean grey level above {q.max_brightness:.1f}",
-                   f"more than {q.max_bright_fraction:.1%} of pixels", f"darker than {q.min_brightness:.0f} as underexposed"):
+    for quoted in (
+        f"`min_focus` ({q.min_focus:.2f} for the packaged model",
+        f"mean grey level above {q.max_brightness:.1f}",
+        f"more than {q.max_bright_fraction:.1%} of pixels",
+        f"darker than {q.min_brightness:.0f} as underexposed",
+    ):
         assert quoted in text, quoted

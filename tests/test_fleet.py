@@ -45,22 +45,38 @@ class Broker:
     `tls`: the certificate folder of `certificates()`; clients must show a certificate, whose name is
     their username, and the ACL of device/README.md keeps each device to its own topics."""
 
-    def __init__(self, folder: Path, password: tuple[str, str] | None = None, autosave: int = 1, tls: Path | None = None):
+    def __init__(
+        self, folder: Path, password: tuple[str, str] | None = None, autosave: int = 1, tls: Path | None = None
+    ):
         self.exe, self.folder, self.port = _mosquitto(), folder, _free_port()
         self.tls = tls
         folder.mkdir(parents=True, exist_ok=True)
         import getpass
 
         # `user`: started as root, mosquitto would switch to its own user, which cannot read this folder
-        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}", "persistence true", f"persistence_location {folder}/",
-                 "max_queued_messages 100000", f"autosave_interval {autosave}"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            f"user {getpass.getuser()}",
+            "persistence true",
+            f"persistence_location {folder}/",
+            "max_queued_messages 100000",
+            f"autosave_interval {autosave}",
+        ]
         if tls:
             (folder / "acl").write_text(ACL)
-            lines += [f"cafile {tls}/ca.crt", f"certfile {tls}/broker.crt", f"keyfile {tls}/broker.key", "require_certificate true",
-                      "use_identity_as_username true", f"acl_file {folder}/acl"]
+            lines += [
+                f"cafile {tls}/ca.crt",
+                f"certfile {tls}/broker.crt",
+                f"keyfile {tls}/broker.key",
+                "require_certificate true",
+                "use_identity_as_username true",
+                f"acl_file {folder}/acl",
+            ]
         elif password:
             pw = folder / "passwd"
-            subprocess.run([shutil.which("mosquitto_passwd") or "mosquitto_passwd", "-b", "-c", str(pw), *password], check=True)
+            subprocess.run(
+                [shutil.which("mosquitto_passwd") or "mosquitto_passwd", "-b", "-c", str(pw), *password], check=True
+            )
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines.append("allow_anonymous true")
@@ -112,15 +128,19 @@ def certificates(folder: Path) -> Path:
     for name in ("broker", "scope-a", "scope-b", "collector"):
         run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name if name != 'broker' else '127.0.0.1'}",
             "-keyout", f"{name}.key", "-out", f"{name}.csr")
-        (folder / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n" if name == "broker" else "extendedKeyUsage=clientAuth\n")
+        (folder / f"{name}.ext").write_text(
+            "subjectAltName=IP:127.0.0.1\n" if name == "broker" else "extendedKeyUsage=clientAuth\n"
+        )
         run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
             "-extfile", f"{name}.ext", "-out", f"{name}.crt")
     return folder
 
 
 def tls_config(path: Path, certs: Path, name: str, ca: str = "ca") -> Path:
-    path.write_text(f'[publish]\nca_file = "{certs}/{ca}.crt"\ncertfile = "{certs}/{name}.crt"\nkeyfile = "{certs}/{name}.key"\n'
-                    f'queue = "{path.with_suffix(".outbox")}"\n')  # each its own device
+    path.write_text(
+        f'[publish]\nca_file = "{certs}/{ca}.crt"\ncertfile = "{certs}/{name}.crt"\nkeyfile = "{certs}/{name}.key"\n'
+        f'queue = "{path.with_suffix(".outbox")}"\n'
+    )  # each its own device
     path.chmod(0o600)
     return path
 
@@ -133,18 +153,27 @@ def broker(tmp_path):
 
 
 class CollectorProcess:
-    def __init__(self, url: str, db: Path | str, seconds: float = 120, config: Path | None = None, env: dict | None = None):
+    def __init__(
+        self, url: str, db: Path | str, seconds: float = 120, config: Path | None = None, env: dict | None = None
+    ):
         self.db = db
-        self.proc = subprocess.Popen([str(EXE), "collect", url, "--db", str(db), "--seconds", str(seconds)]
-                                     + (["--config", str(config)] if config else []),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            [str(EXE), "collect", url, "--db", str(db), "--seconds", str(seconds)]
+            + (["--config", str(config)] if config else []),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
         self.lines = []
         for line in self.proc.stdout:  # its ready line: subscribed, the broker queues for its client id from here on
             self.lines.append(line)
             if "collect: subscribed to" in line:
                 break
         else:
-            raise AssertionError(f"the collector never subscribed: {''.join(self.lines)}{self.proc.stderr.read()[-1500:]}")
+            raise AssertionError(
+                f"the collector never subscribed: {''.join(self.lines)}{self.proc.stderr.read()[-1500:]}"
+            )
 
     def stop(self, kill: bool = False) -> None:
         if self.proc.poll() is None:
@@ -185,10 +214,31 @@ def clip(tmp_path_factory) -> Path:
 
 
 def _run(converted, source, tmp_path, url, *extra, realtime=True, name="run"):
-    return subprocess.Popen([str(EXE), "run", "--model", str(converted), "--source", str(source), "--min-focus", "0", "--quiet",
-                             "--log", str(tmp_path / f"{name}.jsonl"), "--publish", url, "--publish-frames", "--device-id", "scope-a",
-                             *(["--realtime"] if realtime else []), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            str(EXE),
+            "run",
+            "--model",
+            str(converted),
+            "--source",
+            str(source),
+            "--min-focus",
+            "0",
+            "--quiet",
+            "--log",
+            str(tmp_path / f"{name}.jsonl"),
+            "--publish",
+            url,
+            "--publish-frames",
+            "--device-id",
+            "scope-a",
+            *(["--realtime"] if realtime else []),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _frame_lines(log: Path) -> int:
@@ -234,7 +284,16 @@ def test_device_killed_while_the_broker_is_away_sends_its_queue_at_the_next_star
     broker = Broker(tmp_path / "broker")
     try:
         collector = CollectorProcess(broker.url, tmp_path / "fleet.sqlite")
-        again = _run(converted, smear_folder(tmp_path), tmp_path, broker.url, "--config", str(config), realtime=False, name="again")
+        again = _run(
+            converted,
+            smear_folder(tmp_path),
+            tmp_path,
+            broker.url,
+            "--config",
+            str(config),
+            realtime=False,
+            name="again",
+        )
         out, err = again.communicate(timeout=60)
         assert again.returncode == 0, err
         ids = set(_wait_for(tmp_path / "fleet.sqlite", len(waiting) + 2))
@@ -279,8 +338,16 @@ def test_ten_devices_for_a_fixed_time_and_the_collector_keeps_up(broker, tmp_pat
             record = {"frame": n, "sample": 1}
             pub.frame(type("R", (), {"record": record})(), None, None)
             time.sleep(0.01)
-        pub.close({"event": "summary", "sample": 1, "frames_seen": n, "frames_rejected": {}, "frames_out_of_distribution": 0,
-                   "verdict": {"decision": "Pre"}})
+        pub.close(
+            {
+                "event": "summary",
+                "sample": 1,
+                "frames_seen": n,
+                "frames_rejected": {},
+                "frames_out_of_distribution": 0,
+                "verdict": {"decision": "Pre"},
+            }
+        )
         sent[k] = n
 
     threads = [threading.Thread(target=device, args=(k,)) for k in range(10)]
@@ -306,11 +373,36 @@ def test_a_wrong_password_and_an_unreachable_broker_keep_the_device_classifying(
         config = tmp_path / "edgeleuk.toml"
         config.write_text('[publish]\nusername = "scope"\npassword = "wrong-password-456"\n')
         config.chmod(0o644)
-        refused = cli("run", "--model", str(converted), "--source", str(frames), "--publish", secured.url, "--config", str(config), check_rc=1)
+        refused = cli(
+            "run",
+            "--model",
+            str(converted),
+            "--source",
+            str(frames),
+            "--publish",
+            secured.url,
+            "--config",
+            str(config),
+            check_rc=1,
+        )
         assert f"{config} holds publish.password but every user of this computer can read it" in refused.stderr
         config.chmod(0o600)
-        proc = cli("run", "--model", str(converted), "--source", str(frames), "--min-focus", "0", "--publish", secured.url,
-                   "--config", str(config), "--log", str(tmp_path / "w.jsonl"), check_rc=0)
+        proc = cli(
+            "run",
+            "--model",
+            str(converted),
+            "--source",
+            str(frames),
+            "--min-focus",
+            "0",
+            "--publish",
+            secured.url,
+            "--config",
+            str(config),
+            "--log",
+            str(tmp_path / "w.jsonl"),
+            check_rc=0,
+        )
         assert "publish: the broker refused the credentials (" in proc.stderr and "classifying goes on" in proc.stderr
         assert "verdict:" in proc.stdout and "message(s) kept in the queue for the next start" in proc.stderr
     finally:
@@ -322,8 +414,10 @@ def test_a_wrong_password_and_an_unreachable_broker_keep_the_device_classifying(
     assert "kept in the queue for the next start" in proc.stderr
 
 
-@pytest.mark.parametrize("url,message", [("http://x/lab", "expected mqtt://HOST"), ("mqtt://u:p@x/lab", "not in the URL"),
-                                         ("mqtt://x/lab/#", "wildcards")])
+@pytest.mark.parametrize(
+    "url,message",
+    [("http://x/lab", "expected mqtt://HOST"), ("mqtt://u:p@x/lab", "not in the URL"), ("mqtt://x/lab/#", "wildcards")],
+)
 def test_bad_publish_urls_are_clear_errors(url, message):
     from edgeleuk.errors import UserError
     from edgeleuk.runtime.mqtt_link import BrokerAddress
@@ -373,9 +467,25 @@ def test_tls_client_certificates_and_the_acl_keep_each_device_to_its_own_topics(
 
     def device(name: str, ca: str = "ca") -> subprocess.CompletedProcess:
         config = tls_config(tmp_path / f"{name}-{ca}.toml", certs, name, ca)
-        return cli("run", "--model", str(converted), "--source", str(folder), "--min-focus", "0", "--publish", broker.url,
-                   "--publish-frames", "--device-id", "scope-a", "--config", str(config), "--log", str(tmp_path / f"{name}.jsonl"),
-                   check_rc=0)
+        return cli(
+            "run",
+            "--model",
+            str(converted),
+            "--source",
+            str(folder),
+            "--min-focus",
+            "0",
+            "--publish",
+            broker.url,
+            "--publish-frames",
+            "--device-id",
+            "scope-a",
+            "--config",
+            str(config),
+            "--log",
+            str(tmp_path / f"{name}.jsonl"),
+            check_rc=0,
+        )
 
     try:
         collector = CollectorProcess(broker.url, db, config=tls_config(tmp_path / "collector.toml", certs, "collector"))
@@ -388,7 +498,10 @@ def test_tls_client_certificates_and_the_acl_keep_each_device_to_its_own_topics(
         out, err = collector.proc.communicate()
     finally:
         broker.stop()
-    assert f"publish: broker 127.0.0.1:{broker.port} unreachable (" in wrong.stderr and "CERTIFICATE_VERIFY_FAILED" in wrong.stderr
+    assert (
+        f"publish: broker 127.0.0.1:{broker.port} unreachable (" in wrong.stderr
+        and "CERTIFICATE_VERIFY_FAILED" in wrong.stderr
+    )
     assert "verdict:" in wrong.stdout and "kept in the queue for the next start" in wrong.stderr
     assert "stored 3 message(s)" in out  # scope-a's two frames and its verdict, nothing of scope-b's
     assert len(ids) == 2 and len(_ids(db, "verdict")) == 1
@@ -408,7 +521,8 @@ class Postgres:
         if not found:
             pytest.skip("needs a PostgreSQL server: sh tests/system-packages.sh (as root) installs Debian's postgresql")
         bin_dir = found[-1].parent
-        root = os.geteuid() == 0  # then postgres runs as its own user, which must reach the folder: under /tmp, not $TMPDIR
+        # then postgres runs as its own user, which must reach the folder: under /tmp, not $TMPDIR
+        root = os.geteuid() == 0
         self.folder = Path(tempfile.mkdtemp(prefix="edgeleuk-pg-", dir="/tmp" if root else None))
         self.prefix: list[str] = []
         if root:
@@ -422,12 +536,41 @@ class Postgres:
         pwfile.write_text(self.password + "\n")
         if self.prefix:
             os.chown(pwfile, user.pw_uid, user.pw_gid)
-        subprocess.run([*self.prefix, str(bin_dir / "initdb"), "-D", str(self.folder / "data"), "-U", "edgeleuk", "-E", "UTF8",
-                        "--auth=scram-sha-256", f"--pwfile={pwfile}", "--no-sync"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *self.prefix,
+                str(bin_dir / "initdb"),
+                "-D",
+                str(self.folder / "data"),
+                "-U",
+                "edgeleuk",
+                "-E",
+                "UTF8",
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+        )
         self.port = _free_port()
-        self.proc = subprocess.Popen([*self.prefix, str(bin_dir / "postgres"), "-D", str(self.folder / "data"), "-h", "127.0.0.1",
-                                      "-p", str(self.port), "-k", str(self.folder), "-F"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                *self.prefix,
+                str(bin_dir / "postgres"),
+                "-D",
+                str(self.folder / "data"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.folder),
+                "-F",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         import psycopg
 
         deadline = time.time() + 20
@@ -438,7 +581,7 @@ class Postgres:
             except psycopg.OperationalError:
                 if time.time() > deadline or self.proc.poll() is not None:
                     self.stop()
-                    raise AssertionError("postgres did not start")
+                    raise AssertionError("postgres did not start") from None
                 time.sleep(0.2)
 
     def url(self, password: str | None = None) -> str:
@@ -519,7 +662,9 @@ def test_the_outbox_keeps_acknowledged_messages_for_the_window_and_reads_an_old_
 
     old = tmp_path / "old.sqlite"  # a queue written before the resend window existed
     con = sqlite3.connect(str(old))
-    con.execute("CREATE TABLE outbox (id TEXT PRIMARY KEY, topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL)")
+    con.execute(
+        "CREATE TABLE outbox (id TEXT PRIMARY KEY, topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL)"
+    )
     con.execute("INSERT INTO outbox VALUES ('d:r:f1', 'lab/d/frame', '{}', 1.0)")
     con.commit()
     con.close()
@@ -547,20 +692,46 @@ def test_the_fleet_report_flags_a_device_whose_refusals_or_ood_share_depart_from
     def sample(device: str, k: int, refused: int, ood: int) -> None:
         summary = {"time": 1000.0 + k, "frames_seen": 100, "frames_rejected": {"out of focus": refused},
                    "frames_out_of_distribution": ood, "verdict": {"decision": "Pre"}}
-        store.execute(INSERT, (f"{device}:r:s{k}", "verdict", device, "r", k, "m", "ab" * 32, "0", 1000.0 + k, 2000.0 + k,
-                               f"lab/{device}/verdict", json.dumps({"summary": summary})))
+        store.execute(
+            INSERT,
+            (
+                f"{device}:r:s{k}",
+                "verdict",
+                device,
+                "r",
+                k,
+                "m",
+                "ab" * 32,
+                "0",
+                1000.0 + k,
+                2000.0 + k,
+                f"lab/{device}/verdict",
+                json.dumps({"summary": summary}),
+            ),
+        )
 
     for k in range(10):
         sample("steady", k, 5, 1)
         sample("dirty-lens", k, 5 if k < 5 else 60, 1)
         sample("new-stain", k, 5, 1 if k < 5 else 40)
     store.close()
-    proc = cli("fleet", "--db", str(db), "--csv", str(tmp_path / "fleet.csv"), "--json", str(tmp_path / "fleet.json"), check_rc=0)
+    proc = cli(
+        "fleet",
+        "--db",
+        str(db),
+        "--csv",
+        str(tmp_path / "fleet.csv"),
+        "--json",
+        str(tmp_path / "fleet.json"),
+        check_rc=0,
+    )
     report = {r["device"]: r for r in json.loads((tmp_path / "fleet.json").read_text())["devices"]}
     assert report["steady"]["drift"] is None
     assert report["dirty-lens"]["drift"] == "refused share 60% over the last 5 samples, 5% before"
     assert report["new-stain"]["drift"] == "out-of-distribution share 40% over the last 5 samples, 1% before"
-    assert report["steady"]["sample_times"] == [1000.0 + k for k in range(10)] and report["steady"]["verdicts"] == {"Pre": 10}
+    assert report["steady"]["sample_times"] == [1000.0 + k for k in range(10)] and report["steady"]["verdicts"] == {
+        "Pre": 10
+    }
     rows = {r["device"]: r for r in csv.DictReader((tmp_path / "fleet.csv").open())}
     assert rows["dirty-lens"]["last_refused_share"] == "0.6" and rows["new-stain"]["last_ood_share"] == "0.4"
     assert rows["steady"]["drift"] == ""
@@ -576,8 +747,23 @@ def test_fleet_json_into_a_missing_folder_onto_a_folder_or_a_full_disk_is_a_clea
     store = Store(db)
     for k in range(1000):  # a report of some 100 kB
         body = _verdict("scope-a", k)
-        store.execute(INSERT, (body["id"], "verdict", "scope-a", "r", k, "m", None, "0", body["sent_at"], body["sent_at"] + k,
-                               "lab/scope-a/verdict", json.dumps(body)))
+        store.execute(
+            INSERT,
+            (
+                body["id"],
+                "verdict",
+                "scope-a",
+                "r",
+                k,
+                "m",
+                None,
+                "0",
+                body["sent_at"],
+                body["sent_at"] + k,
+                "lab/scope-a/verdict",
+                json.dumps(body),
+            ),
+        )
     store.close()
     # files may grow to 40 kB (as a full disk): the database's 32 kB shared-memory file fits, the report does not
     full = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, resource.RLIM_INFINITY))  # noqa: E731
@@ -586,23 +772,38 @@ def test_fleet_json_into_a_missing_folder_onto_a_folder_or_a_full_disk_is_a_clea
                                       ("--json", tmp_path / "fleet.json", "cannot write the report to", full)):
         bad = cli("fleet", "--db", str(db), flag, str(target), preexec=limit)
         assert bad.returncode == 1 and said in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1500:]
-    assert not [p.name for p in tmp_path.iterdir() if p.name == "fleet.json" or p.name.startswith(".fleet.")]  # nothing half-written
+    # nothing half-written
+    assert not [p.name for p in tmp_path.iterdir() if p.name == "fleet.json" or p.name.startswith(".fleet.")]
 
 
 def _verdict(device: str, k: int, refused: int = 0, sent_at: float | None = None) -> dict:
     summary = {"event": "sample_end", "sample": k, "frames_seen": 10, "frames_rejected": {"out of focus": refused},
                "frames_out_of_distribution": 0, "verdict": {"decision": "Pre"}}
-    return {"id": f"{device}:r:s{k}", "kind": "verdict", "device": device, "run": "r", "sample": k, "model": "m",
-            "model_sha256": "ab" * 32, "edgeleuk": "0", "sent_at": time.time() if sent_at is None else sent_at, "summary": summary}
+    return {
+        "id": f"{device}:r:s{k}",
+        "kind": "verdict",
+        "device": device,
+        "run": "r",
+        "sample": k,
+        "model": "m",
+        "model_sha256": "ab" * 32,
+        "edgeleuk": "0",
+        "sent_at": time.time() if sent_at is None else sent_at,
+        "summary": summary,
+    }
 
 
 # Each of these stopped the collector, or `fleet`, with a traceback: not JSON objects, wrong types, a
 # verdict without its summary, bytes that are not UTF-8, NaN, a device speaking for another
-POISON = [("lab/scope-p/verdict", b"[]"), ("lab/scope-p/verdict", b"7"),
-          ("lab/scope-p/verdict", b'{"id": ["x"], "kind": "verdict", "device": "scope-p"}'),
-          ("lab/scope-m/verdict", b'{"id": "m1", "kind": "verdict", "device": "scope-m"}'),
-          ("lab/scope-p/frame", b"\xff\xfe{"), ("lab/scope-p/verdict", b'{"id": "n", "kind": "verdict", "device": "scope-p", "sent_at": NaN}'),
-          ("lab/scope-q/verdict", json.dumps(_verdict("scope-p", 9)).encode())]
+POISON = [
+    ("lab/scope-p/verdict", b"[]"),
+    ("lab/scope-p/verdict", b"7"),
+    ("lab/scope-p/verdict", b'{"id": ["x"], "kind": "verdict", "device": "scope-p"}'),
+    ("lab/scope-m/verdict", b'{"id": "m1", "kind": "verdict", "device": "scope-m"}'),
+    ("lab/scope-p/frame", b"\xff\xfe{"),
+    ("lab/scope-p/verdict", b'{"id": "n", "kind": "verdict", "device": "scope-p", "sent_at": NaN}'),
+    ("lab/scope-q/verdict", json.dumps(_verdict("scope-p", 9)).encode()),
+]
 
 
 def _publish_raw(broker: Broker, messages: list[tuple[str, bytes]], retain_first: bool = False) -> None:
@@ -628,7 +829,9 @@ def _rejected(db: Path) -> list[tuple[str, str]]:
 def test_poison_messages_are_set_aside_acknowledged_and_reported(broker, tmp_path):
     db = tmp_path / "fleet.sqlite"
     collector = CollectorProcess(broker.url, db)
-    _publish_raw(broker, POISON + [("lab/scope-p/verdict", json.dumps(_verdict("scope-p", 1)).encode())], retain_first=True)
+    _publish_raw(
+        broker, POISON + [("lab/scope-p/verdict", json.dumps(_verdict("scope-p", 1)).encode())], retain_first=True
+    )
     assert len(_wait_for(db, 1, "verdict")) == 1  # after every poison message: one client's messages keep their order
     collector.stop()
     out, _ = collector.proc.communicate()
@@ -642,12 +845,20 @@ def test_poison_messages_are_set_aside_acknowledged_and_reported(broker, tmp_pat
     assert "stored 1 message(s)" in out and "0 malformed message(s)" in out, out
     reasons = dict(enumerate(r for _, r in _rejected(db)))
     assert len(reasons) == len(POISON) and reasons[0] == "a JSON list, not an object"
-    assert "summary" in reasons[3] and "not UTF-8 JSON" in reasons[4] and "do not match the topic lab/scope-q/verdict" in reasons[6]
+    assert (
+        "summary" in reasons[3]
+        and "not UTF-8 JSON" in reasons[4]
+        and "do not match the topic lab/scope-q/verdict" in reasons[6]
+    )
     proc = cli("fleet", "--db", str(db), "--json", str(tmp_path / "fleet.json"), check_rc=0)
     report = json.loads((tmp_path / "fleet.json").read_text())
     assert [(d["device"], d["samples"]) for d in report["devices"]] == [("scope-p", 2)]
-    assert {x["topic"]: x["messages"] for x in report["rejected"]} == {"lab/scope-m/verdict": 1, "lab/scope-p/frame": 1,
-                                                                        "lab/scope-p/verdict": 4, "lab/scope-q/verdict": 1}
+    assert {x["topic"]: x["messages"] for x in report["rejected"]} == {
+        "lab/scope-m/verdict": 1,
+        "lab/scope-p/frame": 1,
+        "lab/scope-p/verdict": 4,
+        "lab/scope-q/verdict": 1,
+    }
     assert "set aside by the collector: 4 message(s) on lab/scope-p/verdict" in proc.stdout
 
 
@@ -657,7 +868,10 @@ def test_a_malformed_verdict_an_older_collector_stored_does_not_stop_the_report(
     store = Store(tmp_path / "fleet.sqlite")
     rows = [("m1", '{"id":"m1","kind":"verdict","device":"scope-m"}'), ("m2", json.dumps(_verdict("scope-m", 2)))]
     for k, (mid, payload) in enumerate(rows):
-        store.execute(INSERT, (mid, "verdict", "scope-m", "r", k, "m", None, "0", None, 1000.0 + k, "lab/scope-m/verdict", payload))
+        store.execute(
+            INSERT,
+            (mid, "verdict", "scope-m", "r", k, "m", None, "0", None, 1000.0 + k, "lab/scope-m/verdict", payload),
+        )
     store.close()
     proc = cli("fleet", "--db", str(tmp_path / "fleet.sqlite"), check_rc=0)
     assert "| scope-m |" in proc.stdout and "Pre 1 (1 unreadable)" in proc.stdout and "Traceback" not in proc.stderr
@@ -682,29 +896,47 @@ def test_clock_skew_orders_samples_by_arrival_and_is_flagged(tmp_path):
     cli("fleet", "--db", str(tmp_path / "fleet.sqlite"), "--json", str(tmp_path / "fleet.json"), check_rc=0)
     report = {d["device"]: d for d in json.loads((tmp_path / "fleet.json").read_text())["devices"]}
     late = report["pi-ntp-late"]
-    assert late["refused_share_by_sample"] == [0.9, 0.1, 0.1, 0.1] and late["clock"] is None  # the last sample is the last to arrive
+    # the last sample is the last to arrive
+    assert late["refused_share_by_sample"] == [0.9, 0.1, 0.1, 0.1] and late["clock"] is None
     assert report["flat-battery"]["clock"] == "device clock 365.0 days ahead"
 
 
-@pytest.mark.parametrize("payload,reason", [
-    (b'{"id": "a", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}, "frames_rejected": {"x": -1}}}',
-     "x is -1; expected a whole number"),
-    (b'{"id": "a", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}, "frames_seen": true}}',
-     "frames_seen is true"),
-    (b'{"id": "a", "kind": "verdict", "device": "d", "sent_at": 1e300, "summary": {"verdict": {"decision": "Pre"}}}',
-     "sent_at is 1e+300"),
-    (b'{"id": "a\\u001b[2J", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}}}', "expected printable text"),
-    (b'{"id": "a", "kind": "frame", "device": "d"}', "a frame message without its record object"),
-    (b'{"id": "a", "kind": "status", "device": "d"}', "do not match the topic"),
-    (b" " * (1 << 20) + b"{}", "more than 1048576"),
-])
+@pytest.mark.parametrize(
+    "payload,reason",
+    [
+        (
+            b'{"id": "a", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}, '
+            b'"frames_rejected": {"x": -1}}}',
+            "x is -1; expected a whole number",
+        ),
+        (
+            b'{"id": "a", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}, '
+            b'"frames_seen": true}}',
+            "frames_seen is true",
+        ),
+        (
+            b'{"id": "a", "kind": "verdict", "device": "d", "sent_at": 1e300, "summary": {"verdict": {"decision": '
+            b'"Pre"}}}',
+            "sent_at is 1e+300",
+        ),
+        (
+            b'{"id": "a\\u001b[2J", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}}}',
+            "expected printable text",
+        ),
+        (b'{"id": "a", "kind": "frame", "device": "d"}', "a frame message without its record object"),
+        (b'{"id": "a", "kind": "status", "device": "d"}', "do not match the topic"),
+        (b" " * (1 << 20) + b"{}", "more than 1048576"),
+    ],
+)
 def test_a_message_is_read_only_when_every_field_the_fleet_uses_is_right(payload, reason):
     from edgeleuk.messages import Rejected, parse
 
     with pytest.raises(Rejected) as caught:
         parse(payload, "lab/d/frame" if b'"frame"' in payload else "lab/d/verdict")
     assert reason in str(caught.value)
-    good = parse(b'{"id": "a", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}}}', "lab/d/verdict")
+    good = parse(
+        b'{"id": "a", "kind": "verdict", "device": "d", "summary": {"verdict": {"decision": "Pre"}}}', "lab/d/verdict"
+    )
     assert (good.id, good.device, good.sent_at) == ("a", "d", None)
 
 
@@ -717,9 +949,25 @@ def test_a_full_disk_under_the_publish_queue_keeps_the_device_classifying(conver
     config = tmp_path / "edgeleuk.toml"
     config.write_text(f'[publish]\nframes = true\nqueue = "{tmp_path / "q" / "outbox.sqlite"}"\n')
     limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (48_000, resource.RLIM_INFINITY))  # noqa: E731
-    proc = cli("run", "--model", str(converted), "--source", str(clip), "--min-focus", "0", "--quiet", "--config", str(config),
-               "--publish", f"mqtt://127.0.0.1:{_free_port()}/lab", preexec=limit, check_rc=0)
+    proc = cli(
+        "run",
+        "--model",
+        str(converted),
+        "--source",
+        str(clip),
+        "--min-focus",
+        "0",
+        "--quiet",
+        "--config",
+        str(config),
+        "--publish",
+        f"mqtt://127.0.0.1:{_free_port()}/lab",
+        preexec=limit,
+        check_rc=0,
+    )
     assert proc.stderr.count("publish: the queue cannot take messages (") == 1, proc.stderr[-2000:]
-    lost = re.search(r"publish: (\d+) message\(s\) could not be queued \(.+\) and were not sent, this run's last verdict among them",
-                     proc.stderr)
+    lost = re.search(
+        r"publish: (\d+) message\(s\) could not be queued \(.+\) and were not sent, this run's last verdict among them",
+        proc.stderr,
+    )
     assert lost and int(lost.group(1)) > 0 and "Traceback" not in proc.stderr and "verdict:" in proc.stdout

@@ -46,7 +46,9 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("edgeleuk")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("edgeleuk"):
+        elif (
+            isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("edgeleuk")
+        ):
             found.add(node.module)
             if node.module == "edgeleuk":  # `from edgeleuk import plots` names a module
                 found |= {f"edgeleuk.{a.name}" for a in node.names if (PACKAGE / f"{a.name}.py").exists()}

@@ -4,8 +4,17 @@ import re
 import pytest
 
 from edgeleuk.errors import UserError
-from edgeleuk.manifest import (Manifest, Quantization, Variant, manifest_from_dict, manifest_to_dict, read_manifest,
-                               sha256_file, verify_variant, write_manifest)
+from edgeleuk.manifest import (
+    Manifest,
+    Quantization,
+    Variant,
+    manifest_from_dict,
+    manifest_to_dict,
+    read_manifest,
+    sha256_file,
+    verify_variant,
+    write_manifest,
+)
 
 
 def _variant(tmp_path, name="tflite-int8"):
@@ -71,13 +80,20 @@ def test_variant_files_are_plain_names_inside_the_folder(tmp_path, name):
         read_manifest(tmp_path)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("input_shape", 5, r"manifest: variants\[0\]\.input_shape = 5 has the wrong type; expected a list, each an integer or null"),
-    ("size_bytes", "big", r"manifest: variants\[0\]\.size_bytes = 'big' has the wrong type; expected an integer"),
-    ("labels", 3, r"manifest: manifest\.labels = 3 has the wrong type"),
-    ("variants", {"a": 1}, r"manifest: manifest\.variants = \{'a': 1\} has the wrong type"),
-    ("schema_version", "3", r"manifest: manifest\.schema_version = '3' has the wrong type"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (
+            "input_shape",
+            5,
+            r"manifest: variants\[0\]\.input_shape = 5 has the wrong type; expected a list, each an integer or null",
+        ),
+        ("size_bytes", "big", r"manifest: variants\[0\]\.size_bytes = 'big' has the wrong type; expected an integer"),
+        ("labels", 3, r"manifest: manifest\.labels = 3 has the wrong type"),
+        ("variants", {"a": 1}, r"manifest: manifest\.variants = \{'a': 1\} has the wrong type"),
+        ("schema_version", "3", r"manifest: manifest\.schema_version = '3' has the wrong type"),
+    ],
+)
 def test_mistyped_values_are_one_error_naming_the_key(tmp_path, key, value, message):
     data = manifest_to_dict(Manifest(variants=(_variant(tmp_path),)))
     if key in ("input_shape", "size_bytes"):
@@ -108,19 +124,32 @@ def test_a_manifest_that_is_not_utf8_or_is_a_folder(tmp_path):
         read_manifest(tmp_path / "b")
 
 
-@pytest.mark.parametrize("damage, named", [
-    (lambda d: d["ood"]["components"][0]["means"][0].__setitem__(3, float("nan")), "manifest.ood.components[0].means[0][3] = nan"),
-    (lambda d: d.__setitem__("cell_diameter_px", -16.2), "manifest.cell_diameter_px = -16.2; expected a number above 0"),
-    (lambda d: d.__setitem__("cell_diameter_px", float("nan")), "manifest.cell_diameter_px = nan"),
-    (lambda d: d["ood"]["components"][1]["whitening"][2].__setitem__(0, 1e308), "whitening[2][0] = 1e+308; expected a finite"),
-    (lambda d: d["quality"].__setitem__("min_focus", float("inf")), "manifest.quality.min_focus = inf"),
-])
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        (
+            lambda d: d["ood"]["components"][0]["means"][0].__setitem__(3, float("nan")),
+            "manifest.ood.components[0].means[0][3] = nan",
+        ),
+        (
+            lambda d: d.__setitem__("cell_diameter_px", -16.2),
+            "manifest.cell_diameter_px = -16.2; expected a number above 0",
+        ),
+        (lambda d: d.__setitem__("cell_diameter_px", float("nan")), "manifest.cell_diameter_px = nan"),
+        (
+            lambda d: d["ood"]["components"][1]["whitening"][2].__setitem__(0, 1e308),
+            "whitening[2][0] = 1e+308; expected a finite",
+        ),
+        (lambda d: d["quality"].__setitem__("min_focus", float("inf")), "manifest.quality.min_focus = inf"),
+    ],
+)
 def test_non_finite_or_impossible_numbers_in_a_manifest_are_named(damage, named, tmp_path):
     from edgeleuk.manifest import MANIFEST_NAME
     from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR
 
     data = json.loads((DEFAULT_MODEL_DIR / MANIFEST_NAME).read_text())
     damage(data)
-    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))  # json writes NaN and Infinity as bare tokens, as a damaged file may hold
+    # json writes NaN and Infinity as bare tokens, as a damaged file may hold
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))
     with pytest.raises(UserError, match=re.escape(named)):
         read_manifest(tmp_path)

@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeleuk.manifest import PreprocessSpec
 from edgeleuk.errors import UserError
+from edgeleuk.manifest import PreprocessSpec
 from edgeleuk.preprocess import ImageError, crop_roi, load_image, preprocess, read_image, to_rgb8
 
 

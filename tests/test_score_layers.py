@@ -69,12 +69,14 @@ def test_a_model_without_statistics_reads_neither_layers_nor_features(converted,
     data["ood"] = None
     write_manifest(folder, manifest_from_dict(json.loads(json.dumps(data))))
     clf = load(folder, variant="tflite-int8")
-    assert clf.ood is None and clf.score_index is None and len(clf.features_indices) == 2  # the layers are not taken for features
+    # the layers are not taken for features
+    assert clf.ood is None and clf.score_index is None and len(clf.features_indices) == 2
     probs, scores = clf.infer_judged(_frames(clf.spec))
     assert scores is None and probs.shape == (24, 4)
 
 
-@pytest.mark.parametrize("variant", ["tflite-int8", pytest.param("onnx-int8", marks=pytest.mark.host)])  # editing ONNX needs onnx: host side
+# editing ONNX needs onnx: host side
+@pytest.mark.parametrize("variant", ["tflite-int8", pytest.param("onnx-int8", marks=pytest.mark.host)])
 def test_strip_removes_only_the_score_layers(converted, tmp_path, variant):
     folder = tmp_path / "stripped"
     shutil.copytree(converted, folder)
@@ -85,10 +87,14 @@ def test_strip_removes_only_the_score_layers(converted, tmp_path, variant):
         path.write_bytes(strip_tflite(path.read_bytes()))
     else:
         strip_onnx(path, path)
-    variants = tuple(dataclasses.replace(v, sha256=sha256_file(path)) if v.name == variant else v for v in manifest.variants)
+    variants = tuple(
+        dataclasses.replace(v, sha256=sha256_file(path)) if v.name == variant else v for v in manifest.variants
+    )
     write_manifest(folder, dataclasses.replace(manifest, variants=variants))
     before, after = load(converted, variant=variant), load(folder, variant=variant)
     assert after.score_index is None and len(after.backend.output_names) == len(before.backend.output_names) - 1
     frames = before.prepare(_frames(before.spec)[:1])
     assert all(np.array_equal(a, b) for a, b in zip(after.backend.invoke(frames), before.backend.invoke(frames)))
-    np.testing.assert_allclose(after.infer_judged(_frames(before.spec))[1], before.infer_judged(_frames(before.spec))[1], rtol=1e-5)
+    np.testing.assert_allclose(
+        after.infer_judged(_frames(before.spec))[1], before.infer_judged(_frames(before.spec))[1], rtol=1e-5
+    )

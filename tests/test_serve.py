@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from conftest import LABELS, smear
-from edgeleuk.runtime.access import allowed_hosts, host_of, is_loopback, needs_token, parse_address
 from edgeleuk.errors import UserError
+from edgeleuk.runtime.access import allowed_hosts, host_of, is_loopback, needs_token, parse_address
 from edgeleuk.runtime.config import read_config
 
 pytest.importorskip("starlette", reason="the live view needs edgeleuk[serve]")
@@ -51,10 +51,30 @@ class Run:
         exe = Path(sys.executable).with_name("edgeleuk")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "edgeleuk"]
         self.log = log
-        self.proc = subprocess.Popen(cmd + ["run", "--model", str(model), "--source", str(clip), "--realtime", "--quiet",
-                                            "--min-focus", "0", "--log", str(log), "--serve", "127.0.0.1:0", *extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, preexec_fn=preexec)
+        self.proc = subprocess.Popen(
+            cmd
+            + [
+                "run",
+                "--model",
+                str(model),
+                "--source",
+                str(clip),
+                "--realtime",
+                "--quiet",
+                "--min-focus",
+                "0",
+                "--log",
+                str(log),
+                "--serve",
+                "127.0.0.1:0",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+            preexec_fn=preexec,
+        )
         self.lines: list[str] = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -89,7 +109,9 @@ class Run:
             time.sleep(0.1)
         raise AssertionError("no frame reached the live view")
 
-    def request(self, method: str, path: str, headers: dict | None = None, timeout: float = 10) -> tuple[int, bytes, dict]:
+    def request(
+        self, method: str, path: str, headers: dict | None = None, timeout: float = 10
+    ) -> tuple[int, bytes, dict]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         conn.request(method, path, headers={"Authorization": f"Bearer {TOKEN}", **(headers or {})})
         response = conn.getresponse()
@@ -143,8 +165,12 @@ def test_addresses_and_when_a_token_is_needed():
     assert not needs_token("127.0.0.1", None)
     assert allowed_hosts("127.0.0.1", ()) == {"127.0.0.1", "localhost", "::1"} and allowed_hosts("0.0.0.0", ()) is None
     assert allowed_hosts("192.168.1.20", ("Scope-3.local",)) == {"192.168.1.20", "scope-3.local"}
-    for header, name in ((b"127.0.0.1:8000", "127.0.0.1"), (b"[::1]:80", "::1"), (b"Attacker.Example", "attacker.example"),
-                         (b"localhost", "localhost")):
+    for header, name in (
+        (b"127.0.0.1:8000", "127.0.0.1"),
+        (b"[::1]:80", "::1"),
+        (b"Attacker.Example", "attacker.example"),
+        (b"localhost", "localhost"),
+    ):
         assert host_of({"headers": [(b"host", header)]}) == name
 
 
@@ -162,8 +188,13 @@ def test_every_request_needs_the_token_when_there_is_one(run_with_token):
     assert run.request("GET", "/api/status")[0] == 200  # the header
     assert run.request("GET", f"/api/status?token={TOKEN}", {"Authorization": ""})[0] == 200  # the printed address
     code, _, headers = run.request("GET", f"/?token={TOKEN}", {"Authorization": ""})
-    assert code == 200 and f"edgeleuk_token={TOKEN}" in headers.get("set-cookie", "") and "samesite=strict" in headers["set-cookie"].lower()
-    assert run.request("GET", "/frame.jpg", {"Authorization": "", "Cookie": f"edgeleuk_token={TOKEN}"})[0] == 200  # the page's cookie
+    assert (
+        code == 200
+        and f"edgeleuk_token={TOKEN}" in headers.get("set-cookie", "")
+        and "samesite=strict" in headers["set-cookie"].lower()
+    )
+    # the page's cookie
+    assert run.request("GET", "/frame.jpg", {"Authorization": "", "Cookie": f"edgeleuk_token={TOKEN}"})[0] == 200
     run.stop()
 
 
@@ -173,9 +204,17 @@ def test_state_changes_only_by_post_with_the_header_and_the_log_endpoint_serves_
     assert run.request("POST", "/api/stop")[0] == 403  # no X-Edgeleuk header: what a cross-site form would send
     assert run.request("POST", "/api/save/Pre", {"X-Edgeleuk": "1"})[0] == 409  # no --save-frames: nowhere to save
     assert run.proc.poll() is None
-    for path in ("/api/log/../../../../etc/passwd", "/api/log/%2e%2e/%2e%2e/etc/passwd", "/static/../live.py",
-                 "/static/..%2f..%2fmanifest.py", "/static/%2e%2e%2fsession.py", "/static/index.html/../../../etc/passwd",
-                 "/../../etc/passwd", "/static/app.js%00.html", "//etc/passwd"):
+    for path in (
+        "/api/log/../../../../etc/passwd",
+        "/api/log/%2e%2e/%2e%2e/etc/passwd",
+        "/static/../live.py",
+        "/static/..%2f..%2fmanifest.py",
+        "/static/%2e%2e%2fsession.py",
+        "/static/index.html/../../../etc/passwd",
+        "/../../etc/passwd",
+        "/static/app.js%00.html",
+        "//etc/passwd",
+    ):
         code, body, _ = run.request("GET", path)
         assert code in (404, 400), (path, code)
         assert b"root:" not in body and b"import" not in body, path
@@ -213,7 +252,8 @@ def test_the_page_saves_the_field_on_screen_as_one_of_the_models_classes(convert
             assert run.request("POST", f"/api/save/{label}", {"X-Edgeleuk": "1"})[0] == 404, label
         status = run.status()
         assert status["saving"] == {"folder": str(site), "saved": {"Pre": 1}} and status["labels"] == list(LABELS)
-        saved_as_classes = [p.name for p in site.rglob("*") if p.is_file() and p.parent != site]  # flagged frames lie loose in site/
+        # flagged frames lie loose in site/
+        saved_as_classes = [p.name for p in site.rglob("*") if p.is_file() and p.parent != site]
         assert sorted(saved_as_classes) == sorted([saved.name, saved.with_suffix(".json").name])
     finally:
         run.stop()
@@ -294,7 +334,9 @@ def test_a_connection_flood_neither_ends_the_run_nor_holds_the_view(converted, c
     assert len(run.log.read_text().splitlines()) > lines_then + FPS  # classified while flooded
     output = run.stop()
     run._stderr.join(timeout=30)
-    assert run.proc.returncode == 0 and "Traceback" not in run.errors and "stopped from the web page" in output, run.errors[-2000:]
+    assert run.proc.returncode == 0 and "Traceback" not in run.errors and "stopped from the web page" in output, (
+        run.errors[-2000:]
+    )
 
 
 def test_twenty_viewers_for_a_bounded_time_and_the_loop_keeps_its_rate(converted, clip, tmp_path):
@@ -331,9 +373,12 @@ def test_twenty_viewers_for_a_bounded_time_and_the_loop_keeps_its_rate(converted
     for t in threads:
         t.join(timeout=15)
     run.stop()
-    assert seen >= 0.85 * FPS * 5, f"the loop classified {seen} frames in 5 s with 20 viewers (the clip plays {FPS * 5})"
+    assert seen >= 0.85 * FPS * 5, (
+        f"the loop classified {seen} frames in 5 s with 20 viewers (the clip plays {FPS * 5})"
+    )
     assert min(received[0::2]) >= 10 and min(received[1::2]) >= 10, received  # every viewer was served
-    assert got > 0 and abs(streamed - got) <= 20, (streamed, got)  # the view's own count agrees, up to a frame or two in flight each
+    # the view's own count agrees, up to a frame or two in flight each
+    assert got > 0 and abs(streamed - got) <= 20, (streamed, got)
 
 
 def _chromium() -> tuple[str, str]:
@@ -358,7 +403,9 @@ def browser(tmp_path_factory):
     options.binary_location = binary
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900", "--disable-gpu"):
         options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     from selenium.webdriver.chrome.service import Service
 
     chrome = webdriver.Chrome(service=Service(driver), options=options)
@@ -375,12 +422,17 @@ def test_the_page_in_a_real_browser(browser, converted, clip, tmp_path):
     try:
         browser.get(run.url)
         wait = WebDriverWait(browser, 20)
-        wait.until(lambda b: b.execute_script("const i = document.getElementById('stream'); return i.complete && i.naturalWidth > 0"))
+        wait.until(
+            lambda b: b.execute_script(
+                "const i = document.getElementById('stream'); return i.complete && i.naturalWidth > 0"
+            )
+        )
         picture = """const i = document.getElementById('stream'), c = document.createElement('canvas');
                      c.width = i.naturalWidth; c.height = i.naturalHeight; c.getContext('2d').drawImage(i, 0, 0);
                      return c.toDataURL('image/png');"""
         first = browser.execute_script(picture)
-        wait.until(lambda b: b.execute_script(picture) != first)  # the frame updates (the clip changes field every 0.5 s)
+        # the frame updates (the clip changes field every 0.5 s)
+        wait.until(lambda b: b.execute_script(picture) != first)
         wait.until(lambda b: b.find_element(By.ID, "state").text == "live")
         verdict = browser.find_element(By.ID, "verdict")
         wait.until(lambda b: verdict.text not in ("", "–"))
@@ -411,5 +463,10 @@ def test_the_page_in_a_real_browser(browser, converted, clip, tmp_path):
             run.proc.kill()
     records = run.records()
     ends = [r for r in records if r.get("event") == "sample_end"]
-    assert len(ends) == 1 and ends[0]["sample"] == 1 and ends[0]["frames_seen"] > 0  # nothing lost from the first sample
-    assert records[-1]["event"] == "summary" and records[-1]["sample"] == 2 and records[-1]["stopped_by"] == "stopped from the web page"
+    # nothing lost from the first sample
+    assert len(ends) == 1 and ends[0]["sample"] == 1 and ends[0]["frames_seen"] > 0
+    assert (
+        records[-1]["event"] == "summary"
+        and records[-1]["sample"] == 2
+        and records[-1]["stopped_by"] == "stopped from the web page"
+    )

@@ -9,8 +9,12 @@ from conftest import SHARED, cli
 from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR
 
 DATA = SHARED / "data" / "all4"
-pytestmark = [pytest.mark.shared,
-              pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data/all4 (the real ALL images) is not beside this checkout")]
+pytestmark = [
+    pytest.mark.shared,
+    pytest.mark.skipif(
+        not DATA.is_dir(), reason="../shared/data/all4 (the real ALL images) is not beside this checkout"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +26,9 @@ def report():
 def test_packaged_int8_accuracy_on_the_test_part(tmp_path):
     from edgeleuk.evaluate.report import EvalRequest, evaluate
 
-    metrics = evaluate(EvalRequest(str(DEFAULT_MODEL_DIR), str(DATA), split=str(DEFAULT_MODEL_DIR / "split.json"), out=str(tmp_path)))
+    metrics = evaluate(
+        EvalRequest(str(DEFAULT_MODEL_DIR), str(DATA), split=str(DEFAULT_MODEL_DIR / "split.json"), out=str(tmp_path))
+    )
     assert metrics["n"] == 566
     assert metrics["accuracy"] >= 0.98 and metrics["macro_f1"] >= 0.975
     samples = metrics["samples"]  # runs of 20 file numbers, each pooled as `run` pools a slide
@@ -90,7 +96,9 @@ def test_packaged_model_judges_its_own_test_part_and_refuses_strangers():
         assert row["verdict"] == label, row
     whole = run_sample(clf, test, "test")
     assert whole["out_of_distribution"] <= 0.02 and whole["refused"] <= 0.005
-    for name, images in build_ood_sets(test[::3], names=["magnified_3x", "shrunk_0.33x", "photos", "empty_field"]).items():
+    for name, images in build_ood_sets(
+        test[::3], names=["magnified_3x", "shrunk_0.33x", "photos", "empty_field"]
+    ).items():
         row = run_sample(clf, images, name)
         assert row["flagged_or_refused"] >= 0.95 and row["verdict"] not in clf.labels, (name, row)
     # other stains on the whole test part (a third of it ranges 94-100%): the slide's stain, read on every 8th frame

@@ -35,9 +35,9 @@ def test_fine_tuning_keeps_batch_norm_frozen():
     model = build_model(alpha=0.35, input_size=64, weights=None)
     unfreeze_top(model, "block_15")
     base = model.get_layer("mobilenetv2_base")
-    assert all(not l.trainable for l in base.layers if isinstance(l, keras.layers.BatchNormalization))
-    assert any(l.trainable for l in base.layers if l.name.startswith("block_16"))
-    assert not any(l.trainable for l in base.layers if l.name.startswith("block_1_"))
+    assert all(not layer.trainable for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization))
+    assert any(layer.trainable for layer in base.layers if layer.name.startswith("block_16"))
+    assert not any(layer.trainable for layer in base.layers if layer.name.startswith("block_1_"))
 
 
 def test_offline_imagenet_suggests_weights_path(monkeypatch):
@@ -66,7 +66,16 @@ def test_model_takes_raw_pixels():
 
 
 def test_run_folder_is_complete(trained):
-    for name in ("model.keras", "split.json", "config.json", "history.csv", "metrics.json", "curves.png", "confusion.png", "manifest.json"):
+    for name in (
+        "model.keras",
+        "split.json",
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "curves.png",
+        "confusion.png",
+        "manifest.json",
+    ):
         assert (trained / name).is_file(), name
     metrics = json.loads((trained / "metrics.json").read_text())["test"]
     # a random tiny backbone does not generalise, but the head must fit its training images
@@ -83,8 +92,21 @@ def test_run_folder_is_complete(trained):
 
 def test_split_is_reusable(trained, dataset, tiny, tmp_path):
     out = tmp_path / "again"
-    cli("train", "--data", str(dataset), "--out", str(out), *tiny, "--epochs", "2", "--split", str(trained / "split.json"),
-        "--feature-cache", "off", check_rc=0)
+    cli(
+        "train",
+        "--data",
+        str(dataset),
+        "--out",
+        str(out),
+        *tiny,
+        "--epochs",
+        "2",
+        "--split",
+        str(trained / "split.json"),
+        "--feature-cache",
+        "off",
+        check_rc=0,
+    )
     a = json.loads((trained / "split.json").read_text())["files"]
     b = json.loads((out / "split.json").read_text())["files"]
     assert [(r["file"], r["part"]) for r in a] == [(r["file"], r["part"]) for r in b]
@@ -107,7 +129,9 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path, case, message):
         (data / "Pro" / "x.jpg").write_bytes((data / "Pre" / "WBC-Pre-010.jpg").read_bytes())
     if case == "bad-weights":
         args = ["--weights", str(tmp_path / "nope.weights.h5")]
-    proc = cli("train", "--data", str(data), "--out", str(tmp_path / "out"), *TINY_ARCH, *(args or ["--weights", "none"]))
+    proc = cli(
+        "train", "--data", str(data), "--out", str(tmp_path / "out"), *TINY_ARCH, *(args or ["--weights", "none"])
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("edgeleuk train: error: ")
     assert message.format(data=data, tmp=tmp_path) in proc.stderr, proc.stderr
@@ -117,7 +141,9 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path, case, message):
 def test_out_that_cannot_be_written_is_refused_before_work(dataset, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    proc = cli("train", "--data", str(dataset), "--out", str(blocker / "run"), *TINY_ARCH, "--weights", "none", check_rc=1)
+    proc = cli(
+        "train", "--data", str(dataset), "--out", str(blocker / "run"), *TINY_ARCH, "--weights", "none", check_rc=1
+    )
     assert f"cannot write into --out {blocker / 'run'}" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("train", "--data", str(dataset), "--out", str(blocker), *TINY_ARCH, "--weights", "none", check_rc=1)
     assert f"--out {blocker} is a file, not a folder" in proc.stderr
@@ -131,18 +157,51 @@ def test_a_trained_model_is_replaced_only_with_overwrite_and_leaves_no_stale_fil
     (out / "model_int8.tflite").write_bytes(b"a variant of the old model")
     (out / "robustness.json").write_text("{}")
     before = (out / "model.keras").read_bytes()
-    proc = cli("train", "--data", str(dataset), "--out", str(out), *tiny, "--epochs", "1", "--feature-cache", "off", check_rc=1)
+    proc = cli(
+        "train", "--data", str(dataset), "--out", str(out), *tiny, "--epochs", "1", "--feature-cache", "off", check_rc=1
+    )
     assert f"--out {out} already holds a trained model (model.keras" in proc.stderr and "--overwrite" in proc.stderr
     assert (out / "model.keras").read_bytes() == before and (out / "model_int8.tflite").exists()
-    cli("train", "--data", str(dataset), "--out", str(out), *tiny, "--epochs", "1", "--feature-cache", "off", "--overwrite", check_rc=0)
+    cli(
+        "train",
+        "--data",
+        str(dataset),
+        "--out",
+        str(out),
+        *tiny,
+        "--epochs",
+        "1",
+        "--feature-cache",
+        "off",
+        "--overwrite",
+        check_rc=0,
+    )
     assert not (out / "model_int8.tflite").exists() and not (out / "robustness.json").exists()
     assert (out / "model.keras").read_bytes() != before and (out / "manifest.json").is_file()
 
 
 def test_ctrl_c_keeps_best_checkpoint(dataset, tiny, tmp_path):
     out = tmp_path / "run"
-    exe = [sys.executable, "-m", "edgeleuk", "train", "--data", str(dataset), "--out", str(out), *tiny,
-           "--epochs", "3", "--fine-tune", "--fine-tune-epochs", "200", "--fine-tune-from", "block_16", "--feature-cache", "off"]
+    exe = [
+        sys.executable,
+        "-m",
+        "edgeleuk",
+        "train",
+        "--data",
+        str(dataset),
+        "--out",
+        str(out),
+        *tiny,
+        "--epochs",
+        "3",
+        "--fine-tune",
+        "--fine-tune-epochs",
+        "200",
+        "--fine-tune-from",
+        "block_16",
+        "--feature-cache",
+        "off",
+    ]
     proc = subprocess.Popen(exe, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
@@ -169,7 +228,9 @@ def test_ctrl_c_in_the_frozen_stage_leaves_a_complete_run_folder(dataset, tiny, 
     proc = subprocess.Popen(exe, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
-    while time.time() < deadline and not ((out / "history.csv").is_file() and "frozen" in (out / "history.csv").read_text()):
+    while time.time() < deadline and not (
+        (out / "history.csv").is_file() and "frozen" in (out / "history.csv").read_text()
+    ):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=240)

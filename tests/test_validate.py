@@ -6,14 +6,21 @@ import cv2
 import pytest
 
 from conftest import LABELS, cli, smear
+from edgeleuk.stats import Claim, clopper_pearson, images_needed
 from edgeleuk.validate.acceptance import ANSWERED, OOD, Acceptance, FieldResult, SampleResult
-from edgeleuk.stats import Claim
 from edgeleuk.validate.judge import judge
-from edgeleuk.stats import clopper_pearson, images_needed
 
 
-@pytest.mark.parametrize("k, n, lower, upper", [  # scipy.stats.beta.ppf(0.025, k, n-k+1) and beta.ppf(0.975, k+1, n-k)
-    (562, 566, 0.982005, 0.998071), (0, 10, 0.0, 0.308497), (10, 10, 0.691503, 1.0), (95, 100, 0.887165, 0.983568), (1, 3, 0.008404, 0.905701)])
+@pytest.mark.parametrize(
+    "k, n, lower, upper",
+    [  # scipy.stats.beta.ppf(0.025, k, n-k+1) and beta.ppf(0.975, k+1, n-k)
+        (562, 566, 0.982005, 0.998071),
+        (0, 10, 0.0, 0.308497),
+        (10, 10, 0.691503, 1.0),
+        (95, 100, 0.887165, 0.983568),
+        (1, 3, 0.008404, 0.905701),
+    ],
+)
 def test_the_exact_interval_matches_the_beta_quantiles(k, n, lower, upper):
     lo, hi = clopper_pearson(k, n)
     assert lo == pytest.approx(lower, abs=2e-6) and hi == pytest.approx(upper, abs=2e-6)
@@ -43,8 +50,14 @@ def test_a_site_the_model_refuses_fails_naming_the_out_of_distribution_share_and
 
 def test_a_passing_site_and_the_notes_that_do_not_fail_it():
     samples = [SampleResult("p1", "a", "a", 0.85, 10, 0, 0.8), SampleResult("p2", "b", "b", 0.99, 10, 0, 0.8)]
-    acc = Acceptance(labels=("a", "b"), model="m", data="d", groups="folders", fields=_fields("a", 300, 6, 0) + _fields("b", 300, 0, 0),
-                     samples=samples)
+    acc = Acceptance(
+        labels=("a", "b"),
+        model="m",
+        data="d",
+        groups="folders",
+        fields=_fields("a", 300, 6, 0) + _fields("b", 300, 0, 0),
+        samples=samples,
+    )
     doc = judge(acc, Claim(0.95))
     assert doc["result"] == "PASS", doc["reasons"]
     assert doc["samples"]["lowest_margin"] == pytest.approx(0.05) and doc["samples"]["weak"] == ["a/p1"]
@@ -54,7 +67,7 @@ def test_a_passing_site_and_the_notes_that_do_not_fail_it():
 
 
 def _site(root, first=500, patients=2, fields=3):
-    for c, label in enumerate(LABELS):
+    for label in LABELS:
         for p in range(patients):
             folder = root / label / f"slide-{p}"
             folder.mkdir(parents=True)
@@ -69,7 +82,9 @@ def test_validate_writes_its_report_and_fails_an_unreachable_claim(converted, tm
     assert proc.returncode == 3, proc.stderr
     doc = json.loads((tmp_path / "v" / "validation.json").read_text())
     assert doc["result"] == "FAIL" and doc["overall"]["n"] == 24 and doc["samples"]["n"] == 8
-    assert any("lower bound is below the claim 100%" in r or "not above the claim" in r for r in doc["reasons"]), doc["reasons"]
+    assert any("lower bound is below the claim 100%" in r or "not above the claim" in r for r in doc["reasons"]), doc[
+        "reasons"
+    ]
     assert "result: FAIL" in proc.stdout and (tmp_path / "v" / "validation.md").is_file()
     html = tmp_path / "v" / "validation.html"
     assert not html.exists() or ("<svg" in html.read_text() and "Site acceptance" in html.read_text())

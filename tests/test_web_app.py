@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-
 from starlette.testclient import TestClient  # needs httpx2, in the dev extra
 
 from conftest import LABELS, smear
@@ -70,7 +69,12 @@ def test_every_path_needs_the_token_by_header_query_or_cookie(served):
     assert served.get(f"/api/status?token={TOKEN}", token=None).status_code == 200
     page = served.get(f"/?token={TOKEN}", token=None)
     cookie = page.headers["set-cookie"].lower()
-    assert page.status_code == 200 and f"{COOKIE}={TOKEN}".lower() in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    assert (
+        page.status_code == 200
+        and f"{COOKIE}={TOKEN}".lower() in cookie
+        and "httponly" in cookie
+        and "samesite=strict" in cookie
+    )
     assert served.client.get("/api/status", cookies={COOKIE: TOKEN}).status_code == 200
 
 

@@ -19,8 +19,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("edgeleuk.cli.evaluate", "accuracy, per-class metrics, calibration of a model on a split part"),
     "convert": ("edgeleuk.cli.convert", "export quantized TFLite and ONNX variants, each checked (host)"),
     "run": ("edgeleuk.cli.run", "classify frames from a camera, video or images (device: no TensorFlow)"),
-    "validate": ("edgeleuk.cli.validate", "site acceptance on your own labelled images: exact intervals, PASS or FAIL (device)"),
-    "calibrate-scale": ("edgeleuk.cli.calibrate_scale", "measure this microscope's scale with red cells as the ruler (device)"),
+    "validate": (
+        "edgeleuk.cli.validate",
+        "site acceptance on your own labelled images: exact intervals, PASS or FAIL (device)",
+    ),
+    "calibrate-scale": (
+        "edgeleuk.cli.calibrate_scale",
+        "measure this microscope's scale with red cells as the ruler (device)",
+    ),
     "doctor": ("edgeleuk.cli.doctor", "check backends, CPU features, cameras and the default model"),
     "collect": ("edgeleuk.cli.collect", "store every device's MQTT messages once in a database (fleet)"),
     "fleet": ("edgeleuk.cli.fleet", "per-device report from the collected database: last seen, model, verdicts, drift"),
@@ -38,9 +44,16 @@ def sigterm_as_interrupt() -> None:
 
 
 def usage() -> str:
-    lines = [f"usage: edgeleuk <command> [options]   (edgeleuk {__version__}; research use only, not a diagnosis)", "", "commands:"]
+    lines = [
+        f"usage: edgeleuk <command> [options]   (edgeleuk {__version__}; research use only, not a diagnosis)",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<17}{summary}" for name, (_, summary) in COMMANDS.items()]
-    lines += ["", "Run 'edgeleuk <command> --help' for a command's options; --verbose keeps the libraries' own logging."]
+    lines += [
+        "",
+        "Run 'edgeleuk <command> --help' for a command's options; --verbose keeps the libraries' own logging.",
+    ]
     return "\n".join(lines)
 
 
@@ -107,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nedgeleuk {name}: interrupted", file=sys.stderr)
         return 130
     except ModuleNotFoundError as exc:
-        extra = "runtime" if name in ("run", "doctor", "calibrate-scale", "validate") else ("convert" if name == "convert" else "train")
+        extra = (
+            "runtime"
+            if name in ("run", "doctor", "calibrate-scale", "validate")
+            else ("convert" if name == "convert" else "train")
+        )
         from edgeleuk.errors import missing_package
 
         print(f"edgeleuk {name}: error: {missing_package(exc.name, extra)}", file=sys.stderr)

@@ -22,12 +22,16 @@ def parser() -> argparse.ArgumentParser:
     src = p.add_argument_group("source (one of)")
     src.add_argument("--camera", help="camera number or 'picamera2'")
     src.add_argument("--source", help="video file, image, folder or glob of images of a smear")
-    p.add_argument("--model", help="model file or folder whose training images set the ruler (default: the packaged model)")
+    p.add_argument(
+        "--model", help="model file or folder whose training images set the ruler (default: the packaged model)"
+    )
     p.add_argument("--frames", type=int, default=30, help="frames to measure (default 30)")
     p.add_argument("--roi", help="region of interest x,y,w,h, as for run")
     p.add_argument("--width", type=int, help="camera capture width")
     p.add_argument("--height", type=int, help="camera capture height")
-    p.add_argument("--config", help="device config (TOML) to read the camera from and, with --write, to write camera.scale into")
+    p.add_argument(
+        "--config", help="device config (TOML) to read the camera from and, with --write, to write camera.scale into"
+    )
     p.add_argument("--write", action="store_true", help="write the measured scale into --config")
     return p
 
@@ -62,11 +66,15 @@ def write_scale(path: Path, scale: float) -> None:
             section = header.group(1).strip()
             camera_at = i if section == "camera" else camera_at
         elif section == "camera" and re.match(r"\s*#?\s*scale\s*=", line):
-            lines[i] = f"scale = {scale:.4f}                           # edgeleuk calibrate-scale: frame pixels per training-image pixel\n"
+            lines[i] = (
+                f"scale = {scale:.4f}                           # edgeleuk calibrate-scale: frame pixels per "
+                "training-image pixel\n"
+            )
             done = True
             break
     if not done:
-        entry = f"scale = {scale:.4f}                           # edgeleuk calibrate-scale: frame pixels per training-image pixel\n"
+        entry = (f"scale = {scale:.4f}                           # edgeleuk calibrate-scale: frame pixels per "
+                 "training-image pixel\n")
         if camera_at is None:
             lines += ["\n[camera]\n", entry]
         else:
@@ -86,13 +94,20 @@ def main(argv: list[str]) -> int:
         raise UserError("--write needs --config FILE (the device config to write camera.scale into)")
     if args.frames < 3:
         raise UsageError(f"Received: --frames {args.frames}; expected at least 3")
-    given = [("model.path", "--model", args.model), ("camera.width", "--width", args.width), ("camera.height", "--height", args.height),
-             ("camera.roi", "--roi", parse_roi(args.roi) if args.roi else None)]
+    given = [
+        ("model.path", "--model", args.model),
+        ("camera.width", "--width", args.width),
+        ("camera.height", "--height", args.height),
+        ("camera.roi", "--roi", parse_roi(args.roi) if args.roi else None),
+    ]
     flags = camera_flags(args.camera, args.source) + [Flag(*g) for g in given if g[2] is not None]
     settings = device_settings(read_config(args.config) if args.config else {}, flags)
     classifier = load(settings.model.path or None)
     if not classifier.cell_diameter_px:
-        raise UserError(f"{classifier.path}: the model carries no red-cell ruler (cell_diameter_px); convert it with this edgeleuk and --data")
+        raise UserError(
+            f"{classifier.path}: the model carries no red-cell ruler (cell_diameter_px); convert it with this "
+            "edgeleuk and --data"
+        )
     cam = settings.camera
     source = open_source(cam.source, None if cam.device is None else str(cam.device), cam.width, cam.height)
     roi = tuple(cam.roi) if cam.roi else None
@@ -101,12 +116,17 @@ def main(argv: list[str]) -> int:
     finally:
         source.close()
     if diameter is None:
-        raise UserError(f"too few red cells found ({measured} of {seen} frames gave a reading): point the camera at a thin, "
-                        "focused part of a smear and try again")
+        raise UserError(
+            f"too few red cells found ({measured} of {seen} frames gave a reading): point the camera at a thin, "
+            "focused part of a smear and try again"
+        )
     scale = diameter / classifier.cell_diameter_px
     print(f"red cells: {diameter:.1f} px in this camera's frames ({measured} of {seen} frames measured); "
           f"{classifier.cell_diameter_px:.1f} px in the training images")
-    print(f"scale: {scale:.4f} frame pixels per training-image pixel (the model will see a {round(classifier.spec.size * scale)} px square)")
+    print(
+        f"scale: {scale:.4f} frame pixels per training-image pixel (the model will see a "
+        f"{round(classifier.spec.size * scale)} px square)"
+    )
     if args.write:
         write_scale(Path(args.config), scale)
         read_config(args.config)  # still valid

@@ -8,11 +8,20 @@ import argparse
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeleuk collect", description=__doc__)
     p.add_argument("url", help="mqtt://HOST[:PORT]/PREFIX (mqtts:// for TLS), as the devices publish to")
-    p.add_argument("--db", default="fleet.sqlite",
-                   help="SQLite file (default: fleet.sqlite) or postgresql://USER@HOST[:PORT]/DB (password from PGPASSWORD or "
-                        "~/.pgpass; needs edgeleuk[postgres])")
-    p.add_argument("--config", help="TOML with [publish] username, password, ca_file, certfile, keyfile (kept private: chmod 600)")
-    p.add_argument("--client-id", default="edgeleuk-collector", help="fixed, so the broker keeps the session while the collector is down")
+    p.add_argument(
+        "--db",
+        default="fleet.sqlite",
+        help="SQLite file (default: fleet.sqlite) or postgresql://USER@HOST[:PORT]/DB (password from PGPASSWORD or "
+        "~/.pgpass; needs edgeleuk[postgres])",
+    )
+    p.add_argument(
+        "--config", help="TOML with [publish] username, password, ca_file, certfile, keyfile (kept private: chmod 600)"
+    )
+    p.add_argument(
+        "--client-id",
+        default="edgeleuk-collector",
+        help="fixed, so the broker keeps the session while the collector is down",
+    )
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     return p
 
@@ -28,8 +37,11 @@ def main(argv: list[str]) -> int:
     conf = device_settings(read_config(args.config) if args.config else {}, []).publish
     sigterm_as_interrupt()
     collector = Collector(args.url, args.db, args.client_id, BrokerLogin.of(conf))
-    print(f"collecting {collector.address.prefix}/+/verdict and /frame from {collector.address.host}:{collector.address.port} into {collector.db.name}",
-          flush=True)
+    print(
+        f"collecting {collector.address.prefix}/+/verdict and /frame from "
+        f"{collector.address.host}:{collector.address.port} into {collector.db.name}",
+        flush=True,
+    )
     try:
         collector.run(args.seconds)
     except KeyboardInterrupt:

@@ -17,15 +17,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="split.json (default: the one beside the model)")
     p.add_argument("--calibration-size", type=int, help="calibration images (default 300, stratified)")
     p.add_argument("--float-output", action="store_true", help="int8 TFLite with a float32 output instead of uint8")
-    p.add_argument("--rehearse", metavar="DIR",
-                   help="a model adapted with train --init-from: the first site's data, fitted together with --data so both "
-                        "sites are in distribution (default: the folder its run rehearsed, when it is here)")
-    p.add_argument("--claim", type=float, default=0.95,
-                   help="a model adapted with train --init-from is published only when the exact lower bound of its accuracy "
-                        "on --data's test part reaches this (default 0.95)")
+    p.add_argument(
+        "--rehearse",
+        metavar="DIR",
+        help="a model adapted with train --init-from: the first site's data, fitted together with --data so both "
+        "sites are in distribution (default: the folder its run rehearsed, when it is here)",
+    )
+    p.add_argument(
+        "--claim",
+        type=float,
+        default=0.95,
+        help="a model adapted with train --init-from is published only when the exact lower bound of its accuracy "
+        "on --data's test part reaches this (default 0.95)",
+    )
     p.add_argument("--min-answered", type=float, default=0.9,
                    help="… and it answers at least this share of those fields (default 0.9)")
-    p.add_argument("--max-drop", type=float, default=1.0, help="fail when a variant loses more accuracy points than this (default 1.0)")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=1.0,
+        help="fail when a variant loses more accuracy points than this (default 1.0)",
+    )
     return p
 
 
@@ -47,17 +59,30 @@ def main(argv: list[str]) -> int:
             raise UsageError(f"Received: --formats {f}; expected tflite and/or onnx")
     if args.calibration_size is not None and args.calibration_size < 1:
         raise UsageError(f"Received: --calibration-size {args.calibration_size}; expected at least 1")
-    _, failed = convert(ConvertConfig(model=args.model, out=args.out, variants=[n.strip() for n in names], formats=formats,
-                                      data=args.data, split=args.split, calibration_size=args.calibration_size,
-                                      max_drop=args.max_drop, float_output=args.float_output,
-                                      rehearse=args.rehearse, claim=claim))
+    _, failed = convert(
+        ConvertConfig(
+            model=args.model,
+            out=args.out,
+            variants=[n.strip() for n in names],
+            formats=formats,
+            data=args.data,
+            split=args.split,
+            calibration_size=args.calibration_size,
+            max_drop=args.max_drop,
+            float_output=args.float_output,
+            rehearse=args.rehearse,
+            claim=claim,
+        )
+    )
     if failed:
         import sys
 
         for name, why in failed.items():
             print(f"edgeleuk convert: {name} {why}: not published", file=sys.stderr)
-        print("edgeleuk convert: the other variants were written. A model that loses accuracy in int8 often needs more "
-              "calibration images (--calibration-size) or training; --max-drop sets how many points a variant may lose.",
-              file=sys.stderr)
+        print(
+            "edgeleuk convert: the other variants were written. A model that loses accuracy in int8 often needs more "
+            "calibration images (--calibration-size) or training; --max-drop sets how many points a variant may lose.",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -16,8 +16,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default="fleet.sqlite", help="the collector's SQLite file or postgresql:// URL")
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--csv", help="also write one row per device as CSV here")
-    p.add_argument("--window", type=int, default=5, help="recent samples compared with the device's history (default 5)")
-    p.add_argument("--drift", type=float, default=0.2, help="flag a change of the refused share larger than this (default 0.2)")
+    p.add_argument(
+        "--window", type=int, default=5, help="recent samples compared with the device's history (default 5)"
+    )
+    p.add_argument(
+        "--drift", type=float, default=0.2, help="flag a change of the refused share larger than this (default 0.2)"
+    )
     return p
 
 
@@ -35,13 +39,17 @@ def main(argv: list[str]) -> int:
         if target and not Path(target).parent.is_dir():
             raise UserError(f"{flag} {target}: the folder {Path(target).parent} does not exist")
     if args.window < 1 or not 0 <= args.drift <= 1:
-        raise UserError(f"Received: --window {args.window} --drift {args.drift}; expected a window ≥ 1 and a drift 0 … 1")
+        raise UserError(
+            f"Received: --window {args.window} --drift {args.drift}; expected a window ≥ 1 and a drift 0 … 1"
+        )
     report = fleet_report(args.db, ReportSettings(window=args.window, drift=args.drift))
     print(format_report(report))
     try:
         _write(args, report)
     except OSError as exc:
-        raise UserError(f"cannot write the report to {exc.filename or args.json or args.csv}: {exc.strerror or exc}") from None
+        raise UserError(
+            f"cannot write the report to {exc.filename or args.json or args.csv}: {exc.strerror or exc}"
+        ) from None
     return 0
 
 
@@ -54,11 +62,33 @@ def _write(args, report: dict) -> None:
     if args.csv:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["device", "last_seen", "model_sha256", "samples", "verdicts", "last_refused_share", "last_ood_share", "drift",
-                         "clock_offset_s", "unreadable_verdicts"])
+        writer.writerow(
+            [
+                "device",
+                "last_seen",
+                "model_sha256",
+                "samples",
+                "verdicts",
+                "last_refused_share",
+                "last_ood_share",
+                "drift",
+                "clock_offset_s",
+                "unreadable_verdicts",
+            ]
+        )
         for r in report["devices"]:
-            writer.writerow([r["device"], r["last_seen"], " ".join(r["model_sha256"]), r["samples"], json.dumps(r["verdicts"]),
-                             r["refused_share_by_sample"][-1] if r["refused_share_by_sample"] else "",
-                             r["ood_share_by_sample"][-1] if r["ood_share_by_sample"] else "", r["drift"] or "",
-                             "" if r["clock_offset_s"] is None else r["clock_offset_s"], r["unreadable_verdicts"]])
+            writer.writerow(
+                [
+                    r["device"],
+                    r["last_seen"],
+                    " ".join(r["model_sha256"]),
+                    r["samples"],
+                    json.dumps(r["verdicts"]),
+                    r["refused_share_by_sample"][-1] if r["refused_share_by_sample"] else "",
+                    r["ood_share_by_sample"][-1] if r["ood_share_by_sample"] else "",
+                    r["drift"] or "",
+                    "" if r["clock_offset_s"] is None else r["clock_offset_s"],
+                    r["unreadable_verdicts"],
+                ]
+            )
         atomic_write_text(args.csv, out.getvalue())

@@ -15,20 +15,38 @@ FAIL_EXIT = 3
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgeleuk validate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", help=".tflite/.onnx file or conversion folder (default: the packaged int8 model)")
-    p.add_argument("--data", required=True, help="the site's labelled images: one folder per class, named as the model's labels")
+    p = argparse.ArgumentParser(
+        prog="edgeleuk validate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "model", nargs="?", help=".tflite/.onnx file or conversion folder (default: the packaged int8 model)"
+    )
+    p.add_argument(
+        "--data", required=True, help="the site's labelled images: one folder per class, named as the model's labels"
+    )
     p.add_argument("--claim", type=float, default=0.95,
                    help="the accuracy to show: the lower bound of its exact 95%% interval must reach it (default 0.95)")
     p.add_argument("--min-answered", type=float, default=0.9,
                    help="the share of fields the model must answer, not refuse (default 0.9)")
-    p.add_argument("--groups", default="auto", help="samples: folders, blocks (runs of 20 file numbers), files (none), or a CSV "
-                                                    "of file,group (default auto: sample folders when every image is in one, else none)")
-    p.add_argument("--out", default="validation", help="folder for validation.json, .md and .html (default: ./validation)")
+    p.add_argument(
+        "--groups",
+        default="auto",
+        help="samples: folders, blocks (runs of 20 file numbers), files (none), or a CSV "
+        "of file,group (default auto: sample folders when every image is in one, else none)",
+    )
+    p.add_argument(
+        "--out", default="validation", help="folder for validation.json, .md and .html (default: ./validation)"
+    )
     p.add_argument("--variant", help="variant of the model folder (default: tflite-int8)")
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
-    p.add_argument("--min-confidence", type=float, default=0.8, help="a sample verdict below this refers (default 0.8, as run)")
-    p.add_argument("--scale", type=float, help="frame pixels per training-image pixel, as for run (default: the whole centre square)")
+    p.add_argument(
+        "--min-confidence", type=float, default=0.8, help="a sample verdict below this refers (default 0.8, as run)"
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        help="frame pixels per training-image pixel, as for run (default: the whole centre square)",
+    )
     return p
 
 
@@ -45,10 +63,10 @@ def main(argv: list[str]) -> int:
     from edgeleuk.dataset import scan
     from edgeleuk.files import writable_folder
     from edgeleuk.groups import assign_groups
-    from edgeleuk.split import unseen_part
-    from edgeleuk.runtime.classifier import classes_beside
     from edgeleuk.runtime import load
+    from edgeleuk.runtime.classifier import classes_beside
     from edgeleuk.runtime.session import RunOptions
+    from edgeleuk.split import unseen_part
     from edgeleuk.validate.acceptance import run_acceptance
     from edgeleuk.validate.judge import judge
     from edgeleuk.validate.report import terminal, write_report

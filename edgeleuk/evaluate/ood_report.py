@@ -35,17 +35,29 @@ def run_sample(classifier, images: np.ndarray, name: str, options: RunOptions | 
     summary, verdict = run(classifier, ArraySource(images, name), options or RunOptions(status="off"))
     n = max(summary.seen, 1)
     refused = sum(summary.rejected.values()) + summary.errors
-    return {"frames": summary.seen, "refused": refused / n, "refused_by_reason": dict(summary.rejected),
-            "out_of_distribution": summary.out_of_distribution / n,
-            "flagged_share_of_usable": summary.out_of_distribution / max(summary.accepted + summary.out_of_distribution, 1),
-            "flagged_or_refused": (refused + summary.out_of_distribution) / n, "answered": summary.accepted / n,
-            "verdict": verdict.decision}
+    return {
+        "frames": summary.seen,
+        "refused": refused / n,
+        "refused_by_reason": dict(summary.rejected),
+        "out_of_distribution": summary.out_of_distribution / n,
+        "flagged_share_of_usable": summary.out_of_distribution / max(summary.accepted + summary.out_of_distribution, 1),
+        "flagged_or_refused": (refused + summary.out_of_distribution) / n,
+        "answered": summary.accepted / n,
+        "verdict": verdict.decision,
+    }
 
 
-def ood_evaluation(classifier, parts: dict[str, tuple[np.ndarray, np.ndarray]], ood_sets: dict[str, np.ndarray]) -> dict[str, Any]:
+def ood_evaluation(
+    classifier, parts: dict[str, tuple[np.ndarray, np.ndarray]], ood_sets: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """In-distribution parts (whole, and each class of the test part as its own sample) and the OOD sets."""
-    result: dict[str, Any] = {"model": classifier.name, "judged": classifier.ood is not None, "parts": {}, "test_by_class": {},
-                              "ood_sets": {}}
+    result: dict[str, Any] = {
+        "model": classifier.name,
+        "judged": classifier.ood is not None,
+        "parts": {},
+        "test_by_class": {},
+        "ood_sets": {},
+    }
     if classifier.ood is not None:
         result["thresholds"] = {c.features: c.threshold for c in classifier.ood.stats.components}
         result["calibration"] = classifier.ood.stats.calibration
@@ -74,18 +86,26 @@ def ood_evaluation(classifier, parts: dict[str, tuple[np.ndarray, np.ndarray]], 
 
 
 def format_ood(result: dict[str, Any]) -> str:
-    lines = [f"out-of-distribution check of {result['model']}" + ("" if result["judged"] else " (the model carries no statistics: it cannot judge)")]
+    lines = [
+        f"out-of-distribution check of {result['model']}"
+        + ("" if result["judged"] else " (the model carries no statistics: it cannot judge)")
+    ]
     if "thresholds" in result:
         limits = ", ".join(f"{k} {v:.3f}" for k, v in result["thresholds"].items())
         lines.append(f"thresholds {limits}: {result['calibration']}")
-    lines.append(f"{'in distribution':<22}{'frames':>7}{'refused':>9}{'flagged':>9}{'acc. all':>10}{'acc. answered':>15}  verdict")
+    lines.append(
+        f"{'in distribution':<22}{'frames':>7}{'refused':>9}{'flagged':>9}{'acc. all':>10}{'acc. answered':>15}  "
+        "verdict"
+    )
     for name, r in result["parts"].items():
         acc = f"{r['accuracy_answered'] * 100:.2f}%" if r.get("accuracy_answered") is not None else "—"
         lines.append(f"{name:<22}{r['frames']:>7}{r['refused'] * 100:>8.1f}%{r['out_of_distribution'] * 100:>8.1f}%"
                      f"{r['accuracy'] * 100:>9.2f}%{acc:>15}  {r['verdict']}")
     for label, r in result["test_by_class"].items():
-        lines.append(f"{'test, ' + label:<22}{r['frames']:>7}{r['refused'] * 100:>8.1f}%{r['out_of_distribution'] * 100:>8.1f}%"
-                     f"{'':>9} {'':>15}  {r['verdict']}")
+        lines.append(
+            f"{'test, ' + label:<22}{r['frames']:>7}{r['refused'] * 100:>8.1f}%{r['out_of_distribution'] * 100:>8.1f}%"
+            f"{'':>9} {'':>15}  {r['verdict']}"
+        )
     lines.append(f"{'out of distribution':<22}{'frames':>7}{'refused':>9}{'flagged':>9}{'either':>10}  verdict")
     for name, r in result["ood_sets"].items():
         lines.append(f"{name:<22}{r['frames']:>7}{r['refused'] * 100:>8.1f}%{r['out_of_distribution'] * 100:>8.1f}%"

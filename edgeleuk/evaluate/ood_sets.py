@@ -40,7 +40,9 @@ def _mosaic(tiles_per_side: int) -> Maker:
             canvas[:] = np.median(images[0].reshape(-1, 3), axis=0)
             for k, img in enumerate(_pick(images, rng, tiles_per_side ** 2)):
                 r, c = divmod(k, tiles_per_side)
-                canvas[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA)
+                canvas[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = cv2.resize(
+                    img, (tile, tile), interpolation=cv2.INTER_AREA
+                )
             out.append(canvas)
         return np.stack(out)
     return make
@@ -100,7 +102,11 @@ def photos(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         photo = sources[int(rng.integers(len(sources)))]
         side = int(rng.integers(size // 2, min(photo.shape[:2]) + 1))
         y, x = int(rng.integers(0, photo.shape[0] - side + 1)), int(rng.integers(0, photo.shape[1] - side + 1))
-        out.append(cv2.resize(np.ascontiguousarray(photo[y:y + side, x:x + side]), (size, size), interpolation=cv2.INTER_AREA))
+        out.append(
+            cv2.resize(
+                np.ascontiguousarray(photo[y : y + side, x : x + side]), (size, size), interpolation=cv2.INTER_AREA
+            )
+        )
     return np.stack(out)
 
 

@@ -50,10 +50,13 @@ def load_predictor(model: str | Path | None, variant: str | None = None, threads
             manifest = read_manifest(path.parent)
             spec, classes = manifest.preprocess, manifest.classes()
         else:  # a bare model file: labels as convert would give them
-            spec, classes = PreprocessSpec(size=int(net.input_shape[1])), ClassMap(bare_labels(int(net.output_shape[-1])))
+            spec, classes = (
+                PreprocessSpec(size=int(net.input_shape[1])),
+                ClassMap(bare_labels(int(net.output_shape[-1]))),
+            )
         return Loaded(lambda x: net.predict(x, batch_size=32, verbose=0), spec, path.name, path.parent, classes=classes)
-    from edgeleuk.runtime.classifier import classes_beside, predict_all
     from edgeleuk.runtime import load
+    from edgeleuk.runtime.classifier import classes_beside, predict_all
 
     clf = load(path, variant=variant, threads=threads)
     folder = path if path is not None and path.is_dir() else clf.path.parent
@@ -83,10 +86,18 @@ def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, 
         chosen, new = unseen_part(found, split_file, part, hint=", or pass --split")
         if new:
             images, labels = load_arrays(list(found.samples), spec)
-            return images, labels, f"all {len(found.samples)} images of {data} (none is in the model's {split_file.name}: new to it)", found
+            return (
+                images,
+                labels,
+                f"all {len(found.samples)} images of {data} (none is in the model's {split_file.name}: new to it)",
+                found,
+            )
         samples, note = list(chosen.samples), f"{part} part of {split_file}"
     elif split:  # a named one must be readable: read_split says why not
-        samples, note = read_split(split_file, found.samples, found.root).part(found.samples, part), f"{part} part of {split_file}"
+        samples, note = (
+            read_split(split_file, found.samples, found.root).part(found.samples, part),
+            f"{part} part of {split_file}",
+        )
     else:
         made = make_split(found.samples)
         samples = made.part(found.samples, part)
@@ -99,8 +110,8 @@ def split_images(data: str, spec: PreprocessSpec, split: str | None, part: str, 
 
 def _sample_figures(part, probs: np.ndarray, labels: np.ndarray) -> dict[str, Any] | None:
     """Verdicts per sample folder or run of file numbers, each group's fields pooled as `run` pools them."""
-    from edgeleuk.metrics import sample_verdicts
     from edgeleuk.groups import assign_groups
+    from edgeleuk.metrics import sample_verdicts
 
     groups = assign_groups(part)
     if groups.source.startswith("file"):
@@ -113,8 +124,10 @@ def _sample_figures(part, probs: np.ndarray, labels: np.ndarray) -> dict[str, An
 def format_samples(v: dict[str, Any]) -> str:
     weak = [r["group"] for r in v["rows"] if r["margin"] is None or r["margin"] < 0.1]
     low = "—" if v["lowest_margin"] is None else f"{v['lowest_margin']:.3f}"
-    return (f"samples ({v['groups_from']}): {v['right']} of {v['n']} verdicts right; lowest margin of a right verdict {low}"
-            + (f"\nwrong, referred or passed by under 0.1: {', '.join(weak)}" if weak else ""))
+    return (
+        f"samples ({v['groups_from']}): {v['right']} of {v['n']} verdicts right; lowest margin of a right verdict {low}"
+        + (f"\nwrong, referred or passed by under 0.1: {', '.join(weak)}" if weak else "")
+    )
 
 
 @dataclass(frozen=True)
@@ -162,16 +175,24 @@ def evaluate(request: EvalRequest) -> dict[str, Any]:
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        plots.plot_confusion(metrics, folder / "confusion.png", f"{loaded.name}: {metrics['accuracy']*100:.1f}% (n={metrics['n']})")
+        plots.plot_confusion(
+            metrics, folder / "confusion.png", f"{loaded.name}: {metrics['accuracy'] * 100:.1f}% (n={metrics['n']})"
+        )
         print(f"wrote {folder / 'metrics.json'} and confusion.png")
     if robustness:
         from edgeleuk.degrade import SEVERITIES
-        from edgeleuk.evaluate.robustness import Suite, format_robustness, robustness as run_suite, write_robustness
+        from edgeleuk.evaluate.robustness import Suite, format_robustness, write_robustness
+        from edgeleuk.evaluate.robustness import robustness as run_suite
 
         limits = loaded.classifier.quality if loaded.classifier is not None else None
         suite = Suite(conditions=conditions, severities=severities or SEVERITIES, thresholds=limits)
-        results = run_suite(loaded.predict, images, labels, suite,
-                            judged=loaded.judged if loaded.classifier is not None and loaded.classifier.ood is not None else None)
+        results = run_suite(
+            loaded.predict,
+            images,
+            labels,
+            suite,
+            judged=loaded.judged if loaded.classifier is not None and loaded.classifier.ood is not None else None,
+        )
         results.update(model=loaded.name, data=note)
         print(format_robustness(results))
         if out:
@@ -185,14 +206,18 @@ def evaluate(request: EvalRequest) -> dict[str, Any]:
     return metrics
 
 
-def _ood(loaded: Loaded, data: str, split: str | None, out: str | None, test: np.ndarray, test_labels: np.ndarray) -> dict[str, Any]:
+def _ood(
+    loaded: Loaded, data: str, split: str | None, out: str | None, test: np.ndarray, test_labels: np.ndarray
+) -> dict[str, Any]:
     """The OOD sets and every split part through the device's run loop; the score comparison when the
     folder holds the Keras source model."""
     from edgeleuk.evaluate.ood_report import format_ood, ood_evaluation
     from edgeleuk.evaluate.ood_sets import build_ood_sets
 
     if loaded.classifier is None:
-        raise UserError("--ood runs the device's run loop: pass a conversion folder or a .tflite/.onnx file, not a .keras model")
+        raise UserError(
+            "--ood runs the device's run loop: pass a conversion folder or a .tflite/.onnx file, not a .keras model"
+        )
     parts = {p: split_images(data, loaded.spec, split, p, loaded.folder, loaded.classes)[:2] for p in ("train", "val")}
     parts["test"] = (test, test_labels)
     sets = build_ood_sets(test)
@@ -226,11 +251,20 @@ def _write_gate(folder: Path, suggestion: dict[str, Any]) -> None:
 
     manifest = read_manifest(folder)
     base = manifest.quality or QualityLimits()
-    found = {k: round(float(suggestion[k]), 4) for k in ("min_focus", "min_brightness", "max_brightness", "max_dark_fraction",
-                                                          "max_bright_fraction") if k in suggestion}
-    note = (f"focus and exposure: evaluate --robustness on this model ({suggestion['frames']} frames; a limit where frames beyond "
-            f"it are under {suggestion['target_accuracy']:.0%} correct, else the edge of what the suite covered)")
+    found = {
+        k: round(float(suggestion[k]), 4)
+        for k in ("min_focus", "min_brightness", "max_brightness", "max_dark_fraction", "max_bright_fraction")
+        if k in suggestion
+    }
+    note = (
+        f"focus and exposure: evaluate --robustness on this model ({suggestion['frames']} frames; a limit where "
+        "frames beyond "
+        f"it are under {suggestion['target_accuracy']:.0%} correct, else the edge of what the suite covered)"
+    )
     leuk = base.calibration.split(";")[0] if base.calibration.startswith("min_leukocyte_fraction") else ""
     limits = dataclasses.replace(base, **found, calibration="; ".join(filter(None, [leuk, note])))
     write_manifest(folder, dataclasses.replace(manifest, quality=limits))
-    print(f"wrote the quality gate's limits into {folder / 'manifest.json'}: " + ", ".join(f"{k} {v}" for k, v in found.items()))
+    print(
+        f"wrote the quality gate's limits into {folder / 'manifest.json'}: "
+        + ", ".join(f"{k} {v}" for k, v in found.items())
+    )

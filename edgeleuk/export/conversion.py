@@ -33,7 +33,8 @@ class ConvertConfig:
     max_drop: float = 1.0
     float_output: bool = False
     part: str = "test"
-    rehearse: str | None = None  # an adapted model's first site (default: the folder its run rehearsed; edgeleuk.export.sites)
+    # an adapted model's first site (default: the folder its run rehearsed; edgeleuk.export.sites)
+    rehearse: str | None = None
     claim: Claim = field(default_factory=Claim)  # what an adapted model's new-site test part must show to be published
 
 
@@ -87,19 +88,26 @@ def prepare(config: ConvertConfig) -> Conversion:
     spec = base.preprocess if base else PreprocessSpec(size=int(model.input_shape[1]))
     classes = base.classes() if base else ClassMap(bare_labels(int(model.output_shape[-1])))
     if sites.adapted(base) and not config.data:
-        raise UserError(f"{model_path} was adapted to a new site (--init-from): pass --data with that site's images; it is "
-                        "published only when their test part shows the claim")
+        raise UserError(
+            f"{model_path} was adapted to a new site (--init-from): pass --data with that site's images; it is "
+            "published only when their test part shows the claim"
+        )
     load_args = (model_path, spec, recipes.calibration, any(c.needs_calibration for c in chosen), classes)
     images = sites.with_first_site(load_images(config, *load_args), config, base, load_args)
     if images.calibration is not None:
         picks = np.unique(np.linspace(0, len(images.calibration) - 1, recipes.kernel_check_images).round().astype(int))
-        images.kernel_sample = images.calibration[picks]  # spread over the classes, which the calibration set holds in order
+        # spread over the classes, which the calibration set holds in order
+        images.kernel_sample = images.calibration[picks]
     print(images.note)
     exported = with_features(model)
     conv = Conversion(config, chosen, model, exported, model_path, sha256_file(model_path), base, spec, classes, images)
     conv.domain = _domain(exported, images, len(classes.labels)) if exported is not model else None
     if images.test is not None:
-        print(f"the Keras model on {len(images.test)} {config.part} images (the reference every variant is checked against) …", flush=True)
+        print(
+            f"the Keras model on {len(images.test)} {config.part} images (the reference every variant is checked "
+            "against) …",
+            flush=True,
+        )
         conv.keras_probs = model.predict(images.test, batch_size=32, verbose=0)
         first = model.predict(images.first_test, batch_size=32, verbose=0) if images.first_test is not None else None
         conv.rows.append({"variant": "keras", "size_bytes": model_path.stat().st_size,
@@ -113,7 +121,9 @@ def _select(recipes, config: ConvertConfig) -> list[QuantizationConfig]:
     if config.formats:
         chosen = [c for c in chosen if c.format in config.formats]
         if not chosen:
-            raise UserError(f"Received: formats={','.join(config.formats)}; none of the selected variants has that format")
+            raise UserError(
+                f"Received: formats={','.join(config.formats)}; none of the selected variants has that format"
+            )
     if config.float_output:
         chosen = [replace(c, output_dtype="float32") if c.format == "tflite" else c for c in chosen]
     return chosen
@@ -125,15 +135,24 @@ def _domain(exported, images: Images, classes: int):
     from edgeleuk.ood import Parts
 
     if images.train is None or images.val is None or not len(images.val):
-        print("no --data (or no validation part): the variants carry no out-of-distribution statistics and cannot judge frames")
+        print(
+            "no --data (or no validation part): the variants carry no out-of-distribution statistics and cannot "
+            "judge frames"
+        )
         return None
-    print(f"fitting the out-of-distribution statistics on {len(images.train)} training images, thresholds on {len(images.val)} "
-          "validation images (8 views each) …", flush=True)
+    print(
+        f"fitting the out-of-distribution statistics on {len(images.train)} training images, thresholds on "
+        f"{len(images.val)} validation images (8 views each) …",
+        flush=True,
+    )
     domain = fit_domain(exported, Parts(images.train, images.train_labels, images.val, classes, images.val_labels))
     limits = ", ".join(f"{c.features} {c.threshold:.3f}" for c in domain.ood.components)
     if domain.ood.stain is not None:
         stain = domain.ood.stain
         red = "" if stain.red_log_limit is None else f", red cells {stain.red_log_limit}"
         limits += f"; stain limits: leukocytes {stain.log_limit}{red} ({stain.calibration})"
-    print(f"out-of-distribution score: thresholds {limits} ({domain.ood.calibration}); red cells {domain.cell_diameter_px} px")
+    print(
+        f"out-of-distribution score: thresholds {limits} ({domain.ood.calibration}); red cells "
+        f"{domain.cell_diameter_px} px"
+    )
     return domain

@@ -26,7 +26,8 @@ class Images:
     val: np.ndarray | None = None  # the validation part: the OOD threshold
     split_sha256: str | None = None  # the split file the parts came from (None: made anew)
     val_labels: np.ndarray | None = None
-    kernel_sample: np.ndarray | None = None  # calibration images the ONNX int8 files also run on under emulated CPU kernels
+    # calibration images the ONNX int8 files also run on under emulated CPU kernels
+    kernel_sample: np.ndarray | None = None
     split_file: Path | None = None  # travels with the variants: validate and evaluate never judge on training images
     first_test: np.ndarray | None = None  # an adapted model's first site: its test part (edgeleuk.export.sites)
     first_test_labels: np.ndarray | None = None
@@ -46,7 +47,9 @@ def load_images(config, model_path: Path, spec: PreprocessSpec, calibration: dic
     found = scan(config.data, classes=classes)
     split_file = Path(config.split) if config.split else model_path.parent / "split.json"
     if config.split and not split_file.is_file():
-        raise UserError(f"split file {config.split} does not exist (omit --split to use the split.json beside the model)")
+        raise UserError(
+            f"split file {config.split} does not exist (omit --split to use the split.json beside the model)"
+        )
     if split_file.is_file():
         split = read_split(split_file, found.samples, found.root)
         note = f"split: {'split.json beside the model' if split_file.parent == model_path.parent else split_file}"
@@ -60,7 +63,7 @@ def load_images(config, model_path: Path, spec: PreprocessSpec, calibration: dic
     for s in train:
         by_class.setdefault(s.label, []).append(s)
     chosen = []
-    for label, members in sorted(by_class.items()):
+    for _label, members in sorted(by_class.items()):
         take = max(1, round(size * len(members) / len(train)))
         chosen += [members[i] for i in sorted(rng.choice(len(members), min(take, len(members)), replace=False))]
     test = split.part(found.samples, config.part)
@@ -69,7 +72,16 @@ def load_images(config, model_path: Path, spec: PreprocessSpec, calibration: dic
     train_images, train_labels = load_arrays(list(train), spec)
     val = split.part(found.samples, "val")
     val_images, val_labels = load_arrays(val, spec) if val else (None, None)
-    return Images(calib_images, test_images, test_labels, f"{note}; calibration: {len(calib_images)} training images; "
-                  f"evaluation: {len(test)} {config.part} images", [str(s.path.relative_to(found.root)) for s in test],
-                  train_images, train_labels, val_images, sha256_file(split_file) if split_file.is_file() else None, val_labels,
-                  split_file=split_file if split_file.is_file() else None)
+    return Images(
+        calib_images,
+        test_images,
+        test_labels,
+        f"{note}; calibration: {len(calib_images)} training images; evaluation: {len(test)} {config.part} images",
+        [str(s.path.relative_to(found.root)) for s in test],
+        train_images,
+        train_labels,
+        val_images,
+        sha256_file(split_file) if split_file.is_file() else None,
+        val_labels,
+        split_file=split_file if split_file.is_file() else None,
+    )

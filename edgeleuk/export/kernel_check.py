@@ -68,7 +68,7 @@ def run_emulated(family: str, args: list[str], timeout: float) -> None:
     cmd = [qemu, "-cpu", EMULATED_MODEL[family], sys.executable, "-m", "edgeleuk.export.kernel_worker", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        tail = "\n".join(l for l in proc.stderr.splitlines() if "TCG doesn't support" not in l)[-600:]
+        tail = "\n".join(line for line in proc.stderr.splitlines() if "TCG doesn't support" not in line)[-600:]
         raise RuntimeError(f"the emulated run exited {proc.returncode}: {tail}")
 
 
@@ -97,9 +97,13 @@ def check_file(path: Path, images: np.ndarray, timeout_per_image: float = 5.0) -
         want = SATURATED if family in SATURATING else EXACT
         answer = probe_under(family, work)
         if answer != want:
-            return KernelCheck((native,), skipped=f"the emulated {EMULATED_MODEL[family]} gave the int8 probe {answer}, not {want}")
+            return KernelCheck(
+                (native,), skipped=f"the emulated {EMULATED_MODEL[family]} gave the int8 probe {answer}, not {want}"
+            )
         np.save(work / "images.npy", images)
-        run_emulated(family, [str(path), str(work / "images.npy"), str(work / "out.npy")], 60 + timeout_per_image * len(images))
+        run_emulated(
+            family, [str(path), str(work / "images.npy"), str(work / "out.npy")], 60 + timeout_per_image * len(images)
+        )
         emulated = np.load(work / "out.npy")
     reference = predict_file(path, images)
     agreement = float(np.mean(emulated.argmax(1) == reference.argmax(1)))
@@ -118,7 +122,9 @@ def build_probe() -> bytes:
     consts = {"a_scale": np.array(1.0, np.float32), "a_zero": np.array(0, np.uint8), "b": np.full((k, n), 127, np.int8),
               "b_scale": np.array(1.0, np.float32), "b_zero": np.array(0, np.int8),
               "y_scale": np.array(exact / EXACT, np.float32), "y_zero": np.array(0, np.uint8)}
-    node = helper.make_node("QLinearMatMul", ["a", "a_scale", "a_zero", "b", "b_scale", "b_zero", "y_scale", "y_zero"], ["y"])
+    node = helper.make_node(
+        "QLinearMatMul", ["a", "a_scale", "a_zero", "b", "b_scale", "b_zero", "y_scale", "y_zero"], ["y"]
+    )
     graph = helper.make_graph([node], "int8_probe", [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, k])],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, n])],
                               [numpy_helper.from_array(v, name) for name, v in consts.items()])

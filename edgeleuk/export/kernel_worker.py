@@ -29,7 +29,9 @@ def main(argv: list[str]) -> int:
         np.save(argv[1], np.array([-1 if (out := probe_output()) is None else out]))
         return 0
     if len(argv) != 3:
-        print("usage: python -m edgeleuk.export.kernel_worker MODEL IMAGES.npy OUT.npy | --probe OUT.npy", file=sys.stderr)
+        print(
+            "usage: python -m edgeleuk.export.kernel_worker MODEL IMAGES.npy OUT.npy | --probe OUT.npy", file=sys.stderr
+        )
         return 2
     np.save(argv[2], predict_file(argv[0], np.load(argv[1])))
     return 0

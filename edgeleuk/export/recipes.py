@@ -87,9 +87,14 @@ def load_recipes(path: str | Path | None = None) -> Recipes:
         body = checked(QuantizationConfig, {"name": name, **body}, f"variants.{name}", str(path))
         body.pop("name")
         if body.get("precision", "fp32") not in PRECISIONS or body.get("format") not in ("tflite", "onnx"):
-            raise UserError(f"{path}: variants.{name}: format/precision {body.get('format')}/{body.get('precision')} not supported")
+            raise UserError(
+                f"{path}: variants.{name}: format/precision {body.get('format')}/{body.get('precision')} not supported"
+            )
         if body.get("weight_type", "int8") not in WEIGHT_TYPES:
-            raise UserError(f"{path}: variants.{name}: weight_type={body['weight_type']!r}; expected one of {', '.join(WEIGHT_TYPES)}")
+            raise UserError(
+                f"{path}: variants.{name}: weight_type={body['weight_type']!r}; expected one of "
+                f"{', '.join(WEIGHT_TYPES)}"
+            )
         variants[name] = QuantizationConfig(name=name, **body)
     sets = {k: list(v) for k, v in doc.get("sets", {}).items()}
     for set_name, members in sets.items():
@@ -99,4 +104,6 @@ def load_recipes(path: str | Path | None = None) -> Recipes:
     images = doc.get("kernel_check", {}).get("images", 48)
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise UserError(f"{path}: kernel_check.images={images!r}; expected a whole number ≥ 1")
-    return Recipes(variants=variants, sets=sets, calibration=dict(doc.get("calibration", {})), kernel_check_images=images)
+    return Recipes(
+        variants=variants, sets=sets, calibration=dict(doc.get("calibration", {})), kernel_check_images=images
+    )

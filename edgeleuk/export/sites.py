@@ -36,8 +36,10 @@ def first_site_folder(config, manifest: Manifest | None) -> tuple[str | None, Pa
     if not Path(data).is_dir():
         if config.rehearse:
             raise UserError(f"--rehearse {data}: no such folder")
-        print(f"the first site's data ({data}, which the model rehearsed) is not here: its statistics are not refitted; "
-              "pass --rehearse DIR")
+        print(
+            f"the first site's data ({data}, which the model rehearsed) is not here: its statistics are not refitted; "
+            "pass --rehearse DIR"
+        )
         return None, None
     return data, Path(config.model).parent / recorded.get("split", "rehearse_split.json") if config.model else None
 
@@ -49,18 +51,27 @@ def with_first_site(images: Images, config, manifest: Manifest | None, load_args
     if data is None or images.train is None:
         return images
     if split is None or not split.is_file():
-        raise UserError(f"the first site's split ({split}) is missing beside the model; it names which of {data}'s images "
-                        "the model trained on")
+        raise UserError(
+            f"the first site's split ({split}) is missing beside the model; it names which of {data}'s images "
+            "the model trained on"
+        )
     first = load_images(dataclasses.replace(config, data=data, split=str(split)), *load_args)
-    print(f"first site {data}: {len(first.train)} training, {len(first.val)} validation and {len(first.test)} test images "
-          "join the fit (calibration, out-of-distribution statistics, gate limits)")
+    print(
+        f"first site {data}: {len(first.train)} training, {len(first.val)} validation and {len(first.test)} test "
+        "images join the fit (calibration, out-of-distribution statistics, gate limits)"
+    )
     return dataclasses.replace(
-        images, calibration=np.concatenate([images.calibration, first.calibration]),
-        train=np.concatenate([images.train, first.train]), train_labels=np.concatenate([images.train_labels, first.train_labels]),
-        val=np.concatenate([images.val, first.val]), val_labels=np.concatenate([images.val_labels, first.val_labels]),
-        first_test=first.test, first_test_labels=first.test_labels,
-        note=f"{images.note}; first site {data}: its training and validation parts joined the fit, its {len(first.test)} "
-             "test images are scored as first_site_accuracy")
+        images,
+        calibration=np.concatenate([images.calibration, first.calibration]),
+        train=np.concatenate([images.train, first.train]),
+        train_labels=np.concatenate([images.train_labels, first.train_labels]),
+        val=np.concatenate([images.val, first.val]),
+        val_labels=np.concatenate([images.val_labels, first.val_labels]),
+        first_test=first.test,
+        first_test_labels=first.test_labels,
+        note=f"{images.note}; first site {data}: its training and validation parts joined the fit, its "
+        f"{len(first.test)} test images are scored as first_site_accuracy",
+    )
 
 
 def first_site_row(probs: np.ndarray | None, images: Images) -> dict[str, Any]:
@@ -80,9 +91,13 @@ def site_failures(rows: list[dict[str, Any]], claim: Claim) -> dict[str, str]:
         low = clopper_pearson(k, n)[0]
         flagged = r.get("ood_flagged_test")
         if low < claim.accuracy:
-            failed[r["variant"]] = (f"shows {k}/{n} right on the new site's test fields (every field, refused or not; 95% "
-                                    f"lower bound {low:.1%}), under the claim {claim.accuracy:g}")
+            failed[r["variant"]] = (
+                f"shows {k}/{n} right on the new site's test fields (every field, refused or not; 95% "
+                f"lower bound {low:.1%}), under the claim {claim.accuracy:g}"
+            )
         elif flagged is not None and 1.0 - flagged < claim.min_answered:
-            failed[r["variant"]] = (f"answers {1 - flagged:.1%} of the new site's test fields (the rest out of distribution), "
-                                    f"under {claim.min_answered:.0%}")
+            failed[r["variant"]] = (
+                f"answers {1 - flagged:.1%} of the new site's test fields (the rest out of distribution), "
+                f"under {claim.min_answered:.0%}"
+            )
     return failed

@@ -10,7 +10,9 @@ import numpy as np
 from edgeleuk.export.recipes import QuantizationConfig
 
 
-def to_tflite(model, config: QuantizationConfig, calibration: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
+def to_tflite(
+    model, config: QuantizationConfig, calibration: Callable[[], Iterable[np.ndarray]] | None = None
+) -> bytes:
     """Convert and return the flatbuffer bytes.
 
     Args:

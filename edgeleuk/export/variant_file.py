@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeleuk.redirect import redirected
 from edgeleuk.export.recipes import QuantizationConfig
+from edgeleuk.redirect import redirected
 from edgeleuk.runtime.embedded import EMBEDDED_NAME
 
 

@@ -43,11 +43,18 @@ def _interpreter_class(backend: str | None):
             elif name == "tf-lite":
                 from tensorflow.lite.python.interpreter import Interpreter  # host only, by request
             else:
-                raise UserError(f"Received: backend={name!r} for a .tflite file; expected litert, tflite-runtime or tf-lite")
+                raise UserError(
+                    f"Received: backend={name!r} for a .tflite file; expected litert, tflite-runtime or tf-lite"
+                )
             return name, Interpreter
         except ImportError as exc:
             tried.append(f"{name} ({exc.__class__.__name__}: {exc})")
-    raise UserError("no TFLite interpreter could be imported: " + "; ".join(tried) + ". " + str(missing_package("ai-edge-litert", "runtime")))
+    raise UserError(
+        "no TFLite interpreter could be imported: "
+        + "; ".join(tried)
+        + ". "
+        + str(missing_package("ai-edge-litert", "runtime"))
+    )
 
 
 class TFLiteBackend:
@@ -61,7 +68,9 @@ class TFLiteBackend:
                 self.interpreter = interpreter_class(model_path=str(path), num_threads=self.threads)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise UserError(f"{path}: the {self.name} interpreter cannot load it ({str(exc).strip().splitlines()[0]})") from None
+            raise UserError(
+                f"{path}: the {self.name} interpreter cannot load it ({str(exc).strip().splitlines()[0]})"
+            ) from None
         self._input = self.interpreter.get_input_details()[0]
         self._outputs = self.interpreter.get_output_details()
         self.input_shape = tuple(int(v) for v in self._input["shape"])
@@ -100,7 +109,11 @@ class TFLiteBackend:
     def version(self) -> str:
         from edgeleuk.versions import version_of
 
-        dists = {"litert": ("ai-edge-litert",), "tflite-runtime": ("tflite-runtime",), "tf-lite": ("tensorflow", "tensorflow-cpu")}[self.name]
+        dists = {
+            "litert": ("ai-edge-litert",),
+            "tflite-runtime": ("tflite-runtime",),
+            "tf-lite": ("tensorflow", "tensorflow-cpu"),
+        }[self.name]
         return version_of(*dists) or "unknown"
 
 
@@ -168,8 +181,10 @@ def output_roles(sizes: list[int], classes: int, features: tuple[int, ...] | Non
     for dims in features:
         match = [i for i in rest if sizes[i] == dims]
         if len(match) != 1:
-            raise UserError(f"{path}: outputs of sizes {sizes}; the out-of-distribution statistics expect one of size {dims}. "
-                            "Convert the model again with this edgeleuk")
+            raise UserError(
+                f"{path}: outputs of sizes {sizes}; the out-of-distribution statistics expect one of size {dims}. "
+                "Convert the model again with this edgeleuk"
+            )
         chosen.append(match[0])
     return probs[0], chosen
 

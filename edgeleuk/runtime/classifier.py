@@ -10,9 +10,18 @@ import numpy as np
 
 from edgeleuk.classes import KNOWN_DATASET, ClassMap
 from edgeleuk.errors import UserError
-from edgeleuk.manifest import MANIFEST_NAME, Manifest, PreprocessSpec, QualityLimits, Variant, manifest_from_dict, read_manifest, verify_variant
-from edgeleuk.preprocess import preprocess
+from edgeleuk.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    PreprocessSpec,
+    QualityLimits,
+    Variant,
+    manifest_from_dict,
+    read_manifest,
+    verify_variant,
+)
 from edgeleuk.ood import SCORE_OUTPUT, OODScorer, score_output_name
+from edgeleuk.preprocess import preprocess
 from edgeleuk.runtime.backends import open_backend, output_roles
 from edgeleuk.runtime.embedded import read_embedded
 from edgeleuk.runtime.quality import stain_strength
@@ -39,7 +48,8 @@ class Classifier:
         self._check_input()
         expected = self.ood.stats.dims if self.ood is not None else None
         names = list(self.backend.output_names)
-        scores = [i for i, n in enumerate(names) if n.startswith(SCORE_OUTPUT)]  # the file's own score layers (export/score_layers.py)
+        # the file's own score layers (export/score_layers.py)
+        scores = [i for i, n in enumerate(names) if n.startswith(SCORE_OUTPUT)]
         sizes = [-1 if i in scores else n for i, n in enumerate(self.backend.output_sizes)]
         self.probs_index, features = output_roles(sizes, len(self.labels), expected, self.path)
         self.features_indices = [i for i in features if i not in scores]
@@ -52,20 +62,28 @@ class Classifier:
         self.output_dtype = self.backend.output_dtypes[self.probs_index]
         stain = self.ood.stats.stain if self.ood is not None else None
         if stain is not None and len(stain.log_limit) != len(self.labels):  # checked at load, not at the first frame
-            raise UserError(f"{self.path}: the manifest's ood.stain has {len(stain.log_limit)} limits for {len(self.labels)} labels")
+            raise UserError(
+                f"{self.path}: the manifest's ood.stain has {len(stain.log_limit)} limits for {len(self.labels)} labels"
+            )
 
     def _check_input(self) -> None:
-        """The file's input against the preprocessing it will be fed: one clear error at load, not at the first frame."""
+        """The file's input against the preprocessing it will be fed: one clear error at load, not at the first
+        frame."""
         shape, dtype = tuple(self.backend.input_shape), self.backend.input_dtype
         size = self.spec.size
         if len(shape) != 4 or shape[3] not in (3, -1) or any(d not in (size, -1) for d in shape[1:3]):
-            raise UserError(f"{self.path}: input of shape {list(shape)}; the preprocessing gives [batch, {size}, {size}, 3] "
-                            f"RGB images (the manifest or the file's own information says size {size})")
+            raise UserError(
+                f"{self.path}: input of shape {list(shape)}; the preprocessing gives [batch, {size}, {size}, 3] "
+                f"RGB images (the manifest or the file's own information says size {size})"
+            )
         if dtype not in ("uint8", "int8", "float32"):
             raise UserError(f"{self.path}: input of type {dtype}; expected uint8, int8 or float32")
         for i, (out_dtype, q) in enumerate(zip(self.backend.output_dtypes, self.backend.output_quantizations)):
             if out_dtype not in ("float32", "uint8", "int8") or (out_dtype != "float32" and q is None):
-                raise UserError(f"{self.path}: output {i} of type {out_dtype} without quantization; expected float32 or quantized uint8/int8")
+                raise UserError(
+                    f"{self.path}: output {i} of type {out_dtype} without quantization; expected float32 or "
+                    "quantized uint8/int8"
+                )
 
     @property
     def name(self) -> str:
@@ -116,7 +134,9 @@ class Classifier:
         (the only output read)."""
         return self._run(images, (self.probs_index,))[0]
 
-    def judge(self, features: list[np.ndarray], images: np.ndarray | None = None, probs: np.ndarray | None = None) -> np.ndarray | None:
+    def judge(
+        self, features: list[np.ndarray], images: np.ndarray | None = None, probs: np.ndarray | None = None
+    ) -> np.ndarray | None:
         """Out-of-distribution scores (above 1: out of distribution) of `infer`'s features, and with the
         images and probabilities, of their stain too (as the run loop judges); None: cannot judge."""
         if self.ood is None:
@@ -196,19 +216,27 @@ def load(model: str | Path | None = None, variant: str | None = None, backend: s
             manifest, chosen = listed, matches[0]
             verify_variant(path.parent, chosen)
     if path.suffix == ".keras":
-        raise UserError(f"{path} is a Keras model; the device runtime runs .tflite/.onnx variants (run 'edgeleuk convert')")
+        raise UserError(
+            f"{path} is a Keras model; the device runtime runs .tflite/.onnx variants (run 'edgeleuk convert')"
+        )
     _refuse_unchecked_kernels(chosen)
     engine = open_backend(path, threads, backend)
     if manifest is None:
         info = read_embedded(path, getattr(engine, "session", None))
         if info is None:
-            print(f"warning: {path.name} carries no labels or preprocessing; assuming {KNOWN_DATASET} and 224 centre crop", file=sys.stderr)
+            print(
+                f"warning: {path.name} carries no labels or preprocessing; "
+                f"assuming {KNOWN_DATASET} and 224 centre crop",
+                file=sys.stderr,
+            )
             manifest = Manifest(labels=KNOWN_DATASET)
         else:
             try:
                 manifest = manifest_from_dict(info)
             except (TypeError, ValueError, KeyError, AttributeError) as exc:
-                raise UserError(f"{path}: its embedded information is malformed ({exc.__class__.__name__}: {exc})") from None
+                raise UserError(
+                    f"{path}: its embedded information is malformed ({exc.__class__.__name__}: {exc})"
+                ) from None
     return Classifier(backend=engine, labels=manifest.labels, spec=manifest.preprocess, path=path, variant=chosen,
                       ood=OODScorer(manifest.ood) if manifest.ood is not None else None,
                       cell_diameter_px=manifest.cell_diameter_px, quality=manifest.quality)

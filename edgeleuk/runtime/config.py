@@ -24,33 +24,64 @@ else:  # pragma: no cover
 
 # key → (type, check, meaning)
 SCHEMA: dict[str, dict[str, tuple[type | tuple, str]]] = {
-    "model": {"path": (str, "artifact file or conversion folder; empty: the packaged default"),
-              "variant": (str, "manifest variant name"), "backend": (str, "litert, tflite-runtime or onnxruntime"),
-              "threads": (int, "inference threads")},
-    "camera": {"device": ((int, str), "camera number or 'picamera2'"), "source": (str, "video/image/folder instead of a camera"),
-               "width": (int, "capture width"), "height": (int, "capture height"),
-               "roi": (list, "[x, y, w, h] region of interest"),
-               "scale": ((int, float), "frame pixels per training-image pixel (edgeleuk calibrate-scale writes it)")},
-    "quality": {"min_focus": ((int, float), ""), "min_brightness": ((int, float), ""), "max_brightness": ((int, float), ""),
-                "max_dark_fraction": ((int, float), ""), "max_bright_fraction": ((int, float), ""),
-                "min_leukocyte_fraction": ((int, float), "0 … 1: refuse fields with less stained-leukocyte area (0: never)"),
-                "max_scale_error": ((int, float), "refuse while cells look this many times larger or smaller than in training")},
-    "sample": {"frames": (int, "accepted frames per sample"), "min_confidence": ((int, float), "0 … 1"),
-               "max_ood_fraction": ((int, float), "0 … 1: above this share of out-of-distribution frames the sample is referred")},
+    "model": {
+        "path": (str, "artifact file or conversion folder; empty: the packaged default"),
+        "variant": (str, "manifest variant name"),
+        "backend": (str, "litert, tflite-runtime or onnxruntime"),
+        "threads": (int, "inference threads"),
+    },
+    "camera": {
+        "device": ((int, str), "camera number or 'picamera2'"),
+        "source": (str, "video/image/folder instead of a camera"),
+        "width": (int, "capture width"),
+        "height": (int, "capture height"),
+        "roi": (list, "[x, y, w, h] region of interest"),
+        "scale": ((int, float), "frame pixels per training-image pixel (edgeleuk calibrate-scale writes it)"),
+    },
+    "quality": {
+        "min_focus": ((int, float), ""),
+        "min_brightness": ((int, float), ""),
+        "max_brightness": ((int, float), ""),
+        "max_dark_fraction": ((int, float), ""),
+        "max_bright_fraction": ((int, float), ""),
+        "min_leukocyte_fraction": ((int, float), "0 … 1: refuse fields with less stained-leukocyte area (0: never)"),
+        "max_scale_error": ((int, float), "refuse while cells look this many times larger or smaller than in training"),
+    },
+    "sample": {
+        "frames": (int, "accepted frames per sample"),
+        "min_confidence": ((int, float), "0 … 1"),
+        "max_ood_fraction": (
+            (int, float),
+            "0 … 1: above this share of out-of-distribution frames the sample is referred",
+        ),
+    },
     "log": {"folder": (str, "folder for JSONL logs"), "save_frames": (str, "folder for flagged frames")},
-    "publish": {"url": (str, "mqtt://HOST[:PORT]/PREFIX (mqtts:// for TLS): results to a broker (run --publish)"),
-                "device_id": (str, "this device's name in the topics (default: the host name)"),
-                "frames": (bool, "also publish every frame's record (default: only each sample's verdict)"),
-                "queue": (str, "the durable outbox (SQLite; default: beside the logs, or ~/.local/state/edgeleuk)"),
-                "username": (str, ""), "password": (str, ""), "ca_file": (str, "TLS: the broker's CA"),
-                "certfile": (str, "TLS client certificate"), "keyfile": (str, "TLS client key"),
-                "resend_window": ((int, float), "seconds an acknowledged message stays queued and is sent again after a "
-                                  "reconnect, in case the broker crashed before saving it (default 300; keep it above "
-                                  "the broker's autosave_interval; 0: off)")},
-    "serve": {"address": ((int, str), "[HOST:]PORT of the live view (run --serve); empty: none"),
-              "token": (str, "the live view's token (default: a new one per run when the host is not loopback)"),
-              "hosts": (list, "other names the device is reached by, e.g. [\"scope-3.local\"] (the Host header; loopback "
-                        "names and the bound address are always accepted)")},
+    "publish": {
+        "url": (str, "mqtt://HOST[:PORT]/PREFIX (mqtts:// for TLS): results to a broker (run --publish)"),
+        "device_id": (str, "this device's name in the topics (default: the host name)"),
+        "frames": (bool, "also publish every frame's record (default: only each sample's verdict)"),
+        "queue": (str, "the durable outbox (SQLite; default: beside the logs, or ~/.local/state/edgeleuk)"),
+        "username": (str, ""),
+        "password": (str, ""),
+        "ca_file": (str, "TLS: the broker's CA"),
+        "certfile": (str, "TLS client certificate"),
+        "keyfile": (str, "TLS client key"),
+        "resend_window": (
+            (int, float),
+            "seconds an acknowledged message stays queued and is sent again after a "
+            "reconnect, in case the broker crashed before saving it (default 300; keep it above "
+            "the broker's autosave_interval; 0: off)",
+        ),
+    },
+    "serve": {
+        "address": ((int, str), "[HOST:]PORT of the live view (run --serve); empty: none"),
+        "token": (str, "the live view's token (default: a new one per run when the host is not loopback)"),
+        "hosts": (
+            list,
+            'other names the device is reached by, e.g. ["scope-3.local"] (the Host header; loopback '
+            "names and the bound address are always accepted)",
+        ),
+    },
 }
 
 
@@ -81,7 +112,11 @@ BOUNDS: dict[str, Bound] = {
     "sample.max_ood_fraction": _SHARE,
     "quality.max_scale_error": Bound(1, above=True, text="a number above 1"),
     "publish.resend_window": Bound(0, 7 * 86400, text="0 … 604800 seconds"),
-    **{f"quality.{key}": _SHARE if "fraction" in key else _AT_LEAST_0 for key in SCHEMA["quality"] if key != "max_scale_error"},
+    **{
+        f"quality.{key}": _SHARE if "fraction" in key else _AT_LEAST_0
+        for key in SCHEMA["quality"]
+        if key != "max_scale_error"
+    },
 }
 
 

@@ -95,10 +95,18 @@ class Overlay:
     fps: float = 0.0
 
 
-def render(image: np.ndarray, color_order: str, region: tuple[int, int, int, int] | None, overlay: Overlay) -> np.ndarray:
+def render(
+    image: np.ndarray, color_order: str, region: tuple[int, int, int, int] | None, overlay: Overlay
+) -> np.ndarray:
     """The window's picture (BGR): the frame shrunk to fit, the model's region (green when the frame is
     usable, red when not), then a panel with FPS, focus, the class and its bars or why the frame is unusable."""
-    labels, probs, quality, verdict_text, fps = overlay.labels, overlay.probs, overlay.quality, overlay.verdict_text, overlay.fps
+    labels, probs, quality, verdict_text, fps = (
+        overlay.labels,
+        overlay.probs,
+        overlay.quality,
+        overlay.verdict_text,
+        overlay.fps,
+    )
     height, width = image.shape[:2]
     scale = min(1.0, MAX_VIEW[0] / width, MAX_VIEW[1] / height)
     view = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
@@ -116,14 +124,22 @@ def render(image: np.ndarray, color_order: str, region: tuple[int, int, int, int
     _text(panel, figures, 0, BLACK)
     if probs is None:
         reason = quality.reason if quality is not None else "unreadable"
-        _text(panel, reason if reason.startswith("out of distribution") else f"unusable frame: {reason}", 1, RED, bold=True)
+        _text(
+            panel,
+            reason if reason.startswith("out of distribution") else f"unusable frame: {reason}",
+            1,
+            RED,
+            bold=True,
+        )
     else:
         top = int(np.argmax(probs))
         _text(panel, f"{labels[top]} {probs[top] * 100:.0f}%", 1, BLACK, bold=True)
         for i, (label, p) in enumerate(zip(labels, probs)):
             y = 22 * (i + 2) + 6
             cv2.rectangle(panel, (90, y + 4), (90 + int(200 * float(p)), y + 18), GREEN if i == top else GREY, -1)
-            cv2.putText(panel, f"{label} {p * 100:.0f}%", (6, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, BLACK, 1, cv2.LINE_AA)
+            cv2.putText(
+                panel, f"{label} {p * 100:.0f}%", (6, y + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, BLACK, 1, cv2.LINE_AA
+            )
     _text(panel, verdict_text, 2 + len(labels), BLACK)
     canvas = np.full((view.shape[0] + panel.shape[0], panel.shape[1], 3), 255, np.uint8)
     canvas[: view.shape[0], : view.shape[1]] = view
@@ -167,7 +183,9 @@ class Display:
             raise UserError(f"--display: OpenCV cannot open a window ({str(exc).strip().splitlines()[-1]})") from None
         self.rate = FrameRate()
 
-    def show(self, image: np.ndarray, color_order: str, region: tuple[int, int, int, int] | None, overlay: Overlay) -> bool:
+    def show(
+        self, image: np.ndarray, color_order: str, region: tuple[int, int, int, int] | None, overlay: Overlay
+    ) -> bool:
         """Draw one frame; True when the user closed the window (q, Esc or its close button)."""
         fps = self.rate.tick() or 0.0
         cv2.imshow(WINDOW, render(image, color_order, region, replace(overlay, fps=fps)))
@@ -193,4 +211,6 @@ def _text(panel: np.ndarray, text: str, row: int | None, colour, right: bool = F
     if right:
         (w, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
         x = max(6, panel.shape[1] - w - 6)
-    cv2.putText(panel, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.55 if bold else 0.45, colour, 2 if bold else 1, cv2.LINE_AA)
+    cv2.putText(
+        panel, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.55 if bold else 0.45, colour, 2 if bold else 1, cv2.LINE_AA
+    )

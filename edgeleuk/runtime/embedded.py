@@ -45,7 +45,9 @@ def _parse(text: str | bytes, path) -> dict[str, Any]:
     try:
         info = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: its embedded {EMBEDDED_NAME} is not valid JSON ({exc}); the file is damaged") from None
+        raise UserError(
+            f"{path}: its embedded {EMBEDDED_NAME} is not valid JSON ({exc}); the file is damaged"
+        ) from None
     if not isinstance(info, dict):
         raise UserError(f"{path}: its embedded {EMBEDDED_NAME} is not an object; the file is damaged")
     return info

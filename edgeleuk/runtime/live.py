@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+
 from edgeleuk.errors import UserError, missing_package
 from edgeleuk.runtime.access import ServeSettings, allowed_hosts, needs_token, parse_address
 from edgeleuk.runtime.display import FrameRate, Overlay, render
-from edgeleuk.runtime.saving import SiteSet, save_shown
 from edgeleuk.runtime.records import Control, FrameResult
+from edgeleuk.runtime.saving import SiteSet, save_shown
 from edgeleuk.runtime.sinks import verdict_text, view_of
 
 HISTORY_SECONDS = 60.0
@@ -109,9 +110,14 @@ class LiveView:
                             "probabilities": {k: round(float(v), 4) for k, v in zip(self.labels, result.probs)}})
             if result.in_distribution is False:
                 current["reason"] = "out of distribution"
-        counts = {"seen": summary.seen, "usable": summary.accepted + summary.out_of_distribution, "answered": summary.accepted,
-                  "refused": dict(summary.rejected), "out_of_distribution": summary.out_of_distribution,
-                  "unreadable": summary.errors}
+        counts = {
+            "seen": summary.seen,
+            "usable": summary.accepted + summary.out_of_distribution,
+            "answered": summary.accepted,
+            "refused": dict(summary.rejected),
+            "out_of_distribution": summary.out_of_distribution,
+            "unreadable": summary.errors,
+        }
         status = {"state": "running", "sample": result.record.get("sample", 1), "frame": current,
                   "verdict": verdict.as_dict(), "verdict_text": verdict_text(verdict), "counts": counts}
         fps = self._rate.tick(now)
@@ -146,9 +152,17 @@ class LiveView:
         with self._lock:
             history = [[round(t - self._started, 2), c, lat] for t, c, lat in self._history]
             saving = None if self.site is None else {"folder": str(self.site.folder), "saved": dict(self.site.saved)}
-            return {**self._status, "model": self.model, "log": self.log is not None, "history": history, "labels": list(self.labels),
-                    "history_seconds": HISTORY_SECONDS, "frames_streamed": self.frames_streamed, "saving": saving,
-                    "connections_refused": self._protocol.refused_connections if self._protocol else 0}
+            return {
+                **self._status,
+                "model": self.model,
+                "log": self.log is not None,
+                "history": history,
+                "labels": list(self.labels),
+                "history_seconds": HISTORY_SECONDS,
+                "frames_streamed": self.frames_streamed,
+                "saving": saving,
+                "connections_refused": self._protocol.refused_connections if self._protocol else 0,
+            }
 
     def page_assets(self) -> dict[str, bytes]:
         return {name: (resources.files("edgeleuk.runtime") / "web" / name).read_bytes() for name in ASSETS}
@@ -166,7 +180,12 @@ class LiveView:
             return seq, None
         result, text, fps = latest
         probs, quality = view_of(result, self.labels)
-        picture = render(result.frame.image, result.frame.color_order, result.region, Overlay(self.labels, probs, quality, text, fps or 0.0))
+        picture = render(
+            result.frame.image,
+            result.frame.color_order,
+            result.region,
+            Overlay(self.labels, probs, quality, text, fps or 0.0),
+        )
         ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         return seq, data.tobytes() if ok else None
 
@@ -213,5 +232,11 @@ class FrameHub:
                 if data is not None:
                     last = self.seq
                     self.view.frames_streamed += 1
-                    yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n"
+                    yield (
+                        b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                        + str(len(data)).encode()
+                        + b"\r\n\r\n"
+                        + data
+                        + b"\r\n"
+                    )
             await asyncio.sleep(max(0.005, interval - (time.monotonic() - started)))

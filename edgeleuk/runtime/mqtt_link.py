@@ -23,10 +23,14 @@ class BrokerAddress:
         if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
             raise UserError(f"Received: {url}; expected mqtt://HOST[:PORT]/PREFIX (or mqtts:// for TLS)")
         if parsed.username or parsed.password:
-            raise UserError("put the broker's username and password in the config ([publish] username, password), not in the URL")
+            raise UserError(
+                "put the broker's username and password in the config ([publish] username, password), not in the URL"
+            )
         prefix = parsed.path.strip("/") or "edgeleuk"
         if any(c in prefix for c in "+#") or "#" in url or "//" in prefix:
-            raise UserError(f"Received: topic prefix {prefix!r}; MQTT wildcards (+, #) and empty levels are not allowed")
+            raise UserError(
+                f"Received: topic prefix {prefix!r}; MQTT wildcards (+, #) and empty levels are not allowed"
+            )
         try:
             port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
         except ValueError:

@@ -78,7 +78,13 @@ class Outbox:
     def put(self, message_id: str, topic: str, payload: str) -> bool:
         """False when the queue could not take it (a full disk): the message is lost, and counted."""
         with self.lock:
-            return self._write("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, 1, NULL)", (message_id, topic, payload, time.time())) is not None
+            return (
+                self._write(
+                    "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, 1, NULL)",
+                    (message_id, topic, payload, time.time()),
+                )
+                is not None
+            )
 
     def pending(self, exclude: set[str], limit: int = 200) -> list[tuple[str, str, str]]:
         with self.lock:
@@ -91,7 +97,9 @@ class Outbox:
             # not written: it stays due and goes out again, which the collector ignores as a duplicate
             if self.resend_window > 0:
                 # the first acknowledgement's time: a resent message does not stretch its window
-                self._write("UPDATE outbox SET due = 0, acked = COALESCE(acked, ?) WHERE id = ?", (time.time(), message_id))
+                self._write(
+                    "UPDATE outbox SET due = 0, acked = COALESCE(acked, ?) WHERE id = ?", (time.time(), message_id)
+                )
             else:
                 self._write("DELETE FROM outbox WHERE id = ?", (message_id,))
 
@@ -122,7 +130,9 @@ class Publisher:
     """A run-loop sink: each sample's verdict (and each frame's record when `frames`) goes to the
     outbox at once; a thread sends the outbox to the broker whenever it can."""
 
-    def __init__(self, target: PublishTarget, model: dict[str, Any], login: BrokerLogin = BrokerLogin(), warn=print) -> None:
+    def __init__(
+        self, target: PublishTarget, model: dict[str, Any], login: BrokerLogin = BrokerLogin(), warn=print
+    ) -> None:
         url, queue, device_id, frames = target.url, target.queue, target.device_id, target.frames
         drain_seconds, resend_window = target.drain_seconds, target.resend_window
         self.address = BrokerAddress.parse(url)
@@ -162,7 +172,9 @@ class Publisher:
         if not self.outbox.put(message_id, f"{self.topic_base}/{kind}", json.dumps(payload)):
             self.lost += 1
             if self.lost == 1:  # once: the run goes on classifying, and close() says how many
-                self.warn(f"publish: the queue cannot take messages ({self.outbox.problem}); they are lost until it can")
+                self.warn(
+                    f"publish: the queue cannot take messages ({self.outbox.problem}); they are lost until it can"
+                )
 
     def frame(self, result, verdict, summary) -> None:
         if self.frames:
@@ -172,7 +184,11 @@ class Publisher:
 
     def sample(self, record: dict) -> None:
         if record.get("event") == "sample_end":
-            self._put("verdict", {"sample": record["sample"], "summary": record}, f"{self.device_id}:{self.run_id}:s{record['sample']}")
+            self._put(
+                "verdict",
+                {"sample": record["sample"], "summary": record},
+                f"{self.device_id}:{self.run_id}:s{record['sample']}",
+            )
 
     def close(self, record: dict) -> None:
         lost = self.lost
@@ -190,7 +206,10 @@ class Publisher:
             self.warn(f"publish: {self.lost} message(s) could not be queued ({self.outbox.problem}) and were not sent"
                       + (", this run's last verdict among them" if self.lost_last else ""))
         if left:
-            self.warn(f"publish: {left} message(s) kept in the queue for the next start ({self.last_problem or 'broker not reached'})")
+            self.warn(
+                f"publish: {left} message(s) kept in the queue for the next start "
+                f"({self.last_problem or 'broker not reached'})"
+            )
         self.outbox.close()
 
     # --- the sender: its own thread ---------------------------------------------------------------

@@ -38,7 +38,6 @@ import numpy as np
 from edgeleuk.manifest import QualityLimits
 from edgeleuk.preprocess import OD_LUT
 
-
 QualityThresholds = QualityLimits  # the manifest's type: one definition of the gate's limits
 
 STAIN_MARGIN = 30  # a stained cell's pixel: red and blue together this far above green (grey levels)
@@ -81,7 +80,8 @@ def stain_strength(image_rgb: np.ndarray, mask: np.ndarray | None = None) -> tup
 
 
 _STAIN_SHAPE = (STAIN_SIDE, STAIN_SIDE)
-_BACKGROUND = STAIN_SIDE * STAIN_SIDE // 10  # the rank of the background's reading: the tenth of pixels that absorb least
+# the rank of the background's reading: the tenth of pixels that absorb least
+_BACKGROUND = STAIN_SIDE * STAIN_SIDE // 10
 
 
 def _nearest(mask: np.ndarray) -> np.ndarray:
@@ -117,16 +117,23 @@ class Quality:
     reason: str | None
     scale: float | None = None  # red cells now / in the training images (the run's running estimate)
     leukocytes: float | None = None  # leukocyte_fraction, measured when the limits ask for it
-    stain: float | None = None  # stain_strength of the leukocytes, measured for a usable frame on the stain monitor's turn (runtime/stain.py)
+    # stain_strength of the leukocytes, measured for a usable frame on the stain monitor's turn (runtime/stain.py)
+    stain: float | None = None
     red_stain: float | None = None  # and of the red cells
 
     def as_dict(self) -> dict:
-        return {"focus": round(self.focus, 1), "brightness": round(self.brightness, 1),
-                "dark_fraction": round(self.dark_fraction, 4), "bright_fraction": round(self.bright_fraction, 4),
-                "scale": None if self.scale is None else round(self.scale, 3),
-                "leukocytes": None if self.leukocytes is None else round(self.leukocytes, 4),
-                "stain": None if self.stain is None else round(self.stain, 3),
-                "red_stain": None if self.red_stain is None else round(self.red_stain, 3), "usable": self.usable, "reason": self.reason}
+        return {
+            "focus": round(self.focus, 1),
+            "brightness": round(self.brightness, 1),
+            "dark_fraction": round(self.dark_fraction, 4),
+            "bright_fraction": round(self.bright_fraction, 4),
+            "scale": None if self.scale is None else round(self.scale, 3),
+            "leukocytes": None if self.leukocytes is None else round(self.leukocytes, 4),
+            "stain": None if self.stain is None else round(self.stain, 3),
+            "red_stain": None if self.red_stain is None else round(self.red_stain, 3),
+            "usable": self.usable,
+            "reason": self.reason,
+        }
 
 
 def assess(image_rgb: np.ndarray, thresholds: QualityThresholds | None = None, stain: bool = False) -> Quality:
@@ -136,7 +143,8 @@ def assess(image_rgb: np.ndarray, thresholds: QualityThresholds | None = None, s
     grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
     laplacian = cv2.Laplacian(grey, cv2.CV_16S)  # exact for uint8 input, cheaper than float
     mean = cv2.sumElems(laplacian)[0] / laplacian.size
-    focus = max(0.0, cv2.norm(laplacian, cv2.NORM_L2SQR) / laplacian.size - mean * mean)  # its variance; 2.5× faster than meanStdDev
+    # its variance; 2.5× faster than meanStdDev
+    focus = max(0.0, cv2.norm(laplacian, cv2.NORM_L2SQR) / laplacian.size - mean * mean)
     brightness = float(cv2.mean(grey)[0])
     pixels = grey.size
     dark = np.count_nonzero(grey <= 5) / pixels
@@ -157,4 +165,6 @@ def assess(image_rgb: np.ndarray, thresholds: QualityThresholds | None = None, s
             reason = "no leukocyte"
     if stain and reason is None:
         strength, red = stain_strength(image_rgb, mask)
-    return Quality(focus, brightness, dark, bright, reason is None, reason, leukocytes=leukocytes, stain=strength, red_stain=red)
+    return Quality(
+        focus, brightness, dark, bright, reason is None, reason, leukocytes=leukocytes, stain=strength, red_stain=red
+    )

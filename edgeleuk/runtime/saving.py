@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+
 from edgeleuk.errors import UsageError, UserError
 from edgeleuk.files import atomic_write_bytes, atomic_write_text
 
@@ -29,7 +30,9 @@ def folder_name(text: str, what: str) -> str:
     """A class or sample name that is one folder: no separators, not hidden, not '..'."""
     name = text.strip()
     if not name or name.startswith(".") or _UNSAFE.search(name) or len(name) > 120:
-        raise UsageError(f"Received: {what} {text!r}; expected a folder name (no / \\ : * ? \" < > |, not starting with '.')")
+        raise UsageError(
+            f"Received: {what} {text!r}; expected a folder name (no / \\ : * ? \" < > |, not starting with '.')"
+        )
     return name
 
 
@@ -61,7 +64,8 @@ class SiteSet:
         return self.prefix if number <= 1 else f"{self.prefix}-{number}"
 
     def save(self, frame, label: str, record: dict[str, Any]) -> Path:
-        """One full frame of `label` (an edgeleuk.runtime.sources.Frame, and its log record); returns the image's path."""
+        """One full frame of `label` (an edgeleuk.runtime.sources.Frame, and its log record); returns the image's
+        path."""
         sample = self.sample_name(int(record.get("sample", 1)))
         target = self.folder / folder_name(label, "class") / sample
         stem = f"{Path(str(record.get('source', 'frame'))).stem}-{int(record.get('frame', 0)):06d}"
@@ -102,7 +106,9 @@ class SaverSink:
     """The run loop's sink: with a label every usable frame (answered or not: a site set must hold the
     fields the model refuses too), into the site set; without one, the frames worth a look."""
 
-    def __init__(self, folder: Path, min_confidence: float, site: SiteSet | None = None, label: str | None = None) -> None:
+    def __init__(
+        self, folder: Path, min_confidence: float, site: SiteSet | None = None, label: str | None = None
+    ) -> None:
         self.folder, self.min_confidence, self.site, self.label = folder, min_confidence, site, label
         folder.mkdir(parents=True, exist_ok=True)
 

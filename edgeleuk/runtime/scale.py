@@ -60,7 +60,8 @@ class ScaleMonitor:
 
     Magnification belongs to the optics, not to one frame, and one frame's reading is noisy (a few
     cells; clumps), so the estimate is the median over the last `window` readings, and a frame is
-    measured only every `every` frames (0.2-0.5 ms a reading on 2 cores; every 8th frame: 4 readings a second at 30 frames/s).
+    measured only every `every` frames (0.2-0.5 ms a reading on 2 cores; every 8th frame: 4 readings a second at 30
+    frames/s).
     """
 
     def __init__(self, training_diameter_px: float, every: int = 8, window: int = 9):
@@ -82,7 +83,9 @@ class ScaleMonitor:
         return self.ratio
 
 
-def scaled_region(height: int, width: int, size: int, scale: float, roi: tuple[int, int, int, int] | None = None) -> tuple[int, int, int, int]:
+def scaled_region(
+    height: int, width: int, size: int, scale: float, roi: tuple[int, int, int, int] | None = None
+) -> tuple[int, int, int, int]:
     """x, y, w, h of the centred square that holds as much of the slide as a training image did:
     `scale` frame pixels per training-image pixel, so the side is size × scale."""
     from edgeleuk.errors import UserError
@@ -91,8 +94,10 @@ def scaled_region(height: int, width: int, size: int, scale: float, roi: tuple[i
     w, h = min(w, width - x0), min(h, height - y0)
     side = int(round(size * scale))
     if side > min(w, h):
-        raise UserError(f"scale {scale:g} needs a {side}×{side} px region, but the {'ROI' if roi else 'frame'} is {w}×{h}: "
-                        "use a larger capture size, or run 'edgeleuk calibrate-scale' again")
+        raise UserError(
+            f"scale {scale:g} needs a {side}×{side} px region, but the {'ROI' if roi else 'frame'} is {w}×{h}: "
+            "use a larger capture size, or run 'edgeleuk calibrate-scale' again"
+        )
     if side < 16:
         raise UserError(f"scale {scale:g} gives a {side} px region; expected at least 16 px")
     return x0 + (w - side) // 2, y0 + (h - side) // 2, side, side

@@ -17,9 +17,11 @@ from edgeleuk.interrupts import Held
 from edgeleuk.preprocess import ImageError, model_region, preprocess
 from edgeleuk.runtime.quality import Quality, QualityThresholds, assess
 from edgeleuk.runtime.records import Control, FrameResult, RunOptions, Summary, now
-from edgeleuk.runtime.scale import MIN_READINGS as RULER_READINGS, ScaleMonitor, scaled_region
+from edgeleuk.runtime.scale import MIN_READINGS as RULER_READINGS
+from edgeleuk.runtime.scale import ScaleMonitor, scaled_region
 from edgeleuk.runtime.sinks import compose
-from edgeleuk.runtime.stain import MIN_READINGS as STAIN_READINGS, StainMonitor
+from edgeleuk.runtime.stain import MIN_READINGS as STAIN_READINGS
+from edgeleuk.runtime.stain import StainMonitor
 from edgeleuk.runtime.verdict import Verdict
 
 __all__ = ["Control", "FrameResult", "Processor", "RunOptions", "Summary", "run"]
@@ -71,25 +73,39 @@ class Processor:
         record["quality"] = quality.as_dict()
         if not quality.usable:
             return FrameResult(frame, record, quality, region=region)
-        probs, scores = clf.infer_judged(x)  # the features' score too: inside the interpreter when the file has its layers
+        # the features' score too: inside the interpreter when the file has its layers
+        probs, scores = clf.infer_judged(x)
         probs = probs[0]
         t3 = time.perf_counter()
         top = int(probs.argmax())
-        ood_score = None if scores is None else max(float(scores[0]), self.stain.update(quality, top) if self.stain is not None else 0.0)
+        ood_score = (
+            None
+            if scores is None
+            else max(float(scores[0]), self.stain.update(quality, top) if self.stain is not None else 0.0)
+        )
         in_distribution = None if ood_score is None else bool(ood_score <= clf.ood.threshold)
         t4 = time.perf_counter()
         timing = {"handoff": frame.handoff_ms, "preprocess": (t1 - t0) * 1e3, "quality": (t2 - t1) * 1e3,
-                  "inference": (t3 - t2) * 1e3, "ood": (t4 - t3) * 1e3, "postprocess": 0.0}  # the loop fills in the last
+                  # the loop fills in the last
+                  "inference": (t3 - t2) * 1e3, "ood": (t4 - t3) * 1e3, "postprocess": 0.0}
         total = sum(timing.values())
         invoke_ms = getattr(clf.backend, "invoke_ms", 0.0)  # the interpreter's share of "inference"
-        record.update({"class": clf.labels[top], "confidence": round(float(probs[top]), 4),
-                       "in_distribution": in_distribution, "ood_score": None if ood_score is None else round(ood_score, 4),
-                       "probabilities": {k: round(float(v), 4) for k, v in zip(clf.labels, probs)},
-                       "latency_ms": {k: round(v, 3) for k, v in {**timing, "total": total, "invoke": invoke_ms}.items()}})
+        record.update(
+            {
+                "class": clf.labels[top],
+                "confidence": round(float(probs[top]), 4),
+                "in_distribution": in_distribution,
+                "ood_score": None if ood_score is None else round(ood_score, 4),
+                "probabilities": {k: round(float(v), 4) for k, v in zip(clf.labels, probs)},
+                "latency_ms": {k: round(v, 3) for k, v in {**timing, "total": total, "invoke": invoke_ms}.items()},
+            }
+        )
         return FrameResult(frame, record, quality, probs, in_distribution, ood_score, region, total)
 
 
-def run(classifier, source, options: RunOptions, sinks: list | None = None, control: Control | None = None) -> tuple[Summary, Verdict]:
+def run(
+    classifier, source, options: RunOptions, sinks: list | None = None, control: Control | None = None
+) -> tuple[Summary, Verdict]:
     """Classify frames until the source ends, N frames are accepted, a sink stops it, or Ctrl-C;
     always logs a summary. `sinks` come after the built-in ones (log, status line, saver, window)."""
     new_verdict = _verdicts(classifier, options)
@@ -113,7 +129,8 @@ def run(classifier, source, options: RunOptions, sinks: list | None = None, cont
                         sink.sample({"time": now(), "event": "sample_start", "sample": sample})
                 result = processor.process(frame)
                 done = time.perf_counter()
-                shield.hold()  # from here to the sinks' end, a signal waits (the frame is counted and logged, or neither)
+                # from here to the sinks' end, a signal waits (the frame is counted and logged, or neither)
+                shield.hold()
                 result.record["sample"] = sample
                 _count(result, summary, verdict, done)
                 for sink in everyone:
@@ -138,10 +155,16 @@ def _verdicts(classifier, options: RunOptions):
     """A maker of empty sample verdicts for this model and these options (one per sample)."""
     max_ood = None  # a model that cannot judge never refers for being out of distribution
     if classifier.ood is not None:
-        max_ood = options.max_ood_fraction if options.max_ood_fraction is not None else classifier.ood.stats.max_ood_fraction
+        max_ood = (
+            options.max_ood_fraction if options.max_ood_fraction is not None else classifier.ood.stats.max_ood_fraction
+        )
     elif options.status != "off":
-        print("warning: this model carries no out-of-distribution statistics, so it cannot tell frames unlike its "
-              "training images: every usable frame is answered (convert it with --data to add them)", file=sys.stderr, flush=True)
+        print(
+            "warning: this model carries no out-of-distribution statistics, so it cannot tell frames unlike its "
+            "training images: every usable frame is answered (convert it with --data to add them)",
+            file=sys.stderr,
+            flush=True,
+        )
     return lambda: Verdict(classifier.labels, options.min_confidence, max_ood_fraction=max_ood)
 
 

@@ -44,7 +44,9 @@ class JsonlLog:
                 written += os.write(self.fd, data[written:])
         except OSError as exc:
             self._cut(written)
-            raise UserError(f"cannot write the log {self.path} any more ({exc.strerror}); it ends before this frame") from None
+            raise UserError(
+                f"cannot write the log {self.path} any more ({exc.strerror}); it ends before this frame"
+            ) from None
 
     def _cut(self, written: int) -> None:
         """Remove the `written` bytes of a partly written line (the file's size is read only here, off
@@ -65,8 +67,12 @@ class JsonlLog:
 def verdict_text(verdict: Verdict) -> str:
     """The sample so far, in one line (the status line, the window and the web view)."""
     if verdict.out_of_distribution:
-        return f"sample: {verdict.decision} ({verdict.ood_frames} of {verdict.frames + verdict.ood_frames} usable frames)"
-    text = f"sample: {verdict.decision}" + (f" {verdict.confidence * 100:.0f}% ({verdict.frames} frames)" if verdict.frames else "")
+        return (
+            f"sample: {verdict.decision} ({verdict.ood_frames} of {verdict.frames + verdict.ood_frames} usable frames)"
+        )
+    text = f"sample: {verdict.decision}" + (
+        f" {verdict.confidence * 100:.0f}% ({verdict.frames} frames)" if verdict.frames else ""
+    )
     if verdict.ood_frames:
         text += f", {verdict.ood_frames} out of distribution"
     return text
@@ -109,7 +115,9 @@ class StatusSink:
             return
         q = result.quality
         if result.probs is None:
-            _status(f"frame {f.index}: unusable ({q.reason}; focus {q.focus:.0f}, brightness {q.brightness:.0f})", self.live)
+            _status(
+                f"frame {f.index}: unusable ({q.reason}; focus {q.focus:.0f}, brightness {q.brightness:.0f})", self.live
+            )
             return
         probs, top = result.probs, int(result.probs.argmax())
         probs_text = " ".join(f"{k} {v:.2f}" for k, v in zip(self.labels, probs))

@@ -80,10 +80,13 @@ class Verdict:
 
     def describe(self) -> str:
         if self.out_of_distribution:
-            return (f"verdict: {OOD_DECISION} ({self.ood_frames} of {self.frames + self.ood_frames} usable frames are unlike "
-                    f"the training images; no class is given) — {DISCLAIMER}")
+            return (
+                f"verdict: {OOD_DECISION} ({self.ood_frames} of {self.frames + self.ood_frames} usable frames are "
+                f"unlike the training images; no class is given) — {DISCLAIMER}"
+            )
         if not self.frames:
             return f"verdict: no usable frame ({DISCLAIMER})"
         probs = "  ".join(f"{k} {v*100:.1f}%" for k, v in zip(self.labels, self.probabilities))
         ood = f", {self.ood_frames} out of distribution left out" if self.ood_frames else ""
-        return f"verdict: {self.decision} (confidence {self.confidence*100:.1f}% over {self.frames} frames{ood}; {probs}) — {DISCLAIMER}"
+        return (f"verdict: {self.decision} (confidence {self.confidence * 100:.1f}% over {self.frames} frames{ood}; "
+                f"{probs}) — {DISCLAIMER}")

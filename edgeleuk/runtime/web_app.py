@@ -68,8 +68,11 @@ async def frame(request: Request) -> Response:
 
 
 async def stream(request: Request) -> Response:
-    return StreamingResponse(request.app.state.frames.stream(request), media_type="multipart/x-mixed-replace; boundary=frame",
-                             headers=NO_STORE)
+    return StreamingResponse(
+        request.app.state.frames.stream(request),
+        media_type="multipart/x-mixed-replace; boundary=frame",
+        headers=NO_STORE,
+    )
 
 
 def _unforged(request: Request) -> Response | None:

@@ -45,8 +45,11 @@ def resolve(config):
     size = int(model.input_shape[1])
     alpha = _alpha(model)
     if (size, alpha) != (config.input_size, config.alpha):
-        print(f"--init-from: the run keeps the source model's input, {size} px, and width, {alpha} (not {config.input_size} px, "
-              f"{config.alpha})")
+        print(
+            f"--init-from: the run keeps the source model's input, {size} px, and width, {alpha} (not "
+            f"{config.input_size} px, "
+            f"{config.alpha})"
+        )
     return dataclasses.replace(config, input_size=size, alpha=alpha)
 
 
@@ -57,7 +60,9 @@ def _alpha(model) -> float:
     filters = int(model.get_layer(BASE_NAME).get_layer("block_16_project").filters)
     widths = {112: 0.35, 160: 0.5, 240: 0.75, 320: 1.0, 416: 1.3, 448: 1.4}
     if filters not in widths:
-        raise UserError(f"--init-from: a MobileNetV2 base with {filters} filters in its last block is not one edgeleuk builds")
+        raise UserError(
+            f"--init-from: a MobileNetV2 base with {filters} filters in its last block is not one edgeleuk builds"
+        )
     return widths[filters]
 
 
@@ -65,9 +70,11 @@ def check_labels(source: tuple[str, ...], labels: tuple[str, ...], mapped: bool)
     """The labels the source model does not know; without --classes every label must be one it knows."""
     new = [label for label in labels if label not in source]
     if new and not mapped:
-        raise UserError(f"--init-from: the data's classes ({', '.join(labels)}) are not the model's ({', '.join(source)}): "
-                        f"{', '.join(new)} {'is' if len(new) == 1 else 'are'} new. Name the folders as the model's classes, "
-                        "or give --classes (a class the model does not know then gets a new head row)")
+        raise UserError(
+            f"--init-from: the data's classes ({', '.join(labels)}) are not the model's ({', '.join(source)}): "
+            f"{', '.join(new)} {'is' if len(new) == 1 else 'are'} new. Name the folders as the model's classes, "
+            "or give --classes (a class the model does not know then gets a new head row)"
+        )
     return new
 
 
@@ -91,6 +98,9 @@ def warm_start(config, labels: tuple[str, ...]):
             fresh_kernel[:, j], fresh_bias[j] = kernel[:, known.index(label)], bias[known.index(label)]
     model.get_layer(HEAD).set_weights([fresh_kernel, np.asarray(fresh_bias)])
     kept = [label for label in labels if label in known]
-    print(f"--init-from {path}: {len(kept)} of {len(labels)} classes keep the model's head rows ({', '.join(kept) or 'none'})"
-          + (f"; new head rows: {', '.join(new)}" if new else ""))
+    print(
+        f"--init-from {path}: {len(kept)} of {len(labels)} classes keep the model's head rows "
+        f"({', '.join(kept) or 'none'})"
+        + (f"; new head rows: {', '.join(new)}" if new else "")
+    )
     return model

@@ -24,7 +24,8 @@ def mild_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return stain_hue(image, float(rng.uniform(0.0, 0.25)), rng)
 
 
-HARD = ("overexposure", "motion_blur", "focus_blur")  # the suite's weakest conditions, and a microscope's commonest faults
+# the suite's weakest conditions, and a microscope's commonest faults
+HARD = ("overexposure", "motion_blur", "focus_blur")
 
 
 def augment(image: np.ndarray, rng: np.random.Generator, policy: str = "robust") -> np.ndarray:
@@ -59,7 +60,9 @@ def outlier(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     for k in range(n * n):
         r, c = divmod(k, n)
         other = images[int(rng.integers(len(images)))]
-        canvas[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = cv2.resize(other, (tile, tile), interpolation=cv2.INTER_AREA)
+        canvas[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = cv2.resize(
+            other, (tile, tile), interpolation=cv2.INTER_AREA
+        )
     return canvas
 
 
@@ -102,7 +105,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.batch_size, self.seed, self.policy = recipe.batch_size, recipe.seed, recipe.policy
         self.class_weights = recipe.class_weights or {}
         self.outliers, self.outlier_weight, self.classes = recipe.outliers, recipe.outlier_weight, recipe.classes
-        self.soft_targets, self.soft_weight = recipe.soft_targets, recipe.soft_weight  # a teacher's, per image (distillation)
+        # a teacher's, per image (distillation)
+        self.soft_targets, self.soft_weight = recipe.soft_targets, recipe.soft_weight
         self.rehearsal, self.rehearse_share = recipe.rehearsal, recipe.rehearse_share
         self.epoch = 0
         self.order = np.random.default_rng([recipe.seed, 0]).permutation(len(images))
@@ -115,7 +119,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         images = [augment(self.images[j], rng, self.policy) for j in rows]
         targets = np.eye(self.classes, dtype=np.float32)[self.labels[rows]]
-        if self.soft_targets is not None:  # cross-entropy against the mixture = the label term plus w × the teacher term
+        # cross-entropy against the mixture = the label term plus w × the teacher term
+        if self.soft_targets is not None:
             targets = (1.0 - self.soft_weight) * targets + self.soft_weight * self.soft_targets[rows]
         weights = np.array([self.class_weights.get(int(self.labels[j]), 1.0) for j in rows], np.float32)
         extra = int(round(self.outliers * len(rows)))

@@ -11,7 +11,8 @@ class TrainConfig:
 
     data: str
     out: str
-    classes: str | None = None  # --classes: the labels' order, or folders merged into one label (None: every folder, sorted)
+    # --classes: the labels' order, or folders merged into one label (None: every folder, sorted)
+    classes: str | None = None
     groups: str = "auto"  # what never crosses the split: auto, folders, blocks, files, or a CSV file (edgeleuk.groups)
     cv: int = 0  # grouped cross-validation folds on the training and validation parts before the final model (0: none)
     weights: str = "imagenet"
@@ -30,8 +31,10 @@ class TrainConfig:
     fine_tune_patience: int = 6
     augment: str = "robust"
     outliers: float = 0.0  # stage 2: outlier fields per batch, as a share of its images (outlier exposure; 0: none)
-    teacher: str | None = None  # stage 2: a trained .keras model whose soft labels the student also learns (distillation)
-    init_from: str | None = None  # a trained model (run folder or .keras) whose weights the run starts from (edgeleuk.train.adapt)
+    # stage 2: a trained .keras model whose soft labels the student also learns (distillation)
+    teacher: str | None = None
+    # a trained model (run folder or .keras) whose weights the run starts from (edgeleuk.train.adapt)
+    init_from: str | None = None
     rehearse: str | None = None  # the init_from model's own data, mixed into every batch (edgeleuk.train.rehearse)
     rehearse_share: float = 0.5  # rehearsed images per batch, as a share of the new site's
     distill_temperature: float = 2.0  # the teacher's probabilities are softened as softmax(log p / T)

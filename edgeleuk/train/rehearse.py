@@ -46,14 +46,18 @@ def load(config, labels: tuple[str, ...], out: Path) -> Rehearsal:
     model_file = source_file(config.init_from)
     split_file = model_file.parent / "split.json"
     if not split_file.is_file():
-        raise UserError(f"--rehearse: no split.json beside {model_file}; it names the source model's test images, which "
-                        "must stay unseen")
+        raise UserError(
+            f"--rehearse: no split.json beside {model_file}; it names the source model's test images, which "
+            "must stay unseen"
+        )
     found = scan(config.rehearse, classes=source_classes(model_file), least=1)
     unknown = [label for label in found.labels if label not in labels]
     if unknown:
-        raise UserError(f"--rehearse: the source model's class{'es' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                        f"{'are' if len(unknown) > 1 else 'is'} not among this run's ({', '.join(labels)}); name the new "
-                        "folders as the model's classes, or map them with --classes")
+        raise UserError(
+            f"--rehearse: the source model's class{'es' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"{'are' if len(unknown) > 1 else 'is'} not among this run's ({', '.join(labels)}); name the new "
+            "folders as the model's classes, or map them with --classes"
+        )
     split = read_split(split_file, found.samples, found.root)
     images, own = load_arrays(list(found.samples), PreprocessSpec(size=config.input_size))
     mapped = np.array([labels.index(found.labels[i]) for i in own], dtype=np.int64)

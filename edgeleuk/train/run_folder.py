@@ -14,8 +14,24 @@ from edgeleuk.errors import UserError
 from edgeleuk.files import atomic_path, writable_folder
 from edgeleuk.manifest import Manifest, PreprocessSpec, sha256_file, write_manifest
 
-RUN_FILES = ("model.keras", "manifest.json", "metrics.json", "config.json", "history.csv", "split.json", "curves.png",
-             "confusion.png", "rehearse_split.json", "report.json", "report.md", "robustness.json", "robustness.png", "ood.json", "cv.json", "cv.md")
+RUN_FILES = (
+    "model.keras",
+    "manifest.json",
+    "metrics.json",
+    "config.json",
+    "history.csv",
+    "split.json",
+    "curves.png",
+    "confusion.png",
+    "rehearse_split.json",
+    "report.json",
+    "report.md",
+    "robustness.json",
+    "robustness.png",
+    "ood.json",
+    "cv.json",
+    "cv.md",
+)
 
 
 def prepare_out(out: Path, overwrite: bool) -> bool:
@@ -56,23 +72,42 @@ def write_run_manifest(out: Path, model_path: Path, config: Any, metrics: dict, 
     import keras
     import tensorflow as tf
 
-    from edgeleuk.manifest import Variant
     from edgeleuk.keras_graph import multiply_adds
+    from edgeleuk.manifest import Variant
 
     sha = sha256_file(model_path)
     variant = Variant(name="keras", format="keras", file=model_path.name, sha256=sha, precision="fp32",
                       input_name="image", input_shape=(None, config.input_size, config.input_size, 3),
                       input_dtype="float32", output_dtype="float32", size_bytes=model_path.stat().st_size,
                       metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]})
-    manifest = Manifest(labels=found.labels, class_folders=found.classes.folders,
-                        model={"name": "edgeleuk-mobilenetv2", "architecture": f"MobileNetV2+GAP+Dense128+Dense{len(found.labels)}",
-                               "alpha": config.alpha, "input_size": config.input_size, "fine_tuned": config.fine_tune,
-                               "parameters": int(model.count_params()), "multiply_adds": multiply_adds(model),
-                               "distilled_from": config.teacher, "initialised_from": config.init_from},
-                        preprocess=PreprocessSpec(size=config.input_size), variants=(variant,), source_model_sha256=sha,
-                        versions={"edgeleuk": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-                                  "python": platform.python_version()},
-                        provenance={"split": "split.json", "train_config": "config.json"}
-                        | ({"rehearsal": {"data": str(Path(config.rehearse).resolve()), "split": "rehearse_split.json"}}
-                           if config.rehearse else {}))
+    manifest = Manifest(
+        labels=found.labels,
+        class_folders=found.classes.folders,
+        model={
+            "name": "edgeleuk-mobilenetv2",
+            "architecture": f"MobileNetV2+GAP+Dense128+Dense{len(found.labels)}",
+            "alpha": config.alpha,
+            "input_size": config.input_size,
+            "fine_tuned": config.fine_tune,
+            "parameters": int(model.count_params()),
+            "multiply_adds": multiply_adds(model),
+            "distilled_from": config.teacher,
+            "initialised_from": config.init_from,
+        },
+        preprocess=PreprocessSpec(size=config.input_size),
+        variants=(variant,),
+        source_model_sha256=sha,
+        versions={
+            "edgeleuk": __version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "python": platform.python_version(),
+        },
+        provenance={"split": "split.json", "train_config": "config.json"}
+        | (
+            {"rehearsal": {"data": str(Path(config.rehearse).resolve()), "split": "rehearse_split.json"}}
+            if config.rehearse
+            else {}
+        ),
+    )
     write_manifest(out, manifest)

@@ -32,7 +32,8 @@ class FieldResult:
 class SampleResult:
     name: str
     truth: str
-    decision: str  # as `run` gives it: a class, "refer to a specialist", "out of distribution: refer", "no usable frame"
+    # as `run` gives it: a class, "refer to a specialist", "out of distribution: refer", "no usable frame"
+    decision: str
     confidence: float
     frames: int
     ood_frames: int

@@ -7,8 +7,8 @@ from collections import Counter
 from typing import Any
 
 from edgeleuk.metrics import calibration_error, trailing
-from edgeleuk.validate.acceptance import ANSWERED, OOD, Acceptance, FieldResult
 from edgeleuk.stats import ALPHA, Claim, clopper_pearson, images_needed
+from edgeleuk.validate.acceptance import ANSWERED, OOD, Acceptance, FieldResult
 
 WEAK_MARGIN = 0.1  # a right sample verdict that passed min_confidence by less than this is listed
 
@@ -72,25 +72,34 @@ def _reasons(doc: dict[str, Any], claim: Claim) -> list[str]:
     if total["answered_share"] is not None and total["answered_share"] < claim.min_answered:
         gate = ", ".join(f"{k} {v}" for k, v in total["refused"].items() if k != OOD)
         raw = total["flagged_raw_accuracy"]
-        reasons.append(f"only {total['answered_share']:.1%} of {total['n']} fields answered (at least {claim.min_answered:.0%} asked): "
-                       f"{total['ood_share']:.1%} out of distribution" + ("" if raw is None else f" (the model's own class on them right "
-                       f"on {raw:.1%})") + (f"; refused by the quality gate: {gate}" if gate else ""))
+        reasons.append(
+            f"only {total['answered_share']:.1%} of {total['n']} fields answered (at least {claim.min_answered:.0%} "
+            f"asked): {total['ood_share']:.1%} out of distribution"
+            + ("" if raw is None else f" (the model's own class on them right on {raw:.1%})")
+            + (f"; refused by the quality gate: {gate}" if gate else "")
+        )
     if total["answered"] and not total["shows_claim"]:
         more = total["more_images_needed"]
         why = ("the observed accuracy is not above the claim" if more is None
                else f"{more} more answered fields at this accuracy would show it")
-        reasons.append(f"accuracy {total['accuracy']:.2%}, exact 95% interval {total['ci95'][0]:.2%}–{total['ci95'][1]:.2%}: "
-                       f"its lower bound is below the claim {claim.accuracy:.0%} ({why})")
+        reasons.append(
+            f"accuracy {total['accuracy']:.2%}, exact 95% interval {total['ci95'][0]:.2%}–{total['ci95'][1]:.2%}: "
+            f"its lower bound is below the claim {claim.accuracy:.0%} ({why})"
+        )
     for label, row in doc["per_class"].items():
         if row["n"] == 0:
             reasons.append(f"{label}: no images, so the model's answers for it are not verified")
         elif row["ci95"] is not None and row["ci95"][1] < claim.accuracy:
-            reasons.append(f"{label}: accuracy {row['accuracy']:.2%} on {row['answered']} answered fields; even its upper bound "
-                           f"{row['ci95'][1]:.2%} is below the claim")
+            reasons.append(
+                f"{label}: accuracy {row['accuracy']:.2%} on {row['answered']} answered fields; even its upper bound "
+                f"{row['ci95'][1]:.2%} is below the claim"
+            )
         elif row["answered_share"] < claim.min_answered:
             reasons.append(f"{label}: only {row['answered_share']:.1%} of its {row['n']} fields answered")
     if doc["samples"] and doc["samples"]["wrong"]:
-        wrong = [f"{_name(r['class'], r['sample'])} called {r['decision']}" for r in doc["samples"]["rows"] if r["wrong"]]
+        wrong = [
+            f"{_name(r['class'], r['sample'])} called {r['decision']}" for r in doc["samples"]["rows"] if r["wrong"]
+        ]
         reasons.append(f"{len(wrong)} sample verdict(s) name the wrong class: {', '.join(wrong[:5])}")
     if doc["samples"] and doc["samples"]["referred"] > (1 - claim.min_answered) * doc["samples"]["n"]:
         s = doc["samples"]
@@ -111,10 +120,19 @@ def _notes(doc: dict[str, Any], claim: Claim) -> list[str]:
     for label, row in rows.items():
         if not row["shows_claim"]:
             more = row["more_images_needed"]
-            notes.append(f"{label}: the claim is not shown for this class alone (lower bound {row['ci95'][0]:.2%}; "
-                         + ("not at its observed accuracy)" if more is None else f"{more} more answered fields at this accuracy would)"))
+            notes.append(
+                f"{label}: the claim is not shown for this class alone (lower bound {row['ci95'][0]:.2%}; "
+                + (
+                    "not at its observed accuracy)"
+                    if more is None
+                    else f"{more} more answered fields at this accuracy would)"
+                )
+            )
     if doc["samples"] and doc["samples"]["weak"]:
-        notes.append(f"samples whose verdict was wrong or passed min_confidence by less than {WEAK_MARGIN}: {', '.join(doc['samples']['weak'])}")
+        notes.append(
+            f"samples whose verdict was wrong or passed min_confidence by less than {WEAK_MARGIN}: "
+            f"{', '.join(doc['samples']['weak'])}"
+        )
     unjudged = [r for r in (doc["samples"] or {}).get("rows", []) if r["unjudged"]]
     if unjudged:
         notes.append(f"{len(unjudged)} sample(s) had too few readings for a slide-level check, e.g. "
@@ -125,8 +143,15 @@ def _notes(doc: dict[str, Any], claim: Claim) -> list[str]:
 def judge(acc: Acceptance, claim: Claim) -> dict[str, Any]:
     """The whole validation document (validation.json)."""
     doc: dict[str, Any] = {
-        "model": acc.model, "data": acc.data, "labels": list(acc.labels), "samples_from": acc.groups,
-        "claim": {"accuracy": claim.accuracy, "min_answered": claim.min_answered, "interval": f"exact (Clopper-Pearson), {1 - ALPHA:.0%} two-sided"},
+        "model": acc.model,
+        "data": acc.data,
+        "labels": list(acc.labels),
+        "samples_from": acc.groups,
+        "claim": {
+            "accuracy": claim.accuracy,
+            "min_answered": claim.min_answered,
+            "interval": f"exact (Clopper-Pearson), {1 - ALPHA:.0%} two-sided",
+        },
         "overall": figures(acc.fields, claim),
         "per_class": {label: figures([f for f in acc.fields if f.truth == label], claim) for label in acc.labels},
         "confusion": confusion(acc.fields, acc.labels),
@@ -137,5 +162,7 @@ def judge(acc: Acceptance, claim: Claim) -> dict[str, Any]:
     doc["result"] = "FAIL" if reasons else "PASS"
     doc["reasons"] = reasons
     doc["notes"] = _notes(doc, claim)
-    doc["note"] = "research use only: not a diagnosis. A PASS verifies this model on these images of this site, no more."
+    doc["note"] = (
+        "research use only: not a diagnosis. A PASS verifies this model on these images of this site, no more."
+    )
     return doc

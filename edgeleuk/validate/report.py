@@ -21,9 +21,23 @@ def _pct(v: float | None, digits: int = 1) -> str:
 def _class_row(name: str, r: dict[str, Any]) -> list[str]:
     refused = ", ".join(f"{k} {v}" for k, v in r["refused"].items()) or "—"
     ci = "—" if r["ci95"] is None else f"{_pct(r['ci95'][0])}–{_pct(r['ci95'][1])}"
-    more = "—" if r["answered"] == 0 else ("never at this accuracy" if r["more_images_needed"] is None else str(r["more_images_needed"]))
-    return [name, str(r["n"]), _pct(r["answered_share"]), refused, _pct(r["accuracy"], 2), ci,
-            "yes" if r["shows_claim"] else "no", more, "—" if r["ece"] is None else f"{r['ece']:.3f}", _pct(r["flagged_raw_accuracy"])]
+    more = (
+        "—"
+        if r["answered"] == 0
+        else ("never at this accuracy" if r["more_images_needed"] is None else str(r["more_images_needed"]))
+    )
+    return [
+        name,
+        str(r["n"]),
+        _pct(r["answered_share"]),
+        refused,
+        _pct(r["accuracy"], 2),
+        ci,
+        "yes" if r["shows_claim"] else "no",
+        more,
+        "—" if r["ece"] is None else f"{r['ece']:.3f}",
+        _pct(r["flagged_raw_accuracy"]),
+    ]
 
 
 def tables(doc: dict[str, Any]) -> dict[str, Table]:
@@ -32,22 +46,40 @@ def tables(doc: dict[str, Any]) -> dict[str, Table]:
             f"shows {doc['claim']['accuracy']:.0%}", "more fields needed", "ECE", "raw class right on flagged fields"]
     rows = [_class_row(k, v) for k, v in doc["per_class"].items()] + [_class_row("all", doc["overall"])]
     labels = doc["labels"]
-    out = {"Per class": (head, rows),
-           "Confusion (answered fields; rows: true class, columns: answer)": (["", *labels],
-                                                                              [[a, *map(str, r)] for a, r in zip(labels, doc["confusion"])])}
+    out = {
+        "Per class": (head, rows),
+        "Confusion (answered fields; rows: true class, columns: answer)": (
+            ["", *labels],
+            [[a, *map(str, r)] for a, r in zip(labels, doc["confusion"])],
+        ),
+    }
     if doc["samples"]:
         out["Samples (the verdict `run` gives, pooling the sample's fields)"] = (
             ["sample", "class", "verdict", "confidence", "fields answered", "flagged", "margin over min_confidence"],
-            [[r["sample"], r["class"], r["decision"] + (" ✗" if r["wrong"] else ""), _pct(r["confidence"]), str(r["frames"]),
-              str(r["frames_out_of_distribution"]), "—" if r["margin"] is None else f"{r['margin']:.3f}"] for r in doc["samples"]["rows"]])
+            [
+                [
+                    r["sample"],
+                    r["class"],
+                    r["decision"] + (" ✗" if r["wrong"] else ""),
+                    _pct(r["confidence"]),
+                    str(r["frames"]),
+                    str(r["frames_out_of_distribution"]),
+                    "—" if r["margin"] is None else f"{r['margin']:.3f}",
+                ]
+                for r in doc["samples"]["rows"]
+            ],
+        )
     return out
 
 
 def _summary_lines(doc: dict[str, Any]) -> list[str]:
     claim = doc["claim"]
-    lines = [f"model: {doc['model']}", f"data: {doc['data']} ({doc['overall']['n']} fields; samples: {doc['samples_from']})",
-             f"claim: accuracy ≥ {claim['accuracy']:.0%} shown by the lower bound of the {claim['interval']} interval; "
-             f"at least {claim['min_answered']:.0%} of fields answered"]
+    lines = [
+        f"model: {doc['model']}",
+        f"data: {doc['data']} ({doc['overall']['n']} fields; samples: {doc['samples_from']})",
+        f"claim: accuracy ≥ {claim['accuracy']:.0%} shown by the lower bound of the {claim['interval']} interval; "
+        f"at least {claim['min_answered']:.0%} of fields answered",
+    ]
     s = doc["samples"]
     if s:
         low = "—" if s["lowest_margin"] is None else f"{s['lowest_margin']:.3f}"
@@ -60,7 +92,11 @@ def _summary_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def to_markdown(doc: dict[str, Any]) -> str:
-    parts = [f"# Site acceptance: {doc['result']}", "", *[f"- {line}" if not line.startswith("  ") else line for line in _summary_lines(doc)]]
+    parts = [
+        f"# Site acceptance: {doc['result']}",
+        "",
+        *[f"- {line}" if not line.startswith("  ") else line for line in _summary_lines(doc)],
+    ]
     for title, (head, rows) in tables(doc).items():
         parts += ["", f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         parts += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
@@ -77,11 +113,16 @@ def _svg_plots(doc: dict[str, Any]) -> list[str]:
     labels = [k for k, v in doc["per_class"].items() if v["ci95"]]
     fig, (ax, cm) = plt.subplots(1, 2, figsize=(10, 3.8))
     acc = [doc["per_class"][k]["accuracy"] for k in labels]
-    err = [[a - doc["per_class"][k]["ci95"][0] for a, k in zip(acc, labels)], [doc["per_class"][k]["ci95"][1] - a for a, k in zip(acc, labels)]]
+    err = [
+        [a - doc["per_class"][k]["ci95"][0] for a, k in zip(acc, labels)],
+        [doc["per_class"][k]["ci95"][1] - a for a, k in zip(acc, labels)],
+    ]
     ax.errorbar(range(len(labels)), acc, yerr=err, fmt="o", capsize=5, color="#1f5fa8")
     ax.axhline(doc["claim"]["accuracy"], color="#c0392b", ls="--", label=f"claim {doc['claim']['accuracy']:.0%}")
     ax.set_xticks(range(len(labels)), labels, rotation=20)
-    ax.set_ylim(max(0.0, min([doc["claim"]["accuracy"], *[doc["per_class"][k]["ci95"][0] for k in labels]]) - 0.05), 1.005)
+    ax.set_ylim(
+        max(0.0, min([doc["claim"]["accuracy"], *[doc["per_class"][k]["ci95"][0] for k in labels]]) - 0.05), 1.005
+    )
     ax.set_title("accuracy on answered fields, exact 95% interval")
     ax.legend(loc="lower left")
     cm.imshow(doc["confusion"], cmap="Blues")
@@ -106,13 +147,21 @@ def to_html(doc: dict[str, Any]) -> str:
     body += [f"<li>{html.escape(line.strip().removeprefix('- '))}</li>" for line in _summary_lines(doc)] + ["</ul>"]
     body += _svg_plots(doc)
     for title, (head, rows) in tables(doc).items():
-        body.append(f"<h2>{html.escape(title)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
+        body.append(
+            f"<h2>{html.escape(title)}</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+        )
         body += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
         body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f2f2f2}svg{max-width:100%;height:auto}")
-    return (f"<!doctype html><html lang='en'><meta charset='utf-8'><title>edgeleuk site acceptance: {doc['result']}</title>"
-            f"<style>{style}</style><body>{''.join(body)}<p><em>{html.escape(doc['note'])}</em></p></body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em "
+        "auto;color:#222}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px "
+        "8px;text-align:right}th{background:#f2f2f2}svg{max-width:100%;height:auto}"
+    )
+    return (
+        f"<!doctype html><html lang='en'><meta charset='utf-8'><title>edgeleuk site acceptance: {doc['result']}</title>"
+        f"<style>{style}</style><body>{''.join(body)}<p><em>{html.escape(doc['note'])}</em></p></body></html>\n"
+    )
 
 
 def write_report(doc: dict[str, Any], out: Path) -> list[Path]:

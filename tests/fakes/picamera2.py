@@ -52,7 +52,9 @@ class Picamera2:
         if path:
             side = min(width, height)
             y0, x0 = (height - side) // 2, (width - side) // 2
-            frame[y0:y0 + side, x0:x0 + side] = cv2.resize(cv2.imread(path), (side, side), interpolation=cv2.INTER_CUBIC)
+            frame[y0 : y0 + side, x0 : x0 + side] = cv2.resize(
+                cv2.imread(path), (side, side), interpolation=cv2.INTER_CUBIC
+            )
         delivered += 1
         return frame
 
