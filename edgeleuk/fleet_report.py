@@ -61,7 +61,7 @@ def _device(db: Store, device: str, settings: ReportSettings) -> dict[str, Any]:
             samples.append(sample_summary(json.loads(payload)))
         except (Rejected, ValueError):
             unreadable += 1
-    refused = [round(s.frames_rejected / max(s.frames_seen, 1), 4) for s in samples]
+    refused = [round(s.refused / max(s.frames_seen, 1), 4) for s in samples]
     ood = [round(s.frames_out_of_distribution / max(s.frames_seen, 1), 4) for s in samples]
     verdicts: dict[str, int] = {}
     for s in samples:

@@ -1,4 +1,5 @@
 """The messages a device publishes (runtime/publish.py) and the collector stores (fleet.py), checked.
+Both formats are read: without `schema_version` (1) and with it (2, runtime/records.py).
 
 Anything on a broker may be sent by anyone who can reach it, and a retained or redelivered message
 comes back at every start: `parse` reads a message only when every field the fleet uses has its
@@ -12,6 +13,8 @@ import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from edgeleuk.runtime.records import RECORD_SCHEMA, SampleSummary
 
 MAX_PAYLOAD = 1 << 20  # bytes; a frame record is about 1 kB, a verdict a few kB
 KINDS = ("verdict", "frame")
@@ -37,17 +40,6 @@ class Message:
     body: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class SampleSummary:
-    """What the fleet report reads from a verdict's summary."""
-
-    time: str | float | None
-    decision: str
-    frames_seen: int
-    frames_rejected: int
-    frames_out_of_distribution: int
-
-
 def parse(payload: bytes, topic: str) -> Message:
     """The message on `topic` (PREFIX/DEVICE/KIND), or Rejected."""
     if len(payload) > MAX_PAYLOAD:
@@ -65,6 +57,9 @@ def parse(payload: bytes, topic: str) -> Message:
         raise Rejected(f"device {device!r} and kind {kind!r} do not match the topic {printable(topic[:200])}")
     if kind not in KINDS:
         raise Rejected(f"kind {kind!r}; expected one of {', '.join(KINDS)}")
+    version = _count(body, "schema_version", optional=True)
+    if version is not None and version > RECORD_SCHEMA:
+        raise Rejected(f"schema_version {version}; this collector reads up to {RECORD_SCHEMA} (upgrade edgeleuk)")
     message = Message(
         id=_text(body, "id", 200),
         kind=kind,
@@ -98,10 +93,13 @@ def sample_summary(body: dict[str, Any]) -> SampleSummary:
     stamp = summary.get("time")
     if not (stamp is None or isinstance(stamp, str) and len(stamp) <= 64 or _number(stamp)):
         raise Rejected(f"time is {_shown(stamp)}; expected an ISO 8601 time")
-    return SampleSummary(time=stamp, decision=_text(verdict, "decision", 64),
-                         frames_seen=_count(summary, "frames_seen", optional=True) or 0,
-                         frames_rejected=sum(_count(rejected, k) for k in rejected),
-                         frames_out_of_distribution=_count(summary, "frames_out_of_distribution", optional=True) or 0)
+    _text(verdict, "decision", 64)
+    refused = {k: _count(rejected, k) for k in rejected}
+    seen = _count(summary, "frames_seen", optional=True) or 0
+    ood = _count(summary, "frames_out_of_distribution", optional=True) or 0
+    sample = _count(summary, "sample", optional=True) or 1
+    return SampleSummary(event="summary", time=stamp, sample=sample, frames_seen=seen, frames_rejected=refused,
+                         frames_out_of_distribution=ood, verdict=verdict)
 
 
 def _no_constant(name: str):

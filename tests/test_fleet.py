@@ -940,6 +940,19 @@ def test_a_message_is_read_only_when_every_field_the_fleet_uses_is_right(payload
     assert (good.id, good.device, good.sent_at) == ("a", "d", None)
 
 
+def test_messages_without_and_with_schema_version_are_read_and_a_newer_one_is_set_aside():
+    from edgeleuk.messages import Rejected, parse, sample_summary
+
+    summary = {"sample": 2, "frames_seen": 10, "frames_rejected": {"blurred": 3}, "frames_out_of_distribution": 1,
+               "verdict": {"decision": "Pre"}}
+    body = {"id": "a", "kind": "verdict", "device": "d", "summary": summary}
+    for doc in (body, {**body, "schema_version": 2}):  # before schema_version (1), and 2
+        read = sample_summary(parse(json.dumps(doc).encode(), "lab/d/verdict").body)
+        assert (read.decision, read.refused, read.sample, read.frames_seen) == ("Pre", 3, 2, 10)
+    with pytest.raises(Rejected, match="schema_version 3; this collector reads up to 2"):
+        parse(json.dumps({**body, "schema_version": 3}).encode(), "lab/d/verdict")
+
+
 def test_a_full_disk_under_the_publish_queue_keeps_the_device_classifying(converted, clip, tmp_path):
     """The queue's files may grow to 48 kB (RLIMIT_FSIZE, as a full disk), the broker is away and every
     frame is published: the queue stops taking messages, the run says so once, classifies on, and

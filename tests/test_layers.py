@@ -18,7 +18,7 @@ LAYERS = (
     ("runtime",),
     ("metrics", "plots", "keras_graph", "keras_file", "dataset", "split", "groups", "degrade", "stats"),
     ("train", "evaluate", "export", "validate"),
-    ("fleet", "fleet_report"),
+    ("messages", "fleet", "fleet_report"),
     ("cli", "__main__"),
 )
 STAGES = {"train", "evaluate", "export", "validate"}

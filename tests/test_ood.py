@@ -303,7 +303,7 @@ def test_magnification_condition_and_training_scale_draws():
 
 def test_an_out_of_distribution_frame_is_shown_red_with_no_class(converted):
     from edgeleuk.runtime.quality import assess
-    from edgeleuk.runtime.records import Control, FrameResult
+    from edgeleuk.runtime.records import Control, FrameRecord, FrameResult
     from edgeleuk.runtime.sinks import DisplaySink
     from edgeleuk.runtime.sources import Frame
 
@@ -319,7 +319,8 @@ def test_an_out_of_distribution_frame_is_shown_red_with_no_class(converted):
     quality = assess(preprocess(frame.image, clf.spec))
     verdict = Verdict(LABELS, 0.8, max_ood_fraction=0.25)
     verdict.add_out_of_distribution()
-    result = FrameResult(frame, {}, quality, np.array([0.1, 0.1, 0.7, 0.1]), in_distribution=False, ood_score=3.0)
+    record = FrameRecord("2026-01-01T00:00:00", "f", 0)
+    result = FrameResult(frame, record, quality, np.array([0.1, 0.1, 0.7, 0.1]), in_distribution=False, ood_score=3.0)
     DisplaySink(Recorder(), LABELS, Control()).frame(result, verdict, None)
     probs, shown_quality, text = shown[0]
     assert probs is None and not shown_quality.usable and shown_quality.reason == "out of distribution: not answered"

@@ -582,3 +582,16 @@ def test_a_model_file_whose_embedded_info_is_damaged_is_refused_not_run_blind(co
             name,
             proc.stderr[-1500:],
         )
+
+
+def test_every_log_line_carries_its_schema_version_and_its_records_keys(converted, frames_dir, tmp_path):
+    from edgeleuk.runtime.records import RECORD_SCHEMA
+
+    log = tmp_path / "run.jsonl"
+    cli("run", "--model", str(converted), "--source", str(frames_dir), "--log", str(log), "--quiet", check_rc=0)
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert len(lines) > 1 and all(line["schema_version"] == RECORD_SCHEMA for line in lines)
+    assert {"time", "source", "frame", "sample", "quality"} <= set(lines[0])
+    summary = lines[-1]
+    assert summary["event"] == "summary" and summary["frames_seen"] == len(lines) - 1
+    assert {"frames_rejected", "verdict", "checks", "stopped_by"} <= set(summary)

@@ -14,7 +14,7 @@ from conftest import LABELS, smear
 from edgeleuk.runtime.access import COOKIE, ServeSettings
 from edgeleuk.runtime.live import FrameHub, LiveView
 from edgeleuk.runtime.quality import assess
-from edgeleuk.runtime.records import Control, FrameResult, Summary
+from edgeleuk.runtime.records import Control, FrameRecord, FrameResult, Summary
 from edgeleuk.runtime.saving import SiteSet
 from edgeleuk.runtime.sources import Frame
 from edgeleuk.runtime.verdict import Verdict
@@ -40,7 +40,7 @@ class Served:
 
     def show_a_frame(self) -> None:
         image = np.ascontiguousarray(smear("Pre", 1, (224, 224))[:, :, ::-1])
-        result = FrameResult(Frame(0, image, "f", "RGB"), {"frame": 0, "sample": 1}, assess(image),
+        result = FrameResult(Frame(0, image, "f", "RGB"), FrameRecord("2026-01-01T00:00:00", "f", 0), assess(image),
                              np.array([0.1, 0.1, 0.7, 0.1]), True, 0.5, (0, 0, 224, 224), 1.0)
         summary = Summary(seen=1, accepted=1)
         self.view.frame(result, Verdict(LABELS, 0.8), summary)

@@ -32,7 +32,7 @@ import cv2
 from edgeleuk.errors import UserError, missing_package
 from edgeleuk.runtime.access import ServeSettings, allowed_hosts, needs_token, parse_address
 from edgeleuk.runtime.display import FrameRate, Overlay, render
-from edgeleuk.runtime.records import Control, FrameResult
+from edgeleuk.runtime.records import Control, FrameResult, SampleStart, SampleSummary
 from edgeleuk.runtime.saving import SiteSet, save_shown
 from edgeleuk.runtime.sinks import verdict_text, view_of
 
@@ -114,11 +114,11 @@ class LiveView:
             "seen": summary.seen,
             "usable": summary.accepted + summary.out_of_distribution,
             "answered": summary.accepted,
-            "refused": dict(summary.rejected),
+            "refused": dict(summary.refused),
             "out_of_distribution": summary.out_of_distribution,
             "unreadable": summary.errors,
         }
-        status = {"state": "running", "sample": result.record.get("sample", 1), "frame": current,
+        status = {"state": "running", "sample": result.record.sample, "frame": current,
                   "verdict": verdict.as_dict(), "verdict_text": verdict_text(verdict), "counts": counts}
         fps = self._rate.tick(now)
         status["fps"] = round(fps, 1) if fps else None
@@ -132,14 +132,14 @@ class LiveView:
             while self._history and self._history[0][0] < now - HISTORY_SECONDS:
                 self._history.popleft()
 
-    def sample(self, record: dict) -> None:
+    def sample(self, record: SampleSummary | SampleStart) -> None:
         pass
 
-    def close(self, record: dict) -> None:
+    def close(self, record: SampleSummary) -> None:
         """The run ended: the page shows it. The owner calls shutdown(), after letting the page show the
         result for as long as it wants (cli/run.py keeps it up until Ctrl-C or Stop)."""
         with self._lock:
-            self._status = {**self._status, "state": "ended", "stopped_by": record.get("stopped_by")}
+            self._status = {**self._status, "state": "ended", "stopped_by": record.stopped_by}
 
     def shutdown(self) -> None:
         if self._server is not None:

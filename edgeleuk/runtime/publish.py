@@ -29,6 +29,7 @@ from typing import Any
 
 from edgeleuk.errors import UserError
 from edgeleuk.runtime.mqtt_link import BrokerAddress, BrokerLogin, Link, client, refusal
+from edgeleuk.runtime.records import RECORD_SCHEMA, SampleStart, SampleSummary
 
 KINDS = ("verdict", "frame")
 
@@ -168,7 +169,7 @@ class Publisher:
 
         payload = {"id": message_id, "kind": kind, "device": self.device_id, "run": self.run_id,
                    "model": self.model.get("name"), "model_sha256": self.model.get("sha256"), "edgeleuk": __version__,
-                   "sent_at": time.time(), **body}
+                   "sent_at": time.time(), "schema_version": RECORD_SCHEMA, **body}
         if not self.outbox.put(message_id, f"{self.topic_base}/{kind}", json.dumps(payload)):
             self.lost += 1
             if self.lost == 1:  # once: the run goes on classifying, and close() says how many
@@ -179,21 +180,18 @@ class Publisher:
     def frame(self, result, verdict, summary) -> None:
         if self.frames:
             self.frame_count += 1
-            self._put("frame", {"sample": result.record.get("sample", 1), "record": result.record},
+            self._put("frame", {"sample": result.record.sample, "record": result.record.as_json()},
                       f"{self.device_id}:{self.run_id}:f{self.frame_count}")
 
-    def sample(self, record: dict) -> None:
-        if record.get("event") == "sample_end":
-            self._put(
-                "verdict",
-                {"sample": record["sample"], "summary": record},
-                f"{self.device_id}:{self.run_id}:s{record['sample']}",
-            )
+    def sample(self, record: SampleSummary | SampleStart) -> None:
+        if isinstance(record, SampleSummary) and record.event == "sample_end":
+            self._put("verdict", {"sample": record.sample, "summary": record.as_json()},
+                      f"{self.device_id}:{self.run_id}:s{record.sample}")
 
-    def close(self, record: dict) -> None:
+    def close(self, record: SampleSummary) -> None:
         lost = self.lost
-        self._put("verdict", {"sample": record.get("sample", 1), "summary": record, "final": True},
-                  f"{self.device_id}:{self.run_id}:s{record.get('sample', 1)}")
+        self._put("verdict", {"sample": record.sample, "summary": record.as_json(), "final": True},
+                  f"{self.device_id}:{self.run_id}:s{record.sample}")
         self.lost_last = self.lost > lost
         deadline = time.monotonic() + self.drain_seconds
         # still connecting (a TLS handshake) is worth the wait; a refusal or an unreachable broker is not

@@ -63,20 +63,19 @@ class SiteSet:
         """The run's first sample is the prefix (a patient's name, or the start time); later ones -2, -3, …"""
         return self.prefix if number <= 1 else f"{self.prefix}-{number}"
 
-    def save(self, frame, label: str, record: dict[str, Any]) -> Path:
-        """One full frame of `label` (an edgeleuk.runtime.sources.Frame, and its log record); returns the image's
-        path."""
-        sample = self.sample_name(int(record.get("sample", 1)))
+    def save(self, frame, label: str, record: Any) -> Path:
+        """One full frame of `label` (a records.Frame, and its records.FrameRecord); returns the image's path."""
+        sample = self.sample_name(int(record.sample))
         target = self.folder / folder_name(label, "class") / sample
-        stem = f"{Path(str(record.get('source', 'frame'))).stem}-{int(record.get('frame', 0)):06d}"
+        stem = f"{Path(str(record.source)).stem}-{int(record.frame):06d}"
         note = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "label": label, "sample": sample,
-                "model": self.model, "scale": self.scale, "frame": record}
+                "model": self.model, "scale": self.scale, "frame": record.as_json()}
         with self._lock:  # the sidecar first, and gone again if the frame cannot follow: never one without the other
             try:
                 target.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(target / f"{stem}.json", json.dumps(note, indent=1, default=str) + "\n")
             except OSError as exc:
-                raise UserError(f"cannot save frame {record.get('frame')} to {target}: {exc.strerror or exc}") from None
+                raise UserError(f"cannot save frame {record.frame} to {target}: {exc.strerror or exc}") from None
             try:
                 write_frame(target / f"{stem}.jpg", frame)
             except UserError:
@@ -126,8 +125,8 @@ class SaverSink:
             name = f"{Path(result.frame.name).stem}-{result.frame.index:06d}-{reason.replace(' ', '-')}.jpg"
             write_frame(self.folder / name, result.frame)
 
-    def sample(self, record: dict) -> None:
+    def sample(self, record) -> None:
         pass
 
-    def close(self, record: dict) -> None:
+    def close(self, record) -> None:
         pass

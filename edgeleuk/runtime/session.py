@@ -14,9 +14,19 @@ from dataclasses import replace
 import numpy as np
 
 from edgeleuk.interrupts import Held
+from edgeleuk.manifest import QualityLimits
 from edgeleuk.preprocess import ImageError, model_region, preprocess
-from edgeleuk.runtime.quality import Quality, QualityThresholds, assess
-from edgeleuk.runtime.records import Control, FrameResult, RunOptions, Summary, now
+from edgeleuk.runtime.quality import Quality, assess
+from edgeleuk.runtime.records import (
+    Control,
+    FrameRecord,
+    FrameResult,
+    RunOptions,
+    SampleStart,
+    SampleSummary,
+    Summary,
+    now,
+)
 from edgeleuk.runtime.scale import MIN_READINGS as RULER_READINGS
 from edgeleuk.runtime.scale import ScaleMonitor, scaled_region
 from edgeleuk.runtime.sinks import compose
@@ -33,7 +43,7 @@ class Processor:
 
     def __init__(self, classifier, options: RunOptions) -> None:
         self.classifier, self.options = classifier, options
-        self.limits = options.thresholds or classifier.quality or QualityThresholds()
+        self.limits = options.limits or classifier.quality or QualityLimits()
         self.scale = ScaleMonitor(classifier.cell_diameter_px) if classifier.cell_diameter_px else None
         ood = classifier.ood
         self.stain = StainMonitor(ood) if ood is not None and ood.judges_stain else None
@@ -55,22 +65,24 @@ class Processor:
 
     def process(self, frame) -> FrameResult:
         clf, options = self.classifier, self.options
-        record = {"time": now(), "source": frame.name, "frame": frame.index}
+        record = FrameRecord(now(), frame.name, frame.index)
         if frame.image is None:
-            return FrameResult(frame, {**record, "error": frame.error}, error=frame.error)
+            record.error = frame.error
+            return FrameResult(frame, record, error=frame.error)
         t0 = time.perf_counter()
         try:
             roi = _region(frame.image, clf.spec, options)
             x = preprocess(frame.image, clf.spec, color_order=frame.color_order, roi=roi)
         except ImageError as exc:
-            return FrameResult(frame, {**record, "error": str(exc)}, error=str(exc))
+            record.error = str(exc)
+            return FrameResult(frame, record, error=str(exc))
         region = model_region(frame.image.shape[0], frame.image.shape[1], clf.spec, roi)
         t1 = time.perf_counter()
         quality = assess(x, self.limits, stain=self.stain is not None and self.stain.due)
         if quality.usable and self.scale is not None:
             quality = _check_scale(quality, self.scale.update(x), options.max_scale_error)
         t2 = time.perf_counter()
-        record["quality"] = quality.as_dict()
+        record.quality = quality.as_dict()
         if not quality.usable:
             return FrameResult(frame, record, quality, region=region)
         # the features' score too: inside the interpreter when the file has its layers
@@ -78,28 +90,20 @@ class Processor:
         probs = probs[0]
         t3 = time.perf_counter()
         top = int(probs.argmax())
-        ood_score = (
-            None
-            if scores is None
-            else max(float(scores[0]), self.stain.update(quality, top) if self.stain is not None else 0.0)
-        )
+        ood_score = None
+        if scores is not None:
+            ood_score = max(float(scores[0]), self.stain.update(quality, top) if self.stain is not None else 0.0)
         in_distribution = None if ood_score is None else bool(ood_score <= clf.ood.threshold)
         t4 = time.perf_counter()
+        # postprocess: the loop fills it in, the path's last step
         timing = {"handoff": frame.handoff_ms, "preprocess": (t1 - t0) * 1e3, "quality": (t2 - t1) * 1e3,
-                  # the loop fills in the last
                   "inference": (t3 - t2) * 1e3, "ood": (t4 - t3) * 1e3, "postprocess": 0.0}
         total = sum(timing.values())
         invoke_ms = getattr(clf.backend, "invoke_ms", 0.0)  # the interpreter's share of "inference"
-        record.update(
-            {
-                "class": clf.labels[top],
-                "confidence": round(float(probs[top]), 4),
-                "in_distribution": in_distribution,
-                "ood_score": None if ood_score is None else round(ood_score, 4),
-                "probabilities": {k: round(float(v), 4) for k, v in zip(clf.labels, probs)},
-                "latency_ms": {k: round(v, 3) for k, v in {**timing, "total": total, "invoke": invoke_ms}.items()},
-            }
-        )
+        record.label, record.confidence = clf.labels[top], round(float(probs[top]), 4)
+        record.in_distribution, record.ood_score = in_distribution, None if ood_score is None else round(ood_score, 4)
+        record.probabilities = {k: round(float(v), 4) for k, v in zip(clf.labels, probs)}
+        record.latency_ms = {k: round(v, 3) for k, v in {**timing, "total": total, "invoke": invoke_ms}.items()}
         return FrameResult(frame, record, quality, probs, in_distribution, ood_score, region, total)
 
 
@@ -119,19 +123,18 @@ def run(
             for frame in source.frames():
                 if control.take_new_sample():
                     summary.checks = processor.checks()
-                    ended = {"time": now(), "event": "sample_end", "sample": sample, **summary.as_dict(verdict)}
-                    ended["event"] = "sample_end"  # as_dict's own "event" (summary) would win; the key keeps its place
+                    ended = summary.record(verdict, "sample_end", sample)
                     sample += 1
                     summary, verdict = Summary(), new_verdict()
                     processor.new_sample()
                     for sink in everyone:
                         sink.sample(ended)
-                        sink.sample({"time": now(), "event": "sample_start", "sample": sample})
+                        sink.sample(SampleStart(now(), sample))
                 result = processor.process(frame)
                 done = time.perf_counter()
                 # from here to the sinks' end, a signal waits (the frame is counted and logged, or neither)
                 shield.hold()
-                result.record["sample"] = sample
+                result.record.sample = sample
                 _count(result, summary, verdict, done)
                 for sink in everyone:
                     sink.frame(result, verdict, summary)
@@ -147,7 +150,7 @@ def run(
         summary.stopped_by = "interrupted"
     finally:
         summary.checks = processor.checks()
-        _close(everyone, {"time": now(), **summary.as_dict(verdict), "sample": sample})
+        _close(everyone, summary.record(verdict, "summary", sample))
     return summary, verdict
 
 
@@ -174,7 +177,7 @@ def _count(result: FrameResult, summary: Summary, verdict: Verdict, done: float)
     if result.quality is None:
         summary.errors += 1
     elif result.probs is None:
-        summary.rejected[result.quality.reason] += 1
+        summary.refused[result.quality.reason] += 1
     elif result.in_distribution is False:
         verdict.add_out_of_distribution()
         summary.out_of_distribution += 1
@@ -184,9 +187,9 @@ def _count(result: FrameResult, summary: Summary, verdict: Verdict, done: float)
     if result.total_ms is not None:
         post = (time.perf_counter() - done) * 1e3
         result.total_ms += post
-        result.record["latency_ms"].update(postprocess=round(post, 3), total=round(result.total_ms, 3))
+        result.record.latency_ms.update(postprocess=round(post, 3), total=round(result.total_ms, 3))
         summary.latency_ms.append(result.total_ms)
-        summary.inference_ms.append(result.record["latency_ms"]["inference"])
+        summary.inference_ms.append(result.record.latency_ms["inference"])
 
 
 def _stop_reason(control: Control, options: RunOptions, summary: Summary) -> str | None:
@@ -197,7 +200,7 @@ def _stop_reason(control: Control, options: RunOptions, summary: Summary) -> str
     return None
 
 
-def _close(sinks: list, final: dict) -> None:
+def _close(sinks: list, final: SampleSummary) -> None:
     for sink in sinks:
         try:
             sink.close(final)

@@ -15,7 +15,7 @@ import numpy as np
 from edgeleuk.errors import UserError
 from edgeleuk.runtime.display import Display, Overlay
 from edgeleuk.runtime.quality import Quality
-from edgeleuk.runtime.records import Control, FrameResult, RunOptions, Sink
+from edgeleuk.runtime.records import Control, FrameResult, RunOptions, SampleStart, SampleSummary, Sink
 from edgeleuk.runtime.saving import SaverSink
 from edgeleuk.runtime.verdict import Verdict
 
@@ -92,13 +92,13 @@ class LogSink:
         self.log = JsonlLog(path)
 
     def frame(self, result, verdict, summary) -> None:
-        self.log.write(result.record)
+        self.log.write(result.record.as_json())
 
-    def sample(self, record: dict) -> None:
-        self.log.write(record)
+    def sample(self, record: SampleSummary | SampleStart) -> None:
+        self.log.write(record.as_json())
 
-    def close(self, record: dict) -> None:
-        self.log.write(record)
+    def close(self, record: SampleSummary) -> None:
+        self.log.write(record.as_json())
         self.log.close()
 
 
@@ -127,11 +127,11 @@ class StatusSink:
         _status(f"frame {f.index}: {answer} {result.total_ms:.1f} ms | sample: {verdict.decision} "
                 f"({verdict.confidence*100:.0f}%, {verdict.frames} frames{ood})", self.live)
 
-    def sample(self, record: dict) -> None:
-        if record.get("event") == "sample_end":
-            _status(f"sample {record['sample']} ended: {record['verdict']['decision']}", False)
+    def sample(self, record: SampleSummary | SampleStart) -> None:
+        if record.event == "sample_end":
+            _status(f"sample {record.sample} ended: {record.decision}", False)
 
-    def close(self, record: dict) -> None:
+    def close(self, record: SampleSummary) -> None:
         if self.live:
             sys.stderr.write("\n")
 
@@ -150,10 +150,10 @@ class DisplaySink:
         if self.display.show(result.frame.image, result.frame.color_order, result.region, overlay):
             self.control.stop("window closed")
 
-    def sample(self, record: dict) -> None:
+    def sample(self, record: SampleSummary | SampleStart) -> None:
         pass
 
-    def close(self, record: dict) -> None:
+    def close(self, record: SampleSummary) -> None:
         self.display.close()
 
 

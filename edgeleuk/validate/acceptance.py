@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgeleuk.dataset import Scan
 from edgeleuk.groups import Groups
+from edgeleuk.runtime.records import SampleStart, SampleSummary
 from edgeleuk.runtime.session import FrameResult, RunOptions, run
 from edgeleuk.runtime.sources import ImageSource
 from edgeleuk.runtime.verdict import OOD_DECISION, REFER, Verdict
@@ -88,10 +89,10 @@ class _Collector:
         self.out.fields.append(FieldResult(path.relative_to(self.root).as_posix(), self.truth, self.sample, outcome,
                                            predicted, None if confidence is None else round(confidence, 4)))
 
-    def sample(self, record: dict) -> None:
+    def sample(self, record: SampleSummary | SampleStart) -> None:
         pass
 
-    def close(self, record: dict) -> None:
+    def close(self, record: SampleSummary) -> None:
         pass
 
 
