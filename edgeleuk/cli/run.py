@@ -63,7 +63,7 @@ def _saving_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="keep frames: with --label, every usable one in DIR/<class>/<sample>/ with a sidecar JSON (the layout "
         "train and validate read; the live view's 'Save this field as' buttons write there too); without, "
-        "the flagged ones (unusable, out of distribution, low confidence)",
+        "the ones worth a second look (refused, out of distribution, low confidence)",
     )
     p.add_argument(
         "--label", metavar="CLASS", help="--save-frames: the class of the slide being scanned (its diagnosis, known)"
@@ -199,8 +199,8 @@ def _run(args, settings, options, source):
     from dataclasses import replace
 
     from edgeleuk.cli import sigterm_as_interrupt
+    from edgeleuk.manifest import QualityLimits
     from edgeleuk.runtime import load
-    from edgeleuk.runtime.quality import QualityThresholds
     from edgeleuk.runtime.records import Control
     from edgeleuk.runtime.saving import SiteSet
     from edgeleuk.runtime.session import run
@@ -209,7 +209,7 @@ def _run(args, settings, options, source):
     classifier = load(m.path or None, variant=m.variant, backend=m.backend, threads=m.threads)
     # the model's, then the config's, then the flag
     overrides = {k: v for k, v in settings.given("quality").items() if k != "max_scale_error"}
-    options.thresholds = replace(classifier.quality or QualityThresholds(), **overrides)
+    options.limits = replace(classifier.quality or QualityLimits(), **overrides)
     sigterm_as_interrupt()  # systemd stop: same clean ending as Ctrl-C
     print(f"model: {classifier.name} ({classifier.path.name}, {classifier.backend.name} {classifier.backend.version}, "
           f"{classifier.backend.threads} threads); research use only, not a diagnosis", flush=True)
@@ -236,8 +236,8 @@ def _report(summary, verdict, options) -> None:
     from edgeleuk.errors import UserError
 
     s = summary.as_dict(verdict)
-    rejected = ", ".join(f"{k}: {v}" for k, v in summary.rejected.items()) or "none"
-    print(f"frames: {s['frames_seen']} seen, {s['frames_accepted']} accepted, rejected ({rejected}), "
+    refused = ", ".join(f"{k}: {v}" for k, v in summary.refused.items()) or "none"
+    print(f"frames: {s['frames_seen']} seen, {s['frames_accepted']} answered, refused ({refused}), "
           f"{s['frames_out_of_distribution']} out of distribution, "
           f"{s['frames_unreadable']} unreadable; {s['fps']} frames/s; latency p50 {s['latency_ms_p50']} ms "
           f"(inference {s['inference_ms_p50']} ms); stopped: {summary.stopped_by}")
@@ -313,7 +313,8 @@ def _say_where_frames_go(options, labels: tuple[str, ...]) -> None:
     folder, label = options.save_frames, options.label
     if label is None:
         print(
-            f"saving: flagged frames to {folder}; the live view's buttons save a field as its class into "
+            f"saving: the frames worth a second look to {folder}; the live view's buttons save a field as its class "
+            "into "
             f"{folder}/<class>/",
             flush=True,
         )

@@ -34,14 +34,15 @@ def run_sample(classifier, images: np.ndarray, name: str, options: RunOptions | 
     """One set through the run loop as one sample: refused, flagged and answered shares, and the verdict."""
     summary, verdict = run(classifier, ArraySource(images, name), options or RunOptions(status="off"))
     n = max(summary.seen, 1)
-    refused = sum(summary.rejected.values()) + summary.errors
+    refused = sum(summary.refused.values())
     return {
         "frames": summary.seen,
         "refused": refused / n,
-        "refused_by_reason": dict(summary.rejected),
+        "refused_by_reason": dict(summary.refused),
+        "unreadable": summary.errors / n,
         "out_of_distribution": summary.out_of_distribution / n,
         "flagged_share_of_usable": summary.out_of_distribution / max(summary.accepted + summary.out_of_distribution, 1),
-        "flagged_or_refused": (refused + summary.out_of_distribution) / n,
+        "flagged_or_refused": (refused + summary.errors + summary.out_of_distribution) / n,
         "answered": summary.accepted / n,
         "verdict": verdict.decision,
     }

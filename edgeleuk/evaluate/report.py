@@ -185,7 +185,7 @@ def evaluate(request: EvalRequest) -> dict[str, Any]:
         from edgeleuk.evaluate.robustness import robustness as run_suite
 
         limits = loaded.classifier.quality if loaded.classifier is not None else None
-        suite = Suite(conditions=conditions, severities=severities or SEVERITIES, thresholds=limits)
+        suite = Suite(conditions=conditions, severities=severities or SEVERITIES, limits=limits)
         results = run_suite(
             loaded.predict,
             images,

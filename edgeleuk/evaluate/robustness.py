@@ -12,8 +12,9 @@ import numpy as np
 
 from edgeleuk.degrade import CONDITIONS, MODERATE, SEVERITIES, degrade
 from edgeleuk.files import atomic_path, atomic_write_text
+from edgeleuk.manifest import QualityLimits
 from edgeleuk.metrics import classification_metrics
-from edgeleuk.runtime.quality import QualityThresholds, assess
+from edgeleuk.runtime.quality import assess
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Suite:
     conditions: list[str] | None = None  # None: every condition
     severities: tuple[int, ...] = SEVERITIES
     seed: int = 0
-    thresholds: QualityThresholds | None = None  # the quality gate's limits (None: the defaults)
+    limits: QualityLimits | None = None  # the quality gate's (None: the defaults)
     progress: bool = True
 
 
@@ -48,7 +49,7 @@ def robustness(
         "conditions": {},
     }
     frames: list[tuple[float, float, float, float, bool]] = []
-    clean_quality = [assess(img, suite.thresholds) for img in images]
+    clean_quality = [assess(img, suite.limits) for img in images]
     results["clean"]["accepted"] = float(np.mean([q.usable for q in clean_quality]))
     for condition, severity in _jobs(conditions, suite):
         cell, cell_frames = _cell(predict, judged, images, labels, (condition, severity), suite)
@@ -87,7 +88,7 @@ def _cell(predict, judged, images: np.ndarray, labels: np.ndarray, job: tuple[st
     )
     probs, answered = judged(degraded) if judged is not None else (predict(degraded), None)
     m = classification_metrics(labels, probs)
-    quality = [assess(img, suite.thresholds) for img in degraded]
+    quality = [assess(img, suite.limits) for img in degraded]
     accepted = np.array([q.usable for q in quality])
     correct = probs.argmax(1) == labels
     frames = [(q.focus, q.brightness, q.dark_fraction, q.bright_fraction, bool(ok)) for q, ok in zip(quality, correct)]

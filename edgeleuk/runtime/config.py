@@ -55,7 +55,10 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple, str]]] = {
             "0 … 1: above this share of out-of-distribution frames the sample is referred",
         ),
     },
-    "log": {"folder": (str, "folder for JSONL logs"), "save_frames": (str, "folder for flagged frames")},
+    "log": {
+        "folder": (str, "folder for JSONL logs"),
+        "save_frames": (str, "folder for the frames worth a second look (run --save-frames)"),
+    },
     "publish": {
         "url": (str, "mqtt://HOST[:PORT]/PREFIX (mqtts:// for TLS): results to a broker (run --publish)"),
         "device_id": (str, "this device's name in the topics (default: the host name)"),
