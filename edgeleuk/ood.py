@@ -34,7 +34,7 @@ SCORE_OUTPUT = "ood_score"
 def fingerprint(stats: OODStats) -> str:
     """12 hex digits of the sha256 of what the score reads (the components: centres, whitening,
     thresholds), as the manifest writes them."""
-    # asdict's deep copy took 28 ms
+    # not dataclasses.asdict: its deep copy of the matrices is slow, and only the values matter
     fields = [{f.name: getattr(c, f.name) for f in dataclasses.fields(c)} for c in stats.components]
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -85,8 +85,8 @@ class OODScorer:
         self.stats = stats
         self.spaces = [_Space(c) for c in stats.components]
         # few numpy calls per frame, since each one is slow with caches cold after inference: the spaces
-        # side by side, whitened by one block-diagonal matrix (one product instead of one per space: 13
-        # against 18 µs in the run loop), then every class's centres at once and one matrix summing each
+        # side by side, whitened by one block-diagonal matrix (one product instead of one per space),
+        # then every class's centres at once and one matrix summing each
         # space's squared differences, already divided by its dims and squared threshold (so the score
         # is one sqrt of a max of mins)
         dims = [c.dims for c in stats.components]
@@ -97,7 +97,7 @@ class OODScorer:
             self._whitening[start[k]:start[k + 1], start[k]:start[k + 1]] = s.whitening
             self._sum[start[k]:start[k + 1], k] = 1.0 / (c.dims * c.threshold ** 2)
         self._centres = np.concatenate([s.centres for s in self.spaces], axis=1)  # classes × total
-        stain = stats.stain  # the limits as Python floats: math.exp on them takes 1.5 µs in the run loop, numpy's 2.7
+        stain = stats.stain  # the limits as Python floats: math.exp on a float is cheaper than numpy on a scalar
         self._stain_limit = None if stain is None else tuple(float(v) for v in stain.log_limit)
         self._red_limit = (
             None if stain is None or stain.red_log_limit is None else tuple(float(v) for v in stain.red_log_limit)

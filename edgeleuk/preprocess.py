@@ -100,11 +100,11 @@ def preprocess(
 
 
 def _resize(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Resize to spec.size². "area" averages without OpenCV's non-integer INTER_AREA path (2 ms on a
-    720p crop): a reduction of at most 2:1 is one linear step, which already weighs every pixel; a
-    larger one goes linear to 2×size, then an exact 2:1 area step. Crops of 3-4× the size (720p
-    frames) first take an exact 2:1 area step, so the linear step reads half the rows: 0.16 ms
-    instead of 0.29 ms on a 720p crop, as close to the original image (tests/test_preprocess.py)."""
+    """Resize to spec.size². "area" averages without OpenCV's non-integer INTER_AREA path, which is
+    slow: a reduction of at most 2:1 is one linear step, which already weighs every pixel; a larger
+    one goes linear to 2×size, then an exact 2:1 area step. Crops of 3-4× the size (720p frames)
+    first take an exact 2:1 area step, so the linear step reads half the rows, as close to the
+    original image (tests/test_preprocess.py)."""
     size = spec.size
     height, width = image.shape[:2]
     if spec.interpolation == "area" and (height > size or width > size):

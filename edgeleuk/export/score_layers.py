@@ -1,6 +1,6 @@
 """The out-of-distribution score as layers of the exported TFLite and ONNX files, so the runtime computes
-it with the features: 0.29-0.44× the time of reading the features and scoring them with numpy,
-whose many small calls run with caches cold after inference (benchmarks/README.md, 2026-12-01, commit 8476e8c).
+it with the features, in the interpreter, instead of many small numpy calls that run with caches cold
+after inference (the saving: benchmarks/README.md, score layers).
 
 Float layers are appended after the file's own (quantized) feature outputs, which stay as they are:
 dequantize, each space's whitening, concatenate, the squared differences to every class centre, one
@@ -103,7 +103,7 @@ def append_tflite(data: bytes, stats: OODStats) -> bytes:
             source = g.tensor(f"features{k}", [1, sizes[i]])
             g.op(B.DEQUANTIZE, [outputs[i]], [source], Opts.DequantizeOptions, s.DequantizeOptionsT())
         # each space whitened apart, not by one block-diagonal matrix: half the weights to fetch, which
-        # is what the product costs with caches cold after the model (the layers alone: 12.9 against 15.6 µs)
+        # is what the product costs with caches cold after the model
         parts.append(g.tensor(f"whitened{k}", [1, sizes[i]]))
         g.op(
             B.FULLY_CONNECTED,

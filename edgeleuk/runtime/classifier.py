@@ -119,8 +119,8 @@ class Classifier:
 
     def infer_judged(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """As `infer`, but → probabilities and the features' out-of-distribution scores (None: cannot
-        judge): the file's own score layers when they match the manifest (a third of numpy's time in the
-        run loop), else numpy on the features. The run loop's one call per frame."""
+        judge): the file's own score layers when they match the manifest, else numpy on the features.
+        The run loop's one call per frame."""
         if self.ood is None:
             return self._run(images, (self.probs_index,))[0], None
         if self.score_index is None:

@@ -4,22 +4,13 @@ Each model carries its own limits in its manifest (`convert` sets the leukocyte 
 --robustness --write-gate` focus and exposure, from that model's suite). The defaults below are
 for a model that carries none; the device config may override any of them.
 
-Measured on the model input (the 224×224 crop) so thresholds do not depend on camera resolution.
-The defaults were set by `edgeleuk evaluate --robustness` on the shipped int8 model (566 test
-images × 15 degradations × 5 severities = 42,450 frames; `calibrate_gate` in evaluate/robustness.py):
-
-- max_brightness 247.2 and max_bright_fraction 0.772: beyond them the model is 83.8% and 82.9% correct
-  (1,494 and 1,354 frames), and the 212 frames just inside each limit are themselves below 90%. Nearer
-  the middle, frames are 94-98% correct (bands of one grey level from 244 to 247: 98.1, 95.3, 93.7%).
-  Earlier limits refused more for nothing: 240 / 0.545 (calibrate_gate's first rule, on the whole
-  tail only) refused 42 of the 2,759 real images, all classified correctly; 244 / 0.625 (the
-  brightest training image) refused frames 94-98% correct. Over the suite the gate accepts 95.3% of
-  the frames (91.4% at 240, 93.5% at 244) at the same gated accuracy, 96.9%.
-- min_focus 4.2 and min_brightness 86: the model never failed within the suite (92% at the strongest
-  blur, 98% at 40% exposure), so the gate refuses only frames blurrier or darker than anything tested.
-- max_dark_fraction 0.25: nothing in the suite blackens pixels; a plain safety default.
-
-The training images themselves have a Laplacian variance of 47…1,576 and a mean grey level of 189…244.
+Measured on the model input (the 224×224 crop) so the limits do not depend on camera resolution.
+The defaults come from `edgeleuk evaluate --robustness` on the shipped int8 model
+(`calibrate_gate` in evaluate/robustness.py): each exposure limit sits where the frames beyond it
+fall below the accuracy the model keeps nearer the middle, so the gate refuses frames the model
+gets wrong and not the ones it still reads; focus and darkness refuse only what is blurrier or
+darker than anything the suite tested, where the model never failed. The figures behind each limit:
+benchmarks/README.md (quality gate).
 
 - min_leukocyte_fraction: a field must show a stained leukocyte (purple to pink, `leukocyte_mask`).
   Convert sets it for its model to a quarter of the 0.1% quantile of its training images (the
@@ -37,8 +28,6 @@ import numpy as np
 
 from edgeleuk.manifest import QualityLimits
 from edgeleuk.preprocess import OD_LUT
-
-QualityThresholds = QualityLimits  # the manifest's type: one definition of the gate's limits
 
 STAIN_MARGIN = 30  # a stained cell's pixel: red and blue together this far above green (grey levels)
 
@@ -86,7 +75,7 @@ _BACKGROUND = STAIN_SIDE * STAIN_SIDE // 10
 
 def _nearest(mask: np.ndarray) -> np.ndarray:
     """The mask at the pixels `cv2.resize(..., INTER_NEAREST)` keeps for the 56×56 copy: a strided
-    view when the side is 56 times a power of two (those pixels exactly, 3 µs faster), else resized."""
+    view when the side is 56 times a power of two (those pixels exactly, without a copy), else resized."""
     step = mask.shape[0] // STAIN_SIDE
     if mask.shape == (STAIN_SIDE * step, STAIN_SIDE * step) and step & (step - 1) == 0:
         return mask[::step, ::step]
@@ -136,10 +125,10 @@ class Quality:
         }
 
 
-def assess(image_rgb: np.ndarray, thresholds: QualityThresholds | None = None, stain: bool = False) -> Quality:
+def assess(image_rgb: np.ndarray, limits: QualityLimits | None = None, stain: bool = False) -> Quality:
     """Focus and exposure of a preprocessed RGB uint8 image, and whether it passes the gate; with
     `stain`, also the stain's strength of a usable frame (one leukocyte mask serves both)."""
-    t = thresholds or QualityThresholds()
+    t = limits or QualityLimits()
     grey = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
     laplacian = cv2.Laplacian(grey, cv2.CV_16S)  # exact for uint8 input, cheaper than float
     mean = cv2.sumElems(laplacian)[0] / laplacian.size

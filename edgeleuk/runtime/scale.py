@@ -60,8 +60,8 @@ class ScaleMonitor:
 
     Magnification belongs to the optics, not to one frame, and one frame's reading is noisy (a few
     cells; clumps), so the estimate is the median over the last `window` readings, and a frame is
-    measured only every `every` frames (0.2-0.5 ms a reading on 2 cores; every 8th frame: 4 readings a second at 30
-    frames/s).
+    measured only every `every` frames: a reading costs more than a frame can spare, and the optics
+    change far slower than frames arrive.
     """
 
     def __init__(self, training_diameter_px: float, every: int = 8, window: int = 9):

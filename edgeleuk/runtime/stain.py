@@ -5,15 +5,11 @@ A stain belongs to the slide (its dye, its protocol, how long it sat), not to on
 reads the stain on a sample's first usable frames until it has MIN_READINGS readings (so a sample of
 10 fields is judged too; a slide whose fields give no reading is read so for 24 frames at most),
 then, as the red-cell ruler reads magnification, on every `every`-th, and judges each frame by the
-largest of the last `window` readings (8 × 5: about 1.3 s at 30 frames/s), each against the limits of the class the
-model named on its own frame: quick to refer (a strong
-reading refers the frame it is read on and the next 39) and slow to clear. A new sample (another
-slide) starts afresh. Read on every frame, the reading took 50-100 µs a frame after inference on 2
-cores, more than the features' whole score; read on every 8th, 0.10-0.14 ms a reading (colder),
-13-17 µs a frame on average (benchmarks/README.md, 2026-12-01, commit ba5fe08). On the real test part as one sample,
-each image
-stained 2.5-3.5× more strongly, it refers 98% of the frames where a reading on each frame's own
-stain referred 88%; the clean test part: 1.24% flagged either way.
+largest of the last `window` readings, each against the limits of the class the model named on its
+own frame: quick to refer (a strong reading refers the frame it is read on and the next window's
+worth) and slow to clear. A new sample (another slide) starts afresh. Reading every frame would
+cost more than the features' whole score, and one strongly stained frame says what the slide is;
+the cost and the effect on overstained slides are in benchmarks/README.md (stain).
 
 `Classifier.judge` (evaluate's per-frame figures) still reads every frame's own stain.
 """
