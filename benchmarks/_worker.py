@@ -77,9 +77,8 @@ def runtime_job(job: dict) -> dict:
     if job.get("data"):
         out.update(
             _accuracy(
-                job,
-                clf.spec,
-                lambda images: np.concatenate([clf.predict(images[i : i + 32]) for i in range(0, len(images), 32)]),
+                job, clf.spec,
+                lambda images: np.concatenate([clf.predict(images[i : i + 32]) for i in range(0, len(images), 32)])
             )
         )
     return out

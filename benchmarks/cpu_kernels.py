@@ -90,9 +90,8 @@ def row(name: str, probs: np.ndarray, native: np.ndarray, labels: np.ndarray, na
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--model",
-        default=str(DEFAULT_MODEL_DIR),
-        help="conversion folder with split.json (default: the packaged model)",
+        "--model", default=str(DEFAULT_MODEL_DIR),
+        help="conversion folder with split.json (default: the packaged model)"
     )
     p.add_argument("--data", required=True, help="the dataset folder the split names")
     p.add_argument("--variant", default="onnx-int8")
@@ -111,11 +110,8 @@ def main() -> int:
             for family in (X86_AVX2, X86_SSE):
                 rows.append(
                     row(
-                        f"{family} (emulated {EMULATED_MODEL[family]})",
-                        emulated(family, path, images, Path(tmp)),
-                        native,
-                        labels,
-                        names,
+                        f"{family} (emulated {EMULATED_MODEL[family]})", emulated(family, path, images, Path(tmp)),
+                        native, labels, names
                     )
                 )
     except UserError as exc:

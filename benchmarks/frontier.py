@@ -196,11 +196,8 @@ def plot(points: list[dict], front: list[int], path: Path) -> None:
         # stack labels of close points
         near = sum(1 for j in range(k) if abs(xs[j] - x) < 0.03 * max(xs) and abs(ys[j] - y) < 0.05)
         ax.annotate(
-            f"{p['name']} ({p['multiply_adds'] / 1e6:.0f} M)",
-            (x, y),
-            textcoords="offset points",
-            xytext=(5, 4 - 11 * near),
-            fontsize=8,
+            f"{p['name']} ({p['multiply_adds'] / 1e6:.0f} M)", (x, y), textcoords="offset points",
+            xytext=(5, 4 - 11 * near), fontsize=8
         )
     order = sorted(front, key=lambda i: xs[i])
     ax.plot(

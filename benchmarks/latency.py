@@ -229,11 +229,8 @@ def run_job(job: dict) -> dict:
     try:
         path = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
         proc = subprocess.run(
-            [sys.executable, str(HERE / "_worker.py"), json.dumps(payload)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": path},
+            [sys.executable, str(HERE / "_worker.py"), json.dumps(payload)], capture_output=True, text=True,
+            timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": path}
         )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         result = (
@@ -431,16 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-runs", type=int, default=300, help="timed runs per configuration, over all rounds")
     p.add_argument("--min-seconds", type=float, default=3.0, help="timed seconds per configuration, over all rounds")
     p.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="round-robin rounds; figures are medians over rounds (default 3; the GPU reference takes at least 5)",
+        "--rounds", type=int, default=3,
+        help="round-robin rounds; figures are medians over rounds (default 3; the GPU reference takes at least 5)"
     )
     p.add_argument(
-        "--max-rounds",
-        type=int,
-        default=6,
-        help="rounds for a configuration with fewer than two undisturbed rounds (default 6)",
+        "--max-rounds", type=int, default=6,
+        help="rounds for a configuration with fewer than two undisturbed rounds (default 6)"
     )
     p.add_argument("--data", help="image folder: adds accuracy on the test part of the model's split")
     p.add_argument("--split", help="split.json for --data (default: the one beside the model)")
@@ -450,9 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         "in benchmarks/reference/ made for this model file)",
     )
     p.add_argument(
-        "--gpu-only",
-        action="store_true",
-        help="measure only the GPU reference: record it on a GPU machine for --reference",
+        "--gpu-only", action="store_true",
+        help="measure only the GPU reference: record it on a GPU machine for --reference"
     )
     p.add_argument("--quick", action="store_true", help="few runs, one thread setting, batch 1 (for CI)")
     p.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
@@ -471,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"  {row['variant']:<15}{row['backend']:<26}threads {row['threads']} batch {row['batch']}: {state}",
-                flush=True,
+                flush=True
             )
 
         jobs = [] if args.gpu_only else plan(args, folder)

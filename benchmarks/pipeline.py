@@ -367,17 +367,8 @@ def run_command(clip: Path, log: Path, args, serve: bool = False) -> list[str]:
         extra = ["--publish", args.publish, "--publish-frames", "--device-id", "bench"]
     return (
         [
-            sys.executable,
-            "-m",
-            "edgeleuk",
-            "run",
-            "--source",
-            str(clip),
-            "--log",
-            str(log),
-            "--quiet",
-            "--threads",
-            str(args.threads),
+            sys.executable, "-m", "edgeleuk", "run", "--source", str(clip), "--log", str(log), "--quiet", "--threads",
+            str(args.threads)
         ]
         + (["--model", args.model] if args.model else [])
         + (["--realtime"] if args.realtime else [])
@@ -475,9 +466,8 @@ def main() -> int:
         "--decoded", action="store_true", help="frames decoded ahead, back to back, in this process (see above)"
     )
     p.add_argument(
-        "--serve",
-        action="store_true",
-        help="compare runs with the live view and one viewer against runs without (see above)",
+        "--serve", action="store_true",
+        help="compare runs with the live view and one viewer against runs without (see above)"
     )
     p.add_argument(
         "--publish",
@@ -486,15 +476,12 @@ def main() -> int:
         "against runs without",
     )
     p.add_argument(
-        "--score-cost",
-        action="store_true",
-        help="compare the model with and without its out-of-distribution statistics (see above)",
+        "--score-cost", action="store_true",
+        help="compare the model with and without its out-of-distribution statistics (see above)"
     )
     p.add_argument(
-        "--pairs",
-        type=int,
-        default=3,
-        help="--serve, --publish, --score-cost: rounds of runs with and without, alternated (default 3)",
+        "--pairs", type=int, default=3,
+        help="--serve, --publish, --score-cost: rounds of runs with and without, alternated (default 3)"
     )
     p.add_argument("--size", default="1280x720", help="frame size WxH of the recorded clip (default 1280x720)")
     p.add_argument("--out", default="runs/pipeline")

@@ -45,9 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="the ALL dataset (site A)")
     p.add_argument(
-        "--split",
-        default=str(DEFAULT_MODEL_DIR / "split.json"),
-        help="the split whose parts are kept (default: the packaged model's)",
+        "--split", default=str(DEFAULT_MODEL_DIR / "split.json"),
+        help="the split whose parts are kept (default: the packaged model's)"
     )
     p.add_argument("--out", required=True, help="folder to write site B into (outside the repository)")
     args = p.parse_args(argv)

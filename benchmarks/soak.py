@@ -71,25 +71,9 @@ def soak(args, work: Path) -> dict:
     record_clip(clip, int(args.minutes * 60 * 30) + 60, None, width, height)
     broker, url = _broker(work)
     cmd = [
-        sys.executable,
-        "-m",
-        "edgeleuk",
-        "run",
-        "--source",
-        str(clip),
-        "--realtime",
-        "--quiet",
-        "--min-focus",
-        "0",
-        "--log",
-        str(work / "run.jsonl"),
-        "--serve",
-        "127.0.0.1:0",
-        "--exit-at-end",
-        "--save-frames",
-        str(work / "saved"),
-        "--label",
-        args.label,
+        sys.executable, "-m", "edgeleuk", "run", "--source", str(clip), "--realtime", "--quiet", "--min-focus", "0",
+        "--log", str(work / "run.jsonl"), "--serve", "127.0.0.1:0", "--exit-at-end", "--save-frames",
+        str(work / "saved"), "--label", args.label
     ] + (["--model", args.model] if args.model else [])
     if url:
         cmd += ["--publish", url, "--publish-frames", "--device-id", "soak"]

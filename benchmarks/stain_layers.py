@@ -89,11 +89,8 @@ def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> byt
         table = OD_LUT
         gathered = s.GatherOptionsT()
         per_channel = op(
-            B.GATHER,
-            [t("table", [256], table), op(B.CAST, [small], image, dtype=T.INT32)],
-            image,
-            Opts.GatherOptions,
-            gathered,
+            B.GATHER, [t("table", [256], table), op(B.CAST, [small], image, dtype=T.INT32)], image,
+            Opts.GatherOptions, gathered
         )
         od = op(B.SUM, [per_channel, channels], plane, Opts.ReducerOptions, keep)
     else:
@@ -101,9 +98,7 @@ def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> byt
         od = op(
             B.SUB,
             [t("log256", [1], f32(3 * np.log(256.0))), op(B.SUM, [logs, channels], plane, Opts.ReducerOptions, keep)],
-            plane,
-            Opts.SubOptions,
-            s.SubOptionsT(),
+            plane, Opts.SubOptions, s.SubOptionsT()
         )
     purple = op(
         B.SUM,
@@ -123,11 +118,8 @@ def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> byt
         B.DIV,
         [
             op(
-                B.SUM,
-                [op(B.MUL, [od, below], plane, Opts.MulOptions, s.MulOptionsT()), axes],
-                one,
-                Opts.ReducerOptions,
-                keep,
+                B.SUM, [op(B.MUL, [od, below], plane, Opts.MulOptions, s.MulOptionsT()), axes], one,
+                Opts.ReducerOptions, keep
             ),
             op(B.SUM, [below, axes], one, Opts.ReducerOptions, keep),
         ],
@@ -138,19 +130,13 @@ def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> byt
     relative = op(B.SUB, [od, background], plane, Opts.SubOptions, s.SubOptionsT())
     dense = op(B.CAST, [op(B.GREATER, [relative, t("red_od", [1], f32(0.3))], plane, dtype=T.BOOL)], plane)
     red = op(
-        B.MUL,
-        [dense, op(B.SUB, [t("ones", [1], f32(1)), leukocytes], plane, Opts.SubOptions, s.SubOptionsT())],
-        plane,
-        Opts.MulOptions,
-        s.MulOptionsT(),
+        B.MUL, [dense, op(B.SUB, [t("ones", [1], f32(1)), leukocytes], plane, Opts.SubOptions, s.SubOptionsT())],
+        plane, Opts.MulOptions, s.MulOptionsT()
     )
     sums = [
         op(
-            B.SUM,
-            [op(B.MUL, [relative, m], plane, Opts.MulOptions, s.MulOptionsT()), axes],
-            one,
-            Opts.ReducerOptions,
-            keep,
+            B.SUM, [op(B.MUL, [relative, m], plane, Opts.MulOptions, s.MulOptionsT()), axes], one,
+            Opts.ReducerOptions, keep
         )
         for m in (leukocytes, red)
     ]

@@ -100,12 +100,8 @@ class Collector:
     """Subscribes to PREFIX/+/verdict and PREFIX/+/frame and stores each message once."""
 
     def __init__(
-        self,
-        url: str,
-        db_path: str | Path,
-        client_id: str = "edgeleuk-collector",
-        login: BrokerLogin = BrokerLogin(),
-        warn=None,
+        self, url: str, db_path: str | Path, client_id: str = "edgeleuk-collector",
+        login: BrokerLogin = BrokerLogin(), warn=None
     ) -> None:
         self.address = BrokerAddress.parse(url)
         self.db = Store(db_path)

@@ -61,16 +61,10 @@ def parse(payload: bytes, topic: str) -> Message:
     if version is not None and version > RECORD_SCHEMA:
         raise Rejected(f"schema_version {version}; this collector reads up to {RECORD_SCHEMA} (upgrade edgeleuk)")
     message = Message(
-        id=_text(body, "id", 200),
-        kind=kind,
-        device=device,
-        run=_text(body, "run", 64, optional=True),
-        sample=_count(body, "sample", optional=True),
-        model=_text(body, "model", 300, optional=True, names=True),
+        id=_text(body, "id", 200), kind=kind, device=device, run=_text(body, "run", 64, optional=True),
+        sample=_count(body, "sample", optional=True), model=_text(body, "model", 300, optional=True, names=True),
         model_sha256=_text(body, "model_sha256", 64, optional=True),
-        edgeleuk=_text(body, "edgeleuk", 64, optional=True),
-        sent_at=_time(body.get("sent_at")),
-        body=body,
+        edgeleuk=_text(body, "edgeleuk", 64, optional=True), sent_at=_time(body.get("sent_at")), body=body
     )
     if kind == "verdict":
         sample_summary(body)

@@ -76,10 +76,8 @@ def model_region(height: int, width: int, spec: PreprocessSpec | None = None,
 
 
 def preprocess(
-    image: np.ndarray,
-    spec: PreprocessSpec | None = None,
-    color_order: str = "BGR",
-    roi: tuple[int, int, int, int] | None = None,
+    image: np.ndarray, spec: PreprocessSpec | None = None, color_order: str = "BGR",
+    roi: tuple[int, int, int, int] | None = None
 ) -> np.ndarray:
     """Decoded image or camera frame → model input (RGB uint8, size × size × 3).
 

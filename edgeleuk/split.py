@@ -63,11 +63,8 @@ def _groups(samples: list[Sample], group_of: dict[Path, str]) -> list[list[Sampl
 
 
 def _assign(
-    groups: list[list[Sample]],
-    totals: dict[str, int],
-    filled: dict[str, dict[str, int]],
-    assignment: dict[Path, str],
-    fractions: dict[str, float] = FRACTIONS,
+    groups: list[list[Sample]], totals: dict[str, int], filled: dict[str, dict[str, int]],
+    assignment: dict[Path, str], fractions: dict[str, float] = FRACTIONS
 ) -> None:
     """Each group in turn goes to the part furthest below its target share of the group's classes."""
     for group in groups:
@@ -76,7 +73,7 @@ def _assign(
             held[s.label] += 1
         part = max(
             fractions,
-            key=lambda p: sum(n * (fractions[p] * totals[c] - filled[c][p]) / totals[c] for c, n in held.items()),
+            key=lambda p: sum(n * (fractions[p] * totals[c] - filled[c][p]) / totals[c] for c, n in held.items())
         )
         for c, n in held.items():
             filled[c][part] += n

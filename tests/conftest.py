@@ -72,6 +72,13 @@ def cli(
     return proc
 
 
+def quick_benchmark(model: Path, out: Path, variants: str = "tflite-int8") -> subprocess.CompletedProcess:
+    """benchmarks/latency.py --quick on `model`, as a user runs it."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--quick", "--model", str(model), "--variants",
+           variants, "--out", str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("data"))
@@ -159,18 +166,7 @@ def two_class(request, tmp_path_factory) -> Path:
     run = root / "run"
     cli("train", "--data", str(data), "--out", str(run), *tiny, "--epochs", "12", "--feature-cache", "off", check_rc=0)
     cli(
-        "convert",
-        str(run / "model.keras"),
-        "--variants",
-        "tflite-int8",
-        "--data",
-        str(data),
-        "--calibration-size",
-        "20",
-        "--max-drop",
-        "100",
-        "--out",
-        str(run),
-        check_rc=0,
+        "convert", str(run / "model.keras"), "--variants", "tflite-int8", "--data", str(data), "--calibration-size",
+        "20", "--max-drop", "100", "--out", str(run), check_rc=0
     )
     return run

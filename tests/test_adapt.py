@@ -35,15 +35,8 @@ def test_the_head_rows_follow_the_new_label_order_and_a_new_class_gets_its_own(t
 def test_other_labels_without_a_mapping_are_one_clear_error(trained, tmp_path):
     data = site(tmp_path / "data", ("healthy", "blast"), patients=6, fields=2)
     proc = cli(
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(tmp_path / "run"),
-        "--init-from",
-        str(trained),
-        "--feature-cache",
-        "off",
+        "train", "--data", str(data), "--out", str(tmp_path / "run"), "--init-from", str(trained), "--feature-cache",
+        "off"
     )
     assert (
         proc.returncode == 1 and "are not the model's (Benign, Early, Pre, Pro): blast, healthy are new" in proc.stderr
@@ -83,23 +76,8 @@ def adapted(trained, dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("adapted")
     data = site(root / "data", ("Benign", "Early", "Pre", "Pro"), patients=6, fields=2)
     proc = cli(
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(root / "run"),
-        "--init-from",
-        str(trained),
-        "--rehearse",
-        str(dataset),
-        "--epochs",
-        "2",
-        "--fine-tune",
-        "--fine-tune-epochs",
-        "1",
-        "--feature-cache",
-        "off",
-        check_rc=0,
+        "train", "--data", str(data), "--out", str(root / "run"), "--init-from", str(trained), "--rehearse",
+        str(dataset), "--epochs", "2", "--fine-tune", "--fine-tune-epochs", "1", "--feature-cache", "off", check_rc=0
     )
     return SimpleNamespace(data=data, run=root / "run", stdout=proc.stdout)
 

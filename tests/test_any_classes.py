@@ -3,13 +3,11 @@
 device-only environment (conftest's `two_class`)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import TWO_CLASSES, cli, site
+from conftest import TWO_CLASSES, cli, quick_benchmark, site
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,17 +24,8 @@ def _device_stages(run: Path, labels: tuple[str, ...], classes: tuple[str, ...],
     log = tmp_path / "run.jsonl"
     frames = site(tmp_path / "frames", classes[:1], patients=1, fields=3, first=70)
     cli(
-        "run",
-        "--model",
-        str(run),
-        "--source",
-        str(frames / classes[0] / f"{classes[0]}-patient-70"),
-        "--min-focus",
-        "0",
-        "--log",
-        str(log),
-        "--quiet",
-        check_rc=0,
+        "run", "--model", str(run), "--source", str(frames / classes[0] / f"{classes[0]}-patient-70"), "--min-focus",
+        "0", "--log", str(log), "--quiet", check_rc=0
     )
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert all(set(r["probabilities"]) == set(labels) for r in records if "probabilities" in r)
@@ -52,22 +41,7 @@ def _device_stages(run: Path, labels: tuple[str, ...], classes: tuple[str, ...],
     assert doc["result"] == ("PASS" if proc.returncode == 0 else "FAIL") and f"result: {doc['result']}" in proc.stdout
     assert (out / "validation.md").read_text().startswith(f"# Site acceptance: {doc['result']}")
 
-    bench = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "latency.py"),
-            "--quick",
-            "--model",
-            str(run),
-            "--variants",
-            "tflite-int8",
-            "--out",
-            str(tmp_path / "bench"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    bench = quick_benchmark(run, tmp_path / "bench")
     assert bench.returncode == 0, bench.stderr[-2000:]
     assert json.loads((tmp_path / "bench" / "results.json").read_text())["labels"] == list(labels)
 
@@ -84,19 +58,8 @@ def test_three_classes_from_the_folders_go_through_every_stage(tiny, tmp_path):
     assert "groups: 30 by sample folders" in trained.stdout and _split_keeps_groups_whole(run)
     assert list(json.loads((run / "metrics.json").read_text())["test"]["per_class"]) == list(classes)
     cli(
-        "convert",
-        str(run / "model.keras"),
-        "--variants",
-        "tflite-int8",
-        "--data",
-        str(data),
-        "--calibration-size",
-        "20",
-        "--max-drop",
-        "100",
-        "--out",
-        str(run),
-        check_rc=0,
+        "convert", str(run / "model.keras"), "--variants", "tflite-int8", "--data", str(data), "--calibration-size",
+        "20", "--max-drop", "100", "--out", str(run), check_rc=0
     )
     assert tuple(json.loads((run / "manifest.json").read_text())["labels"]) == classes
     _device_stages(run, classes, classes, tmp_path)

@@ -7,27 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import quick_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_quick_benchmark_writes_every_output(converted, tmp_path):
     out = tmp_path / "bench"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "latency.py"),
-            "--quick",
-            "--model",
-            str(converted),
-            "--variants",
-            "tflite-int8,onnx-int8,tflite-fp32",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = quick_benchmark(converted, out, "tflite-int8,onnx-int8,tflite-fp32")
     assert proc.returncode == 0, proc.stderr[-3000:]
     import importlib.util
 
@@ -68,9 +55,7 @@ def test_quick_benchmark_writes_every_output(converted, tmp_path):
 def test_bad_model_folder_is_an_error(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "latency.py"), "--quick", "--model", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 1 and "no manifest.json" in proc.stderr
 
@@ -212,22 +197,7 @@ def test_every_configuration_failing_is_a_non_zero_exit(converted, tmp_path):
         for v in manifest.variants
     ]
     write_manifest(broken, replace(manifest, variants=tuple(variants)))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "latency.py"),
-            "--quick",
-            "--model",
-            str(broken),
-            "--variants",
-            "tflite-int8",
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = quick_benchmark(broken, tmp_path / "out")
     assert proc.returncode == 1 and "every configuration failed or was skipped" in proc.stderr, proc.stderr[-2000:]
 
 
@@ -264,9 +234,7 @@ def test_stain_layers_stand_in_computes_what_numpy_does_and_is_timed(tmp_path):
     assert got == pytest.approx(want, rel=1e-3)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "stain_layers.py"), "--runs", "20", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "stain-layers.json").read_text())

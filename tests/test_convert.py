@@ -120,15 +120,8 @@ def test_a_variant_beyond_max_drop_fails_and_is_never_published(trained, dataset
 @pytest.mark.parametrize("value", ["-5", "nan", "inf"])
 def test_max_drop_must_be_a_number_of_points(trained, value, tmp_path):
     proc = cli(
-        "convert",
-        str(trained / "model.keras"),
-        "--variants",
-        "tflite-fp32",
-        "--max-drop",
-        value,
-        "--out",
-        str(tmp_path / "o"),
-        check_rc=2,
+        "convert", str(trained / "model.keras"), "--variants", "tflite-fp32", "--max-drop", value, "--out",
+        str(tmp_path / "o"), check_rc=2
     )  # bad usage
     assert f"Received: --max-drop {float(value)}; expected a number of accuracy points ≥ 0" in proc.stderr
     assert not (tmp_path / "o").exists()
@@ -151,16 +144,8 @@ def test_sigterm_during_convert_leaves_no_staging_folder(trained, dataset, tmp_p
     out = tmp_path / "variants"
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "edgeleuk",
-            "convert",
-            str(trained / "model.keras"),
-            "--all",
-            "--data",
-            str(dataset),
-            "--out",
-            str(out),
+            sys.executable, "-m", "edgeleuk", "convert", str(trained / "model.keras"), "--all", "--data",
+            str(dataset), "--out", str(out)
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -292,14 +277,8 @@ def test_converting_into_the_model_folder_keeps_its_files(trained, dataset, tmp_
     shutil.copytree(trained, folder)
     before = {p.name for p in folder.iterdir()}
     proc = cli(
-        "convert",
-        str(folder / "model.keras"),
-        "--variants",
-        "tflite-fp32",
-        "--data",
-        str(dataset),
-        "--out",
-        str(folder),
+        "convert", str(folder / "model.keras"), "--variants", "tflite-fp32", "--data", str(dataset), "--out",
+        str(folder)
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = {p.name for p in folder.iterdir()}
@@ -309,15 +288,8 @@ def test_converting_into_the_model_folder_keeps_its_files(trained, dataset, tmp_
     assert manifest.variant("keras").sha256 == sha256_file(folder / "model.keras")
     # a second conversion adds to the folder: manifest and report keep the first one's variant
     cli(
-        "convert",
-        str(folder / "model.keras"),
-        "--variants",
-        "onnx-fp32",
-        "--data",
-        str(dataset),
-        "--out",
-        str(folder),
-        check_rc=0,
+        "convert", str(folder / "model.keras"), "--variants", "onnx-fp32", "--data", str(dataset), "--out",
+        str(folder), check_rc=0
     )
     assert {v.name for v in read_manifest(folder).variants} == {"keras", "tflite-fp32", "onnx-fp32"}
     report = json.loads((folder / "report.json").read_text())
@@ -326,15 +298,8 @@ def test_converting_into_the_model_folder_keeps_its_files(trained, dataset, tmp_
 
 def test_a_named_split_that_does_not_exist_is_an_error(trained, dataset, tmp_path):
     proc = cli(
-        "convert",
-        str(trained / "model.keras"),
-        "--int8",
-        "--data",
-        str(dataset),
-        "--split",
-        str(tmp_path / "typo.json"),
-        "--out",
-        str(tmp_path / "out"),
+        "convert", str(trained / "model.keras"), "--int8", "--data", str(dataset), "--split",
+        str(tmp_path / "typo.json"), "--out", str(tmp_path / "out")
     )
     assert proc.returncode == 1 and "split file" in proc.stderr and "typo.json does not exist" in proc.stderr
     assert not (tmp_path / "out").exists()

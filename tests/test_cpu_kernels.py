@@ -110,10 +110,8 @@ def _tiny_quantized(folder: Path, reduce_range: bool) -> Path:
     w[:, 0], w[::2, 1] = c, c
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["image", "w"], ["logits"]), helper.make_node("Softmax", ["logits"], ["probs"])],
-        "tiny",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 64])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 2])],
-        [numpy_helper.from_array(w, "w")],
+        "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 64])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 2])], [numpy_helper.from_array(w, "w")]
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -49,19 +49,8 @@ def test_train_cv_5_on_a_subset_of_the_real_images(tiny, tmp_path):
             shutil.copy(path, subset / folder.name / path.name)
     out = tmp_path / "run"
     proc = cli(
-        "train",
-        "--data",
-        str(subset),
-        "--out",
-        str(out),
-        *tiny,
-        "--epochs",
-        "8",
-        "--feature-cache",
-        "off",
-        "--cv",
-        "5",
-        check_rc=0,
+        "train", "--data", str(subset), "--out", str(out), *tiny, "--epochs", "8", "--feature-cache", "off", "--cv",
+        "5", check_rc=0
     )
     doc = json.loads((out / "cv.json").read_text())
     assert len(doc["folds"]) == 5 and doc["labels"] == ["Benign", "Early", "Pre", "Pro"]

@@ -60,15 +60,8 @@ def test_training_policy_varies_and_is_seeded(image):
 def test_robustness_suite_end_to_end(converted, dataset, tmp_path):
     out = tmp_path / "rob"
     proc = cli(
-        "evaluate",
-        str(converted),
-        "--data",
-        str(dataset),
-        "--split",
-        str(converted.parent.parent / "missing.json"),
-        "--robustness",
-        "--out",
-        str(out),
+        "evaluate", str(converted), "--data", str(dataset), "--split", str(converted.parent.parent / "missing.json"),
+        "--robustness", "--out", str(out)
     )
     assert proc.returncode == 1 and "does not exist" in proc.stderr
     proc = cli("evaluate", str(converted), "--data", str(dataset), "--robustness", "--severities", "1,3",

@@ -52,10 +52,8 @@ def test_install_script_refuses_32_bit_arm(tmp_path):
     (fake / "uname").write_text("#!/bin/sh\necho armv7l\n")
     (fake / "uname").chmod(0o755)
     proc = subprocess.run(
-        ["bash", str(DEVICE / "install.sh"), "--prefix", str(tmp_path / "p")],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},
+        ["bash", str(DEVICE / "install.sh"), "--prefix", str(tmp_path / "p")], capture_output=True, text=True,
+        env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
     )
     assert proc.returncode == 1 and "32-bit ARM" in proc.stderr
 
@@ -85,11 +83,8 @@ def test_install_into_a_fresh_folder_then_doctor_and_run(tmp_path):
     assert "verdict:" in run.stdout and "6 seen" in run.stdout
     # idempotent: a second run reuses the environment
     again = subprocess.run(
-        ["bash", str(DEVICE / "install.sh"), "--prefix", str(prefix), "--no-doctor"],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env={**os.environ, "PYTHON": sys.executable},
+        ["bash", str(DEVICE / "install.sh"), "--prefix", str(prefix), "--no-doctor"], capture_output=True, text=True,
+        timeout=1200, env={**os.environ, "PYTHON": sys.executable}
     )
     assert again.returncode == 0 and "reusing" in again.stdout
 
@@ -118,10 +113,8 @@ def test_wheelhouse_for_a_pi_then_offline_install(tmp_path):
     # an index that cannot answer: the install must not need one
     proc = subprocess.run(
         ["bash", str(DEVICE / "install.sh"), "--prefix", str(prefix), "--wheels", str(houses["x86_64"]), "--no-doctor"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**env, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": ""},
+        capture_output=True, text=True, timeout=900,
+        env={**env, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": ""}
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "(offline)" in proc.stdout
@@ -132,10 +125,7 @@ def test_wheelhouse_for_a_pi_then_offline_install(tmp_path):
     empty.mkdir()
     refused = subprocess.run(
         ["bash", str(DEVICE / "install.sh"), "--prefix", str(tmp_path / "p3"), "--wheels", str(empty)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+        capture_output=True, text=True, timeout=300, env=env
     )
     assert refused.returncode == 1 and "holds no edgeleuk wheel" in refused.stderr
 
@@ -210,9 +200,8 @@ def test_the_device_tests_pass_in_an_environment_without_tensorflow(converted, t
     assert not names & {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx", "scikit-learn", "matplotlib"}, names
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
     env.update(
-        EDGELEUK_TEST_CONVERTED=str(converted),
-        EDGELEUK_TEST_TWO_CLASS=str(two_class),
-        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        EDGELEUK_TEST_CONVERTED=str(converted), EDGELEUK_TEST_TWO_CLASS=str(two_class),
+        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     )
     run = subprocess.run(
         [

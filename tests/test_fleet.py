@@ -55,22 +55,14 @@ class Broker:
 
         # `user`: started as root, mosquitto would switch to its own user, which cannot read this folder
         lines = [
-            f"listener {self.port} 127.0.0.1",
-            f"user {getpass.getuser()}",
-            "persistence true",
-            f"persistence_location {folder}/",
-            "max_queued_messages 100000",
-            f"autosave_interval {autosave}",
+            f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}", "persistence true",
+            f"persistence_location {folder}/", "max_queued_messages 100000", f"autosave_interval {autosave}"
         ]
         if tls:
             (folder / "acl").write_text(ACL)
             lines += [
-                f"cafile {tls}/ca.crt",
-                f"certfile {tls}/broker.crt",
-                f"keyfile {tls}/broker.key",
-                "require_certificate true",
-                "use_identity_as_username true",
-                f"acl_file {folder}/acl",
+                f"cafile {tls}/ca.crt", f"certfile {tls}/broker.crt", f"keyfile {tls}/broker.key",
+                "require_certificate true", "use_identity_as_username true", f"acl_file {folder}/acl"
             ]
         elif password:
             pw = folder / "passwd"
@@ -216,24 +208,9 @@ def clip(tmp_path_factory) -> Path:
 def _run(converted, source, tmp_path, url, *extra, realtime=True, name="run"):
     return subprocess.Popen(
         [
-            str(EXE),
-            "run",
-            "--model",
-            str(converted),
-            "--source",
-            str(source),
-            "--min-focus",
-            "0",
-            "--quiet",
-            "--log",
-            str(tmp_path / f"{name}.jsonl"),
-            "--publish",
-            url,
-            "--publish-frames",
-            "--device-id",
-            "scope-a",
-            *(["--realtime"] if realtime else []),
-            *extra,
+            str(EXE), "run", "--model", str(converted), "--source", str(source), "--min-focus", "0", "--quiet",
+            "--log", str(tmp_path / f"{name}.jsonl"), "--publish", url, "--publish-frames", "--device-id", "scope-a",
+            *(["--realtime"] if realtime else []), *extra
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -285,14 +262,8 @@ def test_device_killed_while_the_broker_is_away_sends_its_queue_at_the_next_star
     try:
         collector = CollectorProcess(broker.url, tmp_path / "fleet.sqlite")
         again = _run(
-            converted,
-            smear_folder(tmp_path),
-            tmp_path,
-            broker.url,
-            "--config",
-            str(config),
-            realtime=False,
-            name="again",
+            converted, smear_folder(tmp_path), tmp_path, broker.url, "--config", str(config), realtime=False,
+            name="again"
         )
         out, err = again.communicate(timeout=60)
         assert again.returncode == 0, err
@@ -374,34 +345,14 @@ def test_a_wrong_password_and_an_unreachable_broker_keep_the_device_classifying(
         config.write_text('[publish]\nusername = "scope"\npassword = "wrong-password-456"\n')
         config.chmod(0o644)
         refused = cli(
-            "run",
-            "--model",
-            str(converted),
-            "--source",
-            str(frames),
-            "--publish",
-            secured.url,
-            "--config",
-            str(config),
-            check_rc=1,
+            "run", "--model", str(converted), "--source", str(frames), "--publish", secured.url, "--config",
+            str(config), check_rc=1
         )
         assert f"{config} holds publish.password but every user of this computer can read it" in refused.stderr
         config.chmod(0o600)
         proc = cli(
-            "run",
-            "--model",
-            str(converted),
-            "--source",
-            str(frames),
-            "--min-focus",
-            "0",
-            "--publish",
-            secured.url,
-            "--config",
-            str(config),
-            "--log",
-            str(tmp_path / "w.jsonl"),
-            check_rc=0,
+            "run", "--model", str(converted), "--source", str(frames), "--min-focus", "0", "--publish", secured.url,
+            "--config", str(config), "--log", str(tmp_path / "w.jsonl"), check_rc=0
         )
         assert "publish: the broker refused the credentials (" in proc.stderr and "classifying goes on" in proc.stderr
         assert "verdict:" in proc.stdout and "message(s) kept in the queue for the next start" in proc.stderr
@@ -468,23 +419,9 @@ def test_tls_client_certificates_and_the_acl_keep_each_device_to_its_own_topics(
     def device(name: str, ca: str = "ca") -> subprocess.CompletedProcess:
         config = tls_config(tmp_path / f"{name}-{ca}.toml", certs, name, ca)
         return cli(
-            "run",
-            "--model",
-            str(converted),
-            "--source",
-            str(folder),
-            "--min-focus",
-            "0",
-            "--publish",
-            broker.url,
-            "--publish-frames",
-            "--device-id",
-            "scope-a",
-            "--config",
-            str(config),
-            "--log",
-            str(tmp_path / f"{name}.jsonl"),
-            check_rc=0,
+            "run", "--model", str(converted), "--source", str(folder), "--min-focus", "0", "--publish", broker.url,
+            "--publish-frames", "--device-id", "scope-a", "--config", str(config), "--log",
+            str(tmp_path / f"{name}.jsonl"), check_rc=0
         )
 
     try:
@@ -538,17 +475,8 @@ class Postgres:
             os.chown(pwfile, user.pw_uid, user.pw_gid)
         subprocess.run(
             [
-                *self.prefix,
-                str(bin_dir / "initdb"),
-                "-D",
-                str(self.folder / "data"),
-                "-U",
-                "edgeleuk",
-                "-E",
-                "UTF8",
-                "--auth=scram-sha-256",
-                f"--pwfile={pwfile}",
-                "--no-sync",
+                *self.prefix, str(bin_dir / "initdb"), "-D", str(self.folder / "data"), "-U", "edgeleuk", "-E",
+                "UTF8", "--auth=scram-sha-256", f"--pwfile={pwfile}", "--no-sync"
             ],
             check=True,
             capture_output=True,
@@ -556,17 +484,8 @@ class Postgres:
         self.port = _free_port()
         self.proc = subprocess.Popen(
             [
-                *self.prefix,
-                str(bin_dir / "postgres"),
-                "-D",
-                str(self.folder / "data"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-k",
-                str(self.folder),
-                "-F",
+                *self.prefix, str(bin_dir / "postgres"), "-D", str(self.folder / "data"), "-h", "127.0.0.1", "-p",
+                str(self.port), "-k", str(self.folder), "-F"
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -716,14 +635,8 @@ def test_the_fleet_report_flags_a_device_whose_refusals_or_ood_share_depart_from
         sample("new-stain", k, 5, 1 if k < 5 else 40)
     store.close()
     proc = cli(
-        "fleet",
-        "--db",
-        str(db),
-        "--csv",
-        str(tmp_path / "fleet.csv"),
-        "--json",
-        str(tmp_path / "fleet.json"),
-        check_rc=0,
+        "fleet", "--db", str(db), "--csv", str(tmp_path / "fleet.csv"), "--json", str(tmp_path / "fleet.json"),
+        check_rc=0
     )
     report = {r["device"]: r for r in json.loads((tmp_path / "fleet.json").read_text())["devices"]}
     assert report["steady"]["drift"] is None
@@ -870,7 +783,7 @@ def test_a_malformed_verdict_an_older_collector_stored_does_not_stop_the_report(
     for k, (mid, payload) in enumerate(rows):
         store.execute(
             INSERT,
-            (mid, "verdict", "scope-m", "r", k, "m", None, "0", None, 1000.0 + k, "lab/scope-m/verdict", payload),
+            (mid, "verdict", "scope-m", "r", k, "m", None, "0", None, 1000.0 + k, "lab/scope-m/verdict", payload)
         )
     store.close()
     proc = cli("fleet", "--db", str(tmp_path / "fleet.sqlite"), check_rc=0)
@@ -963,24 +876,12 @@ def test_a_full_disk_under_the_publish_queue_keeps_the_device_classifying(conver
     config.write_text(f'[publish]\nframes = true\nqueue = "{tmp_path / "q" / "outbox.sqlite"}"\n')
     limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (48_000, resource.RLIM_INFINITY))  # noqa: E731
     proc = cli(
-        "run",
-        "--model",
-        str(converted),
-        "--source",
-        str(clip),
-        "--min-focus",
-        "0",
-        "--quiet",
-        "--config",
-        str(config),
-        "--publish",
-        f"mqtt://127.0.0.1:{_free_port()}/lab",
-        preexec=limit,
-        check_rc=0,
+        "run", "--model", str(converted), "--source", str(clip), "--min-focus", "0", "--quiet", "--config",
+        str(config), "--publish", f"mqtt://127.0.0.1:{_free_port()}/lab", preexec=limit, check_rc=0
     )
     assert proc.stderr.count("publish: the queue cannot take messages (") == 1, proc.stderr[-2000:]
     lost = re.search(
         r"publish: (\d+) message\(s\) could not be queued \(.+\) and were not sent, this run's last verdict among them",
-        proc.stderr,
+        proc.stderr
     )
     assert lost and int(lost.group(1)) > 0 and "Traceback" not in proc.stderr and "verdict:" in proc.stdout

@@ -157,17 +157,8 @@ def test_live_view_marks_the_model_region_and_unusable_frames(converted):
 )
 def test_display_window_runs_and_closes(converted, clip):
     cli(
-        "run",
-        "--model",
-        str(converted),
-        "--source",
-        str(clip),
-        "--display",
-        "--frames",
-        "10",
-        "--min-focus",
-        "0",
-        check_rc=0,
+        "run", "--model", str(converted), "--source", str(clip), "--display", "--frames", "10", "--min-focus", "0",
+        check_rc=0
     )
 
 

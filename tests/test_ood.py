@@ -412,17 +412,8 @@ def test_write_gate_puts_this_models_limits_into_its_manifest(converted, dataset
     shutil.copytree(converted, model)
     before = read_manifest(model).quality
     proc = cli(
-        "evaluate",
-        str(model),
-        "--data",
-        str(dataset),
-        "--variant",
-        "tflite-int8",
-        "--robustness",
-        "--write-gate",
-        "--out",
-        str(tmp_path / "evaluated"),
-        check_rc=0,
+        "evaluate", str(model), "--data", str(dataset), "--variant", "tflite-int8", "--robustness", "--write-gate",
+        "--out", str(tmp_path / "evaluated"), check_rc=0
     )
     after = read_manifest(model).quality
     assert "wrote the quality gate's limits into" in proc.stdout
@@ -431,13 +422,8 @@ def test_write_gate_puts_this_models_limits_into_its_manifest(converted, dataset
     assert (after.min_focus, after.max_brightness) != (before.min_focus, before.max_brightness)
     assert load(model).quality == after  # the runtime reads them
     bad = cli(
-        "evaluate",
-        str(converted / "model_int8.tflite"),
-        "--data",
-        str(dataset),
-        "--robustness",
-        "--write-gate",
-        check_rc=1,
+        "evaluate", str(converted / "model_int8.tflite"), "--data", str(dataset), "--robustness", "--write-gate",
+        check_rc=1
     )
     assert "--write-gate needs --robustness and a conversion folder" in bad.stderr
 
@@ -569,9 +555,8 @@ def test_stain_monitor_reads_the_first_frames_then_every_nth_and_starts_afresh_f
 
     stain = StainStats(log_limit=(0.0, 1.0), log_mean=(0.0, 0.0), log_sd=(0.1, 0.1))
     monitor = StainMonitor(
-        OODScorer(OODStats(components=(OODComponent("head", ((0.0,),), ((1.0,),), 1.0),), stain=stain)),
-        every=2,
-        window=3,
+        OODScorer(OODStats(components=(OODComponent("head", ((0.0,),), ((1.0,),), 1.0),), stain=stain)), every=2,
+        window=3
     )
 
     def usable(reading=None, top=0):  # one usable frame after inference: its stain as `assess` read it (or not)

@@ -82,36 +82,16 @@ def test_recorded_video_and_frame_limit(converted, tmp_path):
     writer.release()
     log = tmp_path / "new" / "v.jsonl"
     proc = cli(
-        "run",
-        "--model",
-        str(converted),
-        "--source",
-        str(video),
-        "--frames",
-        "5",
-        "--min-focus",
-        "0",
-        "--log",
-        str(log),
-        check_rc=0,
+        "run", "--model", str(converted), "--source", str(video), "--frames", "5", "--min-focus", "0", "--log",
+        str(log), check_rc=0
     )
     summary = json.loads(log.read_text().splitlines()[-1])
     assert summary["frames_accepted"] == 5 and summary["stopped_by"] == "5 accepted frames"
     assert "verdict:" in proc.stdout and f"log: creating the folder {log.parent}" in proc.stdout
     lines = len(log.read_text().splitlines())
     again = cli(
-        "run",
-        "--model",
-        str(converted),
-        "--source",
-        str(video),
-        "--frames",
-        "2",
-        "--min-focus",
-        "0",
-        "--log",
-        str(log),
-        check_rc=0,
+        "run", "--model", str(converted), "--source", str(video), "--frames", "2", "--min-focus", "0", "--log",
+        str(log), check_rc=0
     )
     assert (
         f"log: appending to {log}, which already holds {lines} lines" in again.stdout and "creating" not in again.stdout
@@ -127,18 +107,8 @@ def test_source_that_ends_early_and_corrupt_images(converted, frames_dir, tmp_pa
     (folder / "zz-corrupt.jpg").write_bytes(b"\xff\xd8garbage")
     log = tmp_path / "m.jsonl"
     cli(
-        "run",
-        "--model",
-        str(converted),
-        "--source",
-        str(folder),
-        "--frames",
-        "50",
-        "--min-focus",
-        "0",
-        "--log",
-        str(log),
-        check_rc=0,
+        "run", "--model", str(converted), "--source", str(folder), "--frames", "50", "--min-focus", "0", "--log",
+        str(log), check_rc=0
     )
     summary = json.loads(log.read_text().splitlines()[-1])
     assert (
@@ -224,7 +194,7 @@ def test_hash_mismatch_and_unreadable_model(converted, tmp_path):
 
 @pytest.mark.parametrize(
     "sig,attempt",
-    [(signal.SIGINT, 0), (signal.SIGTERM, 0), (signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGTERM, 3)],
+    [(signal.SIGINT, 0), (signal.SIGTERM, 0), (signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGTERM, 3)]
 )
 def test_ctrl_c_leaves_summary_and_exit_0(converted, tmp_path, sig, attempt):
     video = tmp_path / "long.avi"
@@ -333,21 +303,8 @@ def test_run_writes_nothing_outside_its_log_and_save_folders(converted, frames_d
     exe = Path(sys.executable).with_name("edgeleuk")
     proc = subprocess.run(
         [
-            str(exe),
-            "run",
-            "--model",
-            str(converted),
-            "--variant",
-            variant,
-            "--source",
-            str(frames_dir),
-            "--log",
-            str(out / "run.jsonl"),
-            "--save-frames",
-            str(out / "flagged"),
-            "--quiet",
-            "--min-confidence",
-            "1",
+            str(exe), "run", "--model", str(converted), "--variant", variant, "--source", str(frames_dir), "--log",
+            str(out / "run.jsonl"), "--save-frames", str(out / "flagged"), "--quiet", "--min-confidence", "1"
         ],
         capture_output=True,
         text=True,
@@ -412,17 +369,8 @@ def test_unwritable_outputs_are_one_clear_error(converted, frames_dir, tmp_path,
     (tmp_path / "file").write_text("x")
     target = where if where.startswith("/") else str(tmp_path / where) if where != "." else str(tmp_path)
     proc = cli(
-        "run",
-        "--model",
-        str(converted),
-        "--source",
-        str(frames_dir),
-        "--quiet",
-        "--min-confidence",
-        "1",
-        flag,
-        target,
-        check_rc=1,
+        "run", "--model", str(converted), "--source", str(frames_dir), "--quiet", "--min-confidence", "1", flag,
+        target, check_rc=1
     )
     assert proc.stderr.strip() == "edgeleuk run: error: " + message.format(d=tmp_path) + (
         "; it ends before this frame" if "/dev/full" in message else "")
@@ -436,16 +384,8 @@ def test_a_disk_that_fills_under_the_log_leaves_only_whole_records(converted, fr
     log = tmp_path / "run.jsonl"
     limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (3000, resource.RLIM_INFINITY))  # noqa: E731
     proc = cli(
-        "run",
-        "--model",
-        str(converted),
-        "--source",
-        str(frames_dir),
-        "--quiet",
-        "--log",
-        str(log),
-        preexec=limit,
-        check_rc=1,
+        "run", "--model", str(converted), "--source", str(frames_dir), "--quiet", "--log", str(log), preexec=limit,
+        check_rc=1
     )
     assert f"cannot write the log {log} any more (File too large); it ends before this frame" in proc.stderr
     assert "Traceback" not in proc.stderr

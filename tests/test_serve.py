@@ -54,20 +54,8 @@ class Run:
         self.proc = subprocess.Popen(
             cmd
             + [
-                "run",
-                "--model",
-                str(model),
-                "--source",
-                str(clip),
-                "--realtime",
-                "--quiet",
-                "--min-focus",
-                "0",
-                "--log",
-                str(log),
-                "--serve",
-                "127.0.0.1:0",
-                *extra,
+                "run", "--model", str(model), "--source", str(clip), "--realtime", "--quiet", "--min-focus", "0",
+                "--log", str(log), "--serve", "127.0.0.1:0", *extra
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

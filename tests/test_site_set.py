@@ -39,8 +39,7 @@ def test_labelled_scans_become_a_site_set_that_validate_reads(converted, tmp_pat
     assert proc.returncode in (0, 3), proc.stderr
     doc = json.loads((tmp_path / "v" / "validation.json").read_text())
     assert doc["overall"]["n"] == 8 and sorted(r["sample"] for r in doc["samples"]["rows"]) == [
-        "patient 7",
-        "patient 8",
+        "patient 7", "patient 8"
     ]
 
 
@@ -66,19 +65,8 @@ def test_a_file_name_that_is_not_utf8_and_a_path_too_long_are_saved_or_refused_c
     site = tmp_path / "site"
     for extra in ((), ("--label", "Pre")):  # the flagged frames (all, at --min-confidence 1) and the site set
         proc = cli(
-            "run",
-            "--model",
-            str(converted),
-            "--source",
-            str(slide),
-            "--min-focus",
-            "0",
-            "--min-confidence",
-            "1",
-            "--quiet",
-            "--save-frames",
-            str(site),
-            *extra,
+            "run", "--model", str(converted), "--source", str(slide), "--min-focus", "0", "--min-confidence", "1",
+            "--quiet", "--save-frames", str(site), *extra
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list(site.glob("*.jpg"))) == 1 and len(list((site / "Pre").rglob("*.jpg"))) == 1

@@ -93,19 +93,8 @@ def test_run_folder_is_complete(trained):
 def test_split_is_reusable(trained, dataset, tiny, tmp_path):
     out = tmp_path / "again"
     cli(
-        "train",
-        "--data",
-        str(dataset),
-        "--out",
-        str(out),
-        *tiny,
-        "--epochs",
-        "2",
-        "--split",
-        str(trained / "split.json"),
-        "--feature-cache",
-        "off",
-        check_rc=0,
+        "train", "--data", str(dataset), "--out", str(out), *tiny, "--epochs", "2", "--split",
+        str(trained / "split.json"), "--feature-cache", "off", check_rc=0
     )
     a = json.loads((trained / "split.json").read_text())["files"]
     b = json.loads((out / "split.json").read_text())["files"]
@@ -163,18 +152,8 @@ def test_a_trained_model_is_replaced_only_with_overwrite_and_leaves_no_stale_fil
     assert f"--out {out} already holds a trained model (model.keras" in proc.stderr and "--overwrite" in proc.stderr
     assert (out / "model.keras").read_bytes() == before and (out / "model_int8.tflite").exists()
     cli(
-        "train",
-        "--data",
-        str(dataset),
-        "--out",
-        str(out),
-        *tiny,
-        "--epochs",
-        "1",
-        "--feature-cache",
-        "off",
-        "--overwrite",
-        check_rc=0,
+        "train", "--data", str(dataset), "--out", str(out), *tiny, "--epochs", "1", "--feature-cache", "off",
+        "--overwrite", check_rc=0
     )
     assert not (out / "model_int8.tflite").exists() and not (out / "robustness.json").exists()
     assert (out / "model.keras").read_bytes() != before and (out / "manifest.json").is_file()
@@ -183,24 +162,8 @@ def test_a_trained_model_is_replaced_only_with_overwrite_and_leaves_no_stale_fil
 def test_ctrl_c_keeps_best_checkpoint(dataset, tiny, tmp_path):
     out = tmp_path / "run"
     exe = [
-        sys.executable,
-        "-m",
-        "edgeleuk",
-        "train",
-        "--data",
-        str(dataset),
-        "--out",
-        str(out),
-        *tiny,
-        "--epochs",
-        "3",
-        "--fine-tune",
-        "--fine-tune-epochs",
-        "200",
-        "--fine-tune-from",
-        "block_16",
-        "--feature-cache",
-        "off",
+        sys.executable, "-m", "edgeleuk", "train", "--data", str(dataset), "--out", str(out), *tiny, "--epochs", "3",
+        "--fine-tune", "--fine-tune-epochs", "200", "--fine-tune-from", "block_16", "--feature-cache", "off"
     ]
     proc = subprocess.Popen(exe, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -51,12 +51,8 @@ def test_a_site_the_model_refuses_fails_naming_the_out_of_distribution_share_and
 def test_a_passing_site_and_the_notes_that_do_not_fail_it():
     samples = [SampleResult("p1", "a", "a", 0.85, 10, 0, 0.8), SampleResult("p2", "b", "b", 0.99, 10, 0, 0.8)]
     acc = Acceptance(
-        labels=("a", "b"),
-        model="m",
-        data="d",
-        groups="folders",
-        fields=_fields("a", 300, 6, 0) + _fields("b", 300, 0, 0),
-        samples=samples,
+        labels=("a", "b"), model="m", data="d", groups="folders",
+        fields=_fields("a", 300, 6, 0) + _fields("b", 300, 0, 0), samples=samples
     )
     doc = judge(acc, Claim(0.95))
     assert doc["result"] == "PASS", doc["reasons"]

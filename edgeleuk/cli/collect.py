@@ -18,9 +18,8 @@ def parser() -> argparse.ArgumentParser:
         "--config", help="TOML with [publish] username, password, ca_file, certfile, keyfile (kept private: chmod 600)"
     )
     p.add_argument(
-        "--client-id",
-        default="edgeleuk-collector",
-        help="fixed, so the broker keeps the session while the collector is down",
+        "--client-id", default="edgeleuk-collector",
+        help="fixed, so the broker keeps the session while the collector is down"
     )
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     return p

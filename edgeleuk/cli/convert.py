@@ -33,10 +33,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-answered", type=float, default=0.9,
                    help="… and it answers at least this share of those fields (default 0.9)")
     p.add_argument(
-        "--max-drop",
-        type=float,
-        default=1.0,
-        help="fail when a variant loses more accuracy points than this (default 1.0)",
+        "--max-drop", type=float, default=1.0,
+        help="fail when a variant loses more accuracy points than this (default 1.0)"
     )
     return p
 
@@ -61,17 +59,9 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"Received: --calibration-size {args.calibration_size}; expected at least 1")
     _, failed = convert(
         ConvertConfig(
-            model=args.model,
-            out=args.out,
-            variants=[n.strip() for n in names],
-            formats=formats,
-            data=args.data,
-            split=args.split,
-            calibration_size=args.calibration_size,
-            max_drop=args.max_drop,
-            float_output=args.float_output,
-            rehearse=args.rehearse,
-            claim=claim,
+            model=args.model, out=args.out, variants=[n.strip() for n in names], formats=formats, data=args.data,
+            split=args.split, calibration_size=args.calibration_size, max_drop=args.max_drop,
+            float_output=args.float_output, rehearse=args.rehearse, claim=claim
         )
     )
     if failed:

@@ -16,9 +16,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="variant of a conversion folder (default: int8 TFLite)")
     p.add_argument("--threads", type=int, help="inference threads")
     p.add_argument(
-        "--robustness",
-        action="store_true",
-        help="also run the camera-degradation suite (robustness.json, robustness.png)",
+        "--robustness", action="store_true",
+        help="also run the camera-degradation suite (robustness.json, robustness.png)"
     )
     p.add_argument("--severities", help="comma-separated severities 1-5 for --robustness (default: all)")
     p.add_argument("--conditions", help="comma-separated conditions for --robustness (default: all)")
@@ -29,9 +28,8 @@ def parser() -> argparse.ArgumentParser:
         "model into its manifest (the quality gate's limits; the leukocyte check stays as convert set it)",
     )
     p.add_argument(
-        "--ood",
-        action="store_true",
-        help="also check out-of-distribution sets built from the test part, through the device's run loop (ood.json)",
+        "--ood", action="store_true",
+        help="also check out-of-distribution sets built from the test part, through the device's run loop (ood.json)"
     )
     p.add_argument(
         "--out", default="runs/evaluate", help="folder for metrics.json and confusion.png (default: runs/evaluate)"

@@ -64,16 +64,8 @@ def _write(args, report: dict) -> None:
         writer = csv.writer(out)
         writer.writerow(
             [
-                "device",
-                "last_seen",
-                "model_sha256",
-                "samples",
-                "verdicts",
-                "last_refused_share",
-                "last_ood_share",
-                "drift",
-                "clock_offset_s",
-                "unreadable_verdicts",
+                "device", "last_seen", "model_sha256", "samples", "verdicts", "last_refused_share", "last_ood_share",
+                "drift", "clock_offset_s", "unreadable_verdicts"
             ]
         )
         for r in report["devices"]:

@@ -75,9 +75,8 @@ def _saving_args(p: argparse.ArgumentParser) -> None:
         "a new sample adds -2, -3, …)",
     )
     p.add_argument(
-        "--realtime",
-        action="store_true",
-        help="play a video at its recorded frame rate, keeping only the newest frame (as a live camera does)",
+        "--realtime", action="store_true",
+        help="play a video at its recorded frame rate, keeping only the newest frame (as a live camera does)"
     )
 
 
@@ -162,17 +161,11 @@ def _options(args, settings):
         writable_folder(save_frames, "--save-frames")
     sample, camera = settings.sample, settings.camera
     return RunOptions(
-        frames=sample.frames,
-        min_confidence=sample.min_confidence if sample.min_confidence is not None else 0.8,
-        roi=tuple(camera.roi) if camera.roi else None,
-        log=log,
-        save_frames=Path(save_frames) if save_frames else None,
-        label=label,
-        display=args.display,
-        status="off" if args.quiet else "auto",
-        scale=camera.scale,
-        max_scale_error=settings.quality.max_scale_error or 1.5,
-        max_ood_fraction=sample.max_ood_fraction,
+        frames=sample.frames, min_confidence=sample.min_confidence if sample.min_confidence is not None else 0.8,
+        roi=tuple(camera.roi) if camera.roi else None, log=log,
+        save_frames=Path(save_frames) if save_frames else None, label=label, display=args.display,
+        status="off" if args.quiet else "auto", scale=camera.scale,
+        max_scale_error=settings.quality.max_scale_error or 1.5, max_ood_fraction=sample.max_ood_fraction
     )
 
 

@@ -8,9 +8,8 @@ import argparse
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeleuk train", description=__doc__)
     p.add_argument(
-        "--data",
-        required=True,
-        help="folder with one sub-folder per class (any names, at least two), or the Kaggle layout",
+        "--data", required=True,
+        help="folder with one sub-folder per class (any names, at least two), or the Kaggle layout"
     )
     p.add_argument(
         "--classes",
@@ -64,9 +63,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "--fine-tune", action="store_true", help="stage 2: unfreeze the top of the base (batch norm stays frozen)"
     )
     p.add_argument(
-        "--fine-tune-from",
-        default="block_9",
-        help="first base block to unfreeze (default: block_9, as the shipped model)",
+        "--fine-tune-from", default="block_9",
+        help="first base block to unfreeze (default: block_9, as the shipped model)"
     )
 
 
@@ -91,10 +89,8 @@ def _stage2_args(p: argparse.ArgumentParser) -> None:
         "--teacher", help="stage 2: distil from this trained .keras model (its soft labels on the training images)"
     )
     p.add_argument(
-        "--temperature",
-        type=float,
-        default=2.0,
-        help="--teacher: soften its probabilities as softmax(log p / T) (default 2)",
+        "--temperature", type=float, default=2.0,
+        help="--teacher: soften its probabilities as softmax(log p / T) (default 2)"
     )
     p.add_argument("--distill-weight", type=float, default=0.5,
                    help="--teacher: target = (1 - w) one-hot + w teacher (default 0.5; 0: labels alone)")
@@ -105,10 +101,8 @@ def _schedule_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=60, help="stage-1 epochs at most (early stopping on val loss)")
     p.add_argument("--fine-tune-epochs", type=int, default=25, help="stage-2 epochs at most")
     p.add_argument(
-        "--fine-tune-patience",
-        type=int,
-        default=6,
-        help="stage-2 early-stopping patience (the learning rate drops after half of it)",
+        "--fine-tune-patience", type=int, default=6,
+        help="stage-2 early-stopping patience (the learning rate drops after half of it)"
     )
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
@@ -147,33 +141,14 @@ def main(argv: list[str]) -> int:
     sigterm_as_interrupt()  # like Ctrl-C: the best weights so far, a complete run folder
 
     config = TrainConfig(
-        data=args.data,
-        out=args.out,
-        classes=args.classes,
-        groups=args.groups,
-        cv=args.cv,
-        init_from=args.init_from,
-        rehearse=args.rehearse,
-        rehearse_share=args.rehearse_share,
-        weights=args.weights,
-        alpha=args.alpha,
-        input_size=args.input_size,
-        split=args.split,
-        seed=args.seed,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        fine_tune=args.fine_tune,
-        fine_tune_from=args.fine_tune_from,
-        augment=args.augment,
-        outliers=args.outliers,
-        fine_tune_epochs=args.fine_tune_epochs,
-        fine_tune_patience=args.fine_tune_patience,
-        fine_tune_learning_rate=args.fine_tune_learning_rate,
-        feature_cache=args.feature_cache,
-        teacher=args.teacher,
-        distill_temperature=args.temperature,
-        distill_weight=args.distill_weight,
+        data=args.data, out=args.out, classes=args.classes, groups=args.groups, cv=args.cv, init_from=args.init_from,
+        rehearse=args.rehearse, rehearse_share=args.rehearse_share, weights=args.weights, alpha=args.alpha,
+        input_size=args.input_size, split=args.split, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, fine_tune=args.fine_tune, fine_tune_from=args.fine_tune_from,
+        augment=args.augment, outliers=args.outliers, fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune_patience=args.fine_tune_patience, fine_tune_learning_rate=args.fine_tune_learning_rate,
+        feature_cache=args.feature_cache, teacher=args.teacher, distill_temperature=args.temperature,
+        distill_weight=args.distill_weight
     )
     summary = train(config, overwrite=args.overwrite)
     return 130 if summary["interrupted"] else 0

@@ -43,9 +43,8 @@ def parser() -> argparse.ArgumentParser:
         "--min-confidence", type=float, default=0.8, help="a sample verdict below this refers (default 0.8, as run)"
     )
     p.add_argument(
-        "--scale",
-        type=float,
-        help="frame pixels per training-image pixel, as for run (default: the whole centre square)",
+        "--scale", type=float,
+        help="frame pixels per training-image pixel, as for run (default: the whole centre square)"
     )
     return p
 

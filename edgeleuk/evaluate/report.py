@@ -187,11 +187,8 @@ def evaluate(request: EvalRequest) -> dict[str, Any]:
         limits = loaded.classifier.quality if loaded.classifier is not None else None
         suite = Suite(conditions=conditions, severities=severities or SEVERITIES, limits=limits)
         results = run_suite(
-            loaded.predict,
-            images,
-            labels,
-            suite,
-            judged=loaded.judged if loaded.classifier is not None and loaded.classifier.ood is not None else None,
+            loaded.predict, images, labels, suite,
+            judged=loaded.judged if loaded.classifier is not None and loaded.classifier.ood is not None else None
         )
         results.update(model=loaded.name, data=note)
         print(format_robustness(results))

@@ -29,11 +29,8 @@ class Suite:
 
 
 def robustness(
-    predict: Callable[[np.ndarray], np.ndarray],
-    images: np.ndarray,
-    labels: np.ndarray,
-    suite: Suite = Suite(),
-    judged: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None,
+    predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, labels: np.ndarray, suite: Suite = Suite(),
+    judged: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] | None = None
 ) -> dict[str, Any]:
     """Metrics per condition and severity; `gated_accuracy` counts only frames the quality gate accepts.
 

@@ -69,11 +69,8 @@ def fit_stain(
         }
         note += f"; red cells likewise ({red.fields} training fields, z {red.spread:.2f})"
     return StainStats(
-        log_limit=_rounded(leukocytes.limits),
-        log_mean=_rounded(leukocytes.means),
-        log_sd=_rounded(leukocytes.sds),
-        calibration=note,
-        **extra,
+        log_limit=_rounded(leukocytes.limits), log_mean=_rounded(leukocytes.means), log_sd=_rounded(leukocytes.sds),
+        calibration=note, **extra
     )
 
 

@@ -73,15 +73,9 @@ def load_images(config, model_path: Path, spec: PreprocessSpec, calibration: dic
     val = split.part(found.samples, "val")
     val_images, val_labels = load_arrays(val, spec) if val else (None, None)
     return Images(
-        calib_images,
-        test_images,
-        test_labels,
+        calib_images, test_images, test_labels,
         f"{note}; calibration: {len(calib_images)} training images; evaluation: {len(test)} {config.part} images",
-        [str(s.path.relative_to(found.root)) for s in test],
-        train_images,
-        train_labels,
-        val_images,
-        sha256_file(split_file) if split_file.is_file() else None,
-        val_labels,
-        split_file=split_file if split_file.is_file() else None,
+        [str(s.path.relative_to(found.root)) for s in test], train_images, train_labels, val_images,
+        sha256_file(split_file) if split_file.is_file() else None, val_labels,
+        split_file=split_file if split_file.is_file() else None
     )

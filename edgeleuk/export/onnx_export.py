@@ -47,14 +47,8 @@ def quantize_onnx(fp32_path: Path, path: Path, calibration: Callable[[], Iterabl
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
         weights = QuantType.QUInt8 if config.weight_type == "uint8" else QuantType.QInt8
         quantize_static(
-            str(prepared),
-            str(path),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=config.per_channel,
-            reduce_range=config.reduce_range,
-            activation_type=QuantType.QUInt8,
-            weight_type=weights,
+            str(prepared), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=config.per_channel,
+            reduce_range=config.reduce_range, activation_type=QuantType.QUInt8, weight_type=weights
         )
 
 

@@ -39,21 +39,11 @@ def _variant(cfg: QuantizationConfig, path: Path, classifier, seconds: float, me
     b = classifier.backend
     features = tuple(int(b.output_sizes[i]) for i in classifier.features_indices)
     return Variant(
-        name=cfg.name,
-        format=cfg.format,
-        file=path.name,
-        sha256=sha256_file(path),
-        precision=cfg.precision,
-        input_name=b.input_name,
-        input_shape=tuple(None if d in (-1, None) else int(d) for d in b.input_shape),
-        input_dtype=b.input_dtype,
-        output_dtype=classifier.output_dtype,
-        input_quantization=b.input_quantization,
-        output_quantization=classifier.output_quantization,
-        features=features,
-        size_bytes=path.stat().st_size,
-        conversion_seconds=round(seconds, 2),
-        metrics=metrics,
+        name=cfg.name, format=cfg.format, file=path.name, sha256=sha256_file(path), precision=cfg.precision,
+        input_name=b.input_name, input_shape=tuple(None if d in (-1, None) else int(d) for d in b.input_shape),
+        input_dtype=b.input_dtype, output_dtype=classifier.output_dtype, input_quantization=b.input_quantization,
+        output_quantization=classifier.output_quantization, features=features, size_bytes=path.stat().st_size,
+        conversion_seconds=round(seconds, 2), metrics=metrics
     )
 
 
@@ -116,11 +106,8 @@ def _manifest(conv: Conversion, previous: Manifest | None, variants: list[Varian
 
     base, model = conv.base, conv.model
     manifest = previous or Manifest(
-        labels=conv.classes.labels,
-        class_folders=conv.classes.folders,
-        preprocess=conv.spec,
-        model=dict(base.model) if base else {"input_size": conv.size},
-        source_model_sha256=conv.source_sha,
+        labels=conv.classes.labels, class_folders=conv.classes.folders, preprocess=conv.spec,
+        model=dict(base.model) if base else {"input_size": conv.size}, source_model_sha256=conv.source_sha
     )
     if conv.domain is not None:
         _warn_stale_layers(previous, conv.domain.ood, {c.name for c in conv.chosen})
@@ -264,15 +251,8 @@ def _keras_variant(model_path: Path, source_sha: str, size: int, rows: list[dict
     """The source model, listed when it lives in the output folder."""
     keras_row = rows[0] if rows and rows[0]["variant"] == "keras" else {}
     return Variant(
-        name="keras",
-        format="keras",
-        file=model_path.name,
-        sha256=source_sha,
-        precision="fp32",
-        input_name="image",
-        input_shape=(None, size, size, 3),
-        input_dtype="float32",
-        output_dtype="float32",
+        name="keras", format="keras", file=model_path.name, sha256=source_sha, precision="fp32", input_name="image",
+        input_shape=(None, size, size, 3), input_dtype="float32", output_dtype="float32",
         size_bytes=model_path.stat().st_size,
-        metrics={k: keras_row[k] for k in ("accuracy", "macro_f1") if k in keras_row},
+        metrics={k: keras_row[k] for k in ("accuracy", "macro_f1") if k in keras_row}
     )

@@ -106,11 +106,8 @@ def append_tflite(data: bytes, stats: OODStats) -> bytes:
         # is what the product costs with caches cold after the model
         parts.append(g.tensor(f"whitened{k}", [1, sizes[i]]))
         g.op(
-            B.FULLY_CONNECTED,
-            [source, g.tensor(f"whitening{k}", list(whitening.shape), whitening.T.copy()), -1],
-            [parts[-1]],
-            Opts.FullyConnectedOptions,
-            s.FullyConnectedOptionsT(),
+            B.FULLY_CONNECTED, [source, g.tensor(f"whitening{k}", list(whitening.shape), whitening.T.copy()), -1],
+            [parts[-1]], Opts.FullyConnectedOptions, s.FullyConnectedOptionsT()
         )  # FULLY_CONNECTED's weights are [out, in]
     whitened = g.tensor("whitened", [1, total])
     concat = s.ConcatenationOptionsT()
@@ -195,11 +192,8 @@ def append_onnx(source: Path, target: Path, stats: OODStats) -> None:
     graph.node.extend(
         [
             helper.make_node(
-                "Concat",
-                [f"{p}whitened{k}" for k in range(len(features))],
-                [p + "whitened"],
-                axis=1,
-                name=p + "whitened",
+                "Concat", [f"{p}whitened{k}" for k in range(len(features))], [p + "whitened"], axis=1,
+                name=p + "whitened"
             ),
             helper.make_node(
                 "Unsqueeze", [p + "whitened", p + "axis"], [p + "whitened_column"], name=p + "whitened_column"

@@ -125,11 +125,8 @@ def render(
     if probs is None:
         reason = quality.reason if quality is not None else "unreadable"
         _text(
-            panel,
-            reason if reason.startswith("out of distribution") else f"unusable frame: {reason}",
-            1,
-            RED,
-            bold=True,
+            panel, reason if reason.startswith("out of distribution") else f"unusable frame: {reason}", 1, RED,
+            bold=True
         )
     else:
         top = int(np.argmax(probs))

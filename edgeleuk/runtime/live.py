@@ -181,10 +181,8 @@ class LiveView:
         result, text, fps = latest
         probs, quality = view_of(result, self.labels)
         picture = render(
-            result.frame.image,
-            result.frame.color_order,
-            result.region,
-            Overlay(self.labels, probs, quality, text, fps or 0.0),
+            result.frame.image, result.frame.color_order, result.region,
+            Overlay(self.labels, probs, quality, text, fps or 0.0)
         )
         ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         return seq, data.tobytes() if ok else None

@@ -82,7 +82,7 @@ class Outbox:
             return (
                 self._write(
                     "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, 1, NULL)",
-                    (message_id, topic, payload, time.time()),
+                    (message_id, topic, payload, time.time())
                 )
                 is not None
             )

@@ -125,11 +125,8 @@ class ImageSource:
 
 
 def open_source(
-    source: str | None = None,
-    camera: str | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    realtime: bool = False,
+    source: str | None = None, camera: str | None = None, width: int | None = None, height: int | None = None,
+    realtime: bool = False
 ):
     """--camera N | picamera2, or --source PATH (video, image, folder or glob); realtime paces a video."""
     if camera is not None:

@@ -69,9 +69,8 @@ async def frame(request: Request) -> Response:
 
 async def stream(request: Request) -> Response:
     return StreamingResponse(
-        request.app.state.frames.stream(request),
-        media_type="multipart/x-mixed-replace; boundary=frame",
-        headers=NO_STORE,
+        request.app.state.frames.stream(request), media_type="multipart/x-mixed-replace; boundary=frame",
+        headers=NO_STORE
     )
 
 

@@ -47,14 +47,8 @@ def summarise(folds: list[dict[str, Any]], labels: tuple[str, ...]) -> dict[str,
 def format_cv(doc: dict[str, Any]) -> str:
     labels = doc["labels"]
     head = [
-        "fold",
-        "fields",
-        "accuracy",
-        "macro F1",
-        *[f"recall {k}" for k in labels],
-        "samples",
-        "verdicts right",
-        "lowest margin",
+        "fold", "fields", "accuracy", "macro F1", *[f"recall {k}" for k in labels], "samples", "verdicts right",
+        "lowest margin"
     ]
     rows = []
     for i, f in enumerate(doc["folds"], 1):

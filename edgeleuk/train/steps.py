@@ -38,9 +38,8 @@ def fit_head(model, data: Arrays, config: TrainConfig, rows: list, out: Path) ->
 
     head = head_model(model)
     head.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        optimizer=keras.optimizers.Adam(config.learning_rate), loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"]
     )
     keeper = BestWeights()
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
@@ -74,16 +73,9 @@ def fine_tune(model, data: Arrays, config: TrainConfig, rows: list, out: Path) -
     tr = data.parts["train"]
     classes = int(model.output_shape[-1])
     recipe = BatchRecipe(
-        config.batch_size,
-        config.seed,
-        config.augment,
-        class_weights=_class_weights(data.labels[tr], classes),
-        outliers=config.outliers,
-        classes=classes,
-        soft_targets=data.soft,
-        soft_weight=config.distill_weight,
-        rehearsal=data.rehearsal.pool() if data.rehearsal else None,
-        rehearse_share=config.rehearse_share,
+        config.batch_size, config.seed, config.augment, class_weights=_class_weights(data.labels[tr], classes),
+        outliers=config.outliers, classes=classes, soft_targets=data.soft, soft_weight=config.distill_weight,
+        rehearsal=data.rehearsal.pool() if data.rehearsal else None, rehearse_share=config.rehearse_share
     )
     train_ds = AugmentedBatches(data.images[tr], data.labels[tr], recipe)
     val_images, val_labels = _robust_validation(*_validation_part(data), config.seed, config.augment)
