@@ -21,122 +21,22 @@ import functools
 import io
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # edgeleuk, and the sibling modules when loaded by path
 
 from edgeleuk.errors import UserError, missing_package  # noqa: E402
-from edgeleuk.files import atomic_path, atomic_write_text  # noqa: E402
+from edgeleuk.files import atomic_write_text  # noqa: E402
 from edgeleuk.manifest import read_manifest, sha256_file  # noqa: E402
-from edgeleuk.runtime.backends import default_threads  # noqa: E402
 from edgeleuk.runtime.classifier import DEFAULT_MODEL_DIR  # noqa: E402
+from latency_plan import machine_facts, plan  # noqa: E402
+from latency_report import FIELDS, chart, gpu_line, table  # noqa: E402
 
-TFLITE_BACKENDS = ("litert", "tflite-runtime")
 REFERENCE_DIR = HERE / "reference"  # GPU results recorded with --gpu-only for the packaged model
-
-
-def machine_facts() -> dict:
-    from edgeleuk.cpu import read_cpu
-    from edgeleuk.versions import version_of
-
-    cpu = read_cpu()
-    facts = {
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "cores": default_threads(),
-        "cpu": cpu.model,
-        "arch": cpu.arch,
-        "cpu_summary": cpu.summary(),
-        "int8_kernels": cpu.int8_family,
-        "versions": {
-            d: version_of(d)
-            for d in (
-                "ai-edge-litert",
-                "tflite-runtime",
-                "onnxruntime",
-                "tensorflow",
-                "tensorflow-cpu",
-                "numpy",
-                "opencv-python-headless",
-            )
-        },
-    }
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
-        )
-        facts["gpu"] = out.stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        facts["gpu"] = None
-    return facts
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def plan(args, folder: Path) -> list[dict]:
-    manifest = read_manifest(folder)
-    threads = [default_threads()] if args.quick else sorted({*range(1, default_threads() + 1)})
-    if args.threads:
-        threads = [int(t) for t in args.threads.split(",")]
-    batches = [1] if args.quick else [1, args.batch]
-    rounds = 1 if args.quick else args.rounds
-    timing = (
-        {"warmup": 5, "min_runs": 20, "min_seconds": 0.3, "max_runs": 200}
-        if args.quick
-        else {
-            "warmup": 50,
-            "min_runs": max(50, args.min_runs // rounds),
-            "min_seconds": args.min_seconds / rounds,
-            "max_runs": 20000,
-        }
-    )
-    wanted = set(args.variants.split(",")) if args.variants else None
-    jobs = []
-    for v in manifest.variants:
-        if wanted and v.name not in wanted:
-            continue
-        if v.format == "keras":
-            backends = ["tensorflow"]
-        elif v.format == "tflite":
-            backends = list(TFLITE_BACKENDS)
-        else:
-            backends = ["onnxruntime"]
-        for backend in backends:
-            for t in threads:
-                for b in batches:
-                    job = {"variant": v.name, "backend": backend, "threads": t, "batch": b, "model": str(folder),
-                           "file": str(folder / v.file), "size_bytes": v.size_bytes, **timing}
-                    job["data"] = args.data if (args.data and b == 1 and t == threads[-1]) else None
-                    job["split"] = args.split
-                    if not (folder / v.file).is_file():
-                        job["skipped"] = f"{v.file} is not in {folder} (not shipped in this install)"
-                    elif backend == "tensorflow" and not _importable("tensorflow"):
-                        job["skipped"] = str(missing_package("TensorFlow", "train"))
-                    elif backend == "tflite-runtime" and not _importable("tflite_runtime"):
-                        job["skipped"] = (
-                            "tflite-runtime not installed (its last release needs numpy<2 and lacks XNNPACK int8)"
-                        )
-                    elif backend == "litert" and not _importable("ai_edge_litert"):
-                        job["skipped"] = "ai-edge-litert not installed"
-                    job["kind"] = "keras" if backend == "tensorflow" else "runtime"
-                    if backend == "tensorflow":
-                        job["backend"] = "tensorflow (tf.function)"
-                    else:
-                        job["backend_arg"] = backend
-                    jobs.append(job)
-    return jobs
 
 
 TOLERANCE = 0.10  # rounds within this of the fastest count as undisturbed
@@ -311,115 +211,7 @@ def recorded_reference(path: Path, onnx: Path) -> dict:
     return {**ref, "source": source}
 
 
-def _fmt(v, spec: str = ".2f", unit: str = "") -> str:
-    return "—" if v is None else f"{v:{spec}}{unit}"
-
-
-def table(rows: list[dict], gpu: dict) -> str:
-    eager = (gpu.get("eager_b1") or {}).get("p50_ms")
-    graph = (gpu.get("graph_b1") or {}).get("p50_ms")
-    head = ("| variant | backend | thr | batch | size MB | accuracy | p50 ms | p90 ms | p99 ms | bare invoke ms | "
-            "720p e2e ms | FPS | RSS MB | load ms | first ms | ×GPU eager | ×GPU graph |")
-    out = [head, "|" + "---|" * 17]
-    for r in rows:
-        if "skipped" in r:
-            out.append(
-                f"| {r['variant']} | {r['backend']} | {r['threads']} | {r['batch']} | — | — | skipped: {r['skipped']} |"
-                + " |" * 10
-            )
-            continue
-        per_image = r["p50_ms"] / r["batch"]
-        out.append(
-            "| "
-            + " | ".join(
-                [
-                    r["variant"],
-                    r["backend"],
-                    str(r["threads"]),
-                    str(r["batch"]),
-                    _fmt(r.get("size_bytes", 0) / 1e6),
-                    _fmt(r.get("accuracy") and r["accuracy"] * 100, ".2f", "%"),
-                    _fmt(r["p50_ms"]),
-                    _fmt(r["p90_ms"]),
-                    _fmt(r["p99_ms"]),
-                    _fmt(r.get("bare_p50_ms")),
-                    _fmt(r.get("e2e_p50_ms")),
-                    _fmt(r["throughput_ips"], ".0f"),
-                    _fmt(r.get("peak_rss_mb"), ".0f"),
-                    _fmt(r.get("load_ms"), ".0f"),
-                    _fmt(r.get("first_ms"), ".1f"),
-                    _fmt(per_image / eager if eager and r["batch"] == 1 else None, ".2f", "×"),
-                    _fmt(per_image / graph if graph and r["batch"] == 1 else None, ".2f", "×"),
-                ]
-            )
-            + " |"
-        )
-    return "\n".join(out)
-
-
-def gpu_line(gpu: dict) -> str:
-    if "skipped" in gpu:
-        return f"GPU reference: skipped: {gpu['skipped']}"
-    parts = [f"{k}: p50 {v['p50_ms']:.3f} ms" for k, v in gpu.items() if isinstance(v, dict) and "p50_ms" in v]
-    return f"GPU reference ({gpu.get('gpu')}, {gpu.get('backend_version')}, {gpu.get('source')}): " + "; ".join(parts)
-
-
-def chart(rows: list[dict], gpu: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = [r for r in rows if "skipped" not in r and r["batch"] == 1]
-    if not done:
-        return
-    labels = [f"{r['variant']}\n{r['backend']} ×{r['threads']}" for r in done]
-    p50 = [r["p50_ms"] for r in done]
-    p99 = [r["p99_ms"] - r["p50_ms"] for r in done]
-    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.45 * len(done)))
-    ax.barh(range(len(done)), p50, xerr=[[0] * len(done), p99], color="#4c72b0", capsize=3)
-    ax.set_yticks(range(len(done)), labels, fontsize=7)
-    for key, style in (("eager_b1", "--"), ("graph_b1", ":")):
-        if isinstance(gpu.get(key), dict) and "p50_ms" in gpu[key]:
-            where = gpu.get("gpu") if gpu.get("source") == "measured here" else f"{gpu.get('gpu')}, recorded"
-            ax.axvline(
-                gpu[key]["p50_ms"], color="#c44e52", linestyle=style, label=f"GPU fp32 {key.split('_')[0]} ({where})"
-            )
-    ax.set_xscale("log")
-    ax.set_xlabel("batch-1 latency, ms (bar: p50, whisker: p99)")
-    ax.legend(fontsize=7, loc="lower right") if ax.get_legend_handles_labels()[0] else None
-    ax.invert_yaxis()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
-FIELDS = (
-    "variant",
-    "backend",
-    "threads",
-    "batch",
-    "size_bytes",
-    "accuracy",
-    "macro_f1",
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "mean_ms",
-    "rounds_used",
-    "runs",
-    "throughput_ips",
-    "bare_p50_ms",
-    "e2e_p50_ms",
-    "peak_rss_mb",
-    "load_ms",
-    "first_ms",
-    "backend_version",
-    "skipped",
-)
-
-
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="conversion folder with manifest.json (default: the packaged model set)")
     p.add_argument("--variants", help="comma-separated variant names (default: all in the manifest)")
@@ -448,7 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--quick", action="store_true", help="few runs, one thread setting, batch 1 (for CI)")
     p.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
         if not (folder / "manifest.json").is_file():
@@ -456,50 +252,56 @@ def main(argv: list[str] | None = None) -> int:
         facts = machine_facts()
         print(f"machine: {facts['cpu_summary']}, {facts['cores']} cores, {facts['os']}, Python {facts['python']}")
         gpu = gpu_reference(args, folder)
-        def report(row: dict) -> None:
-            state = (
-                row.get("skipped")
-                or f"p50 {row['p50_ms']:.3f} ms (rounds: {', '.join(f'{v:.3f}' for v in row['p50_rounds_ms'])})"
-            )
-            print(
-                f"  {row['variant']:<15}{row['backend']:<26}threads {row['threads']} batch {row['batch']}: {state}",
-                flush=True
-            )
-
         jobs = [] if args.gpu_only else plan(args, folder)
-        if jobs:
-            print(
-                f"measuring {len(jobs)} configurations, {1 if args.quick else args.rounds} round(s) each, each in "
-                "its own process"
-                + ("" if args.quick else " (--quick: one round, one thread setting, batch 1: under a minute)"),
-                flush=True,
-            )
-        rows = run_rounds(jobs, 1 if args.quick else args.rounds, report, None if args.quick else args.max_rounds)
+        rows = _measure(jobs, args)
         if args.gpu_only and gpu.get("source") != "measured here":
             raise UserError(f"--gpu-only: no GPU reference measured here ({gpu.get('skipped', gpu.get('source'))})")
     except UserError as exc:
         print(f"latency.py: error: {exc}", file=sys.stderr)
         return 1
     out = Path(args.out)
+    _write(out, folder, facts, gpu, rows)
+    print()
+    print(gpu_line(gpu))
+    print(table(rows, gpu))
+    print(f"\nwrote {out}/results.json, results.csv, results.md, latency.png")
+    if jobs and all(r.get("skipped") for r in rows):
+        print(f"latency.py: error: every configuration failed or was skipped ({rows[0]['skipped']})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _report(row: dict) -> None:
+    """One configuration's line as soon as it is measured."""
+    state = (
+        row.get("skipped")
+        or f"p50 {row['p50_ms']:.3f} ms (rounds: {', '.join(f'{v:.3f}' for v in row['p50_rounds_ms'])})"
+    )
+    print(
+        f"  {row['variant']:<15}{row['backend']:<26}threads {row['threads']} batch {row['batch']}: {state}", flush=True
+    )
+
+
+def _measure(jobs: list, args) -> list[dict]:
+    if jobs:
+        quick = " (--quick: one round, one thread setting, batch 1: under a minute)"
+        print(
+            f"measuring {len(jobs)} configurations, {1 if args.quick else args.rounds} round(s) each, each in its own "
+            "process" + ("" if args.quick else quick),
+            flush=True,
+        )
+    return run_rounds(jobs, 1 if args.quick else args.rounds, _report, None if args.quick else args.max_rounds)
+
+
+def _write(out: Path, folder: Path, facts: dict, gpu: dict, rows: list[dict]) -> None:
+    """results.json, results.csv, results.md and the chart."""
     out.mkdir(parents=True, exist_ok=True)
     labels = list(read_manifest(folder).labels)
     md = (f"# Latency\n\nmachine: {facts['cpu_summary']}, {facts['cores']} cores, {facts['os']}\n\n"
           f"model: {folder} ({len(labels)} classes: {', '.join(labels)})\n\n{gpu_line(gpu)}\n\n{table(rows, gpu)}\n")
     clean = [{k: v for k, v in r.items() if k not in ("model", "backend_arg", "kind")} for r in rows]
-    atomic_write_text(
-        out / "results.json",
-        json.dumps(
-            {
-                "date": time.strftime("%Y-%m-%d"),
-                "machine": facts,
-                "labels": labels,
-                "gpu_reference": gpu,
-                "rows": clean,
-            },
-            indent=2,
-        )
-        + "\n",
-    )
+    doc = {"date": time.strftime("%Y-%m-%d"), "machine": facts, "labels": labels, "gpu_reference": gpu, "rows": clean}
+    atomic_write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
@@ -510,15 +312,6 @@ def main(argv: list[str] | None = None) -> int:
         chart(rows, gpu, out / "latency.png")
     except ImportError:
         print(f"matplotlib not installed: no latency.png ({missing_package('matplotlib', 'bench')})")
-    print()
-    print(gpu_line(gpu))
-    print(table(rows, gpu))
-    print(f"\nwrote {out}/results.json, results.csv, results.md, latency.png")
-    if jobs and all(r.get("skipped") for r in rows):
-        print(f"latency.py: error: every configuration failed or was skipped ({rows[0]['skipped']})", file=sys.stderr)
-        return 1
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -37,17 +37,12 @@ alternated with runs without it, so the ratio of the frame path's p50 comes from
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
 import json
 import os
-import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -138,223 +133,6 @@ def run_decoded(clip: Path, log: Path, frames: int, model: str | None, threads: 
     run(classifier, VideoSource(clip, capture=DecodedClip(clip, frames)), RunOptions(log=log, status="off"))
 
 
-@contextlib.contextmanager
-def call_timers():
-    """Seconds spent in the score's own calls (and the gate's leukocyte mask), timed where the run loop calls them."""
-    import edgeleuk.runtime.quality as quality
-    from edgeleuk.ood import OODScorer
-
-    spent: dict[str, list[float]] = {"stain_strength": [], "leukocyte_mask": [], "OODScorer.score": []}
-    targets = [(quality, "stain_strength"), (quality, "leukocyte_mask"), (OODScorer, "score")]
-    originals = [getattr(owner, name) for owner, name in targets]
-
-    def timed(function, key):
-        def call(*a, **k):
-            start = time.perf_counter()
-            try:
-                return function(*a, **k)
-            finally:
-                spent[key].append(time.perf_counter() - start)
-        return call
-
-    for (owner, name), function in zip(targets, originals):
-        setattr(owner, name, timed(function, "OODScorer.score" if name == "score" else name))
-    try:
-        yield spent
-    finally:
-        for (owner, name), function in zip(targets, originals):
-            setattr(owner, name, function)
-
-
-def _strip_score_layers(folder: Path) -> None:
-    """The file `load(folder)` runs, without its score layers (and the manifest's hash to match): the
-    model as it would be without the score."""
-    from edgeleuk.export.score_layers import strip_onnx, strip_tflite
-    from edgeleuk.manifest import sha256_file
-
-    chosen = load(str(folder)).path
-    manifest = json.loads((folder / "manifest.json").read_text())
-    for variant in manifest.get("variants", []):
-        if variant["file"] == chosen.name:
-            if chosen.suffix == ".tflite":
-                chosen.write_bytes(strip_tflite(chosen.read_bytes()))
-            else:
-                strip_onnx(chosen, chosen)
-            variant["sha256"], variant["size_bytes"] = sha256_file(chosen), chosen.stat().st_size
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-
-
-def inference_step_cost_us(
-    shipped: str, stripped: str, threads: int, clip: Path, runs: int = 600, pairs: int = 8
-) -> dict[str, float] | None:
-    """µs the features' score adds to the inference step (`infer_judged`: the interpreter, reading
-    its outputs, the score), over reading the probabilities only: with the file's own score layers,
-    and with numpy from the features of the file without them. Each alternated call by call with the
-    file without them reading the probabilities only, each call after a frame's preprocessing and gate
-    as in the run loop (the interpreter's drift between runs is far larger than the difference, so
-    the run loop's own timings cannot show it). An interpreter has a speed of its own (pairs of fresh
-    ones differed by -22 to +116 µs, 2026-12-01, commit 2e610a9), so each comparison runs on `pairs` fresh pairs
-    and gives the median of their differences and the pairs' range."""
-    import dataclasses
-
-    from edgeleuk.preprocess import preprocess
-    from edgeleuk.runtime.quality import assess
-    from edgeleuk.runtime.stain import READ_EVERY
-
-    layers = load(shipped, threads=threads)
-    if layers.ood is None or layers.score_index is None:
-        return None
-    xs = [preprocess(f, layers.spec) for f in DecodedClip(clip, 60).frames]
-    xs = [x.reshape(x.shape[-3:]) for x in xs]
-    result: dict[str, float] = {}
-    for arm in ("layers", "numpy"):
-        differences = []
-        for _ in range(pairs):
-            # interpreters of their own: sharing one made every other call follow a call of its own
-            # interpreter, weights still in cache (~100 µs faster)
-            bare = load(stripped, threads=threads)
-            other = (
-                load(shipped, threads=threads)
-                if arm == "layers"
-                else dataclasses.replace(load(stripped, threads=threads), ood=layers.ood)
-            )
-            times: list[list[float]] = [[], []]
-            for i in range(runs * 2):
-                x = xs[(i // 2) % len(xs)]
-                assess(x, layers.quality, stain=(i // 2) % READ_EVERY == 0)  # the stain read as the run loop reads it
-                t0 = time.perf_counter()
-                (other if i % 2 else bare).infer_judged(x)
-                times[i % 2].append((time.perf_counter() - t0) * 1e6)
-            differences.append(float(np.median(times[1][50:]) - np.median(times[0][50:])))
-        result[arm] = float(np.median(differences))
-        result[f"{arm} range"] = [min(differences), max(differences)]
-    return result
-
-
-def score_cost(clip: Path, log: Path, args, out: Path) -> int:
-    """The model without its `ood` statistics (its files without the score layers), with the features'
-    statistics only, and as it is, alternated on the same decoded frames."""
-    from edgeleuk.runtime.classifier import packaged_model
-
-    folder = Path(args.model) if args.model else packaged_model("default")
-    if folder is None or not (folder / "manifest.json").is_file():
-        raise SystemExit("--score-cost needs a conversion folder (--model DIR with a manifest.json)")
-    steps = ("quality", "inference", "invoke", "ood", "total")
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        arms = {}
-        for arm in ("none", "features"):
-            arms[arm] = Path(tmp) / arm
-            shutil.copytree(folder, arms[arm], ignore=shutil.ignore_patterns("*.keras", "*.png"))
-            manifest = json.loads((arms[arm] / "manifest.json").read_text())
-            if arm == "none":
-                manifest.pop("ood", None)
-            else:
-                manifest.get("ood", {}).pop("stain", None)
-            (arms[arm] / "manifest.json").write_text(json.dumps(manifest))
-        _strip_score_layers(arms["none"])
-        # timed: the full score again, with timers around its calls (not in the comparison: they cost µs)
-        arms["full"] = arms["timed"] = folder
-        for i in range(args.pairs):
-            for arm, model in arms.items():
-                log.unlink(missing_ok=True)
-                with call_timers() if arm == "timed" else contextlib.nullcontext({}) as spent:
-                    run_decoded(clip, log, args.frames, str(model), args.threads)
-                frames = [r for r in map(json.loads, log.read_text().splitlines()) if "latency_ms" in r]
-                row = {
-                    "arm": arm,
-                    "round": i,
-                    **{k: float(np.median([f["latency_ms"][k] for f in frames])) for k in steps},
-                    "scored": float(np.mean([f.get("ood_score") is not None for f in frames])),
-                    # the mean as well: the stain is read on every 8th usable frame only (runtime/stain.py), which a
-                    # p50 leaves out
-                    "gate and score mean": float(
-                        np.mean([f["latency_ms"]["quality"] + f["latency_ms"]["ood"] for f in frames])
-                    ),
-                    "stain read": float(
-                        np.mean(
-                            [
-                                f["quality"].get("stain") is not None or f["quality"].get("red_stain") is not None
-                                for f in frames
-                            ]
-                        )
-                    ),
-                    **{f"{k} p50": float(np.median(v)) * 1e3 for k, v in spent.items() if v},
-                }
-                rows.append(row)
-                print(
-                    f"round {i + 1}, score {arm}: "
-                    + ", ".join(
-                        f"{k} {v:.3f}" for k, v in row.items() if k not in ("arm", "round", "scored", "stain read")
-                    )
-                    + f" ms (p50); stain read on {row['stain read']:.1%} of frames"
-                )
-        step = inference_step_cost_us(str(folder), str(arms["none"]), args.threads, clip)
-    # the file as shipped scores in its layers, else numpy inside the step (timed here)
-    inference_us = step["layers"] if step else 0.0
-
-    # the gate and score steps against the same round's run without the score, plus the inference step's share
-    def added(arm: str) -> list[float]:
-        base = {r["round"]: r["quality"] + r["ood"] for r in rows if r["arm"] == "none"}
-        return [r["quality"] + r["ood"] - base[r["round"]] + inference_us / 1e3 for r in rows if r["arm"] == arm]
-
-    def added_mean(arm: str) -> list[float]:  # as `added`, from each run's mean over its frames instead of its p50s
-        base = {r["round"]: r["gate and score mean"] for r in rows if r["arm"] == "none"}
-        return [r["gate and score mean"] - base[r["round"]] + inference_us / 1e3 for r in rows if r["arm"] == arm]
-
-    # the same with the run loop's own inference timings (noisier by far)
-    def added_with_invoke(arm: str) -> list[float]:
-        base = {r["round"]: r["quality"] + r["inference"] + r["ood"] for r in rows if r["arm"] == "none"}
-        return [r["quality"] + r["inference"] + r["ood"] - base[r["round"]] for r in rows if r["arm"] == arm]
-
-    result = {
-        "threads": args.threads,
-        "frames": args.frames,
-        "model": str(folder),
-        "runs": rows,
-        "inference_step_us": step,
-        "added_ms": {arm: added(arm) for arm in ("features", "full")},
-        "added_ms_median": {arm: float(np.median(added(arm))) for arm in ("features", "full")},
-        "added_ms_mean": {arm: added_mean(arm) for arm in ("features", "full")},
-        "added_ms_mean_median": {arm: float(np.median(added_mean(arm))) for arm in ("features", "full")},
-        "added_ms_median_with_loop_invoke": {
-            arm: float(np.median(added_with_invoke(arm))) for arm in ("features", "full")
-        },
-    }
-    timed = [r for r in rows if r["arm"] == "timed" and "stain_strength p50" in r]
-    # the steadiest estimate of the mean: the p50s (no reading on the median frame) plus the readings' share, timed
-    if timed:
-        reading_ms = float(np.median([r["stain_strength p50"] for r in timed]))
-        share = float(np.median([r["stain read"] for r in timed]))
-        result["stain_reading_ms"], result["stain_read_share"] = reading_ms, share
-        result["added_ms_full_p50_plus_readings"] = result["added_ms_median"]["full"] + share * reading_ms
-    atomic_write_text(out / "pipeline-score-cost.json", json.dumps(result, indent=2) + "\n")
-    if step is not None:
-        print(
-            f"the features' score in the inference step, over reading the probabilities only (alternated call by call, "
-            f"median of fresh interpreter pairs): {step['layers']:.1f} µs with the file's own layers (pairs "
-            f"{step['layers range'][0]:.1f} to {step['layers range'][1]:.1f}), {step['numpy']:.1f} µs with numpy "
-            f"from its features ({step['numpy range'][0]:.1f} to {step['numpy range'][1]:.1f})"
-        )
-    for arm, what in (("features", "the features' distances"), ("full", "the whole score (distances and stain check)")):
-        print(
-            f"{what} add per round: "
-            + ", ".join(f"{a:.3f}" for a in added(arm))
-            + f" ms; median {result['added_ms_median'][arm]:.3f} ms "
-            f"(with the loop's own inference timings instead: {result['added_ms_median_with_loop_invoke'][arm]:.3f} ms)"
-        )
-        print("  from each run's mean over its frames instead: " + ", ".join(f"{a:.3f}" for a in added_mean(arm))
-              + f" ms; median {result['added_ms_mean_median'][arm]:.3f} ms")
-    if "stain_reading_ms" in result:
-        print(
-            f"the stain reading, timed in the loop: {result['stain_reading_ms']:.3f} ms, on "
-            f"{result['stain_read_share']:.1%} of frames; "
-            f"the whole score's p50s plus that share: {result['added_ms_full_p50_plus_readings']:.3f} ms"
-        )
-    print(f"wrote {out / 'pipeline-score-cost.json'}")
-    return 0
-
-
 def run_env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
 
@@ -376,83 +154,7 @@ def run_command(clip: Path, log: Path, args, serve: bool = False) -> list[str]:
     )
 
 
-def viewer(port: int, stop: threading.Event, counts: dict) -> None:
-    """What the page does: read the MJPEG stream as it comes, poll the status twice a second."""
-    def stream():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/stream.mjpg")
-        response = conn.getresponse()
-        try:
-            while not stop.is_set():
-                chunk = response.read1(65536)
-                if not chunk:
-                    break
-                counts["stream_frames"] += chunk.count(b"--frame")
-        except OSError:
-            pass
-
-    threading.Thread(target=stream, daemon=True).start()
-    while not stop.is_set():
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", "/api/status")
-            conn.getresponse().read()
-            counts["status_polls"] += 1
-        except OSError:
-            break
-        stop.wait(0.5)
-
-
-def serve_once(clip: Path, log: Path, args, serve: bool) -> tuple[list[dict], dict]:
-    log.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        run_command(clip, log, args, serve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env()
-    )
-    stop, counts = threading.Event(), {"stream_frames": 0, "status_polls": 0}
-    if serve and args.serve:
-        for line in proc.stdout:
-            found = re.search(r"live view: http://127\.0\.0\.1:(\d+)/", line)
-            if found:
-                threading.Thread(target=viewer, args=(int(found.group(1)), stop, counts), daemon=True).start()
-                break
-    proc.communicate()
-    stop.set()
-    if proc.returncode != 0:
-        raise SystemExit(f"edgeleuk run failed (exit {proc.returncode})")
-    return [json.loads(x) for x in log.read_text().splitlines()], counts
-
-
-def compare_serve(clip: Path, log: Path, args, out: Path, width: int, height: int) -> int:
-    rows = []
-    for _ in range(args.pairs):
-        for serve in (False, True):
-            records, counts = serve_once(clip, log, args, serve)
-            frames = [r for r in records if "latency_ms" in r]
-            rows.append({"serve": serve, "path_p50_ms": float(np.median([f["latency_ms"]["total"] for f in frames])),
-                         "frames": len(frames), "fps": records[-1]["fps"], **counts})
-            what = "the live view" if args.serve else "publishing every frame"
-            print(
-                f"{'with' if serve else 'without'} {what}: path p50 {rows[-1]['path_p50_ms']:.3f} ms, {len(frames)} "
-                f"frames, {records[-1]['fps']} frames/s"
-                + (
-                    f", {counts['stream_frames']} frames streamed, {counts['status_polls']} status polls"
-                    if serve
-                    else ""
-                )
-            )
-    with_view = float(np.median([r["path_p50_ms"] for r in rows if r["serve"]]))
-    without = float(np.median([r["path_p50_ms"] for r in rows if not r["serve"]]))
-    result = {"frame_size": f"{width}x{height}", "threads": args.threads, "realtime": args.realtime, "runs": rows,
-              "path_p50_ms_without": without, "path_p50_ms_with_viewer": with_view, "ratio": with_view / without}
-    name = "pipeline-serve.json" if args.serve else "pipeline-publish.json"
-    atomic_write_text(out / name, json.dumps(result, indent=2) + "\n")
-    what = "the live view and one viewer" if args.serve else f"every frame published to {args.publish}"
-    print(f"frame path p50: {without:.3f} ms without, {with_view:.3f} ms with {what}: {with_view / without:.3f}×")
-    print(f"wrote {out / name}")
-    return 0
-
-
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="conversion folder or .tflite (default: the packaged int8 model)")
     p.add_argument("--data", help="image folder to draw real slide frames from")
@@ -485,6 +187,11 @@ def main() -> int:
     )
     p.add_argument("--size", default="1280x720", help="frame size WxH of the recorded clip (default 1280x720)")
     p.add_argument("--out", default="runs/pipeline")
+    return p
+
+
+def main() -> int:
+    p = _parser()
     args = p.parse_args()
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
@@ -496,29 +203,46 @@ def main() -> int:
         clip, log = Path(tmp) / f"slide{width}x{height}.avi", Path(tmp) / "run.jsonl"
         record_clip(clip, args.frames, args.data, width, height)
         if args.serve or args.publish:
+            from serve_cost import compare_serve
+
             return compare_serve(clip, log, args, out, width, height)
         if args.score_cost:
+            from score_cost import score_cost
+
             return score_cost(clip, log, args, out)
-        first, peak_rss_mb = None, None
-        start = time.perf_counter()
-        if args.decoded:
-            run_decoded(clip, log, args.frames, args.model, args.threads)
-            wall = time.perf_counter() - start
-        else:
-            proc = subprocess.Popen(
-                run_command(clip, log, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env()
-            )
-            while proc.poll() is None and first is None:
-                if log.exists() and log.stat().st_size > 0:
-                    first = time.perf_counter() - start
-                time.sleep(0.002)
-            stdout, stderr = proc.communicate()
-            wall = time.perf_counter() - start
-            if proc.returncode != 0:
-                print(stderr, file=sys.stderr)
-                return 1
-            peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        timing = _one_run(clip, log, args)
+        if timing is None:
+            return 1
         records = [json.loads(x) for x in log.read_text().splitlines()]
+    result = _path_result(records, args, (width, height), timing)
+    name = "pipeline-realtime.json" if args.realtime else "pipeline-decoded.json" if args.decoded else "pipeline.json"
+    atomic_write_text(out / name, json.dumps(result, indent=2) + "\n")
+    _print_path(result, args)
+    print(f"wrote {out}")
+    return 0
+
+
+def _one_run(clip: Path, log: Path, args) -> dict | None:
+    """One run of the clip: wall time, and (as a subprocess) the cold start and the peak RSS."""
+    start, timing = time.perf_counter(), {"first": None, "peak_rss_mb": None}
+    if args.decoded:
+        run_decoded(clip, log, args.frames, args.model, args.threads)
+        return {**timing, "wall": time.perf_counter() - start}
+    proc = subprocess.Popen(run_command(clip, log, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=run_env())
+    while proc.poll() is None and timing["first"] is None:
+        if log.exists() and log.stat().st_size > 0:
+            timing["first"] = time.perf_counter() - start
+        time.sleep(0.002)
+    _, stderr = proc.communicate()
+    if proc.returncode != 0:
+        print(stderr, file=sys.stderr)
+        return None
+    timing["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {**timing, "wall": time.perf_counter() - start}
+
+
+def _path_result(records: list[dict], args, size: tuple[int, int], timing: dict) -> dict:
     frames = [r for r in records if "latency_ms" in r]
     summary = records[-1]
     parts = {k: float(np.median([f["latency_ms"][k] for f in frames])) for k in frames[0]["latency_ms"]}
@@ -526,52 +250,33 @@ def main() -> int:
     in_loop = float(np.median([f["latency_ms"]["total"] / f["latency_ms"]["invoke"] for f in frames]))
     bare = bare_invoke_ms(args.model, args.threads)
     paced = bare_invoke_ms(args.model, args.threads, runs=300, interval_s=1 / 30) if args.realtime else None
-    result = {
-        "frame_size": f"{width}x{height}",
-        "frames": len(frames),
-        "threads": args.threads,
-        "fps": summary["fps"],
-        "bare_invoke_p50_ms": bare,
-        "bare_invoke_at_30fps_p50_ms": paced,
-        "path_over_bare_at_30fps": parts["total"] / paced if paced else None,
-        "path_p50_ms": parts,
-        "path_over_bare": parts["total"] / bare,
-        "path_over_invoke_in_loop": in_loop,
-        "peak_rss_mb": peak_rss_mb,
-        "cold_start_to_first_result_s": first,
-        "wall_s": wall,
-        "verdict": summary["verdict"]["decision"],
-        "source": "real test images" if args.data else "synthetic cells",
-        "mode": "realtime 30 frames/s (camera-like)"
-        if args.realtime
-        else "decoded ahead, back to back, in-process"
-        if args.decoded
-        else "every frame, as fast as possible",
-    }
-    name = "pipeline-realtime.json" if args.realtime else "pipeline-decoded.json" if args.decoded else "pipeline.json"
-    atomic_write_text(out / name, json.dumps(result, indent=2) + "\n")
-    print(
-        f"{width}×{height} MJPG clip, {len(frames)} frames, {args.threads} threads ({result['source']}; "
-        f"{result['mode']})"
-    )
+    mode = ("realtime 30 frames/s (camera-like)" if args.realtime else "decoded ahead, back to back, in-process"
+            if args.decoded else "every frame, as fast as possible")
+    return {"frame_size": f"{size[0]}x{size[1]}", "frames": len(frames), "threads": args.threads, "fps": summary["fps"],
+            "bare_invoke_p50_ms": bare, "bare_invoke_at_30fps_p50_ms": paced,
+            "path_over_bare_at_30fps": parts["total"] / paced if paced else None, "path_p50_ms": parts,
+            "path_over_bare": parts["total"] / bare, "path_over_invoke_in_loop": in_loop,
+            "peak_rss_mb": timing["peak_rss_mb"], "cold_start_to_first_result_s": timing["first"],
+            "wall_s": timing["wall"], "verdict": summary["verdict"]["decision"],
+            "source": "real test images" if args.data else "synthetic cells", "mode": mode}
+
+
+def _print_path(result: dict, args) -> None:
+    parts, paced = result["path_p50_ms"], result["bare_invoke_at_30fps_p50_ms"]
+    print(f"{result['frame_size'].replace('x', '×')} MJPG clip, {result['frames']} frames, {args.threads} threads "
+          f"({result['source']}; {result['mode']})")
     print("per-frame path p50 (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
-    print(f"whole path / that frame's own invoke() inside the loop: p50 {in_loop:.2f}×")
-    print(f"bare invoke() p50: {bare:.3f} ms; whole path / bare invoke: {result['path_over_bare']:.2f}×")
+    print(f"whole path / that frame's own invoke() inside the loop: p50 {result['path_over_invoke_in_loop']:.2f}×")
+    print(f"bare invoke() p50: {result['bare_invoke_p50_ms']:.3f} ms; whole path / bare invoke: "
+          f"{result['path_over_bare']:.2f}×")
     if paced:
         print(f"bare invoke() once every 33 ms, like the camera's frames: p50 {paced:.3f} ms; "
               f"whole path / that: {result['path_over_bare_at_30fps']:.2f}×")
     if args.decoded:
-        print(
-            f"frames per second: {summary['fps']} (decoding excluded; peak RSS and cold start: run without --decoded)"
-        )
+        print(f"frames per second: {result['fps']} (decoding excluded; peak RSS and cold start: run without --decoded)")
     else:
-        print(
-            f"frames per second: {summary['fps']}; peak RSS {peak_rss_mb:.0f} MB; cold start to first result "
-            f"{first:.2f} s"
-        )
-    print(f"wrote {out}")
-    return 0
-
+        print(f"frames per second: {result['fps']}; peak RSS {result['peak_rss_mb']:.0f} MB; cold start to first "
+              f"result {result['cold_start_to_first_result_s']:.2f} s")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,7 +27,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from pipeline import record_clip, run_env, viewer  # noqa: E402
+from pipeline import record_clip, run_env  # noqa: E402
+from serve_cost import viewer  # noqa: E402
 
 ALLOWED_GROWTH_MB = 10.0
 

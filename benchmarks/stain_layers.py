@@ -37,116 +37,95 @@ from edgeleuk.preprocess import OD_LUT, preprocess  # noqa: E402
 from edgeleuk.runtime.quality import STAIN_MARGIN, STAIN_SIDE, leukocyte_mask, stain_strength  # noqa: E402
 
 
+class _Graph:
+    """Tensors and operators appended to a TFLite file's graph, on the 56×56 copy's shapes."""
+
+    def __init__(self, data: bytes):
+        _, self.s = score_layers.tflite_schema()
+        self.model = score_layers.read_tflite(data)
+        self.g = score_layers.GraphEditor(self.model, self.s)
+        self.B, self.Opts, self.T = self.s.BuiltinOperator, self.s.BuiltinOptions, self.s.TensorType
+        side = STAIN_SIDE
+        self.image, self.plane, self.one = [1, side, side, 3], [1, side, side, 1], [1, 1, 1, 1]
+        self.keep = self.s.ReducerOptionsT()
+        self.keep.keepDims = True
+
+    def t(self, name, shape, constant=None, dtype=None):
+        index = self.g.tensor("stand_in/" + name, shape, constant, batch=False)
+        if dtype is not None:
+            self.g.graph.tensors[index].type = dtype
+        return index
+
+    def op(self, code, inputs, shape, options_type=0, options=None, dtype=None):
+        out = self.t(f"op{len(self.g.graph.operators)}", shape, dtype=dtype)
+        self.g.op(code, inputs, [out], options_type, options)
+        return out
+
+    def binary(self, code, a, b, shape, name: str):
+        """An elementwise operator with its options (Mul, Sub, Add, Div)."""
+        return self.op(code, [a, b], shape, getattr(self.Opts, f"{name}Options"), getattr(self.s, f"{name}OptionsT")())
+
+    def reduce(self, code, x, axes, shape):
+        return self.op(code, [x, axes], shape, self.Opts.ReducerOptions, self.keep)
+
+    def finish(self, out) -> bytes:
+        self.g.graph.outputs = np.append(self.g.graph.outputs, np.int32(out))
+        self.model.signatureDefs = []  # the stand-in is read by index
+        return score_layers.write_tflite(self.model)
+
+
+def _i32(*v):
+    return np.array(v, np.int32)
+
+
+def _f32(*v):
+    return np.array(v, np.float32)
+
+
 def stand_in(data: bytes, gather: bool = False, slice_only: bool = False) -> bytes:
     """`data` (a TFLite file with a uint8 224×224 input) with the stand-in as one more output:
     [leukocytes' density sum, their count, red cells' density sum, their count]; with `slice_only`,
     its first operation alone (the 56×56 copy)."""
-    _, s = score_layers.tflite_schema()
-    model = score_layers.read_tflite(data)
-    g = score_layers.GraphEditor(model, s)
-    B, Opts, T = s.BuiltinOperator, s.BuiltinOptions, s.TensorType
-    side, step = STAIN_SIDE, 224 // STAIN_SIDE
-    image = [1, side, side, 3]
-    plane = [1, side, side, 1]
-    one = [1, 1, 1, 1]
-
-    def t(name, shape, constant=None, dtype=None):
-        index = g.tensor("stand_in/" + name, shape, constant, batch=False)
-        if dtype is not None:
-            g.graph.tensors[index].type = dtype
-        return index
-
-    def op(code, inputs, shape, options_type=0, options=None, dtype=None):
-        out = t(f"op{len(g.graph.operators)}", shape, dtype=dtype)
-        g.op(code, inputs, [out], options_type, options)
-        return out
-
-    i32 = lambda *v: np.array(v, np.int32)  # noqa: E731
-    f32 = lambda *v: np.array(v, np.float32)  # noqa: E731
-    keep = s.ReducerOptionsT()
-    keep.keepDims = True
-    axes = t("axes", [3], i32(1, 2, 3))
-    channels = t("channels", [1], i32(3))
-    small = op(
-        B.STRIDED_SLICE,
-        [
-            int(g.graph.inputs[0]),
-            t("begin", [4], i32(0, 0, 0, 0)),
-            t("end", [4], i32(1, 224, 224, 3)),
-            t("strides", [4], i32(1, step, step, 1)),
-        ],
-        image,
-        Opts.StridedSliceOptions,
-        s.StridedSliceOptionsT(),
-        T.UINT8,
-    )
+    x = _Graph(data)
+    B, step = x.B, 224 // STAIN_SIDE
+    begin, end = x.t("begin", [4], _i32(0, 0, 0, 0)), x.t("end", [4], _i32(1, 224, 224, 3))
+    small = x.op(B.STRIDED_SLICE, [int(x.g.graph.inputs[0]), begin, end, x.t("strides", [4], _i32(1, step, step, 1))],
+                 x.image, x.Opts.StridedSliceOptions, x.s.StridedSliceOptionsT(), x.T.UINT8)
     if slice_only:
-        g.graph.outputs = np.append(g.graph.outputs, np.int32(small))
-        model.signatureDefs = []
-        return score_layers.write_tflite(model)
-    values = op(B.CAST, [small], image)
-    if gather:
-        table = OD_LUT
-        gathered = s.GatherOptionsT()
-        per_channel = op(
-            B.GATHER, [t("table", [256], table), op(B.CAST, [small], image, dtype=T.INT32)], image,
-            Opts.GatherOptions, gathered
-        )
-        od = op(B.SUM, [per_channel, channels], plane, Opts.ReducerOptions, keep)
-    else:
-        logs = op(B.LOG, [op(B.ADD, [values, t("one", [1], f32(1))], image, Opts.AddOptions, s.AddOptionsT())], image)
-        od = op(
-            B.SUB,
-            [t("log256", [1], f32(3 * np.log(256.0))), op(B.SUM, [logs, channels], plane, Opts.ReducerOptions, keep)],
-            plane, Opts.SubOptions, s.SubOptionsT()
-        )
-    purple = op(
-        B.SUM,
-        [
-            op(B.MUL, [values, t("margin_weights", [3], f32(0.5, -1, 0.5))], image, Opts.MulOptions, s.MulOptionsT()),
-            channels,
-        ],
-        plane,
-        Opts.ReducerOptions,
-        keep,
-    )
-    leukocytes = op(B.CAST, [op(B.GREATER, [purple, t("margin", [1], f32(STAIN_MARGIN))], plane, dtype=T.BOOL)], plane)
-    below = op(
-        B.CAST, [op(B.LESS, [od, op(B.MEAN, [od, axes], one, Opts.ReducerOptions, keep)], plane, dtype=T.BOOL)], plane
-    )
-    background = op(
-        B.DIV,
-        [
-            op(
-                B.SUM, [op(B.MUL, [od, below], plane, Opts.MulOptions, s.MulOptionsT()), axes], one,
-                Opts.ReducerOptions, keep
-            ),
-            op(B.SUM, [below, axes], one, Opts.ReducerOptions, keep),
-        ],
-        one,
-        Opts.DivOptions,
-        s.DivOptionsT(),
-    )
-    relative = op(B.SUB, [od, background], plane, Opts.SubOptions, s.SubOptionsT())
-    dense = op(B.CAST, [op(B.GREATER, [relative, t("red_od", [1], f32(0.3))], plane, dtype=T.BOOL)], plane)
-    red = op(
-        B.MUL, [dense, op(B.SUB, [t("ones", [1], f32(1)), leukocytes], plane, Opts.SubOptions, s.SubOptionsT())],
-        plane, Opts.MulOptions, s.MulOptionsT()
-    )
-    sums = [
-        op(
-            B.SUM, [op(B.MUL, [relative, m], plane, Opts.MulOptions, s.MulOptionsT()), axes], one,
-            Opts.ReducerOptions, keep
-        )
-        for m in (leukocytes, red)
-    ]
-    counts = [op(B.SUM, [m, axes], one, Opts.ReducerOptions, keep) for m in (leukocytes, red)]
-    joined = s.ConcatenationOptionsT()
+        return x.finish(small)
+    axes, channels = x.t("axes", [3], _i32(1, 2, 3)), x.t("channels", [1], _i32(3))
+    values = x.op(B.CAST, [small], x.image)
+    od = _density(x, small, values, channels, gather)
+    purple = x.reduce(B.SUM, x.binary(B.MUL, values, x.t("margin_weights", [3], _f32(0.5, -1, 0.5)), x.image, "Mul"),
+                      channels, x.plane)
+    leukocytes = x.op(B.CAST, [x.op(B.GREATER, [purple, x.t("margin", [1], _f32(STAIN_MARGIN))], x.plane,
+                                    dtype=x.T.BOOL)], x.plane)
+    below = x.op(B.CAST, [x.op(B.LESS, [od, x.reduce(B.MEAN, od, axes, x.one)], x.plane, dtype=x.T.BOOL)], x.plane)
+    background = x.binary(B.DIV, x.reduce(B.SUM, x.binary(B.MUL, od, below, x.plane, "Mul"), axes, x.one),
+                          x.reduce(B.SUM, below, axes, x.one), x.one, "Div")
+    relative = x.binary(B.SUB, od, background, x.plane, "Sub")
+    dense = x.op(B.CAST, [x.op(B.GREATER, [relative, x.t("red_od", [1], _f32(0.3))], x.plane, dtype=x.T.BOOL)], x.plane)
+    red = x.binary(B.MUL, dense, x.binary(B.SUB, x.t("ones", [1], _f32(1)), leukocytes, x.plane, "Sub"), x.plane, "Mul")
+    sums = [x.reduce(B.SUM, x.binary(B.MUL, relative, m, x.plane, "Mul"), axes, x.one) for m in (leukocytes, red)]
+    counts = [x.reduce(B.SUM, m, axes, x.one) for m in (leukocytes, red)]
+    joined = x.s.ConcatenationOptionsT()
     joined.axis = 3
-    out = op(B.CONCATENATION, [sums[0], counts[0], sums[1], counts[1]], [1, 1, 1, 4], Opts.ConcatenationOptions, joined)
-    g.graph.outputs = np.append(g.graph.outputs, np.int32(out))
-    model.signatureDefs = []  # the stand-in is read by index
-    return score_layers.write_tflite(model)
+    out = x.op(B.CONCATENATION, [sums[0], counts[0], sums[1], counts[1]], [1, 1, 1, 4], x.Opts.ConcatenationOptions,
+               joined)
+    return x.finish(out)
+
+
+def _density(x: _Graph, small, values, channels, gather: bool = False):
+    """Each pixel's optical density summed over its channels: a table lookup (`gather`) or log."""
+    B = x.B
+    if gather:
+        index = x.op(B.CAST, [small], x.image, dtype=x.T.INT32)
+        per_channel = x.op(B.GATHER, [x.t("table", [256], OD_LUT), index], x.image, x.Opts.GatherOptions,
+                           x.s.GatherOptionsT())
+        return x.reduce(B.SUM, per_channel, channels, x.plane)
+    logs = x.op(B.LOG, [x.binary(B.ADD, values, x.t("one", [1], _f32(1)), x.image, "Add")], x.image)
+    return x.binary(B.SUB, x.t("log256", [1], _f32(3 * np.log(256.0))), x.reduce(B.SUM, logs, channels, x.plane),
+                    x.plane, "Sub")
 
 
 def stand_in_numpy(image: np.ndarray) -> np.ndarray:
@@ -178,6 +157,38 @@ def fields(data: str | None, count: int = 16) -> list[np.ndarray]:
         cv2.circle(field, (int(rng.integers(60, 164)), int(rng.integers(60, 164))), 40, (120, 60, 150), -1)
         out.append(field)
     return out
+
+
+def _check(interpreter, frames: list[np.ndarray]) -> None:
+    """The stand-in's outputs against numpy's on every frame."""
+    for x in frames:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[-1]["index"]).reshape(-1)
+        want = stand_in_numpy(x[0])
+        if not np.allclose(got, want, rtol=1e-3, atol=1e-2):
+            raise SystemExit(f"the stand-in's outputs {got} differ from numpy's {want}")
+
+
+def _alternate(interpreters: dict, frames: list[np.ndarray], runs: int) -> dict[str, float]:
+    """Each file invoked in turn, call by call; after the file as is, stain_strength on the same frame.
+    p50 in µs, the first 5% of calls left out (warm-up)."""
+    times: dict[str, list[float]] = {name: [] for name in (*interpreters, "stain_strength after invoke")}
+    names = list(interpreters)
+    for i in range(runs * len(names)):
+        name, x = names[i % len(names)], frames[(i // len(names)) % len(frames)]
+        it = interpreters[name]
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        t0 = time.perf_counter()
+        it.invoke()
+        times[name].append(time.perf_counter() - t0)
+        if name == "as is":
+            image = x[0]
+            mask = leukocyte_mask(image)
+            t0 = time.perf_counter()
+            stain_strength(image, mask)
+            times["stain_strength after invoke"].append(time.perf_counter() - t0)
+    return {name: float(np.median(v[len(v) // 20:])) * 1e6 for name, v in times.items()}
 
 
 def main() -> int:
@@ -212,30 +223,8 @@ def main() -> int:
         interpreters[name] = Interpreter(model_content=content, num_threads=args.threads)
         interpreters[name].allocate_tensors()
     frames = [preprocess(image, classifier.spec).reshape(1, 224, 224, 3) for image in fields(args.data)]
-    checked = interpreters["with the stand-in"]
-    for x in frames:
-        checked.set_tensor(checked.get_input_details()[0]["index"], x)
-        checked.invoke()
-        got = checked.get_tensor(checked.get_output_details()[-1]["index"]).reshape(-1)
-        want = stand_in_numpy(x[0])
-        if not np.allclose(got, want, rtol=1e-3, atol=1e-2):
-            raise SystemExit(f"the stand-in's outputs {got} differ from numpy's {want}")
-    times: dict[str, list[float]] = {name: [] for name in (*files, "stain_strength after invoke")}
-    names = list(files)
-    for i in range(args.runs * len(names)):
-        name, x = names[i % len(names)], frames[(i // len(names)) % len(frames)]
-        it = interpreters[name]
-        it.set_tensor(it.get_input_details()[0]["index"], x)
-        t0 = time.perf_counter()
-        it.invoke()
-        times[name].append(time.perf_counter() - t0)
-        if name == "as is":
-            image = x[0]
-            mask = leukocyte_mask(image)
-            t0 = time.perf_counter()
-            stain_strength(image, mask)
-            times["stain_strength after invoke"].append(time.perf_counter() - t0)
-    p50 = {name: float(np.median(v[len(v) // 20:])) * 1e6 for name, v in times.items()}
+    _check(interpreters["with the stand-in"], frames)
+    p50 = _alternate(interpreters, frames, args.runs)
     result = {
         "model": str(classifier.path),
         "threads": args.threads,
