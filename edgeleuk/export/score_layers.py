@@ -1,6 +1,6 @@
 """The out-of-distribution score as layers of the exported TFLite and ONNX files, so the runtime computes
 it with the features, in the interpreter, instead of many small numpy calls that run with caches cold
-after inference (the saving: benchmarks/README.md, score layers).
+after inference (the saving: benchmarks/README.md, what the score costs).
 
 Float layers are appended after the file's own (quantized) feature outputs, which stay as they are:
 dequantize, each space's whitening, concatenate, the squared differences to every class centre, one

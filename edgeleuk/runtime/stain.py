@@ -9,7 +9,7 @@ largest of the last `window` readings, each against the limits of the class the 
 own frame: quick to refer (a strong reading refers the frame it is read on and the next window's
 worth) and slow to clear. A new sample (another slide) starts afresh. Reading every frame would
 cost more than the features' whole score, and one strongly stained frame says what the slide is;
-the cost and the effect on overstained slides are in benchmarks/README.md (stain).
+the cost and the effect on overstained slides are in benchmarks/README.md (the score's cost, and the stain check).
 
 `Classifier.judge` (evaluate's per-frame figures) still reads every frame's own stain.
 """
