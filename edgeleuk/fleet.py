@@ -1,10 +1,12 @@
 """`edgeleuk collect`: every device's messages into one database, once each (fleet_report.py reads it).
 
 The collector keeps a persistent MQTT session (a fixed client id, clean session off), so the broker
-holds QoS 1 messages while it is down; each message is stored (ON CONFLICT DO NOTHING on its id,
-which the device chose) and committed before it is acknowledged, so a redelivery after a crash or a
-lost acknowledgement changes nothing. A SQLite file by default (stdlib); PostgreSQL by URL through
-psycopg 3 (`edgeleuk[postgres]`). No TensorFlow.
+holds QoS 1 messages while it is down. Messages are stored in batches, one transaction each (up to
+BATCH messages, or what arrived within BATCH_SECONDS), and acknowledged only after their batch
+committed: a collector killed mid-batch has acknowledged nothing of it, and the broker sends it again.
+Each message is stored once (ON CONFLICT DO NOTHING on its id, which the device chose), so a
+redelivery changes nothing. A SQLite file by default (stdlib; WAL, each commit synced to disk);
+PostgreSQL by URL through psycopg 3 (`edgeleuk[postgres]`). No TensorFlow.
 """
 
 from __future__ import annotations
@@ -31,10 +33,15 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS rejected (
     key TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
     payload TEXT NOT NULL)""",
+    # the report's reads: each device's latest message, and the verdicts without the frames
+    "CREATE INDEX IF NOT EXISTS messages_device_received ON messages (device, received_at)",
+    "CREATE INDEX IF NOT EXISTS messages_kind_device ON messages (kind, device, received_at)",
 )
 INSERT = "INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING"
 REJECT = "INSERT INTO rejected VALUES (?,?,?,?,?) ON CONFLICT (key) DO NOTHING"
 KEPT_BYTES = 4096  # of a rejected payload: enough to see what it was
+BATCH = 200  # messages committed (and then acknowledged) together: one disk sync for all of them
+BATCH_SECONDS = 0.03  # the longest a message waits for its batch
 
 
 def is_postgres(target: str | Path) -> bool:
@@ -88,6 +95,22 @@ class Store:
     def execute(self, sql: str, params: tuple = ()):
         return self.db.execute(sql.replace("?", "%s") if self.postgres else sql, params)
 
+    def store(self, rows: list[tuple[str, tuple]]) -> list[bool]:
+        """Each (statement, row) in one transaction; for each, whether it added a row (False: a duplicate).
+        On an error nothing of the batch is kept, and the error is raised."""
+        if self.postgres:
+            with self.db.transaction():
+                return [bool(self.execute(sql, row).rowcount) for sql, row in rows]
+        self.db.execute("BEGIN")
+        try:
+            added = [bool(self.db.execute(sql, row).rowcount) for sql, row in rows]
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        return added
+
     def close(self) -> None:
         self.db.close()
 
@@ -112,6 +135,9 @@ class Collector:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.counts = {"stored": 0, "duplicates": 0, "rejected": 0}
+        self.pending: list[tuple[str, tuple, object, str | None]] = []  # stored at the next commit, then acknowledged
+        self.pending_since = 0.0
+        self.arrived = 0  # messages read off the socket so far
         self.refused: str | None = None
         self.db_problem: str | None = None
         self.ready = threading.Event()
@@ -141,26 +167,47 @@ class Collector:
         except Rejected as exc:  # set aside with its reason, acknowledged: a poison message never comes back
             key = hashlib.sha256(message.topic.encode() + b"\0" + message.payload).hexdigest()
             text = message.payload[:KEPT_BYTES].decode("utf-8", errors="replace")
-            stored = self._store(REJECT, (key, received, message.topic, str(exc), text))
-            if stored:
-                self.counts["rejected"] += 1
-                self.warn(f"collect: set aside a message on {printable(message.topic[:200])} ({exc})")
+            note = f"collect: set aside a message on {printable(message.topic[:200])} ({exc})"
+            self._queue(REJECT, (key, received, message.topic, str(exc), text), message, note)
         else:
             row = (m.id, m.kind, m.device, m.run, m.sample, m.model, m.model_sha256, m.edgeleuk, m.sent_at, received,
                    message.topic, message.payload.decode())
-            stored = self._store(INSERT, row)
-            if stored is not None:
-                self.counts["stored" if stored else "duplicates"] += 1
-        if stored is not None:  # a failed database acknowledges nothing: the broker keeps it for the next start
-            client.ack(message.mid, message.qos)
+            self._queue(INSERT, row, message, None)
 
-    def _store(self, sql: str, row: tuple) -> bool | None:
-        """True when new, False for a duplicate, None when the database failed (the collector stops)."""
+    def _queue(self, sql: str, row: tuple, message, note: str | None) -> None:
+        self.arrived += 1
+        if not self.pending:
+            self.pending_since = time.monotonic()
+        self.pending.append((sql, row, message, note))
+        if len(self.pending) >= BATCH:
+            self.flush()
+
+    def _read_more(self, arrived: int) -> None:
+        """paho's loop reads one packet per select(): while messages keep coming, read on without one."""
+        while self.arrived > arrived and len(self.pending) < BATCH and not self.db_problem:
+            arrived = self.arrived
+            if self.client.loop_read() != 0:
+                return
+
+    def flush(self) -> None:
+        """Commit what is pending, then acknowledge it. A failed database acknowledges nothing: the
+        broker keeps those messages for the next start (and the collector stops)."""
+        if not self.pending or self.db_problem:
+            return
+        batch, self.pending = self.pending, []
         try:
-            return bool(self.db.execute(sql, row).rowcount)
+            added = self.db.store([(sql, row) for sql, row, _, _ in batch])
         except self.db.errors as exc:
             self.db_problem = f"the database {self.db.name} failed ({_first_line(exc)}); nothing acknowledged is lost"
-            return None
+            return
+        for (sql, _, message, note), new in zip(batch, added):
+            if sql is REJECT:
+                if new:
+                    self.counts["rejected"] += 1
+                    self.warn(note)
+            else:
+                self.counts["stored" if new else "duplicates"] += 1
+            self.client.ack(message.mid, message.qos)
 
     def run(self, seconds: float | None = None) -> None:
         """Until Ctrl-C (or `seconds`); reconnects by itself. An unreachable broker at the start is an error."""
@@ -172,15 +219,26 @@ class Collector:
         deadline = None if seconds is None else time.monotonic() + seconds
         try:
             while deadline is None or time.monotonic() < deadline:
-                if link.step(0.2) is not None:
+                arrived = self.arrived
+                if link.step(0.002 if self.pending else 0.2) is not None:
                     time.sleep(1.0)
                     continue
+                if link.up:
+                    self._read_more(arrived)
+                # commit when the batch is full (in _queue), old enough, or nothing more came: the broker
+                # sends only so many unacknowledged messages (max_inflight_messages), then waits
+                if self.pending and (self.arrived == arrived or time.monotonic() - self.pending_since >= BATCH_SECONDS):
+                    self.flush()
                 if self.refused:
                     raise UserError(f"collect: {self.refused}")
                 if self.db_problem:
                     raise UserError(f"collect: {self.db_problem}")
                 if not link.up:
                     time.sleep(0.5)
+            self.flush()  # the end of --seconds: what arrived is stored and acknowledged
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from a service stop: the same
+            self.flush()
+            raise
         finally:
             link.close()
             self.db.close()
