@@ -24,19 +24,26 @@ MAX_SKEW_S = 300.0  # a device clock further off than this is flagged (NTP keeps
 class ReportSettings:
     window: int = 5  # recent samples compared with the device's earlier history
     drift: float = 0.2  # a change of the refused or out-of-distribution share larger than this is flagged
+    since: float | None = None  # only messages received from then on (seconds since 1970); None: all
 
 
 def fleet_report(db_path: str | Path, settings: ReportSettings = ReportSettings()) -> dict[str, Any]:
-    """{"devices": one row per device, "rejected": what the collector set aside, per topic}."""
+    """{"devices": one row per device, "rejected": what the collector set aside, per topic}. Each
+    table is read once for all devices, through the collector's indexes, not once per device."""
     db = Store(db_path)
     try:
-        devices = [r[0] for r in db.execute("SELECT DISTINCT device FROM messages ORDER BY device")]
-        rows = [_device(db, device, settings) for device in devices]
+        since = settings.since if settings.since is not None else float("-inf")
+        devices = _totals(db, since)
+        verdicts = _verdicts(db, since)
+        rows = [_device(device, totals, verdicts.get(device, ([], 0)), _clock_offset(db, device), settings)
+                for device, totals in sorted(devices.items())]
         rejected = [
             {"topic": topic, "messages": n, "last_received": last, "last_reason": reason}
             for topic, n, last, reason in db.execute(
                 "SELECT topic, COUNT(*), MAX(received_at), (SELECT reason FROM rejected r2 WHERE r2.topic = r.topic "
-                "ORDER BY received_at DESC LIMIT 1) FROM rejected r GROUP BY topic ORDER BY topic"
+                "ORDER BY received_at DESC LIMIT 1) FROM rejected r WHERE received_at >= ? "
+                "GROUP BY topic ORDER BY topic",
+                (since,),
             )
         ]
         return {"devices": rows, "rejected": rejected}
@@ -44,35 +51,50 @@ def fleet_report(db_path: str | Path, settings: ReportSettings = ReportSettings(
         db.close()
 
 
-def _device(db: Store, device: str, settings: ReportSettings) -> dict[str, Any]:
-    last_seen = db.execute("SELECT MAX(received_at) FROM messages WHERE device = ?", (device,)).fetchone()[0]
-    models = [
-        r[0]
-        for r in db.execute(
-            "SELECT DISTINCT model_sha256 FROM messages WHERE device = ? AND model_sha256 IS NOT NULL", (device,)
-        )
-    ]
-    payloads = db.execute(
-        "SELECT payload FROM messages WHERE device = ? AND kind = 'verdict' ORDER BY received_at, id", (device,)
-    )
-    samples, unreadable = [], 0
-    for (payload,) in payloads.fetchall():
+def _totals(db: Store, since: float) -> dict[str, dict[str, Any]]:
+    """Per device, in one pass: last seen, the models it ran, its frame records."""
+    out: dict[str, dict[str, Any]] = {}
+    for device, sha, last, frames in db.execute(
+        "SELECT device, model_sha256, MAX(received_at), SUM(CASE WHEN kind = 'frame' THEN 1 ELSE 0 END) "
+        "FROM messages WHERE received_at >= ? GROUP BY device, model_sha256", (since,)
+    ):
+        d = out.setdefault(device, {"last_seen": last, "models": [], "frames": 0})
+        d["last_seen"] = max(d["last_seen"], last)
+        d["frames"] += int(frames)
+        if sha is not None:
+            d["models"].append(sha)
+    return out
+
+
+def _verdicts(db: Store, since: float) -> dict[str, tuple[list, int]]:
+    """Per device, its verdicts' summaries in arrival order, and how many could not be read."""
+    out: dict[str, tuple[list, int]] = {}
+    rows = db.execute("SELECT device, payload FROM messages WHERE kind = 'verdict' AND received_at >= ? "
+                      "ORDER BY device, received_at, id", (since,))
+    for device, payload in rows.fetchall():
+        samples, unreadable = out.get(device, ([], 0))
         try:  # a database an older collector filled may hold messages that were never checked
             samples.append(sample_summary(json.loads(payload)))
         except (Rejected, ValueError):
             unreadable += 1
+        out[device] = (samples, unreadable)
+    return out
+
+
+def _device(device: str, totals: dict[str, Any], verdicts: tuple[list, int], skew: float | None,
+            settings: ReportSettings) -> dict[str, Any]:
+    samples, unreadable = verdicts
     refused = [round(s.refused / max(s.frames_seen, 1), 4) for s in samples]
     ood = [round(s.frames_out_of_distribution / max(s.frames_seen, 1), 4) for s in samples]
-    verdicts: dict[str, int] = {}
+    decisions: dict[str, int] = {}
     for s in samples:
-        verdicts[s.decision] = verdicts.get(s.decision, 0) + 1
-    skew = _clock_offset(db, device)
+        decisions[s.decision] = decisions.get(s.decision, 0) + 1
     return {
         "device": device,
-        "last_seen": last_seen,
-        "model_sha256": models,
+        "last_seen": totals["last_seen"],
+        "model_sha256": sorted(totals["models"]),
         "samples": len(samples),
-        "verdicts": verdicts,
+        "verdicts": decisions,
         "refused_share_by_sample": refused,
         "ood_share_by_sample": ood,
         "sample_times": [s.time for s in samples],
@@ -80,9 +102,7 @@ def _device(db: Store, device: str, settings: ReportSettings) -> dict[str, Any]:
         "clock_offset_s": skew,
         "clock": _clock_note(skew),
         "unreadable_verdicts": unreadable,
-        "frame_records": db.execute(
-            "SELECT COUNT(*) FROM messages WHERE device = ? AND kind = 'frame'", (device,)
-        ).fetchone()[0],
+        "frame_records": totals["frames"],
     }
 
 

@@ -46,7 +46,8 @@ class Broker:
     their username, and the ACL of device/README.md keeps each device to its own topics."""
 
     def __init__(
-        self, folder: Path, password: tuple[str, str] | None = None, autosave: int = 1, tls: Path | None = None
+        self, folder: Path, password: tuple[str, str] | None = None, autosave: int = 1, tls: Path | None = None,
+        queue: list[str] | None = None
     ):
         self.exe, self.folder, self.port = _mosquitto(), folder, _free_port()
         self.tls = tls
@@ -56,7 +57,8 @@ class Broker:
         # `user`: started as root, mosquitto would switch to its own user, which cannot read this folder
         lines = [
             f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}", "persistence true",
-            f"persistence_location {folder}/", "max_queued_messages 100000", f"autosave_interval {autosave}"
+            f"persistence_location {folder}/", f"autosave_interval {autosave}",
+            *(["max_queued_messages 100000"] if queue is None else queue)
         ]
         if tls:
             (folder / "acl").write_text(ACL)
@@ -649,6 +651,78 @@ def test_the_fleet_report_flags_a_device_whose_refusals_or_ood_share_depart_from
     assert rows["dirty-lens"]["last_refused_share"] == "0.6" and rows["new-stain"]["last_ood_share"] == "0.4"
     assert rows["steady"]["drift"] == ""
     assert "| dirty-lens |" in proc.stdout
+
+
+def test_fleet_since_reports_only_the_messages_received_in_its_window(tmp_path):
+    from edgeleuk.fleet import INSERT, Store
+
+    db = tmp_path / "fleet.sqlite"
+    store = Store(db)
+    now = time.time()
+    for device, ages in (("old-scope", (30, 20)), ("busy-scope", (30, 2, 1))):  # days ago
+        for k, days in enumerate(ages):
+            body = _verdict(device, k, refused=k)
+            row = (body["id"], "verdict", device, "r", k, "m", "ab" * 32, "0", now - days * 86400,
+                   now - days * 86400, f"lab/{device}/verdict", json.dumps(body))
+            store.execute(INSERT, row)
+    store.close()
+    cli("fleet", "--db", str(db), "--since", "7d", "--json", str(tmp_path / "week.json"), check_rc=0)
+    week = json.loads((tmp_path / "week.json").read_text())["devices"]
+    assert [(d["device"], d["samples"]) for d in week] == [("busy-scope", 2)]
+    cli("fleet", "--db", str(db), "--json", str(tmp_path / "all.json"), check_rc=0)
+    every = {d["device"]: d["samples"] for d in json.loads((tmp_path / "all.json").read_text())["devices"]}
+    assert every == {"busy-scope": 3, "old-scope": 2}
+    bad = cli("fleet", "--db", str(db), "--since", "last week")
+    assert bad.returncode == 2 and "--since last week; expected a duration" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def _shipped_queue_settings() -> list[str]:
+    """device/mosquitto.conf's queue and in-flight lines, as the README tells a laboratory to use them."""
+    text = (Path(__file__).resolve().parents[1] / "device" / "mosquitto.conf").read_text()
+    return [line for line in text.splitlines() if line.startswith(("max_queued", "max_inflight"))]
+
+
+@pytest.mark.parametrize("settings,kept", [("shipped", 5000), ("mosquitto's defaults", None)])
+def test_the_shipped_broker_settings_keep_a_burst_for_a_stopped_collector(tmp_path, settings, kept):
+    """5,000 verdicts while the collector is down: with device/mosquitto.conf every one is stored once
+    when it starts again; with Mosquitto's default queue of 1,000 the rest are dropped in silence."""
+    broker = Broker(tmp_path / "broker", queue=_shipped_queue_settings() if settings == "shipped" else [])
+    try:
+        db = tmp_path / "fleet.sqlite"
+        CollectorProcess(broker.url, db).stop()  # its persistent session: the broker queues for it from here on
+        _publish_raw(
+            broker, [("lab/scope-b/verdict", json.dumps(_verdict("scope-b", k)).encode()) for k in range(5000)]
+        )
+        again = CollectorProcess(broker.url, db)
+        ids = _wait_for(db, 5000, "verdict", seconds=60 if kept else 8)
+        again.stop()
+    finally:
+        broker.stop()
+    assert len(ids) == len(set(ids))
+    if kept:
+        assert len(ids) == kept
+    else:
+        assert len(ids) < 2000, len(ids)  # the default queue and the messages in flight, no more
+
+
+def test_a_collector_killed_mid_batch_loses_no_acknowledged_message(broker, tmp_path):
+    """Batches are acknowledged only after their commit: SIGKILLed while messages stream in, the
+    collector has acknowledged nothing it had not stored, and after a restart every message is
+    stored once."""
+    db = tmp_path / "fleet.sqlite"
+    collector = CollectorProcess(broker.url, db)
+    messages = [("lab/scope-k/verdict", json.dumps(_verdict("scope-k", k)).encode()) for k in range(3000)]
+    sender = threading.Thread(target=_publish_raw, args=(broker, messages))
+    sender.start()
+    stored = _wait_for(db, 300, "verdict")
+    collector.stop(kill=True)
+    assert 300 <= len(stored) < len(messages), "killed before the stream ended"
+    sender.join(timeout=120)
+    again = CollectorProcess(broker.url, db)
+    ids = _wait_for(db, len(messages), "verdict", seconds=120)
+    again.stop()
+    assert len(ids) == len(set(ids)) == len(messages)
 
 
 def test_fleet_json_into_a_missing_folder_onto_a_folder_or_a_full_disk_is_a_clear_error(tmp_path):

@@ -22,7 +22,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--drift", type=float, default=0.2, help="flag a change of the refused share larger than this (default 0.2)"
     )
+    p.add_argument("--since", metavar="WHEN",
+                   help="only messages received since then: a duration back from now (36h, 7d) or a UTC date or "
+                   "time (2026-12-01, 2026-12-01T08:00); default: all")
     return p
+
+
+def since(text: str | None, now: float) -> float | None:
+    """--since as seconds since 1970: `36h` / `7d` back from `now`, or an ISO 8601 date or time (UTC
+    unless it names its zone)."""
+    from datetime import datetime, timezone
+
+    from edgeleuk.errors import UsageError
+
+    if text is None:
+        return None
+    units = {"min": 60, "h": 3600, "d": 86400}
+    for unit, seconds in units.items():
+        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
+            return now - float(text[: -len(unit)]) * seconds
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"Received: --since {text}; expected a duration (36h, 7d, 90min) or a date or time "
+                         "(2026-12-01, 2026-12-01T08:00)") from None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def main(argv: list[str]) -> int:
@@ -42,7 +66,10 @@ def main(argv: list[str]) -> int:
         raise UserError(
             f"Received: --window {args.window} --drift {args.drift}; expected a window ≥ 1 and a drift 0 … 1"
         )
-    report = fleet_report(args.db, ReportSettings(window=args.window, drift=args.drift))
+    import time
+
+    settings = ReportSettings(window=args.window, drift=args.drift, since=since(args.since, time.time()))
+    report = fleet_report(args.db, settings)
     print(format_report(report))
     try:
         _write(args, report)
