@@ -197,6 +197,7 @@ def _run(args, settings, options, source):
     from edgeleuk.runtime.records import Control
     from edgeleuk.runtime.saving import SiteSet
     from edgeleuk.runtime.session import run
+    from edgeleuk.runtime.sinks import Outlets, compose
 
     m = settings.model
     classifier = load(m.path or None, variant=m.variant, backend=m.backend, threads=m.threads)
@@ -210,12 +211,12 @@ def _run(args, settings, options, source):
     if options.save_frames:
         options.site = SiteSet(options.save_frames, model, options.scale, args.sample)
         _say_where_frames_go(options, classifier.labels)
-    view = _live_view(settings.serve, control, classifier, options, model) if settings.serve.address else None
+    outlets = Outlets(settings.serve if settings.serve.address else None,
+                      settings.publish if settings.publish.url else None, model)
+    everyone = compose(classifier.labels, options, control, outlets=outlets)
+    view = next((s for s in everyone if type(s).__name__ == "LiveView"), None)
     try:
-        sinks = [view] if view else []
-        if settings.publish.url:
-            sinks.append(_publisher(settings.publish, model, options.log))
-        summary, verdict = run(classifier, source, options, sinks=sinks, control=control)
+        summary, verdict = run(classifier, source, options, control=control, composed=everyone)
         if view is not None and not args.exit_at_end:
             _linger(view, control, summary.stopped_by)
         return summary, verdict
@@ -272,24 +273,6 @@ def _linger(view, control, stopped_by: str | None) -> None:
         pass
 
 
-def _publisher(conf, model: dict, log: Path | None):
-    """The MQTT publisher from the settings' [publish] section (flags included)."""
-    import socket
-    import sys
-
-    from edgeleuk.runtime.mqtt_link import BrokerLogin
-    from edgeleuk.runtime.publish import Publisher, PublishTarget
-
-    queue = conf.queue or str((log.parent if log else Path.home() / ".local" / "state" / "edgeleuk") / "outbox.sqlite")
-    target = PublishTarget(conf.url, Path(queue), conf.device_id or socket.gethostname(), frames=bool(conf.frames),
-                           resend_window=float(conf.resend_window if conf.resend_window is not None else 300.0))
-    publisher = Publisher(target, {"name": model["name"], "sha256": model["sha256"]}, BrokerLogin.of(conf),
-                          warn=lambda text: print(text, file=sys.stderr, flush=True))
-    print(f"publishing to {publisher.address.host}:{publisher.address.port} as {publisher.topic_base}/… "
-          f"(queue {queue}; {publisher.outbox.count()} waiting from before)", flush=True)
-    return publisher
-
-
 def _site_label(args, save_frames: str | None) -> str | None:
     """--label checked as a folder name; --label and --sample need somewhere to save."""
     from edgeleuk.errors import UsageError
@@ -322,15 +305,3 @@ def _model_info(classifier) -> dict:
 
     sha = classifier.variant.sha256 if classifier.variant else sha256_file(classifier.path)
     return {"name": classifier.name, "file": classifier.path.name, "sha256": sha, "edgeleuk": __version__}
-
-
-def _live_view(conf, control, classifier, options, model: dict):
-    """The browser live view from the settings' [serve] section (--serve included)."""
-    from edgeleuk.runtime.access import ServeSettings
-    from edgeleuk.runtime.live import LiveView
-
-    settings = ServeSettings(str(conf.address), conf.token, tuple(str(h) for h in conf.hosts or ()))
-    view = LiveView(settings, control, classifier.labels, options.log, model, site=options.site)
-    where = "loopback only" if view.token is None else "token required: keep this address private"
-    print(f"live view: {view.url} ({where})", flush=True)
-    return view

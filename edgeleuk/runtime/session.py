@@ -107,16 +107,16 @@ class Processor:
         return FrameResult(frame, record, quality, probs, in_distribution, ood_score, region, total)
 
 
-def run(
-    classifier, source, options: RunOptions, sinks: list | None = None, control: Control | None = None
-) -> tuple[Summary, Verdict]:
+def run(classifier, source, options: RunOptions, sinks: list | None = None, control: Control | None = None,
+        composed: list | None = None) -> tuple[Summary, Verdict]:
     """Classify frames until the source ends, N frames are accepted, a sink stops it, or Ctrl-C;
-    always logs a summary. `sinks` come after the built-in ones (log, status line, saver, window)."""
+    always logs a summary. `sinks` come after the built-in ones (log, status line, saver, window);
+    `composed`: every sink, from sinks.compose (the command's, with the live view and publisher)."""
     new_verdict = _verdicts(classifier, options)
     summary, verdict = Summary(), new_verdict()
     control = control or Control()
     processor = Processor(classifier, options)
-    everyone = compose(classifier.labels, options, control, sinks)
+    everyone = composed if composed is not None else compose(classifier.labels, options, control, sinks)
     sample = 1
     try:
         with Held(held=False) as shield:  # from hold() to release(), Ctrl-C and SIGTERM wait

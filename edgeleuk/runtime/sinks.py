@@ -1,5 +1,5 @@
-"""The sinks every run can have, and the one place that composes a run's sinks: the JSONL log, the
-status line, the frame saver, the desktop window, then the live view and the publisher."""
+"""The sinks every run can have, and `compose`, the one place that builds a run's sinks: the JSONL
+log, the status line, the frame saver, the desktop window, the live view and the publisher."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import contextlib
 import json
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -165,11 +166,23 @@ def _status(text: str, live: bool) -> None:
         print(text, flush=True)
 
 
-def compose(labels: tuple[str, ...], options: RunOptions, control: Control, extra: list | None = None) -> list[Sink]:
+@dataclass(frozen=True)
+class Outlets:
+    """What the device's settings add to a run: the live view ([serve], None: none), the publisher
+    ([publish], None: none), and the model they name."""
+
+    serve: Any
+    publish: Any
+    model: dict[str, Any]
+
+
+def compose(labels: tuple[str, ...], options: RunOptions, control: Control, extra: list | None = None,
+            outlets: Outlets | None = None) -> list[Sink]:
     """Every sink of a run, in the order each frame reaches them: the log first (a frame is logged
-    before anything else can fail), the status line, the frame saver, the window, then `extra`
-    (the live view and the publisher, which the command builds from its settings). The window
-    opens before the log does: a refused window leaves no log behind."""
+    before anything else can fail), the status line, the frame saver, the window, the live view, the
+    publisher, then `extra`. The live view and the window open before the log does: a port in use or
+    a refused window leaves no log behind."""
+    device = _outlets(labels, options, control, outlets) if outlets is not None else []
     display = Display() if options.display else None
     built: list = [LogSink(options.log)]
     if options.status != "off":
@@ -178,4 +191,42 @@ def compose(labels: tuple[str, ...], options: RunOptions, control: Control, extr
         built.append(SaverSink(options.save_frames, options.min_confidence, options.site, options.label))
     if display is not None:
         built.append(DisplaySink(display, labels, control))
-    return built + list(extra or [])
+    return built + device + list(extra or [])
+
+
+def _outlets(labels: tuple[str, ...], options: RunOptions, control: Control, outlets: Outlets) -> list:
+    sinks = []
+    if outlets.serve is not None:
+        sinks.append(_live_view(outlets.serve, labels, options, control, outlets.model))
+    if outlets.publish is not None:
+        sinks.append(_publisher(outlets.publish, outlets.model, options.log))
+    return sinks
+
+
+def _live_view(conf: Any, labels: tuple[str, ...], options: RunOptions, control: Control, model: dict[str, Any]):
+    """The browser live view from the settings' [serve] section (--serve included)."""
+    from edgeleuk.runtime.access import ServeSettings
+    from edgeleuk.runtime.live import LiveView
+
+    settings = ServeSettings(str(conf.address), conf.token, tuple(str(h) for h in conf.hosts or ()))
+    view = LiveView(settings, control, labels, options.log, model, site=options.site)
+    where = "loopback only" if view.token is None else "token required: keep this address private"
+    print(f"live view: {view.url} ({where})", flush=True)
+    return view
+
+
+def _publisher(conf: Any, model: dict[str, Any], log: Path | None):
+    """The MQTT publisher from the settings' [publish] section (flags included)."""
+    import socket
+
+    from edgeleuk.runtime.mqtt_link import BrokerLogin
+    from edgeleuk.runtime.publish import Publisher, PublishTarget
+
+    queue = conf.queue or str((log.parent if log else Path.home() / ".local" / "state" / "edgeleuk") / "outbox.sqlite")
+    target = PublishTarget(conf.url, Path(queue), conf.device_id or socket.gethostname(), frames=bool(conf.frames),
+                           resend_window=float(conf.resend_window if conf.resend_window is not None else 300.0))
+    publisher = Publisher(target, {"name": model["name"], "sha256": model["sha256"]}, BrokerLogin.of(conf),
+                          warn=lambda text: print(text, file=sys.stderr, flush=True))
+    print(f"publishing to {publisher.address.host}:{publisher.address.port} as {publisher.topic_base}/… "
+          f"(queue {queue}; {publisher.outbox.count()} waiting from before)", flush=True)
+    return publisher
