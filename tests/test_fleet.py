@@ -297,6 +297,7 @@ def test_collector_restarted_mid_run_misses_nothing(converted, clip, broker, tmp
 
 def test_ten_devices_for_a_fixed_time_and_the_collector_keeps_up(broker, tmp_path):
     from edgeleuk.runtime.publish import Publisher, PublishTarget
+    from edgeleuk.runtime.records import FrameRecord, SampleSummary
 
     collector = CollectorProcess(broker.url, tmp_path / "fleet.sqlite")
     sent = [0] * 10
@@ -308,19 +309,9 @@ def test_ten_devices_for_a_fixed_time_and_the_collector_keeps_up(broker, tmp_pat
         n = 0
         while time.monotonic() < stop:
             n += 1
-            record = {"frame": n, "sample": 1}
-            pub.frame(type("R", (), {"record": record})(), None, None)
+            pub.frame(type("R", (), {"record": FrameRecord("2026-12-08T00:00:00", "camera", n)})(), None, None)
             time.sleep(0.01)
-        pub.close(
-            {
-                "event": "summary",
-                "sample": 1,
-                "frames_seen": n,
-                "frames_rejected": {},
-                "frames_out_of_distribution": 0,
-                "verdict": {"decision": "Pre"},
-            }
-        )
+        pub.close(SampleSummary("summary", "2026-12-08T00:00:00", 1, frames_seen=n, verdict={"decision": "Pre"}))
         sent[k] = n
 
     threads = [threading.Thread(target=device, args=(k,)) for k in range(10)]
