@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeleuk.errors import UserError
 from edgeleuk.preprocess import to_rgb8
-from edgeleuk.runtime.verdict import DISCLAIMER
+from edgeleuk.runtime.verdict import DISCLAIMER, Verdict
 
 WINDOW = "edgeleuk"
 MAX_VIEW = (960, 720)  # the frame is shrunk to fit in this; the panel below it is as wide (at least 420 px)
@@ -82,6 +82,28 @@ def desktop_reachable() -> bool:
         return True
     backend = (gui_backend() or "").upper()
     return backend.startswith("GTK") and wayland_reachable()
+
+
+def verdict_text(verdict: Verdict) -> str:
+    """The sample so far, in one line (the status line, the window and the web view)."""
+    if verdict.out_of_distribution:
+        return (
+            f"sample: {verdict.decision} ({verdict.ood_frames} of {verdict.frames + verdict.ood_frames} usable frames)"
+        )
+    text = f"sample: {verdict.decision}" + (
+        f" {verdict.confidence * 100:.0f}% ({verdict.frames} frames)" if verdict.frames else ""
+    )
+    if verdict.ood_frames:
+        text += f", {verdict.ood_frames} out of distribution"
+    return text
+
+
+def view_of(result: Any, labels: tuple[str, ...]) -> tuple[np.ndarray | None, Any]:
+    """What an overlay shows for a records.FrameResult: the probabilities, or the reason the frame is
+    not answered."""
+    if result.in_distribution is False:  # shown like a refused frame: red square, the reason, no class
+        return None, replace(result.quality, usable=False, reason="out of distribution: not answered")
+    return result.probs, result.quality
 
 
 @dataclass(frozen=True)

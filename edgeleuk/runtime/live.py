@@ -31,10 +31,9 @@ import cv2
 
 from edgeleuk.errors import UserError, missing_package
 from edgeleuk.runtime.access import ServeSettings, allowed_hosts, needs_token, parse_address
-from edgeleuk.runtime.display import FrameRate, Overlay, render
+from edgeleuk.runtime.display import FrameRate, Overlay, render, verdict_text, view_of
 from edgeleuk.runtime.records import Control, FrameResult, SampleStart, SampleSummary
 from edgeleuk.runtime.saving import SiteSet, save_shown
-from edgeleuk.runtime.sinks import verdict_text, view_of
 
 HISTORY_SECONDS = 60.0
 MAX_STREAM_FPS = 30.0  # the stream follows the camera, up to this

@@ -7,18 +7,14 @@ import contextlib
 import json
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgeleuk.errors import UserError
-from edgeleuk.runtime.display import Display, Overlay
-from edgeleuk.runtime.quality import Quality
-from edgeleuk.runtime.records import Control, FrameResult, RunOptions, SampleStart, SampleSummary, Sink
+from edgeleuk.runtime.display import Display, Overlay, verdict_text, view_of
+from edgeleuk.runtime.records import Control, RunOptions, SampleStart, SampleSummary, Sink
 from edgeleuk.runtime.saving import SaverSink
-from edgeleuk.runtime.verdict import Verdict
 
 
 class JsonlLog:
@@ -63,27 +59,6 @@ class JsonlLog:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-def verdict_text(verdict: Verdict) -> str:
-    """The sample so far, in one line (the status line, the window and the web view)."""
-    if verdict.out_of_distribution:
-        return (
-            f"sample: {verdict.decision} ({verdict.ood_frames} of {verdict.frames + verdict.ood_frames} usable frames)"
-        )
-    text = f"sample: {verdict.decision}" + (
-        f" {verdict.confidence * 100:.0f}% ({verdict.frames} frames)" if verdict.frames else ""
-    )
-    if verdict.ood_frames:
-        text += f", {verdict.ood_frames} out of distribution"
-    return text
-
-
-def view_of(result: FrameResult, labels: tuple[str, ...]) -> tuple[np.ndarray | None, Quality | None]:
-    """What an overlay shows: the probabilities, or the reason the frame is not answered."""
-    if result.in_distribution is False:  # shown like a refused frame: red square, the reason, no class
-        return None, replace(result.quality, usable=False, reason="out of distribution: not answered")
-    return result.probs, result.quality
 
 
 class LogSink:
