@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from edgeleuk.runtime.records import RECORD_SCHEMA, SampleSummary
+from edgeleuk.runtime.lines import RECORD_SCHEMA, SampleSummary
 
 MAX_PAYLOAD = 1 << 20  # bytes; a frame record is about 1 kB, a verdict a few kB
 KINDS = ("verdict", "frame")
