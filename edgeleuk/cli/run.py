@@ -214,7 +214,11 @@ def _run(args, settings, options, source):
     outlets = Outlets(settings.serve if settings.serve.address else None,
                       settings.publish if settings.publish.url else None, model)
     everyone = compose(classifier.labels, options, control, outlets=outlets)
-    view = next((s for s in everyone if type(s).__name__ == "LiveView"), None)
+    view = None
+    if settings.serve.address:  # its handle, to linger on it and shut it down
+        from edgeleuk.runtime.live import LiveView
+
+        view = next(s for s in everyone if isinstance(s, LiveView))
     try:
         summary, verdict = run(classifier, source, options, control=control, composed=everyone)
         if view is not None and not args.exit_at_end:
