@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,32 +27,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from broker import start_broker  # noqa: E402
 from edgeleuk.fleet import INSERT, Store, is_postgres  # noqa: E402
-from edgeleuk.runtime.records import RECORD_SCHEMA  # noqa: E402
+from edgeleuk.runtime.lines import RECORD_SCHEMA  # noqa: E402
 
 EXE = [sys.executable, "-m", "edgeleuk"]
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def broker(folder: Path) -> tuple[subprocess.Popen, int]:
-    """Mosquitto with device/mosquitto.conf's queue settings, on a free loopback port."""
-    port = _port()
+    """Mosquitto with device/mosquitto.conf's persistence, queue and in-flight settings."""
     shipped = [line for line in (HERE.parent / "device" / "mosquitto.conf").read_text().splitlines()
                if line.startswith(("max_queued", "persistence ", "autosave", "max_inflight"))]
-    conf = folder / "mosquitto.conf"
-    conf.write_text("\n".join([f"listener {port} 127.0.0.1", "allow_anonymous true",
-                               f"persistence_location {folder}/", *shipped]) + "\n")
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # its ready line
-        if "running" in line:
-            return proc, port
-    raise SystemExit("mosquitto did not start")
+    return start_broker(folder, shipped)
 
 
 def collector(url: str, db: str) -> subprocess.Popen:
@@ -107,13 +92,27 @@ def count(db: str, run: str) -> tuple[int, int]:
         store.close()
 
 
+def stored_so_far(db: str, run: str) -> int:
+    """Rows stored so far, read cheaply so that polling takes no time from the collector: a SQLite
+    phase has a database of its own, whose last rowid is its row count (a duplicate adds no row)."""
+    if is_postgres(db):
+        return count(db, run)[0]
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return int(con.execute("SELECT MAX(rowid) FROM messages").fetchone()[0] or 0)
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        con.close()
+
+
 def wait_stored(db: str, run: str, n: int, timeout: float) -> tuple[float, int, int]:
+    """When the last of `n` messages was stored, then the exact rows and distinct ids."""
     deadline = time.monotonic() + timeout
-    rows, distinct = count(db, run)
-    while rows < n and time.monotonic() < deadline:
+    while stored_so_far(db, run) < n and time.monotonic() < deadline:
         time.sleep(0.05)
-        rows, distinct = count(db, run)
-    return time.monotonic(), rows, distinct
+    done = time.monotonic()
+    return (done, *count(db, run))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -123,9 +122,11 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def one_load(port: int, db: str, devices: int, n: int) -> dict:
-    """Full speed into a running collector, then the same number while it is stopped."""
+def one_load(port: int, target: str, devices: int, n: int) -> dict:
+    """Full speed into a running collector, then the same number while it is stopped. `target`: a
+    PostgreSQL URL, or the stem of one SQLite file per phase."""
     url = f"mqtt://127.0.0.1:{port}/bench"
+    db = target if is_postgres(target) else f"{target}-live{devices}.sqlite"
     proc = collector(url, db)
     live = payloads(devices, n, f"live{devices}")
     start = time.monotonic()
@@ -135,6 +136,7 @@ def one_load(port: int, db: str, devices: int, n: int) -> dict:
     proc.terminate()
     proc.wait(timeout=30)
     publish(port, payloads(devices, n, f"off{devices}"))  # the collector is down: the broker queues them
+    db = target if is_postgres(target) else f"{target}-off{devices}.sqlite"
     restart = time.monotonic()
     proc = collector(url, db)
     drained, off_rows, off_distinct = wait_stored(db, f"off{devices}", n, 600)
@@ -188,10 +190,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         mosquitto, port = broker(Path(tmp))
         try:
-            db = args.db or str(Path(tmp) / "fleet.sqlite")
+            db = args.db or str(Path(tmp) / "fleet")
             rows = [one_load(port, db, int(d), args.messages) for d in args.devices.split(",")]
         finally:
             mosquitto.terminate()
+            mosquitto.wait(timeout=30)  # it writes its persistence file as it stops, into the folder
         reports = []
         if args.report_rows:
             for devices in (100, 1000):

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from broker import start_broker  # noqa: E402
 from pipeline import record_clip, run_env  # noqa: E402
 from serve_cost import viewer  # noqa: E402
 
@@ -43,27 +42,12 @@ def _rss_mb(pid: int) -> float | None:
 
 
 def _broker(folder: Path) -> tuple[subprocess.Popen | None, str | None]:
-    exe = shutil.which("mosquitto") or (Path("/usr/sbin/mosquitto").is_file() and "/usr/sbin/mosquitto")
-    if not exe:
+    try:
+        proc, port = start_broker(folder)
+    except FileNotFoundError:
         print("no mosquitto here: the run does not publish (apt install mosquitto)")
         return None, None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    import getpass
-
-    conf = folder / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"mqtt://127.0.0.1:{port}/soak"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("mosquitto did not start")
+    return proc, f"mqtt://127.0.0.1:{port}/soak"
 
 
 def soak(args, work: Path) -> dict:
@@ -95,6 +79,7 @@ def soak(args, work: Path) -> dict:
     stop.set()
     if broker is not None:
         broker.terminate()
+        broker.wait(timeout=30)
     err = proc.stderr.read()
     if proc.returncode != 0:
         raise SystemExit(f"edgeleuk run failed (exit {proc.returncode}): {err[-1500:]}")
